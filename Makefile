@@ -1,0 +1,46 @@
+# Quick start: `make demo`, then `make test`. Both create .venv from the lock on first use;
+# a second run with an unchanged lock installs nothing.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+PY := $(VENV)/bin/python
+# torch is pinned in requirements.lock and installed in the same pip command as everything
+# else, so pip takes the CPU build instead of pulling a CUDA one.
+PIP_INSTALL := $(PY) -m pip install --disable-pip-version-check --quiet
+RUNTIME := $(VENV)/.installed-runtime
+DEV := $(VENV)/.installed-dev
+
+.PHONY: demo test lint format clean venv venv-dev
+
+demo: $(RUNTIME)
+	$(PY) -m siamese demo
+
+test: $(DEV)
+	@# pytest exits 5 when it collected no tests: that is a failure too.
+	$(PY) -m pytest; status=$$?; \
+	  if [ $$status -eq 5 ]; then echo 'pytest collected no tests: failing.' >&2; fi; \
+	  exit $$status
+
+lint: $(DEV)
+	$(PY) -m ruff check src tests
+	$(PY) -m ruff format --check src tests
+
+format: $(DEV)
+	$(PY) -m ruff check --fix src tests
+	$(PY) -m ruff format src tests
+
+venv: $(RUNTIME)
+venv-dev: $(DEV)
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+
+$(RUNTIME): requirements.lock pyproject.toml | $(PY)
+	$(PIP_INSTALL) -r requirements.lock -e .
+	touch $@
+
+$(DEV): requirements.lock requirements-dev.lock pyproject.toml | $(PY)
+	$(PIP_INSTALL) -r requirements.lock -r requirements-dev.lock -e .
+	touch $@ $(RUNTIME)
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache .ruff_cache

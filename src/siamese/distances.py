@@ -1,0 +1,123 @@
+"""Pairwise distances between embeddings, numerically safe.
+
+All metrics are computed in float32 (inputs in bf16/fp16 are upcast), never negative, and
+the Euclidean distance has a finite gradient everywhere, including at zero distance.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+
+from siamese.errors import ConfigError
+
+Metric = Literal["euclidean", "sqeuclidean", "cosine"]
+METRICS: tuple[str, ...] = ("euclidean", "sqeuclidean", "cosine")
+
+
+def check_metric(metric: str) -> None:
+    """Raise `ConfigError` unless `metric` is one of `METRICS`."""
+    if metric not in METRICS:
+        raise ConfigError(f"unknown metric {metric!r}: choose one of {', '.join(METRICS)}")
+
+
+def safe_sqrt(squared: torch.Tensor) -> torch.Tensor:
+    """Square root whose gradient is 0 (not inf or NaN) where the input is 0.
+
+    Args:
+        squared: any shape, values >= 0.
+    Returns:
+        same shape as `squared`.
+    """
+    zero = squared <= 0
+    # sqrt'(0) is infinite; feeding 1 where the input is 0 and masking the result keeps the
+    # value at 0 and makes the gradient there exactly 0.
+    root = torch.sqrt(torch.where(zero, torch.ones_like(squared), squared))
+    return torch.where(zero, torch.zeros_like(root), root)
+
+
+def pairwise_distances(
+    x: torch.Tensor,
+    y: torch.Tensor | None = None,
+    metric: Metric | str = "euclidean",
+) -> torch.Tensor:
+    """Distances between every row of `x` and every row of `y`.
+
+    `sqeuclidean` is ‖a‖² + ‖b‖² − 2ab (one addmm), clamped at 0; `euclidean` is its safe
+    square root; `cosine` is the cosine *distance* 1 − cos(a, b), in [0, 2]. When `y` is
+    omitted the distances are within `x` and the diagonal is exactly 0.
+
+    Args:
+        x: (N, D) embeddings, any floating dtype.
+        y: (M, D) embeddings, or None for `x` itself.
+        metric: "euclidean", "sqeuclidean" or "cosine".
+    Returns:
+        (N, M) float32 distances, >= 0.
+    """
+    check_metric(metric)
+    x = x.float()
+    same = y is None
+    y = x if y is None else y.float()
+    if x.ndim != 2 or y.ndim != 2 or x.shape[1] != y.shape[1]:
+        raise ValueError(f"expected (N, D) and (M, D) tensors, got {tuple(x.shape)} and {tuple(y.shape)}")
+    if metric == "cosine":
+        xn = torch.nn.functional.normalize(x, dim=1, eps=1e-12)
+        yn = xn if same else torch.nn.functional.normalize(y, dim=1, eps=1e-12)
+        dist = (1.0 - xn @ yn.T).clamp_min(0.0)
+    else:
+        x_sq = (x * x).sum(dim=1, keepdim=True)
+        y_sq = x_sq if same else (y * y).sum(dim=1, keepdim=True)
+        dist = torch.addmm(x_sq + y_sq.T, x, y.T, beta=1.0, alpha=-2.0).clamp_min(0.0)
+    if same:
+        # Rounding leaves the diagonal slightly positive; it is exactly 0 by definition.
+        eye = torch.eye(dist.shape[0], dtype=torch.bool, device=dist.device)
+        dist = dist.masked_fill(eye, 0.0)
+    if metric == "euclidean":
+        dist = safe_sqrt(dist)
+    return dist
+
+
+def paired_distances(a: torch.Tensor, b: torch.Tensor, metric: Metric | str = "euclidean") -> torch.Tensor:
+    """Distance between row i of `a` and row i of `b`, for every i.
+
+    Args:
+        a: (N, D) embeddings.
+        b: (N, D) embeddings.
+        metric: "euclidean", "sqeuclidean" or "cosine".
+    Returns:
+        (N,) float32 distances, >= 0.
+    """
+    check_metric(metric)
+    a, b = a.float(), b.float()
+    if a.shape != b.shape or a.ndim != 2:
+        raise ValueError(f"expected two (N, D) tensors of one shape, got {tuple(a.shape)} and {tuple(b.shape)}")
+    if metric == "cosine":
+        cos = torch.nn.functional.cosine_similarity(a, b, dim=1, eps=1e-12)
+        return (1.0 - cos).clamp_min(0.0)
+    squared = ((a - b) ** 2).sum(dim=1)
+    return squared if metric == "sqeuclidean" else safe_sqrt(squared)
+
+
+def batched_pairwise_distances(
+    x: torch.Tensor, y: torch.Tensor, metric: Metric | str = "euclidean"
+) -> torch.Tensor:
+    """`pairwise_distances` for a batch of independent sets (no gradient care: for evaluation).
+
+    Args:
+        x: (E, N, D) embeddings.
+        y: (E, R, D) embeddings.
+        metric: "euclidean", "sqeuclidean" or "cosine".
+    Returns:
+        (E, N, R) float32 distances, >= 0.
+    """
+    check_metric(metric)
+    x, y = x.float(), y.float()
+    if metric == "cosine":
+        xn = torch.nn.functional.normalize(x, dim=-1, eps=1e-12)
+        yn = torch.nn.functional.normalize(y, dim=-1, eps=1e-12)
+        return (1.0 - xn @ yn.transpose(1, 2)).clamp_min(0.0)
+    squared = (
+        (x * x).sum(-1, keepdim=True) + (y * y).sum(-1)[:, None, :] - 2.0 * (x @ y.transpose(1, 2))
+    ).clamp_min(0.0)
+    return squared if metric == "sqeuclidean" else squared.sqrt()

@@ -1,0 +1,27 @@
+"""Errors a user can cause. Each message says what was wrong, where, and what to do.
+
+The CLI prints these messages without a traceback and exits non-zero; any other exception
+is a bug in `siamese`.
+"""
+
+from __future__ import annotations
+
+
+class SiameseError(Exception):
+    """Base class of every error a user can cause (bad data, bad config, bad path)."""
+
+
+class ConfigError(SiameseError):
+    """An option, argument or config value is invalid."""
+
+
+class DataError(SiameseError):
+    """Input data is missing, malformed or unusable."""
+
+
+class OutputError(SiameseError):
+    """A result cannot be written where the user asked."""
+
+
+class CheckpointError(SiameseError):
+    """A checkpoint or saved model is missing, corrupt or incompatible."""

@@ -1,0 +1,1 @@
+"""Metrics for trained embeddings: verification, one-shot identification, and run reports."""

@@ -1,0 +1,165 @@
+"""How examples are grouped into batches, pairs and triplets.
+
+Label convention for pairs: 1 = same class (genuine), 0 = different class (impostor).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+import torch
+
+from siamese.errors import ConfigError, DataError
+
+
+class PKSampler(torch.utils.data.Sampler[list[int]]):
+    """Batches of P classes × K samples each, for online mining.
+
+    An epoch has `max(ceil(C / P), N // (P·K))` batches, where C counts the classes with at
+    least 2 samples (a class with one sample can never form a positive, so it is never
+    drawn) and N their samples: every such class is visited at least once, and about N
+    samples are seen. Classes are taken from successive shuffled passes over the classes;
+    samples of a class from a shuffled queue that is refilled when empty, so within an epoch
+    a sample repeats only after all others of its class were drawn. A class with fewer than
+    K samples is drawn with replacement within its batch.
+
+    The order depends only on (seed, epoch): call `set_epoch` before each epoch. With
+    `world_size > 1` every rank generates the same global sequence and takes batches
+    `rank, rank + world_size, ...`, so the ranks' batches are disjoint.
+
+    Args:
+        labels: (N,) integer class labels of the dataset.
+        p: classes per batch (2 <= p <= C).
+        k: samples per class (>= 2).
+        seed: base seed of the order.
+        rank, world_size: the shard of this process.
+    """
+
+    def __init__(
+        self,
+        labels: torch.Tensor | np.ndarray,
+        p: int,
+        k: int,
+        seed: int = 0,
+        rank: int = 0,
+        world_size: int = 1,
+    ) -> None:
+        labels = np.asarray(labels.cpu() if isinstance(labels, torch.Tensor) else labels)
+        if labels.ndim != 1:
+            raise DataError(f"PKSampler needs a 1-D label array, got shape {labels.shape}")
+        classes, counts = np.unique(labels, return_counts=True)
+        usable = classes[counts >= 2]
+        if usable.size < 2:
+            raise DataError(
+                f"P×K sampling needs at least 2 classes with 2 or more samples each; this data has "
+                f"{usable.size} (of {classes.size} classes). Add samples or classes."
+            )
+        if k < 2:
+            raise ConfigError(f"K (samples per class) must be >= 2 to form positives, got {k}")
+        if not 2 <= p <= usable.size:
+            raise ConfigError(
+                f"P (classes per batch) must be between 2 and the {usable.size} usable classes, got {p}"
+            )
+        if world_size < 1 or not 0 <= rank < world_size:
+            raise ConfigError(f"rank must be in [0, world_size), got rank={rank}, world_size={world_size}")
+        order = np.argsort(labels, kind="stable")
+        starts = np.searchsorted(labels[order], usable)
+        ends = np.searchsorted(labels[order], usable, side="right")
+        self.members = [order[s:e] for s, e in zip(starts, ends, strict=True)]
+        self.p, self.k = p, k
+        self.seed, self.rank, self.world_size = seed, rank, world_size
+        self.epoch = 0
+        n_usable = int(sum(len(m) for m in self.members))
+        self.global_batches = max(-(-len(self.members) // p), n_usable // (p * k))
+        self.global_batches = -(-self.global_batches // world_size) * world_size
+
+    def set_epoch(self, epoch: int) -> None:
+        """Select the epoch whose order `__iter__` yields."""
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.global_batches // self.world_size
+
+    def __iter__(self) -> Iterator[list[int]]:
+        rng = np.random.default_rng([self.seed, self.epoch])
+        n_classes = len(self.members)
+        remaining = rng.permutation(n_classes).tolist()
+        queues = [rng.permutation(m) for m in self.members]
+        heads = [0] * n_classes
+        for batch_index in range(self.global_batches):
+            if len(remaining) >= self.p:
+                chosen, remaining = remaining[: self.p], remaining[self.p :]
+            else:
+                # Start the next pass over the classes with the leftovers of this one, so a
+                # batch never holds a class twice and every pass visits each class once.
+                leftovers = set(remaining)
+                fresh = [c for c in rng.permutation(n_classes).tolist() if c not in leftovers]
+                need = self.p - len(remaining)
+                chosen, remaining = remaining + fresh[:need], fresh[need:]
+            batch: list[int] = []
+            for c in chosen:
+                members = self.members[c]
+                if len(members) < self.k:
+                    batch.extend(rng.choice(members, size=self.k, replace=True).tolist())
+                    continue
+                if heads[c] + self.k > len(members):
+                    queues[c] = rng.permutation(members)
+                    heads[c] = 0
+                batch.extend(queues[c][heads[c] : heads[c] + self.k].tolist())
+                heads[c] += self.k
+            if batch_index % self.world_size == self.rank:
+                yield batch
+
+
+def balanced_pairs(
+    labels: torch.Tensor, n_pairs: int, seed: int = 0
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """A seeded set of genuine and impostor pairs, half each, without self-pairs.
+
+    Genuine pairs are drawn uniformly among the same-class pairs i != j (classes with one
+    sample give none), impostor pairs uniformly among the different-class pairs.
+
+    Args:
+        labels: (N,) int64 labels.
+        n_pairs: total number of pairs (genuine = n_pairs // 2, impostor the rest).
+        seed: random seed.
+    Returns:
+        (i, j, same): (n_pairs,) int64 indices into `labels` and (n_pairs,) int64 pair labels,
+        1 = genuine, 0 = impostor.
+    """
+    labels = labels.cpu()
+    g = torch.Generator().manual_seed(seed)
+    n = labels.shape[0]
+    classes, inverse, counts = torch.unique(labels, return_inverse=True, return_counts=True)
+    if classes.numel() < 2 or int(counts.max()) < 2:
+        raise DataError("balanced pairs need at least 2 classes and one class with 2 or more samples")
+    n_genuine = n_pairs // 2
+    n_impostor = n_pairs - n_genuine
+    # Genuine: pick an anchor with probability proportional to its class's pair count
+    # (count − 1), then a different member of its class.
+    order = torch.argsort(inverse, stable=True)
+    starts = torch.cumsum(counts, 0) - counts
+    weight = (counts[inverse] - 1).double()
+    i_gen = torch.multinomial(weight, n_genuine, replacement=True, generator=g)
+    c = inverse[i_gen]
+    offset = (torch.rand(n_genuine, generator=g) * (counts[c] - 1).double()).long()
+    # Skip the anchor's own position in its class block.
+    own = torch.empty(n, dtype=torch.long)
+    own[order] = torch.arange(n) - starts[inverse[order]]
+    offset = offset + (offset >= own[i_gen]).long()
+    j_gen = order[starts[c] + offset]
+    # Impostor: rejection sampling of uniform pairs; different-class pairs are the majority
+    # whenever there are several classes, so a few rounds suffice.
+    i_imp = torch.empty(0, dtype=torch.long)
+    j_imp = torch.empty(0, dtype=torch.long)
+    while i_imp.numel() < n_impostor:
+        draw = 2 * (n_impostor - i_imp.numel()) + 16
+        i = torch.randint(n, (draw,), generator=g)
+        j = torch.randint(n, (draw,), generator=g)
+        keep = inverse[i] != inverse[j]
+        i_imp = torch.cat([i_imp, i[keep]])
+        j_imp = torch.cat([j_imp, j[keep]])
+    i_imp, j_imp = i_imp[:n_impostor], j_imp[:n_impostor]
+    same = torch.cat([torch.ones(n_genuine, dtype=torch.long), torch.zeros(n_impostor, dtype=torch.long)])
+    return torch.cat([i_gen, i_imp]), torch.cat([j_gen, j_imp]), same
