@@ -2,30 +2,55 @@
 
 Shared-weight encoders trained with contrastive or triplet loss, then used for verification,
 one-shot identification, retrieval and novelty detection.
+
+The public names below are imported on first use, so that `siamese --help` and the error
+classes do not pay for importing torch.
 """
 
-from siamese.data import LabeledData, load_glyphs
-from siamese.distances import pairwise_distances
-from siamese.errors import CheckpointError, ConfigError, DataError, OutputError, SiameseError
-from siamese.losses import LossOutput, TripletLoss, triplet_margin_loss
-from siamese.models import ConvNet, EmbeddingNet
-from siamese.sampling import PKSampler
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "CheckpointError",
-    "ConfigError",
-    "ConvNet",
-    "DataError",
-    "EmbeddingNet",
-    "LabeledData",
-    "LossOutput",
-    "OutputError",
-    "PKSampler",
-    "SiameseError",
-    "TripletLoss",
-    "load_glyphs",
-    "pairwise_distances",
-    "triplet_margin_loss",
-]
+_PUBLIC: dict[str, str] = {
+    "SiameseError": "siamese.errors",
+    "ConfigError": "siamese.errors",
+    "DataError": "siamese.errors",
+    "OutputError": "siamese.errors",
+    "CheckpointError": "siamese.errors",
+    "LabeledData": "siamese.data.labeled",
+    "load_glyphs": "siamese.data.glyphs",
+    "pairwise_distances": "siamese.distances",
+    "LossOutput": "siamese.losses",
+    "TripletLoss": "siamese.losses",
+    "triplet_margin_loss": "siamese.losses",
+    "ConvNet": "siamese.models.convnet",
+    "EmbeddingNet": "siamese.models.embedding",
+    "PKSampler": "siamese.sampling",
+}
+
+__all__ = sorted(_PUBLIC)
+
+if TYPE_CHECKING:
+    from siamese.data.glyphs import load_glyphs
+    from siamese.data.labeled import LabeledData
+    from siamese.distances import pairwise_distances
+    from siamese.errors import CheckpointError, ConfigError, DataError, OutputError, SiameseError
+    from siamese.losses import LossOutput, TripletLoss, triplet_margin_loss
+    from siamese.models.convnet import ConvNet
+    from siamese.models.embedding import EmbeddingNet
+    from siamese.sampling import PKSampler
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _PUBLIC:
+        raise AttributeError(f"module 'siamese' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_PUBLIC[name]), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_PUBLIC])

@@ -27,12 +27,14 @@ def _root() -> None:
 
 @app.command()
 def demo(
-    out: Annotated[Path, typer.Option("--out", help="Run directory for the report, figures and model.")] = Path(
-        "runs/demo"
-    ),
+    out: Annotated[
+        Path, typer.Option("--out", help="Run directory for the report, figures and model.")
+    ] = Path("runs/demo"),
     epochs: Annotated[int, typer.Option("--epochs", min=1, max=1000, help="Training epochs.")] = 3,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the data, split and training.")] = 0,
-    quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar or table; just the report path.")] = False,
+    quiet: Annotated[
+        bool, typer.Option("--quiet", help="No progress bar or table; just the report path.")
+    ] = False,
 ) -> None:
     """Train on rendered characters, then recognise held-out characters from one example."""
     from siamese.demo import DemoSettings, run_demo, summary_table
@@ -41,8 +43,10 @@ def demo(
     metrics = run_demo(out, DemoSettings(epochs=epochs, seed=seed), console, quiet=quiet)
     if not quiet:
         console.print(summary_table(metrics))
-        console.print(f"train {metrics['train_seconds']:.1f} s, total {metrics['total_seconds']:.1f} s")
-    console.print(f"report: {out / 'report.md'}")
+        console.print(
+            f"train {metrics['train_seconds']:.1f} s, total {metrics['total_seconds']:.1f} s"
+        )
+    typer.echo(f"report: {out / 'report.md'}")
 
 
 def main(argv: list[str] | None = None) -> None:

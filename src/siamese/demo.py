@@ -7,7 +7,6 @@ one example in another font — beside the same measures on raw pixels — and w
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -23,7 +22,13 @@ from siamese.distances import paired_distances
 from siamese.errors import ConfigError
 from siamese.evaluation.embed import embed
 from siamese.evaluation.fewshot import episode_predictions, episodic_accuracy, sample_episodes
-from siamese.evaluation.verification import accuracy_at_threshold, best_threshold, eer, roc_auc, roc_curve
+from siamese.evaluation.verification import (
+    accuracy_at_threshold,
+    best_threshold,
+    eer,
+    roc_auc,
+    roc_curve,
+)
 from siamese.losses import TripletLoss
 from siamese.models import ConvNet, EmbeddingNet
 from siamese.plots import plot_embedding_2d, plot_oneshot_episodes, plot_roc, plot_training_curves
@@ -72,7 +77,9 @@ class Embedded:
     pixels: torch.Tensor  # (N, H·W)
 
 
-def run_demo(out: Path, settings: DemoSettings, console: Console, quiet: bool = False) -> dict[str, float]:
+def run_demo(
+    out: Path, settings: DemoSettings, console: Console, quiet: bool = False
+) -> dict[str, float]:
     """Run the demo into `out` and return its metrics (also written to `out/metrics.json`)."""
     settings.validate()
     started = time.perf_counter()
@@ -92,9 +99,19 @@ def run_demo(out: Path, settings: DemoSettings, console: Console, quiet: bool = 
         )
 
     model = EmbeddingNet(ConvNet(in_channels=1, widths=settings.widths), settings.embedding_dim)
-    sampler = PKSampler(train_data.y, p=settings.classes_per_batch, k=settings.samples_per_class, seed=settings.seed)
+    sampler = PKSampler(
+        train_data.y, p=settings.classes_per_batch, k=settings.samples_per_class, seed=settings.seed
+    )
     loss = TripletLoss(margin=settings.margin, metric="euclidean", mining="semihard")
-    history = fit(model, train_data, loss, sampler, settings.epochs, lr=settings.learning_rate, show_progress=not quiet)
+    history = fit(
+        model,
+        train_data,
+        loss,
+        sampler,
+        settings.epochs,
+        lr=settings.learning_rate,
+        show_progress=not quiet,
+    )
 
     unseen = _embed_split(model, data.with_classes(held_out))
     val = _embed_split(model, data.with_classes(validation))
@@ -110,7 +127,12 @@ def run_demo(out: Path, settings: DemoSettings, console: Console, quiet: bool = 
         metrics[f"{prefix}threshold"] = verification["threshold"]
         for n_way in (5, 20):
             mean, ci = episodic_accuracy(
-                getattr(unseen, attr), unseen.data.y, n_way, 1, settings.episodes, settings.seed,
+                getattr(unseen, attr),
+                unseen.data.y,
+                n_way,
+                1,
+                settings.episodes,
+                settings.seed,
                 groups=unseen.data.meta["writer"],
             )
             key = f"oneshot_{n_way}way" if name == "siamese" else f"raw_pixels_oneshot_{n_way}way"
@@ -128,11 +150,16 @@ def run_demo(out: Path, settings: DemoSettings, console: Console, quiet: bool = 
 
 
 def _embed_split(model: torch.nn.Module, data: LabeledData) -> Embedded:
-    return Embedded(data=data, trained=embed(model, data.x), pixels=data.x.flatten(1).float() / 255.0)
+    return Embedded(
+        data=data, trained=embed(model, data.x), pixels=data.x.flatten(1).float() / 255.0
+    )
 
 
-def _verification(val: Embedded, unseen: Embedded, attr: str, settings: DemoSettings) -> tuple[dict[str, float], object]:
+def _verification(
+    val: Embedded, unseen: Embedded, attr: str, settings: DemoSettings
+) -> tuple[dict[str, float], object]:
     """AUC and EER on held-out pairs; accuracy there at the threshold best on validation pairs."""
+
     def pair_distances(split: Embedded, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
         i, j, same = balanced_pairs(split.data.y, settings.verification_pairs, seed=seed)
         emb = getattr(split, attr)
@@ -151,27 +178,39 @@ def _verification(val: Embedded, unseen: Embedded, attr: str, settings: DemoSett
 
 
 def _draw_figures(
-    folder: Path, unseen: Embedded, records: list[dict[str, float]], rocs: dict, settings: DemoSettings
+    folder: Path,
+    unseen: Embedded,
+    records: list[dict[str, float]],
+    rocs: dict,
+    settings: DemoSettings,
 ) -> dict[str, Path]:
     data = unseen.data
     shown = data.class_ids[:12]
     mask = torch.isin(data.y, shown)
     figures = {
         "embedding": plot_embedding_2d(
-            unseen.trained[mask], data.y[mask], data.classes, folder / "embedding.png",
+            unseen.trained[mask],
+            data.y[mask],
+            data.classes,
+            folder / "embedding.png",
             f"Embedding of {shown.numel()} held-out characters (never trained on), PCA",
         ),
         "loss": plot_training_curves(records, folder / "loss.png"),
         "roc": plot_roc(
             {"Siamese embedding": rocs["siamese"], "raw pixels": rocs["raw_pixels"]},
-            folder / "roc.png", "Verification on held-out characters",
+            folder / "roc.png",
+            "Verification on held-out characters",
         ),
     }
     episodes = sample_episodes(data.y, 5, 1, 6, seed=settings.seed + 7, groups=data.meta["writer"])
     predicted = episode_predictions(unseen.trained, episodes)
     # One row per episode showing the query of way 0, so the true class is the first support.
     figures["oneshot"] = plot_oneshot_episodes(
-        data.x, episodes.support[..., 0], episodes.query[:, 0], predicted[:, 0], folder / "oneshot.png",
+        data.x,
+        episodes.support[..., 0],
+        episodes.query[:, 0],
+        predicted[:, 0],
+        folder / "oneshot.png",
         "5-way one-shot on held-out characters: which single example matches the query?",
     )
     return figures
@@ -250,11 +289,27 @@ def summary_table(metrics: dict[str, float]) -> Table:
     table.add_column("measure")
     table.add_column("Siamese", justify="right")
     table.add_column("raw pixels", justify="right")
-    table.add_row("verification AUC", f"{metrics['unseen_verification_auc']:.3f}", f"{metrics['raw_pixels_verification_auc']:.3f}")
-    table.add_row("equal error rate", f"{metrics['unseen_eer']:.1%}", f"{metrics['raw_pixels_eer']:.1%}")
     table.add_row(
-        "pair accuracy", f"{metrics['unseen_verification_accuracy']:.1%}", f"{metrics['raw_pixels_verification_accuracy']:.1%}"
+        "verification AUC",
+        f"{metrics['unseen_verification_auc']:.3f}",
+        f"{metrics['raw_pixels_verification_auc']:.3f}",
     )
-    table.add_row("5-way 1-shot", f"{metrics['oneshot_5way']:.1%}", f"{metrics['raw_pixels_oneshot_5way']:.1%}")
-    table.add_row("20-way 1-shot", f"{metrics['oneshot_20way']:.1%}", f"{metrics['raw_pixels_oneshot_20way']:.1%}")
+    table.add_row(
+        "equal error rate", f"{metrics['unseen_eer']:.1%}", f"{metrics['raw_pixels_eer']:.1%}"
+    )
+    table.add_row(
+        "pair accuracy",
+        f"{metrics['unseen_verification_accuracy']:.1%}",
+        f"{metrics['raw_pixels_verification_accuracy']:.1%}",
+    )
+    table.add_row(
+        "5-way 1-shot",
+        f"{metrics['oneshot_5way']:.1%}",
+        f"{metrics['raw_pixels_oneshot_5way']:.1%}",
+    )
+    table.add_row(
+        "20-way 1-shot",
+        f"{metrics['oneshot_20way']:.1%}",
+        f"{metrics['raw_pixels_oneshot_20way']:.1%}",
+    )
     return table

@@ -1,6 +1,6 @@
 """Pairwise distances between embeddings, numerically safe.
 
-All metrics are computed in float32 (inputs in bf16/fp16 are upcast), never negative, and
+All metrics are computed in float32 (bf16/fp16 inputs are upcast; float64 stays float64), never negative, and
 the Euclidean distance has a finite gradient everywhere, including at zero distance.
 """
 
@@ -14,6 +14,11 @@ from siamese.errors import ConfigError
 
 Metric = Literal["euclidean", "sqeuclidean", "cosine"]
 METRICS: tuple[str, ...] = ("euclidean", "sqeuclidean", "cosine")
+
+
+def as_distance_dtype(x: torch.Tensor) -> torch.Tensor:
+    """float32 for every input but float64, which stays float64 (for references and gradcheck)."""
+    return x if x.dtype == torch.float64 else x.float()
 
 
 def check_metric(metric: str) -> None:
@@ -53,14 +58,16 @@ def pairwise_distances(
         y: (M, D) embeddings, or None for `x` itself.
         metric: "euclidean", "sqeuclidean" or "cosine".
     Returns:
-        (N, M) float32 distances, >= 0.
+        (N, M) float32 (float64 for float64 inputs) distances, >= 0.
     """
     check_metric(metric)
-    x = x.float()
+    x = as_distance_dtype(x)
     same = y is None
-    y = x if y is None else y.float()
+    y = x if y is None else as_distance_dtype(y)
     if x.ndim != 2 or y.ndim != 2 or x.shape[1] != y.shape[1]:
-        raise ValueError(f"expected (N, D) and (M, D) tensors, got {tuple(x.shape)} and {tuple(y.shape)}")
+        raise ValueError(
+            f"expected (N, D) and (M, D) tensors, got {tuple(x.shape)} and {tuple(y.shape)}"
+        )
     if metric == "cosine":
         xn = torch.nn.functional.normalize(x, dim=1, eps=1e-12)
         yn = xn if same else torch.nn.functional.normalize(y, dim=1, eps=1e-12)
@@ -78,7 +85,9 @@ def pairwise_distances(
     return dist
 
 
-def paired_distances(a: torch.Tensor, b: torch.Tensor, metric: Metric | str = "euclidean") -> torch.Tensor:
+def paired_distances(
+    a: torch.Tensor, b: torch.Tensor, metric: Metric | str = "euclidean"
+) -> torch.Tensor:
     """Distance between row i of `a` and row i of `b`, for every i.
 
     Args:
@@ -89,9 +98,11 @@ def paired_distances(a: torch.Tensor, b: torch.Tensor, metric: Metric | str = "e
         (N,) float32 distances, >= 0.
     """
     check_metric(metric)
-    a, b = a.float(), b.float()
+    a, b = as_distance_dtype(a), as_distance_dtype(b)
     if a.shape != b.shape or a.ndim != 2:
-        raise ValueError(f"expected two (N, D) tensors of one shape, got {tuple(a.shape)} and {tuple(b.shape)}")
+        raise ValueError(
+            f"expected two (N, D) tensors of one shape, got {tuple(a.shape)} and {tuple(b.shape)}"
+        )
     if metric == "cosine":
         cos = torch.nn.functional.cosine_similarity(a, b, dim=1, eps=1e-12)
         return (1.0 - cos).clamp_min(0.0)
@@ -112,7 +123,7 @@ def batched_pairwise_distances(
         (E, N, R) float32 distances, >= 0.
     """
     check_metric(metric)
-    x, y = x.float(), y.float()
+    x, y = as_distance_dtype(x), as_distance_dtype(y)
     if metric == "cosine":
         xn = torch.nn.functional.normalize(x, dim=-1, eps=1e-12)
         yn = torch.nn.functional.normalize(y, dim=-1, eps=1e-12)

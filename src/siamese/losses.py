@@ -56,7 +56,9 @@ def triplet_margin_loss(
     return _triplet_terms(d_ap, d_an, margin, soft)
 
 
-def _triplet_terms(d_ap: torch.Tensor, d_an: torch.Tensor, margin: float, soft: bool) -> torch.Tensor:
+def _triplet_terms(
+    d_ap: torch.Tensor, d_an: torch.Tensor, margin: float, soft: bool
+) -> torch.Tensor:
     if soft:
         return torch.nn.functional.softplus(d_ap - d_an)
     return torch.relu(d_ap - d_an + margin)

@@ -7,11 +7,11 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
 
-from siamese.evaluation.verification import RocCurve  # noqa: E402
+from siamese.evaluation.verification import RocCurve
 
 TRAINED_COLOR = "#1f77b4"
 BASELINE_COLOR = "#7f7f7f"
@@ -33,13 +33,15 @@ def plot_embedding_2d(
     path: Path,
     title: str,
 ) -> Path:
-    """Scatter of a 2-D PCA projection of `embeddings` (N, D), coloured by class, with each
-    class's name written at its centroid."""
+    """Scatter of `embeddings` (N, D) projected on the two principal axes of the class
+    centroids (which spreads the classes apart better than PCA of all points), coloured by
+    class, with each class's name written at its centroid."""
     x = embeddings.double()
-    x = x - x.mean(dim=0)
-    _, _, v = torch.linalg.svd(x, full_matrices=False)
-    xy = (x @ v[:2].T).numpy()
     classes = torch.unique(labels).tolist()
+    centroids = torch.stack([x[labels == c].mean(dim=0) for c in classes])
+    center = centroids.mean(dim=0)
+    _, _, v = torch.linalg.svd(centroids - center, full_matrices=False)
+    xy = ((x - center) @ v[:2].T).numpy()
     cmap = plt.get_cmap("tab20")
     fig, ax = plt.subplots(figsize=(7, 6))
     for i, c in enumerate(classes):
@@ -47,8 +49,17 @@ def plot_embedding_2d(
         color = cmap(i % 20)
         ax.scatter(xy[mask, 0], xy[mask, 1], s=8, color=color, alpha=0.6, linewidths=0)
         cx, cy = xy[mask].mean(axis=0)
-        ax.text(cx, cy, class_names[c], fontsize=13, ha="center", va="center", weight="bold",
-                color=color, bbox={"boxstyle": "round,pad=0.15", "fc": "white", "ec": color, "alpha": 0.8})
+        ax.text(
+            cx,
+            cy,
+            class_names[c],
+            fontsize=13,
+            ha="center",
+            va="center",
+            weight="bold",
+            color=color,
+            bbox={"boxstyle": "round,pad=0.15", "fc": "white", "ec": color, "alpha": 0.8},
+        )
     ax.set_title(title)
     ax.set_xlabel("principal component 1")
     ax.set_ylabel("principal component 2")
@@ -64,7 +75,9 @@ def plot_training_curves(records: list[dict[str, float]], path: Path) -> Path:
     ax.set_ylabel("triplet loss", color=TRAINED_COLOR)
     ax.set_ylim(bottom=0)
     twin = ax.twinx()
-    twin.plot(steps, [r["active_fraction"] for r in records], color="#ff7f0e", label="active fraction")
+    twin.plot(
+        steps, [r["active_fraction"] for r in records], color="#ff7f0e", label="active fraction"
+    )
     twin.set_ylabel("active triplets (loss > 0)", color="#ff7f0e")
     twin.set_ylim(0, 1)
     ax.set_title("Training")
@@ -77,7 +90,12 @@ def plot_roc(curves: dict[str, tuple[RocCurve, float, float]], path: Path, title
     fig, ax = plt.subplots(figsize=(5.5, 5))
     colors = [TRAINED_COLOR, BASELINE_COLOR, "#9467bd", "#8c564b"]
     for (name, (curve, auc, eer_value)), color in zip(curves.items(), colors, strict=False):
-        ax.plot(curve.far.numpy(), curve.tar.numpy(), color=color, label=f"{name} (AUC {auc:.3f}, EER {eer_value:.1%})")
+        ax.plot(
+            curve.far.numpy(),
+            curve.tar.numpy(),
+            color=color,
+            label=f"{name} (AUC {auc:.3f}, EER {eer_value:.1%})",
+        )
         ax.plot([eer_value], [1 - eer_value], "o", color=color)
     ax.plot([0, 1], [1, 0], ":", color="black", linewidth=0.8, label="FAR = FRR (EER line)")
     ax.plot([0, 1], [0, 1], "--", color=BASELINE_COLOR, linewidth=0.8)
@@ -110,7 +128,9 @@ def plot_oneshot_episodes(
     first: way 0 is the true class.
     """
     rows, n_way = support.shape
-    fig, axes = plt.subplots(rows, n_way + 1, figsize=(1.3 * (n_way + 1), 1.45 * rows), squeeze=False)
+    fig, axes = plt.subplots(
+        rows, n_way + 1, figsize=(1.3 * (n_way + 1), 1.45 * rows), squeeze=False
+    )
     for r in range(rows):
         _show(axes[r, 0], images[query[r]], "query" if r == 0 else "", "black", 2.5)
         for w in range(n_way):
@@ -120,8 +140,13 @@ def plot_oneshot_episodes(
             _show(axes[r, w + 1], images[support[r, w]], label, color, 3.5 if picked else 1)
         axes[r, 0].set_ylabel(f"episode {r + 1}", fontsize=8)
     fig.suptitle(title, fontsize=11)
-    fig.text(0.5, 0.0, "framed: the model's pick (green right, red wrong); the true class's example is first",
-             ha="center", fontsize=8)
+    fig.text(
+        0.5,
+        0.0,
+        "framed: the model's pick (green right, red wrong); the true class's example is first",
+        ha="center",
+        fontsize=8,
+    )
     return _save(fig, path)
 
 

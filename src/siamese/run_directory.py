@@ -59,7 +59,9 @@ def write_json_atomic(path: Path, value: Any) -> None:
     write_bytes_atomic(path, (json.dumps(value, indent=2, sort_keys=True) + "\n").encode())
 
 
-def save_model(out: Path, model: torch.nn.Module, input_shape: tuple[int, ...], settings: dict[str, Any]) -> None:
+def save_model(
+    out: Path, model: torch.nn.Module, input_shape: tuple[int, ...], settings: dict[str, Any]
+) -> None:
     """Save `model.safetensors` (the weights) and `model.json` (what rebuilds it: the
     architecture settings, the input shape and a SHA-256 fingerprint of the weights file)."""
     state = {name: t.detach().contiguous() for name, t in model.state_dict().items()}

@@ -19,9 +19,9 @@ class PKSampler(torch.utils.data.Sampler[list[int]]):
     An epoch has `max(ceil(C / P), N // (P·K))` batches, where C counts the classes with at
     least 2 samples (a class with one sample can never form a positive, so it is never
     drawn) and N their samples: every such class is visited at least once, and about N
-    samples are seen. Classes are taken from successive shuffled passes over the classes;
-    samples of a class from a shuffled queue that is refilled when empty, so within an epoch
-    a sample repeats only after all others of its class were drawn. A class with fewer than
+    samples are seen. Classes come from successive shuffled passes over the classes, and the
+    samples of each class from successive shuffled passes over its members, so a sample
+    repeats only after every other sample of its class was drawn. A class with fewer than
     K samples is drawn with replacement within its batch.
 
     The order depends only on (seed, epoch): call `set_epoch` before each epoch. With
@@ -62,7 +62,9 @@ class PKSampler(torch.utils.data.Sampler[list[int]]):
                 f"P (classes per batch) must be between 2 and the {usable.size} usable classes, got {p}"
             )
         if world_size < 1 or not 0 <= rank < world_size:
-            raise ConfigError(f"rank must be in [0, world_size), got rank={rank}, world_size={world_size}")
+            raise ConfigError(
+                f"rank must be in [0, world_size), got rank={rank}, world_size={world_size}"
+            )
         order = np.argsort(labels, kind="stable")
         starts = np.searchsorted(labels[order], usable)
         ends = np.searchsorted(labels[order], usable, side="right")
@@ -83,33 +85,44 @@ class PKSampler(torch.utils.data.Sampler[list[int]]):
 
     def __iter__(self) -> Iterator[list[int]]:
         rng = np.random.default_rng([self.seed, self.epoch])
-        n_classes = len(self.members)
-        remaining = rng.permutation(n_classes).tolist()
-        queues = [rng.permutation(m) for m in self.members]
-        heads = [0] * n_classes
+        classes = _ShuffledCycle(np.arange(len(self.members)), rng)
+        members = [_ShuffledCycle(m, rng) for m in self.members]
         for batch_index in range(self.global_batches):
-            if len(remaining) >= self.p:
-                chosen, remaining = remaining[: self.p], remaining[self.p :]
-            else:
-                # Start the next pass over the classes with the leftovers of this one, so a
-                # batch never holds a class twice and every pass visits each class once.
-                leftovers = set(remaining)
-                fresh = [c for c in rng.permutation(n_classes).tolist() if c not in leftovers]
-                need = self.p - len(remaining)
-                chosen, remaining = remaining + fresh[:need], fresh[need:]
             batch: list[int] = []
-            for c in chosen:
-                members = self.members[c]
-                if len(members) < self.k:
-                    batch.extend(rng.choice(members, size=self.k, replace=True).tolist())
-                    continue
-                if heads[c] + self.k > len(members):
-                    queues[c] = rng.permutation(members)
-                    heads[c] = 0
-                batch.extend(queues[c][heads[c] : heads[c] + self.k].tolist())
-                heads[c] += self.k
+            for c in classes.take(self.p):
+                if len(self.members[c]) < self.k:
+                    batch.extend(rng.choice(self.members[c], size=self.k, replace=True).tolist())
+                else:
+                    batch.extend(members[c].take(self.k))
             if batch_index % self.world_size == self.rank:
                 yield batch
+
+
+class _ShuffledCycle:
+    """Draws items in successive shuffled passes; a draw that spans two passes takes the
+    rest of the old pass and completes it from the new one without repeating an item, and
+    those items count as drawn in the new pass. So no draw holds an item twice, and within
+    a pass every item is drawn once."""
+
+    def __init__(self, items: np.ndarray, rng: np.random.Generator) -> None:
+        self.items, self.rng = items, rng
+        self.queue = rng.permutation(items)
+        self.head = 0
+
+    def take(self, n: int) -> list[int]:
+        """n distinct items (n <= len(items))."""
+        if self.head + n <= len(self.queue):
+            out = self.queue[self.head : self.head + n]
+            self.head += n
+            return out.tolist()
+        rest = self.queue[self.head :]
+        fresh = self.rng.permutation(self.items)
+        fresh = fresh[~np.isin(fresh, rest)]
+        need = n - len(rest)
+        # The new pass: the carried-over items first (already drawn), then the others.
+        self.queue = np.concatenate([rest, fresh])
+        self.head = n
+        return np.concatenate([rest, fresh[:need]]).tolist()
 
 
 def balanced_pairs(
@@ -133,7 +146,9 @@ def balanced_pairs(
     n = labels.shape[0]
     classes, inverse, counts = torch.unique(labels, return_inverse=True, return_counts=True)
     if classes.numel() < 2 or int(counts.max()) < 2:
-        raise DataError("balanced pairs need at least 2 classes and one class with 2 or more samples")
+        raise DataError(
+            "balanced pairs need at least 2 classes and one class with 2 or more samples"
+        )
     n_genuine = n_pairs // 2
     n_impostor = n_pairs - n_genuine
     # Genuine: pick an anchor with probability proportional to its class's pair count
@@ -161,5 +176,7 @@ def balanced_pairs(
         i_imp = torch.cat([i_imp, i[keep]])
         j_imp = torch.cat([j_imp, j[keep]])
     i_imp, j_imp = i_imp[:n_impostor], j_imp[:n_impostor]
-    same = torch.cat([torch.ones(n_genuine, dtype=torch.long), torch.zeros(n_impostor, dtype=torch.long)])
+    same = torch.cat(
+        [torch.ones(n_genuine, dtype=torch.long), torch.zeros(n_impostor, dtype=torch.long)]
+    )
     return torch.cat([i_gen, i_imp]), torch.cat([j_gen, j_imp]), same

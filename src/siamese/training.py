@@ -107,7 +107,9 @@ def fit(
                 step += 1
                 if step % log_every == 0 or step == total_steps:
                     now = time.perf_counter()
-                    record = _summarise(pending, step, epoch, optimizer, images_since_log / (now - last_log_time))
+                    record = _summarise(
+                        pending, step, epoch, optimizer, images_since_log / (now - last_log_time)
+                    )
                     history.records.append(record)
                     pending, images_since_log, last_log_time = [], 0, now
                     progress.update(

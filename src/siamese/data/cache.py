@@ -40,7 +40,9 @@ def save_npz_atomic(path: Path, **arrays: np.ndarray) -> bool:
             Path(tmp).unlink(missing_ok=True)
             raise
     except OSError as err:
-        warnings.warn(f"could not write the cache file {path} ({err}); continuing without it", stacklevel=2)
+        warnings.warn(
+            f"could not write the cache file {path} ({err}); continuing without it", stacklevel=2
+        )
         return False
     return True
 

@@ -10,7 +10,7 @@ translation and downsampled to 28×28 — white ink on black, like MNIST.
 Characters that look the same as an earlier one (Latin A, Greek Alpha and Cyrillic A share one
 outline in these fonts) would be two classes with identical images, so every character whose
 rendering matches an earlier character's in most fonts is dropped; `GLYPH_ALPHABETS` minus those
-leaves the classes (about 140 with the default fonts).
+leaves the classes (143 with the default fonts and alphabets).
 """
 
 from __future__ import annotations
@@ -58,11 +58,13 @@ GLYPH_FONTS: tuple[str, ...] = (
     "STIXGeneralBolIta.ttf",
 )
 
-_FORMAT_VERSION = 1
+_FORMAT_VERSION = 2
 _CANVAS = 56  # render at twice the output size, then average-pool: antialiased strokes
 _FONT_PIXELS = 38
 _BASELINE_ROW = 40  # accents reach ~row 5, descenders ~row 50
-_LOOKALIKE_TOLERANCE = 0.02  # sum |a − b| / sum (a + b): 0 for one outline, 0.05 for O and Q
+# Look-alikes are compared blurred to 14×14 by sum |a − b| / sum (a + b): one outline gives 0,
+# Latin O and Greek Omicron (a slightly different drawing) 0.023, O and Q 0.05, E and Ё 0.06.
+_LOOKALIKE_TOLERANCE = 0.035
 
 
 def font_path(file_name: str) -> Path:
@@ -121,26 +123,30 @@ def render_templates(chars: list[str], fonts: tuple[str, ...]) -> tuple[np.ndarr
 
 
 def lookalike_characters(templates: np.ndarray, present: np.ndarray) -> np.ndarray:
-    """Which characters render like an earlier character in most fonts they share.
+    """Which characters look like an earlier (kept) character.
+
+    Two characters look alike when, blurred to a quarter of the canvas size, the median over
+    the fonts having both of sum |a − b| / sum (a + b) is below `_LOOKALIKE_TOLERANCE`.
 
     Args:
         templates: (C, F, H, W) renderings; present: (C, F) bool.
     Returns:
         (C,) bool, True for a character to drop.
     """
-    flat = torch.from_numpy(templates).reshape(templates.shape[0], templates.shape[1], -1)
-    per_font = flat.transpose(0, 1)  # (F, C, P)
+    n_chars, n_fonts = present.shape
+    blurred = torch.nn.functional.avg_pool2d(torch.from_numpy(templates).flatten(0, 1)[:, None], 4)
+    per_font = blurred.reshape(n_chars, n_fonts, -1).transpose(0, 1)  # (F, C, P)
     ink = per_font.sum(-1)
-    relative = torch.cdist(per_font, per_font, p=1) / (ink[:, :, None] + ink[:, None, :]).clamp_min(1e-6)
-    both = torch.from_numpy(present).T
-    both = both[:, :, None] & both[:, None, :]
-    alike = ((relative <= _LOOKALIKE_TOLERANCE) & both).sum(0)
-    shared = both.sum(0).clamp_min(1)
-    same_look = (2 * alike > shared).numpy()
-    drop = np.zeros(templates.shape[0], dtype=bool)
-    for c in range(templates.shape[0]):
-        earlier_kept = np.nonzero(same_look[c, :c] & ~drop[:c])[0]
-        drop[c] = earlier_kept.size > 0
+    relative = torch.cdist(per_font, per_font, p=1) / (ink[:, :, None] + ink[:, None, :]).clamp_min(
+        1e-6
+    )
+    fonts_ok = torch.from_numpy(present).T
+    shared = fonts_ok[:, :, None] & fonts_ok[:, None, :]
+    median = relative.masked_fill(~shared, float("nan")).nanmedian(dim=0).values  # (C, C)
+    same_look = (median < _LOOKALIKE_TOLERANCE).numpy()  # NaN (no shared font) compares False
+    drop = np.zeros(n_chars, dtype=bool)
+    for c in range(n_chars):
+        drop[c] = bool((same_look[c, :c] & ~drop[:c]).any())
     return drop
 
 
@@ -196,10 +202,20 @@ def load_glyphs(
         raise ConfigError(f"glyphs: variants must be >= 1, got {variants}")
     unknown = [a for a in alphabets if a not in GLYPH_ALPHABETS]
     if unknown:
-        raise ConfigError(f"glyphs: unknown alphabet(s) {unknown}; choose from {', '.join(GLYPH_ALPHABETS)}")
+        raise ConfigError(
+            f"glyphs: unknown alphabet(s) {unknown}; choose from {', '.join(GLYPH_ALPHABETS)}"
+        )
     chars = [ch for a in alphabets for ch in GLYPH_ALPHABETS[a]]
     key = json.dumps(
-        [_FORMAT_VERSION, variants, seed, list(fonts), chars, matplotlib.__version__, torch.__version__]
+        [
+            _FORMAT_VERSION,
+            variants,
+            seed,
+            list(fonts),
+            chars,
+            matplotlib.__version__,
+            torch.__version__,
+        ]
     )
     path = cache_dir() / f"glyphs-{hashlib.sha256(key.encode()).hexdigest()[:16]}.npz"
     cached = load_npz(path) if use_cache else None
@@ -211,7 +227,9 @@ def load_glyphs(
     return _to_labeled(arrays)
 
 
-def _generate(chars: list[str], fonts: tuple[str, ...], variants: int, seed: int) -> dict[str, np.ndarray]:
+def _generate(
+    chars: list[str], fonts: tuple[str, ...], variants: int, seed: int
+) -> dict[str, np.ndarray]:
     templates, present = render_templates(chars, fonts)
     keep = ~lookalike_characters(templates, present)
     templates, present = templates[keep], present[keep]

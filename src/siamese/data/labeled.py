@@ -28,7 +28,9 @@ class LabeledData:
             raise ValueError(f"{self.x.shape[0]} examples but {self.y.shape[0]} labels")
         for name, values in self.meta.items():
             if values.shape[0] != self.y.shape[0]:
-                raise ValueError(f"meta {name!r} has {values.shape[0]} rows, expected {self.y.shape[0]}")
+                raise ValueError(
+                    f"meta {name!r} has {values.shape[0]} rows, expected {self.y.shape[0]}"
+                )
 
     def __len__(self) -> int:
         return int(self.y.shape[0])

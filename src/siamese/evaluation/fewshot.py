@@ -60,7 +60,9 @@ def sample_episodes(
     class_ids, inverse, counts = torch.unique(labels, return_inverse=True, return_counts=True)
     eligible = torch.nonzero(counts >= k_shot + 1).flatten()
     if n_way < 2 or k_shot < 1 or episodes < 1:
-        raise ConfigError(f"episodes need n_way >= 2, k_shot >= 1, episodes >= 1; got {n_way}, {k_shot}, {episodes}")
+        raise ConfigError(
+            f"episodes need n_way >= 2, k_shot >= 1, episodes >= 1; got {n_way}, {k_shot}, {episodes}"
+        )
     if eligible.numel() < n_way:
         raise DataError(
             f"{n_way}-way {k_shot}-shot episodes need {n_way} classes with at least {k_shot + 1} "
@@ -70,7 +72,9 @@ def sample_episodes(
     pick = torch.rand(episodes, eligible.numel(), generator=g).argsort(dim=1)[:, :n_way]
     ways = eligible[pick]  # (E, N) dense class positions
     # One random order of every class's members per episode: sort by (class, random key).
-    key = inverse[None, :].double() + torch.rand(episodes, labels.numel(), generator=g, dtype=torch.float64)
+    key = inverse[None, :].double() + torch.rand(
+        episodes, labels.numel(), generator=g, dtype=torch.float64
+    )
     order = key.argsort(dim=1)  # (E, M), class blocks in class order, shuffled within
     starts = torch.cumsum(counts, 0) - counts
     base = starts[ways]  # (E, N)

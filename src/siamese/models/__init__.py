@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from torch import nn
 
+from siamese.errors import ConfigError
 from siamese.models.convnet import ConvNet
 from siamese.models.embedding import EmbeddingNet
-from siamese.errors import ConfigError
 
 ENCODERS: tuple[str, ...] = ("convnet",)
 

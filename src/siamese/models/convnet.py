@@ -16,8 +16,8 @@ from torch import nn
 
 class ConvNet(nn.Module):
     """Args:
-        in_channels: channels of the input images.
-        widths: output channels of each block; each block halves the spatial size (floor).
+    in_channels: channels of the input images.
+    widths: output channels of each block; each block halves the spatial size (floor).
     """
 
     def __init__(self, in_channels: int = 1, widths: tuple[int, ...] = (64, 64, 64, 64)) -> None:
