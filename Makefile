@@ -9,7 +9,7 @@ PIP_INSTALL := $(PY) -m pip install --disable-pip-version-check --quiet
 RUNTIME := $(VENV)/.installed-runtime
 DEV := $(VENV)/.installed-dev
 
-.PHONY: demo test lint format clean venv venv-dev
+.PHONY: demo test lint format bench clean venv venv-dev
 
 demo: $(RUNTIME)
 	$(PY) -m siamese demo
@@ -21,12 +21,15 @@ test: $(DEV)
 	  exit $$status
 
 lint: $(DEV)
-	$(PY) -m ruff check src tests
-	$(PY) -m ruff format --check src tests
+	$(PY) -m ruff check src tests benchmarks
+	$(PY) -m ruff format --check src tests benchmarks
 
 format: $(DEV)
-	$(PY) -m ruff check --fix src tests
-	$(PY) -m ruff format src tests
+	$(PY) -m ruff check --fix src tests benchmarks
+	$(PY) -m ruff format src tests benchmarks
+
+bench: $(RUNTIME)
+	$(PY) benchmarks/bench_demo.py
 
 venv: $(RUNTIME)
 venv-dev: $(DEV)

@@ -51,6 +51,9 @@ def demo(
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point: run the app; print user errors as one message, without a traceback."""
+    from siamese.allocator import keep_large_allocations_in_heap
+
+    keep_large_allocations_in_heap()
     try:
         app(args=argv, standalone_mode=True)
     except SiameseError as err:
