@@ -32,6 +32,7 @@ def test_help_lists_the_demo() -> None:
         (["demo", "--epochs", "0"], "--epochs"),
         (["demo", "--epochs", "three"], "--epochs"),
         (["demo", "--frobnicate"], "--frobnicate"),
+        (["demo", "--seed", "-1"], "--seed"),
         (["no-such-command"], "no-such-command"),
     ],
 )

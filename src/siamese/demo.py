@@ -23,6 +23,7 @@ from siamese.errors import ConfigError
 from siamese.evaluation.embed import embed
 from siamese.evaluation.fewshot import episode_predictions, episodic_accuracy, sample_episodes
 from siamese.evaluation.verification import (
+    RocCurve,
     accuracy_at_threshold,
     best_threshold,
     eer,
@@ -157,7 +158,7 @@ def _embed_split(model: torch.nn.Module, data: LabeledData) -> Embedded:
 
 def _verification(
     val: Embedded, unseen: Embedded, attr: str, settings: DemoSettings
-) -> tuple[dict[str, float], object]:
+) -> tuple[dict[str, float], RocCurve]:
     """AUC and EER on held-out pairs; accuracy there at the threshold best on validation pairs."""
 
     def pair_distances(split: Embedded, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -193,7 +194,7 @@ def _draw_figures(
             data.y[mask],
             data.classes,
             folder / "embedding.png",
-            f"Embedding of {shown.numel()} held-out characters (never trained on), PCA",
+            f"{shown.numel()} held-out characters (never trained on) in the embedding",
         ),
         "loss": plot_training_curves(records, folder / "loss.png"),
         "roc": plot_roc(

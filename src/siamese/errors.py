@@ -25,3 +25,7 @@ class OutputError(SiameseError):
 
 class CheckpointError(SiameseError):
     """A checkpoint or saved model is missing, corrupt or incompatible."""
+
+
+class TrainingDivergedError(SiameseError):
+    """The loss became NaN or infinite during training."""

@@ -42,11 +42,13 @@ def plot_embedding_2d(
     center = centroids.mean(dim=0)
     _, _, v = torch.linalg.svd(centroids - center, full_matrices=False)
     xy = ((x - center) @ v[:2].T).numpy()
-    cmap = plt.get_cmap("tab20")
+    # tab20's strong shades first, then its light ones, so up to 10 classes are easy to tell apart.
+    palette = plt.get_cmap("tab20").colors
+    palette = palette[0::2] + palette[1::2]
     fig, ax = plt.subplots(figsize=(7, 6))
     for i, c in enumerate(classes):
         mask = (labels == c).numpy()
-        color = cmap(i % 20)
+        color = palette[i % 20]
         ax.scatter(xy[mask, 0], xy[mask, 1], s=8, color=color, alpha=0.6, linewidths=0)
         cx, cy = xy[mask].mean(axis=0)
         ax.text(
@@ -61,8 +63,8 @@ def plot_embedding_2d(
             bbox={"boxstyle": "round,pad=0.15", "fc": "white", "ec": color, "alpha": 0.8},
         )
     ax.set_title(title)
-    ax.set_xlabel("principal component 1")
-    ax.set_ylabel("principal component 2")
+    ax.set_xlabel("first principal axis of the class centres")
+    ax.set_ylabel("second principal axis")
     return _save(fig, path)
 
 

@@ -1,7 +1,7 @@
 """The run directory: one folder holding everything about one run.
 
-Files are written atomically (temporary file, fsync, rename) so that an interrupted run never
-leaves a half-written file that looks complete.
+Files are written with `write_bytes_atomic`, so an interrupted run never leaves a half-written
+file that looks complete.
 """
 
 from __future__ import annotations
@@ -13,9 +13,10 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import safetensors.torch
 import torch
-from safetensors.torch import save_file
 
+from siamese.atomic_write import write_bytes_atomic
 from siamese.errors import OutputError
 
 
@@ -40,20 +41,6 @@ def prepare_run_directory(out: Path) -> Path:
     return out
 
 
-def write_bytes_atomic(path: Path, payload: bytes) -> None:
-    """Write `payload` to `path` via a temporary file, fsync and rename."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(payload)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def write_json_atomic(path: Path, value: Any) -> None:
     """Write `value` as indented JSON, atomically."""
     write_bytes_atomic(path, (json.dumps(value, indent=2, sort_keys=True) + "\n").encode())
@@ -65,17 +52,8 @@ def save_model(
     """Save `model.safetensors` (the weights) and `model.json` (what rebuilds it: the
     architecture settings, the input shape and a SHA-256 fingerprint of the weights file)."""
     state = {name: t.detach().contiguous() for name, t in model.state_dict().items()}
-    weights = out / "model.safetensors"
-    fd, tmp = tempfile.mkstemp(dir=out, prefix=".model.", suffix=".tmp")
-    os.close(fd)
-    try:
-        save_file(state, tmp)
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, weights)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    payload = safetensors.torch.save(state)
+    write_bytes_atomic(out / "model.safetensors", payload)
     description = {
         "format": "siamese-model/1",
         "architecture": {
@@ -87,6 +65,6 @@ def save_model(
         "input_shape": list(input_shape),
         "input": "uint8 images, white ink on black, scaled to [0, 1] inside the model",
         "parameters": sum(p.numel() for p in model.parameters()),
-        "sha256": hashlib.sha256(weights.read_bytes()).hexdigest(),
+        "sha256": hashlib.sha256(payload).hexdigest(),
     }
     write_json_atomic(out / "model.json", description)

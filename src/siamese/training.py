@@ -15,15 +15,11 @@ import torch
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from siamese.data.labeled import LabeledData
-from siamese.errors import ConfigError, SiameseError
+from siamese.errors import ConfigError, TrainingDivergedError
 from siamese.losses import LossOutput
 from siamese.sampling import PKSampler
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], LossOutput]
-
-
-class TrainingDivergedError(SiameseError):
-    """The loss became NaN or infinite."""
 
 
 @dataclass

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import io
 import os
-import tempfile
 import warnings
 from pathlib import Path
 
 import numpy as np
+
+from siamese.atomic_write import write_bytes_atomic
 
 
 def cache_dir() -> Path:
@@ -23,22 +25,14 @@ def cache_dir() -> Path:
 def save_npz_atomic(path: Path, **arrays: np.ndarray) -> bool:
     """Write `arrays` to `path` so that a reader never sees a partial file.
 
-    The data goes to a temporary file in the same directory, is flushed to disk, then renamed
-    over `path`. A cache that cannot be written is not an error (the data is simply generated
+    A cache that cannot be written is not an error (the data is simply generated
     again next time): this warns and returns False.
     """
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                np.savez(f, **arrays)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        write_bytes_atomic(path, buffer.getvalue())
     except OSError as err:
         warnings.warn(
             f"could not write the cache file {path} ({err}); continuing without it", stacklevel=2
