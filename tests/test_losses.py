@@ -1,12 +1,19 @@
 """Mining losses against brute-force float64 references written as loops over triplets."""
 
 import itertools
+import math
 
 import pytest
 import torch
 
 from siamese.errors import ConfigError
-from siamese.losses import TripletLoss, triplet_margin_loss
+from siamese.losses import (
+    ContrastiveLoss,
+    PairClassifierLoss,
+    TripletLoss,
+    contrastive_loss,
+    triplet_margin_loss,
+)
 from siamese.mining import hardest_triplets, random_triplets, semihard_triplets
 
 
@@ -162,3 +169,144 @@ def test_bad_arguments_are_config_errors() -> None:
         TripletLoss(mining="hardest")
     with pytest.raises(ConfigError, match="margin"):
         TripletLoss(margin=-1)
+
+
+def reference_batch_all(x: torch.Tensor, y: torch.Tensor, margin: float, soft: bool) -> float:
+    """Mean of the non-zero hinge terms (or of all softplus terms) over every valid triplet."""
+    d, y = brute_distances(x.double()), y.tolist()
+    terms = []
+    for a, p, n in itertools.product(range(len(y)), repeat=3):
+        if a != p and y[a] == y[p] and y[n] != y[a]:
+            diff = d[a][p] - d[a][n]
+            terms.append(math.log1p(math.exp(diff)) if soft else max(diff + margin, 0.0))
+    nonzero = terms if soft else [t for t in terms if t > 0]
+    return sum(nonzero) / len(nonzero) if nonzero else 0.0
+
+
+@pytest.mark.parametrize(("x", "y"), labelled_batches())
+@pytest.mark.parametrize(
+    ("margin", "soft"), [(0.0, False), (0.2, False), (1.0, False), (0.0, True)]
+)
+def test_batch_all_matches_reference(
+    x: torch.Tensor, y: torch.Tensor, margin: float, soft: bool
+) -> None:
+    out = TripletLoss(margin=margin, mining="all", soft=soft)(x.double(), y)
+    assert out.loss.item() == pytest.approx(reference_batch_all(x, y, margin, soft), abs=1e-9)
+
+
+@pytest.mark.parametrize("soft", [False, True])
+def test_batch_all_gradient_equals_the_enumerated_triplets(soft: bool) -> None:
+    """The counting form has the gradient of the explicit mean over active triplets."""
+    g = torch.Generator().manual_seed(7)
+    x = torch.randn(14, 3, dtype=torch.float64, generator=g, requires_grad=True)
+    y = torch.randint(3, (14,), generator=g)
+    TripletLoss(margin=0.4, mining="all", soft=soft)(x, y).loss.backward()
+    x2 = x.detach().clone().requires_grad_(True)
+    d = torch.cdist(x2, x2)
+    a, p, n = torch.meshgrid(torch.arange(14), torch.arange(14), torch.arange(14), indexing="ij")
+    valid = (a != p) & (y[a] == y[p]) & (y[n] != y[a])
+    diff = (d[a, p] - d[a, n])[valid]
+    terms = torch.nn.functional.softplus(diff) if soft else torch.relu(diff + 0.4)
+    kept = terms if soft else terms[terms > 0]
+    kept.mean().backward()
+    torch.testing.assert_close(x.grad, x2.grad)
+
+
+def test_batch_all_with_a_reference_set_and_block_sizes() -> None:
+    from siamese.distances import pairwise_distances
+    from siamese.losses import batch_all_triplet_loss
+
+    g = torch.Generator().manual_seed(2)
+    x, y = torch.randn(9, 3, dtype=torch.float64, generator=g), torch.randint(3, (9,), generator=g)
+    rx, ry = (
+        torch.randn(11, 3, dtype=torch.float64, generator=g),
+        torch.randint(3, (11,), generator=g),
+    )
+    d = torch.cdist(x, rx)
+    want = []
+    for a in range(9):
+        for p in range(11):
+            for n in range(11):
+                if ry[p] == y[a] and ry[n] != y[a]:
+                    want.append(max(float(d[a, p] - d[a, n]) + 0.3, 0.0))
+    want = [t for t in want if t > 0]
+    got = TripletLoss(margin=0.3, mining="all")(x, y, rx, ry)
+    assert got.loss.item() == pytest.approx(sum(want) / len(want))
+    dist = pairwise_distances(x, rx)
+    for rows in (1, 2, 5, 100):
+        same = batch_all_triplet_loss(dist, y, ry, 0.3, False, x, block_rows=rows)
+        assert same.loss.item() == pytest.approx(got.loss.item())
+
+
+def reference_contrastive(x, y, margin, pos_margin, ref_x=None, ref_y=None) -> float:
+    pairs = []
+    if ref_x is None:
+        for i, j in itertools.combinations(range(len(y)), 2):
+            pairs.append((x[i], x[j], int(y[i] == y[j])))
+    else:
+        for i in range(len(y)):
+            for j in range(len(ref_y)):
+                pairs.append((x[i], ref_x[j], int(y[i] == ref_y[j])))
+    terms = []
+    for a, b, same in pairs:
+        d = float(((a.double() - b.double()) ** 2).sum().sqrt())
+        terms.append(max(d - pos_margin, 0.0) ** 2 if same else max(margin - d, 0.0) ** 2)
+    return sum(terms) / len(terms) if terms else 0.0
+
+
+@pytest.mark.parametrize(("x", "y"), labelled_batches())
+@pytest.mark.parametrize(("margin", "pos_margin"), [(1.0, 0.0), (2.0, 0.5)])
+def test_contrastive_matches_reference(x, y, margin: float, pos_margin: float) -> None:
+    out = ContrastiveLoss(margin=margin, pos_margin=pos_margin)(x.double(), y)
+    assert out.loss.item() == pytest.approx(
+        reference_contrastive(x, y, margin, pos_margin), abs=1e-9
+    )
+    x = x.clone().requires_grad_(True)
+    loss = ContrastiveLoss(margin=margin)(x, y).loss
+    loss.backward()
+    assert torch.isfinite(loss) and torch.isfinite(x.grad).all()
+
+
+def test_contrastive_with_reference_set_and_per_pair_form() -> None:
+    x, y = torch.randn(5, 3, dtype=torch.float64), torch.tensor([0, 1, 0, 2, 1])
+    rx, ry = torch.randn(4, 3, dtype=torch.float64), torch.tensor([1, 0, 3, 1])
+    out = ContrastiveLoss(margin=1.5)(x, y, rx, ry)
+    assert out.loss.item() == pytest.approx(reference_contrastive(x, y, 1.5, 0.0, rx, ry))
+    a, b = torch.tensor([[0.0, 0.0], [0.0, 0.0]]), torch.tensor([[0.3, 0.4], [0.3, 0.4]])
+    torch.testing.assert_close(
+        contrastive_loss(a, b, torch.tensor([1, 0]), margin=1.0), torch.tensor([0.25, 0.25])
+    )
+
+
+def test_pair_classifier_loss() -> None:
+    torch.manual_seed(0)
+    loss_fn = PairClassifierLoss(embedding_dim=3)
+    x, y = torch.randn(6, 3), torch.tensor([0, 0, 1, 1, 2, 2])
+    out = loss_fn(x, y)
+    # Reference: class-balanced mean of the BCE over pairs i < j.
+    genuine, impostor = [], []
+    for i, j in itertools.combinations(range(6), 2):
+        logit = float(loss_fn.head((x[i] - x[j]).abs()).detach())
+        same = int(y[i] == y[j])
+        p = 1 / (1 + math.exp(-logit))
+        (genuine if same else impostor).append(-math.log(p if same else 1 - p))
+    want = (sum(genuine) / len(genuine) + sum(impostor) / len(impostor)) / 2
+    assert out.loss.item() == pytest.approx(want, rel=1e-5)
+    out.loss.backward()
+    assert loss_fn.head.weight.grad is not None
+    per_pair = loss_fn.pair_loss(x[:2], x[2:4], torch.tensor([1, 0]))
+    assert per_pair.shape == (2,) and (per_pair > 0).all()
+    only_one_class = loss_fn(torch.randn(4, 3), torch.zeros(4, dtype=torch.long))
+    assert torch.isfinite(only_one_class.loss)
+
+
+def test_gradcheck_all_losses() -> None:
+    x = torch.randn(8, 3, dtype=torch.float64, requires_grad=True)
+    y = torch.tensor([0, 0, 1, 1, 2, 2, 3, 3])
+    for loss in (
+        TripletLoss(margin=0.5, mining="all"),
+        TripletLoss(mining="all", soft=True),
+        TripletLoss(margin=0.5, mining="hard"),
+        ContrastiveLoss(margin=2.0),
+    ):
+        assert torch.autograd.gradcheck(lambda e, loss=loss: loss(e, y).loss, (x,))

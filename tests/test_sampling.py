@@ -93,3 +93,40 @@ def test_balanced_genuine_pairs_are_uniform_over_same_class_pairs() -> None:
     counts = Counter(zip(i[same == 1].tolist(), j[same == 1].tolist(), strict=True))
     assert len(counts) == 8
     assert all(abs(c / 8000 - 1 / 8) < 0.02 for c in counts.values())
+
+
+def test_pair_dataset_is_balanced_and_resamples() -> None:
+    from siamese.data.labeled import LabeledData
+    from siamese.sampling import PairDataset
+
+    labels = torch.tensor(make_labels())
+    data = LabeledData(x=torch.arange(labels.numel())[:, None], y=labels, classes=[])
+    pairs = PairDataset(data, 200, seed=0)
+    items = [pairs[i] for i in range(len(pairs))]
+    assert sum(int(s) for _, _, s in items) == 100
+    for x1, x2, same in items:
+        assert (labels[x1] == labels[x2]).item() == bool(same) and x1 != x2
+    first = pairs.i.clone()
+    pairs.set_epoch(1)
+    assert not torch.equal(first, pairs.i)
+
+
+def test_triplet_dataset_draws_valid_uniform_triplets() -> None:
+    from siamese.data.labeled import LabeledData
+    from siamese.sampling import TripletDataset
+
+    labels = torch.tensor([0, 0, 0, 1, 1, 2, 3])  # class 2 and 3 have no positive
+    data = LabeledData(x=torch.arange(7)[:, None], y=labels, classes=[])
+    triplets = TripletDataset(data, 20000, seed=0)
+    a, p, n = triplets.anchor, triplets.positive, triplets.negative
+    assert (labels[a] == labels[p]).all() and (a != p).all() and (labels[n] != labels[a]).all()
+    assert set(a.tolist()) == {0, 1, 2, 3, 4}
+    # Negatives of anchors in class 0 are uniform over the 4 other examples.
+    counts = Counter(n[labels[a] == 0].tolist())
+    assert set(counts) == {3, 4, 5, 6}
+    total = sum(counts.values())
+    assert all(abs(c / total - 0.25) < 0.02 for c in counts.values())
+    xa, xp, xn = triplets[0]
+    assert int(xa) == int(a[0]) and int(xp) == int(p[0]) and int(xn) == int(n[0])
+    with pytest.raises(DataError, match="2\\+ classes"):
+        TripletDataset(LabeledData(x=torch.zeros(3, 1), y=torch.tensor([0, 1, 2]), classes=[]), 5)

@@ -31,7 +31,9 @@ def demo(
         Path, typer.Option("--out", help="Run directory for the report, figures and model.")
     ] = Path("runs/demo"),
     epochs: Annotated[int, typer.Option("--epochs", min=1, max=1000, help="Training epochs.")] = 3,
-    seed: Annotated[int, typer.Option("--seed", min=0, help="Seed of the data, split and training.")] = 0,
+    seed: Annotated[
+        int, typer.Option("--seed", min=0, help="Seed of the data, split and training.")
+    ] = 0,
     quiet: Annotated[
         bool, typer.Option("--quiet", help="No progress bar or table; just the report path.")
     ] = False,

@@ -6,6 +6,7 @@ the Euclidean distance has a finite gradient everywhere, including at zero dista
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Literal
 
 import torch
@@ -132,3 +133,35 @@ def batched_pairwise_distances(
         (x * x).sum(-1, keepdim=True) + (y * y).sum(-1)[:, None, :] - 2.0 * (x @ y.transpose(1, 2))
     ).clamp_min(0.0)
     return squared if metric == "sqeuclidean" else squared.sqrt()
+
+
+def distance_blocks(
+    x: torch.Tensor,
+    y: torch.Tensor | None = None,
+    metric: Metric | str = "euclidean",
+    block_rows: int = 1024,
+) -> Iterator[tuple[int, torch.Tensor]]:
+    """`pairwise_distances(x, y)` one block of query rows at a time, so that memory stays at
+    `block_rows × M` however large N is (for nearest neighbours and other reductions).
+
+    With `y` omitted, each row's distance to itself is exactly 0, as in `pairwise_distances`.
+
+    Args:
+        x: (N, D) queries.
+        y: (M, D) references, or None for `x` itself.
+        metric: "euclidean", "sqeuclidean" or "cosine".
+        block_rows: query rows per block.
+    Yields:
+        (start, block): block is the (min(block_rows, N − start), M) distances of rows
+        start, start + 1, … of `x`.
+    """
+    check_metric(metric)
+    if block_rows < 1:
+        raise ValueError(f"block_rows must be >= 1, got {block_rows}")
+    reference = x if y is None else y
+    for start in range(0, x.shape[0], block_rows):
+        block = pairwise_distances(x[start : start + block_rows], reference, metric)
+        if y is None:
+            rows = torch.arange(block.shape[0], device=block.device)
+            block[rows, rows + start] = 0.0
+        yield start, block

@@ -13,7 +13,9 @@ import torch
 
 from siamese.distances import Metric, check_metric, paired_distances, pairwise_distances
 from siamese.errors import ConfigError
-from siamese.mining import MINING_MODES, Mining, mine_triplets
+from siamese.mining import MINING_MODES, Mining, mine_triplets, positive_negative_masks
+
+TRIPLET_MINING: tuple[str, ...] = ("all", *MINING_MODES)
 
 
 @dataclass
@@ -67,8 +69,17 @@ def _triplet_terms(
 class TripletLoss(torch.nn.Module):
     """Triplet loss with online mining over a labelled batch.
 
-    For each mined triplet (a, p, n) the term is `max(d(a, p) − d(a, n) + margin, 0)` (or
-    `softplus(d(a, p) − d(a, n))` when `soft`); the loss is the mean over mined triplets:
+    For each triplet (a, p, n) the term is `max(d(a, p) − d(a, n) + margin, 0)` (or
+    `softplus(d(a, p) − d(a, n))` when `soft`). A positive p is another example of a's class,
+    a negative n an example of another class.
+
+    - `mining="all"` (batch-all): every valid triplet; the loss is the mean of the non-zero
+      terms (0 when none). Computed without enumerating the B³ triplets: per anchor, the
+      negative distances are sorted once and each positive pair's active negatives are
+      counted with `searchsorted` — O(B² log B) time, O(B²) memory. With `soft` every term is
+      non-zero, so the B³ terms are summed in bounded blocks (O(B³) time, ~64 MB at a time).
+
+    The other modes mine index tensors (`siamese.mining`) and average over mined triplets:
 
     - `mining="semihard"` (Schroff et al. 2015, TensorFlow Addons' semantics): one triplet per
       positive pair, its negative the nearest one farther than the positive (else the farthest).
@@ -89,8 +100,10 @@ class TripletLoss(torch.nn.Module):
     ) -> None:
         super().__init__()
         check_metric(metric)
-        if mining not in MINING_MODES:
-            raise ConfigError(f"unknown mining {mining!r}: choose one of {', '.join(MINING_MODES)}")
+        if mining not in TRIPLET_MINING:
+            raise ConfigError(
+                f"unknown mining {mining!r}: choose one of {', '.join(TRIPLET_MINING)}"
+            )
         if margin < 0:
             raise ConfigError(f"triplet margin must be >= 0, got {margin}")
         self.margin = float(margin)
@@ -117,6 +130,10 @@ class TripletLoss(torch.nn.Module):
         if (ref_embeddings is None) != (ref_labels is None):
             raise ValueError("give both ref_embeddings and ref_labels, or neither")
         dist = pairwise_distances(embeddings, ref_embeddings, self.metric)
+        if self.mining == "all":
+            return batch_all_triplet_loss(
+                dist, labels, ref_labels, self.margin, self.soft, embeddings
+            )
         a, p, n = mine_triplets(self.mining, dist, labels, ref_labels, self.generator)
         d_ap, d_an = dist[a, p], dist[a, n]
         terms = _triplet_terms(d_ap, d_an, self.margin, self.soft)
@@ -145,3 +162,242 @@ def reduce_triplets(
         "n_valid": count,
     }
     return LossOutput(loss=loss, stat_tensors=stats)
+
+
+def batch_all_triplet_loss(
+    dist: torch.Tensor,
+    labels: torch.Tensor,
+    ref_labels: torch.Tensor | None,
+    margin: float,
+    soft: bool,
+    embeddings: torch.Tensor,
+    block_rows: int = 512,
+) -> LossOutput:
+    """Batch-all triplet loss from a distance matrix, without enumerating the triplets.
+
+    Hinge: the mean of `d(a, p) − d(a, n) + margin` over the active triplets (those where it
+    is > 0). Each term is linear in the two distances, so the loss equals
+    `(Σ c_ap·d(a, p) − Σ c_an·d(a, n)) / T + margin`, where c_ap counts the active negatives
+    of the pair (a, p), c_an the active positives of (a, n) and T the active triplets. The
+    counts come from one sort per anchor row and `searchsorted`: O(B·R log R) time and O(R)
+    extra memory per row block, with no gradient (they are piecewise constant).
+    Soft: the mean of `softplus(d(a, p) − d(a, n))` over all valid triplets, summed one block
+    of anchor rows at a time (O(B·R²) time); the gradient weights are the sigmoids.
+
+    Args:
+        dist: (B, R) distances with gradient.
+        labels: (B,) anchor labels; ref_labels: (R,) or None (then R = B, no self-pairs).
+        margin: hinge margin (unused when `soft`).
+        soft: softplus instead of the hinge.
+        embeddings: (B, D) the batch, to keep a gradient path when nothing is valid.
+        block_rows: anchor rows processed together.
+    """
+    positive, negative = positive_negative_masks(labels, ref_labels)
+    d = dist.detach()
+    pos_weight = torch.zeros_like(d)
+    neg_weight = torch.zeros_like(d)
+    value = torch.zeros((), dtype=d.dtype, device=d.device)
+    n_rows, n_refs = d.shape
+    if soft:
+        block_rows = max(1, min(block_rows, (1 << 24) // max(1, n_refs * n_refs)))
+    with torch.no_grad():
+        for start in range(0, n_rows, block_rows):
+            rows = slice(start, start + block_rows)
+            db, pb, nb = d[rows], positive[rows], negative[rows]
+            if soft:
+                diff = db[:, :, None] - db[:, None, :]  # (b, p, n): d(a, p) − d(a, n)
+                valid = pb[:, :, None] & nb[:, None, :]
+                value += torch.nn.functional.softplus(diff).masked_fill(~valid, 0.0).sum()
+                slope = torch.sigmoid(diff).masked_fill(~valid, 0.0)
+                pos_weight[rows] = slope.sum(dim=2)
+                neg_weight[rows] = slope.sum(dim=1)
+                continue
+            # Active negatives of (a, p): those with d(a, n) < d(a, p) + margin.
+            neg_sorted = db.masked_fill(~nb, float("inf")).sort(dim=1).values
+            below = torch.searchsorted(neg_sorted, (db + margin).contiguous())
+            pos_weight[rows] = below.masked_fill(~pb, 0).to(d.dtype)
+            # Active positives of (a, n): those with d(a, p) > d(a, n) − margin.
+            pos_sorted = db.masked_fill(~pb, float("inf")).sort(dim=1).values
+            at_most = torch.searchsorted(pos_sorted, (db - margin).contiguous(), right=True)
+            active_pos = pb.sum(dim=1, keepdim=True) - at_most
+            neg_weight[rows] = active_pos.masked_fill(~nb, 0).to(d.dtype)
+    n_valid = (positive.sum(dim=1) * negative.sum(dim=1)).sum().to(d.dtype)
+    n_active = n_valid if soft else pos_weight.sum()
+    denominator = n_active.clamp_min(1.0)
+    weighted = ((pos_weight - neg_weight) * dist).sum()
+    if soft:
+        # Value Σ softplus / T; gradient Σ σ·(∂d(a, p) − ∂d(a, n)) / T.
+        loss = (value + weighted - weighted.detach()) / denominator
+    else:
+        loss = (weighted + margin * n_active) / denominator
+    n_pos, n_neg = positive.sum(), negative.sum()
+    stats = {
+        "active_fraction": (n_active / n_valid.clamp_min(1.0)).detach(),
+        "mean_pos_dist": (d * positive).sum() / n_pos.clamp_min(1),
+        "mean_neg_dist": (d * negative).sum() / n_neg.clamp_min(1),
+        "n_valid": n_valid,
+    }
+    return LossOutput(loss=loss + embeddings.sum() * 0.0, stat_tensors=stats)
+
+
+def _contrastive_terms(
+    d: torch.Tensor, same: torch.Tensor, margin: float, pos_margin: float
+) -> torch.Tensor:
+    genuine = torch.relu(d - pos_margin) ** 2
+    impostor = torch.relu(margin - d) ** 2
+    return torch.where(same, genuine, impostor)
+
+
+def contrastive_loss(
+    x1: torch.Tensor,
+    x2: torch.Tensor,
+    same: torch.Tensor,
+    margin: float = 1.0,
+    metric: Metric | str = "euclidean",
+    pos_margin: float = 0.0,
+) -> torch.Tensor:
+    """Per-pair contrastive loss (Hadsell, Chopra and LeCun 2006):
+    `same·max(0, d − pos_margin)² + (1 − same)·max(0, margin − d)²`.
+
+    Args:
+        x1, x2: (N, D) embeddings of the two sides of each pair.
+        same: (N,) pair labels, 1 = same class (genuine), 0 = different (impostor).
+        margin: impostor pairs closer than this are pushed apart.
+        metric: distance between the two embeddings.
+        pos_margin: genuine pairs closer than this cost nothing (0: the original loss).
+    Returns:
+        (N,) float32 losses, unreduced.
+    """
+    d = paired_distances(x1, x2, metric)
+    return _contrastive_terms(d, same.bool(), margin, pos_margin)
+
+
+class ContrastiveLoss(torch.nn.Module):
+    """Contrastive loss over every pair of a labelled batch: pairs i < j (or every
+    batch × reference pair), genuine when the labels are equal (1 = same class), with the
+    terms of `contrastive_loss`; the loss is their mean over all pairs.
+    """
+
+    def __init__(
+        self, margin: float = 1.0, metric: Metric | str = "euclidean", pos_margin: float = 0.0
+    ) -> None:
+        super().__init__()
+        check_metric(metric)
+        if margin < 0 or pos_margin < 0:
+            raise ConfigError(
+                f"contrastive margins must be >= 0, got margin={margin}, pos_margin={pos_margin}"
+            )
+        self.margin, self.metric, self.pos_margin = float(margin), metric, float(pos_margin)
+
+    def forward(
+        self,
+        embeddings: torch.Tensor,
+        labels: torch.Tensor,
+        ref_embeddings: torch.Tensor | None = None,
+        ref_labels: torch.Tensor | None = None,
+    ) -> LossOutput:
+        """Args:
+            embeddings: (B, D); labels: (B,) int64.
+            ref_embeddings: (R, D) or None; ref_labels: (R,) int64, given with them.
+        Returns:
+            LossOutput with the mean pair loss.
+        """
+        dist, same, pairs = _all_pairs(embeddings, labels, ref_embeddings, ref_labels, self.metric)
+        terms = _contrastive_terms(dist, same, self.margin, self.pos_margin) * pairs
+        return _reduce_pairs(terms, dist, same, pairs, embeddings)
+
+
+class PairClassifierLoss(torch.nn.Module):
+    """A logistic unit on the component-wise distance |f(a) − f(b)| (Koch, Zemel and
+    Salakhutdinov 2015): `p(same) = σ(w·|f(a) − f(b)| + b)`, trained with binary
+    cross-entropy (1 = same class). `w` and `b` are this module's parameters: give them to
+    the optimiser with the model's.
+
+    Over a labelled batch, every pair i < j (or batch × reference pair) counts; genuine and
+    impostor pairs are weighted to contribute equally (a P×K batch has far more impostors).
+    Memory is O(B²·D).
+    """
+
+    def __init__(self, embedding_dim: int) -> None:
+        super().__init__()
+        self.head = torch.nn.Linear(embedding_dim, 1)
+
+    def logits(self, x1: torch.Tensor, x2: torch.Tensor) -> torch.Tensor:
+        """(…, D) and (…, D) embeddings → (…) logits of "same class"."""
+        return self.head((x1.float() - x2.float()).abs()).squeeze(-1)
+
+    def pair_loss(self, x1: torch.Tensor, x2: torch.Tensor, same: torch.Tensor) -> torch.Tensor:
+        """(N,) per-pair cross-entropy for pairs (x1[i], x2[i]) with labels `same` (1 = genuine)."""
+        return torch.nn.functional.binary_cross_entropy_with_logits(
+            self.logits(x1, x2), same.float(), reduction="none"
+        )
+
+    def forward(
+        self,
+        embeddings: torch.Tensor,
+        labels: torch.Tensor,
+        ref_embeddings: torch.Tensor | None = None,
+        ref_labels: torch.Tensor | None = None,
+    ) -> LossOutput:
+        """Args as `ContrastiveLoss.forward`. Returns the class-balanced mean cross-entropy."""
+        dist, same, pairs = _all_pairs(embeddings, labels, ref_embeddings, ref_labels, "euclidean")
+        ref = embeddings if ref_embeddings is None else ref_embeddings
+        logits = self.logits(embeddings[:, None, :], ref[None, :, :])
+        bce = torch.nn.functional.binary_cross_entropy_with_logits(
+            logits, same.float(), reduction="none"
+        )
+        genuine, impostor = (same * pairs).float(), (~same * pairs).float()
+        n_genuine, n_impostor = genuine.sum(), impostor.sum()
+        kinds = (n_genuine > 0).float() + (n_impostor > 0).float()
+        loss = (
+            (bce * genuine).sum() / n_genuine.clamp_min(1.0)
+            + (bce * impostor).sum() / n_impostor.clamp_min(1.0)
+        ) / kinds.clamp_min(1.0)
+        wrong = ((logits > 0) != same) & pairs
+        out = _reduce_pairs(wrong.float(), dist, same, pairs, embeddings)
+        out.loss = loss + embeddings.sum() * 0.0
+        return out
+
+
+def _all_pairs(
+    embeddings: torch.Tensor,
+    labels: torch.Tensor,
+    ref_embeddings: torch.Tensor | None,
+    ref_labels: torch.Tensor | None,
+    metric: str,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Distances (B, R), genuine mask (B, R) and the mask of pairs that count (B, R): i < j
+    within a batch, every pair against a reference set."""
+    if (ref_embeddings is None) != (ref_labels is None):
+        raise ValueError("give both ref_embeddings and ref_labels, or neither")
+    dist = pairwise_distances(embeddings, ref_embeddings, metric)
+    ref = labels if ref_labels is None else ref_labels
+    same = labels[:, None] == ref[None, :]
+    if ref_labels is None:
+        pairs = torch.ones_like(same).triu(diagonal=1)
+    else:
+        pairs = torch.ones_like(same)
+    return dist, same, pairs
+
+
+def _reduce_pairs(
+    terms: torch.Tensor,
+    dist: torch.Tensor,
+    same: torch.Tensor,
+    pairs: torch.Tensor,
+    embeddings: torch.Tensor,
+) -> LossOutput:
+    """Mean of `terms` (B, R) over `pairs`, with pair statistics; `active_fraction` is the
+    share of pairs whose term is > 0."""
+    count = pairs.sum().to(dist.dtype)
+    denominator = count.clamp_min(1.0)
+    d = dist.detach()
+    genuine, impostor = same & pairs, ~same & pairs
+    stats = {
+        "active_fraction": ((terms > 0) & pairs).sum() / denominator,
+        "mean_pos_dist": (d * genuine).sum() / genuine.sum().clamp_min(1),
+        "mean_neg_dist": (d * impostor).sum() / impostor.sum().clamp_min(1),
+        "n_valid": count,
+    }
+    loss = terms.sum() / denominator + embeddings.sum() * 0.0
+    return LossOutput(loss=loss, stat_tensors={k: v.detach() for k, v in stats.items()})

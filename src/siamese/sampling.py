@@ -10,6 +10,7 @@ from collections.abc import Iterator
 import numpy as np
 import torch
 
+from siamese.data.labeled import LabeledData
 from siamese.errors import ConfigError, DataError
 
 
@@ -180,3 +181,75 @@ def balanced_pairs(
         [torch.ones(n_genuine, dtype=torch.long), torch.zeros(n_impostor, dtype=torch.long)]
     )
     return torch.cat([i_gen, i_imp]), torch.cat([j_gen, j_imp]), same
+
+
+class PairDataset(torch.utils.data.Dataset):
+    """Offline pairs for the pair-based tutorials: `n_pairs` seeded pairs of `data`, half
+    genuine (same class, label 1) and half impostor (different class, label 0), drawn by
+    `balanced_pairs`. `set_epoch(e)` draws a new set (seed + e).
+
+    Items are `(x1, x2, same)`: two examples and the int64 pair label.
+    """
+
+    def __init__(self, data: LabeledData, n_pairs: int, seed: int = 0) -> None:
+        if n_pairs < 2:
+            raise ConfigError(f"PairDataset needs n_pairs >= 2, got {n_pairs}")
+        self.data, self.n_pairs, self.seed = data, n_pairs, seed
+        self.set_epoch(0)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Draw the pairs of `epoch`."""
+        self.i, self.j, self.same = balanced_pairs(self.data.y, self.n_pairs, self.seed + epoch)
+
+    def __len__(self) -> int:
+        return self.n_pairs
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        return self.data.x[self.i[index]], self.data.x[self.j[index]], self.same[index]
+
+
+class TripletDataset(torch.utils.data.Dataset):
+    """Offline random triplets, as the tutorials train: for each of `n_triplets` anchors drawn
+    uniformly from the classes with 2+ examples, a random other example of its class and a
+    random example of another class. `set_epoch(e)` draws a new set (seed + e).
+
+    Items are `(anchor, positive, negative)` examples.
+    """
+
+    def __init__(self, data: LabeledData, n_triplets: int, seed: int = 0) -> None:
+        if n_triplets < 1:
+            raise ConfigError(f"TripletDataset needs n_triplets >= 1, got {n_triplets}")
+        self.data, self.n_triplets, self.seed = data, n_triplets, seed
+        self.set_epoch(0)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Draw the triplets of `epoch`."""
+        labels = self.data.y.cpu()
+        g = torch.Generator().manual_seed(self.seed + epoch)
+        _, inverse, counts = torch.unique(labels, return_inverse=True, return_counts=True)
+        if int((counts >= 2).sum()) < 1 or counts.numel() < 2:
+            raise DataError("random triplets need 2+ classes, one of them with 2+ examples")
+        n = labels.numel()
+        order = torch.argsort(inverse, stable=True)
+        starts = torch.cumsum(counts, 0) - counts
+        # Anchor: a uniform example among those whose class has a positive.
+        weight = (counts[inverse] >= 2).double()
+        anchor = torch.multinomial(weight, self.n_triplets, replacement=True, generator=g)
+        c = inverse[anchor]
+        position = torch.empty(n, dtype=torch.long)
+        position[order] = torch.arange(n) - starts[inverse[order]]
+        offset = (torch.rand(self.n_triplets, generator=g) * (counts[c] - 1).double()).long()
+        offset = offset + (offset >= position[anchor]).long()  # skip the anchor itself
+        positive = order[starts[c] + offset]
+        # Negative: uniform over the examples outside the anchor's class.
+        offset = (torch.rand(self.n_triplets, generator=g) * (n - counts[c]).double()).long()
+        offset = offset + (offset >= starts[c]).long() * counts[c]  # skip the class block
+        negative = order[offset]
+        self.anchor, self.positive, self.negative = anchor, positive, negative
+
+    def __len__(self) -> int:
+        return self.n_triplets
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        x = self.data.x
+        return x[self.anchor[index]], x[self.positive[index]], x[self.negative[index]]
