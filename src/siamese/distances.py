@@ -28,19 +28,32 @@ def check_metric(metric: str) -> None:
         raise ConfigError(f"unknown metric {metric!r}: choose one of {', '.join(METRICS)}")
 
 
+class _SafeSqrt(torch.autograd.Function):
+    """sqrt with gradient 0 where the input is 0 (where sqrt' is infinite)."""
+
+    @staticmethod
+    def forward(ctx: torch.autograd.function.FunctionCtx, squared: torch.Tensor) -> torch.Tensor:
+        root = squared.clamp_min(0.0).sqrt()
+        ctx.save_for_backward(root)
+        return root
+
+    @staticmethod
+    def backward(ctx: torch.autograd.function.FunctionCtx, grad: torch.Tensor) -> torch.Tensor:
+        (root,) = ctx.saved_tensors
+        # One pass: 0.5 / root is inf where root is 0; those entries become 0.
+        scale = (0.5 / root).nan_to_num(posinf=0.0)
+        return grad * scale
+
+
 def safe_sqrt(squared: torch.Tensor) -> torch.Tensor:
     """Square root whose gradient is 0 (not inf or NaN) where the input is 0.
 
     Args:
-        squared: any shape, values >= 0.
+        squared: any shape, values >= 0 (negative rounding noise is clamped to 0).
     Returns:
         same shape as `squared`.
     """
-    zero = squared <= 0
-    # sqrt'(0) is infinite; feeding 1 where the input is 0 and masking the result keeps the
-    # value at 0 and makes the gradient there exactly 0.
-    root = torch.sqrt(torch.where(zero, torch.ones_like(squared), squared))
-    return torch.where(zero, torch.zeros_like(root), root)
+    return _SafeSqrt.apply(squared)
 
 
 def pairwise_distances(

@@ -13,7 +13,15 @@ import torch
 
 from siamese.distances import Metric, check_metric, paired_distances, pairwise_distances
 from siamese.errors import ConfigError
-from siamese.mining import MINING_MODES, Mining, mine_triplets, positive_negative_masks
+from siamese.mining import (
+    DIRECT_SEARCH_MAX_POSITIVES,
+    MINING_MODES,
+    Mining,
+    mine_triplets,
+    padded_columns,
+    positive_negative_masks,
+    row_blocks,
+)
 
 TRIPLET_MINING: tuple[str, ...] = ("all", *MINING_MODES)
 
@@ -76,8 +84,7 @@ class TripletLoss(torch.nn.Module):
     - `mining="all"` (batch-all): every valid triplet; the loss is the mean of the non-zero
       terms (0 when none). Computed without enumerating the B³ triplets: per anchor, the
       negative distances are sorted once and each positive pair's active negatives are
-      counted with `searchsorted` — O(B² log B) time, O(B²) memory. With `soft` every term is
-      non-zero, so the B³ terms are summed in bounded blocks (O(B³) time, ~64 MB at a time).
+      counted (see `batch_all_triplet_loss`) — O(B² log B) time, O(B²) memory, at most.
 
     The other modes mine index tensors (`siamese.mining`) and average over mined triplets:
 
@@ -171,18 +178,18 @@ def batch_all_triplet_loss(
     margin: float,
     soft: bool,
     embeddings: torch.Tensor,
-    block_rows: int = 512,
 ) -> LossOutput:
-    """Batch-all triplet loss from a distance matrix, without enumerating the triplets.
+    """Batch-all triplet loss from a distance matrix, without enumerating the B³ triplets.
 
-    Hinge: the mean of `d(a, p) − d(a, n) + margin` over the active triplets (those where it
-    is > 0). Each term is linear in the two distances, so the loss equals
+    Hinge: the mean of `d(a, p) − d(a, n) + margin` over the active triplets (where it is
+    > 0). Each term is linear in two distances, so the loss equals
     `(Σ c_ap·d(a, p) − Σ c_an·d(a, n)) / T + margin`, where c_ap counts the active negatives
     of the pair (a, p), c_an the active positives of (a, n) and T the active triplets. The
-    counts come from one sort per anchor row and `searchsorted`: O(B·R log R) time and O(R)
-    extra memory per row block, with no gradient (they are piecewise constant).
-    Soft: the mean of `softplus(d(a, p) − d(a, n))` over all valid triplets, summed one block
-    of anchor rows at a time (O(B·R²) time); the gradient weights are the sigmoids.
+    counts are piecewise constant (no gradient): with M positives per anchor they come from
+    (B, M, R) comparisons in bounded blocks when M is small (P×K batches), else from one sort
+    per anchor and `searchsorted`, O(B·R log R).
+    Soft: the mean of `softplus(d(a, p) − d(a, n))` over all valid triplets, in bounded blocks
+    of (B, M, R); the gradient weights are the sigmoids.
 
     Args:
         dist: (B, R) distances with gradient.
@@ -190,37 +197,38 @@ def batch_all_triplet_loss(
         margin: hinge margin (unused when `soft`).
         soft: softplus instead of the hinge.
         embeddings: (B, D) the batch, to keep a gradient path when nothing is valid.
-        block_rows: anchor rows processed together.
     """
     positive, negative = positive_negative_masks(labels, ref_labels)
     d = dist.detach()
-    pos_weight = torch.zeros_like(d)
+    pos_cols, present = padded_columns(positive)
+    d_ap = d.gather(1, pos_cols)  # (B, M)
+    pair_weight = torch.zeros_like(d_ap)  # per (anchor, positive slot)
     neg_weight = torch.zeros_like(d)
     value = torch.zeros((), dtype=d.dtype, device=d.device)
-    n_rows, n_refs = d.shape
-    if soft:
-        block_rows = max(1, min(block_rows, (1 << 24) // max(1, n_refs * n_refs)))
+    width = pos_cols.shape[1]
     with torch.no_grad():
-        for start in range(0, n_rows, block_rows):
-            rows = slice(start, start + block_rows)
-            db, pb, nb = d[rows], positive[rows], negative[rows]
-            if soft:
-                diff = db[:, :, None] - db[:, None, :]  # (b, p, n): d(a, p) − d(a, n)
-                valid = pb[:, :, None] & nb[:, None, :]
-                value += torch.nn.functional.softplus(diff).masked_fill(~valid, 0.0).sum()
-                slope = torch.sigmoid(diff).masked_fill(~valid, 0.0)
-                pos_weight[rows] = slope.sum(dim=2)
+        if soft or width <= DIRECT_SEARCH_MAX_POSITIVES:
+            for rows in row_blocks(d.shape[0], max(1, width) * d.shape[1]):
+                diff = d_ap[rows, :, None] - d[rows, None, :]  # (b, M, R): d(a, p) − d(a, n)
+                valid = present[rows, :, None] & negative[rows, None, :]
+                if soft:
+                    value += torch.nn.functional.softplus(diff).masked_fill(~valid, 0.0).sum()
+                    slope = torch.sigmoid(diff).masked_fill(~valid, 0.0)
+                else:
+                    slope = (valid & (diff + margin > 0)).to(d.dtype)
+                pair_weight[rows] = slope.sum(dim=2)
                 neg_weight[rows] = slope.sum(dim=1)
-                continue
+        else:
             # Active negatives of (a, p): those with d(a, n) < d(a, p) + margin.
-            neg_sorted = db.masked_fill(~nb, float("inf")).sort(dim=1).values
-            below = torch.searchsorted(neg_sorted, (db + margin).contiguous())
-            pos_weight[rows] = below.masked_fill(~pb, 0).to(d.dtype)
+            neg_sorted = d.masked_fill(~negative, float("inf")).sort(dim=1).values
+            below = torch.searchsorted(neg_sorted, d_ap + margin)
+            pair_weight = below.masked_fill(~present, 0).to(d.dtype)
             # Active positives of (a, n): those with d(a, p) > d(a, n) − margin.
-            pos_sorted = db.masked_fill(~pb, float("inf")).sort(dim=1).values
-            at_most = torch.searchsorted(pos_sorted, (db - margin).contiguous(), right=True)
-            active_pos = pb.sum(dim=1, keepdim=True) - at_most
-            neg_weight[rows] = active_pos.masked_fill(~nb, 0).to(d.dtype)
+            pos_sorted = d_ap.masked_fill(~present, float("inf")).sort(dim=1).values
+            at_most = torch.searchsorted(pos_sorted, (d - margin).contiguous(), right=True)
+            active_pos = present.sum(dim=1, keepdim=True) - at_most
+            neg_weight = active_pos.masked_fill(~negative, 0).to(d.dtype)
+    pos_weight = torch.zeros_like(d).scatter_add_(1, pos_cols, pair_weight * present)
     n_valid = (positive.sum(dim=1) * negative.sum(dim=1)).sum().to(d.dtype)
     n_active = n_valid if soft else pos_weight.sum()
     denominator = n_active.clamp_min(1.0)

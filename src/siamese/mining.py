@@ -45,6 +45,40 @@ def positive_negative_masks(
     return positive, ~same
 
 
+# Up to this many positives per anchor, searching each positive pair's negatives directly
+# (B·M·R comparisons) beats sorting every anchor's distances (B·R log R). P×K batches have
+# K − 1 positives per anchor, so they always take the direct path.
+DIRECT_SEARCH_MAX_POSITIVES = 32
+_BLOCK_ELEMENTS = 1 << 24  # bounds the (rows, M, R) temporaries of the direct path
+
+
+def padded_columns(mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The column indices of each row's True entries, left-aligned and padded.
+
+    Args:
+        mask: (B, R) bool.
+    Returns:
+        (columns, present): (B, M) int64 columns (0 where padded) and (B, M) bool, where M is
+        the largest row count.
+    """
+    rows, cols = mask.nonzero(as_tuple=True)  # row-major: each row's columns in order
+    counts = mask.sum(dim=1)
+    width = int(counts.max()) if counts.numel() else 0
+    starts = torch.cumsum(counts, 0) - counts
+    slot = torch.arange(rows.numel(), device=mask.device) - starts[rows]
+    columns = torch.zeros(mask.shape[0], width, dtype=torch.long, device=mask.device)
+    present = torch.zeros(mask.shape[0], width, dtype=torch.bool, device=mask.device)
+    columns[rows, slot] = cols
+    present[rows, slot] = True
+    return columns, present
+
+
+def row_blocks(n_rows: int, per_row: int) -> list[slice]:
+    """Row slices whose blocks hold at most ~`_BLOCK_ELEMENTS` elements of `per_row` each."""
+    step = max(1, _BLOCK_ELEMENTS // max(1, per_row))
+    return [slice(start, start + step) for start in range(0, n_rows, step)]
+
+
 def semihard_triplets(
     dist: torch.Tensor, labels: torch.Tensor, ref_labels: torch.Tensor | None = None
 ) -> Triplets:
@@ -53,8 +87,9 @@ def semihard_triplets(
     The semantics of TensorFlow Addons' `TripletSemiHardLoss`: for each positive pair (a, p),
     the negative is the one with the smallest d(a, n) strictly greater than d(a, p); when no
     negative is farther than the positive, the farthest negative. Anchors without negatives
-    give no triplet. Cost O(B·R log R): each anchor's negative distances are sorted once and
-    every positive distance is located with `searchsorted`.
+    give no triplet. With few positives per anchor (P×K batches) each pair's negatives are
+    searched directly, in bounded blocks; otherwise each anchor's negative distances are
+    sorted once and every positive distance located with `searchsorted`, O(B·R log R).
 
     Args:
         dist: (B, R) distances between anchors and references.
@@ -65,15 +100,26 @@ def semihard_triplets(
     """
     positive, negative = positive_negative_masks(labels, ref_labels)
     d = dist.detach()
-    neg_sorted, neg_order = d.masked_fill(~negative, float("inf")).sort(dim=1)
+    pos_cols, pos_present = padded_columns(positive)
+    d_ap = d.gather(1, pos_cols)  # (B, M)
     n_neg = negative.sum(dim=1, keepdim=True)
-    # First position whose negative distance is strictly greater than d(a, p); the sort
-    # puts the non-negatives (inf) last, so a position past the negatives means "none".
-    position = torch.searchsorted(neg_sorted, d.contiguous(), right=True)
-    position = torch.where(position < n_neg, position, n_neg - 1).clamp_min(0)
-    chosen = neg_order.gather(1, position)
-    a, p = (positive & (n_neg > 0)).nonzero(as_tuple=True)
-    return a, p, chosen[a, p]
+    if pos_cols.shape[1] <= DIRECT_SEARCH_MAX_POSITIVES:
+        chosen = torch.empty_like(pos_cols)
+        for rows in row_blocks(d.shape[0], pos_cols.shape[1] * d.shape[1]):
+            db, nb = d[rows, None, :], negative[rows, None, :]
+            farther = nb & (db > d_ap[rows, :, None])  # (b, M, R)
+            nearest_farther = db.masked_fill(~farther, float("inf")).argmin(dim=2)
+            farthest = d[rows].masked_fill(~negative[rows], float("-inf")).argmax(dim=1)
+            chosen[rows] = torch.where(farther.any(dim=2), nearest_farther, farthest[:, None])
+    else:
+        neg_sorted, neg_order = d.masked_fill(~negative, float("inf")).sort(dim=1)
+        # First position whose negative distance is strictly greater than d(a, p); the sort
+        # puts the non-negatives (inf) last, so a position past the negatives means "none".
+        position = torch.searchsorted(neg_sorted, d_ap, right=True)
+        position = torch.minimum(position, n_neg - 1).clamp_min(0)
+        chosen = neg_order.gather(1, position)
+    a, slot = (pos_present & (n_neg > 0)).nonzero(as_tuple=True)
+    return a, pos_cols[a, slot], chosen[a, slot]
 
 
 def hardest_triplets(
