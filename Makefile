@@ -8,6 +8,7 @@ PY := $(VENV)/bin/python
 PIP_INSTALL := $(PY) -m pip install --disable-pip-version-check --quiet
 RUNTIME := $(VENV)/.installed-runtime
 DEV := $(VENV)/.installed-dev
+BENCH := $(VENV)/.installed-bench
 
 .PHONY: demo test lint format bench clean venv venv-dev
 
@@ -28,8 +29,9 @@ format: $(DEV)
 	$(PY) -m ruff check --fix src tests benchmarks
 	$(PY) -m ruff format src tests benchmarks
 
-bench: $(RUNTIME)
+bench: $(BENCH)
 	$(PY) benchmarks/bench_demo.py
+	$(PY) benchmarks/bench_losses.py
 
 venv: $(RUNTIME)
 venv-dev: $(DEV)
@@ -43,6 +45,10 @@ $(RUNTIME): requirements.lock pyproject.toml | $(PY)
 
 $(DEV): requirements.lock requirements-dev.lock pyproject.toml | $(PY)
 	$(PIP_INSTALL) -r requirements.lock -r requirements-dev.lock -e .
+	touch $@ $(RUNTIME)
+
+$(BENCH): requirements.lock requirements-bench.lock pyproject.toml | $(PY)
+	$(PIP_INSTALL) -r requirements.lock -r requirements-bench.lock -e .
 	touch $@ $(RUNTIME)
 
 clean:

@@ -72,6 +72,9 @@ def test_euclidean_gradcheck() -> None:
     y = torch.randn(4, 3, dtype=torch.float64, requires_grad=True)
     assert torch.autograd.gradcheck(lambda a, b: pairwise_distances(a, b), (x, y))
     assert torch.autograd.gradcheck(lambda a: pairwise_distances(a, metric="cosine"), (x,))
+    assert torch.autograd.gradcheck(lambda a: pairwise_distances(a), (x,))
+    assert torch.autograd.gradcheck(lambda a, b: pairwise_distances(a, b, "sqeuclidean"), (x, y))
+    assert torch.autograd.gradcheck(lambda a: pairwise_distances(a, metric="sqeuclidean"), (x,))
 
 
 @pytest.mark.parametrize("metric", METRICS)
@@ -94,3 +97,18 @@ def test_paired_and_batched_agree_with_pairwise(metric: str) -> None:
 def test_unknown_metric_is_a_config_error() -> None:
     with pytest.raises(ConfigError, match="manhattan"):
         pairwise_distances(torch.zeros(2, 2), metric="manhattan")
+
+
+@pytest.mark.parametrize("metric", METRICS)
+@pytest.mark.parametrize("block_rows", [1, 3, 7, 100])
+def test_distance_blocks_reassemble_the_full_matrix(metric: str, block_rows: int) -> None:
+    from siamese.distances import distance_blocks
+
+    x, y = torch.randn(7, 4) * 10, torch.randn(5, 4)
+    for other in (None, y):
+        full = pairwise_distances(x, other, metric)
+        blocks = dict(distance_blocks(x, other, metric, block_rows))
+        assert sorted(blocks) == list(range(0, 7, block_rows))
+        torch.testing.assert_close(torch.cat([blocks[s] for s in sorted(blocks)]), full)
+    with pytest.raises(ValueError, match="block_rows"):
+        next(distance_blocks(x, metric=metric, block_rows=0))

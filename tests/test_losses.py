@@ -8,7 +8,6 @@ import torch
 
 import siamese.losses
 import siamese.mining
-
 from siamese.errors import ConfigError
 from siamese.losses import (
     ContrastiveLoss,
@@ -55,7 +54,9 @@ def reference_batch_hard(x: torch.Tensor, y: torch.Tensor, margin: float) -> flo
 @pytest.fixture(params=["direct", "sorted"], autouse=True)
 def search_path(request, monkeypatch) -> str:
     """Run every test on both search paths of the miners and batch-all: the direct one (few
-    positives per anchor) and the sorted one (many), by moving the switch-over point."""
+    positives per anchor) and the sorted one (many), by moving the switch-over point, with
+    blocks of a single row so that the blockwise loops are exercised too."""
+    monkeypatch.setattr(siamese.mining, "_BLOCK_ELEMENTS", 1)
     if request.param == "sorted":
         monkeypatch.setattr(siamese.mining, "DIRECT_SEARCH_MAX_POSITIVES", -1)
         monkeypatch.setattr(siamese.losses, "DIRECT_SEARCH_MAX_POSITIVES", -1)
@@ -92,10 +93,23 @@ def test_batch_hard_matches_reference(x: torch.Tensor, y: torch.Tensor) -> None:
 
 
 @pytest.mark.parametrize(("x", "y"), labelled_batches())
-@pytest.mark.parametrize("mining", ["semihard", "hard", "random"])
-def test_loss_is_finite_with_a_gradient(x: torch.Tensor, y: torch.Tensor, mining: str) -> None:
+@pytest.mark.parametrize(
+    "make_loss",
+    [
+        lambda: TripletLoss(margin=0.2, mining="all"),
+        lambda: TripletLoss(mining="all", soft=True),
+        lambda: TripletLoss(margin=0.2, mining="semihard"),
+        lambda: TripletLoss(mining="semihard", soft=True),
+        lambda: TripletLoss(margin=0.2, mining="hard"),
+        lambda: TripletLoss(margin=0.2, mining="random"),
+        lambda: ContrastiveLoss(margin=1.0),
+        lambda: ContrastiveLoss(margin=1.0, metric="cosine"),
+        lambda: PairClassifierLoss(embedding_dim=4),
+    ],
+)
+def test_loss_is_finite_with_a_gradient(x: torch.Tensor, y: torch.Tensor, make_loss) -> None:
     x = x.clone().requires_grad_(True)
-    out = TripletLoss(margin=0.2, mining=mining)(x, y)
+    out = make_loss()(x, y)
     assert torch.isfinite(out.loss)
     out.loss.backward()
     assert x.grad is not None and torch.isfinite(x.grad).all()
@@ -246,7 +260,7 @@ def test_batch_all_with_a_reference_set_and_block_sizes() -> None:
     got = TripletLoss(margin=0.3, mining="all")(x, y, rx, ry)
     assert got.loss.item() == pytest.approx(sum(want) / len(want))
     dist = pairwise_distances(x, rx)
-    same = batch_all_triplet_loss(dist, y, ry, 0.3, False, x)
+    same = batch_all_triplet_loss(dist, y, ry, 0.3, False)
     assert same.loss.item() == pytest.approx(got.loss.item())
 
 

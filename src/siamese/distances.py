@@ -56,6 +56,52 @@ def safe_sqrt(squared: torch.Tensor) -> torch.Tensor:
     return _SafeSqrt.apply(squared)
 
 
+class _EuclideanPairwise(torch.autograd.Function):
+    """(Squared) Euclidean distances with a closed-form backward.
+
+    Forward: one addmm and in-place clamping, so the only (N, M) tensor kept is the result.
+    Backward: with W = G / D (0 where D = 0; W = 2G for squared distances),
+    dx = rowsum(W)·x − W·y and dy = colsum(W)·y − Wᵀ·x: two matrix products, no chain of
+    element-wise (N, M) temporaries.
+    """
+
+    @staticmethod
+    def forward(
+        ctx: torch.autograd.function.FunctionCtx,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        squared: bool,
+        same: bool,
+    ) -> torch.Tensor:
+        x_sq = (x * x).sum(dim=1, keepdim=True)
+        y_sq = x_sq if same else (y * y).sum(dim=1, keepdim=True)
+        dist = torch.addmm(x_sq, x, y.T, alpha=-2.0).add_(y_sq.T).clamp_(min=0.0)
+        if same:
+            dist.fill_diagonal_(0.0)  # exactly 0, not rounding noise
+        if not squared:
+            dist.sqrt_()
+        ctx.save_for_backward(x, y, dist)
+        ctx.squared = squared
+        return dist
+
+    @staticmethod
+    def backward(
+        ctx: torch.autograd.function.FunctionCtx, grad: torch.Tensor
+    ) -> tuple[torch.Tensor | None, torch.Tensor | None, None, None]:
+        x, y, dist = ctx.saved_tensors
+        if ctx.squared:
+            weight = grad * 2.0
+        else:
+            # d‖x − y‖ / dx = (x − y) / ‖x − y‖, taken as 0 where the distance is 0.
+            weight = dist.reciprocal().nan_to_num_(posinf=0.0).mul_(grad)
+        grad_x = grad_y = None
+        if ctx.needs_input_grad[0]:
+            grad_x = weight.sum(dim=1, keepdim=True) * x - weight @ y
+        if ctx.needs_input_grad[1]:
+            grad_y = weight.sum(dim=0)[:, None] * y - weight.T @ x
+        return grad_x, grad_y, None, None
+
+
 def pairwise_distances(
     x: torch.Tensor,
     y: torch.Tensor | None = None,
@@ -86,17 +132,13 @@ def pairwise_distances(
         xn = torch.nn.functional.normalize(x, dim=1, eps=1e-12)
         yn = xn if same else torch.nn.functional.normalize(y, dim=1, eps=1e-12)
         dist = (1.0 - xn @ yn.T).clamp_min(0.0)
-    else:
-        x_sq = (x * x).sum(dim=1, keepdim=True)
-        y_sq = x_sq if same else (y * y).sum(dim=1, keepdim=True)
-        dist = torch.addmm(x_sq + y_sq.T, x, y.T, beta=1.0, alpha=-2.0).clamp_min(0.0)
-    if same:
-        # Rounding leaves the diagonal slightly positive; it is exactly 0 by definition.
-        eye = torch.eye(dist.shape[0], dtype=torch.bool, device=dist.device)
-        dist = dist.masked_fill(eye, 0.0)
-    if metric == "euclidean":
-        dist = safe_sqrt(dist)
-    return dist
+        if same:
+            # Rounding leaves the diagonal slightly positive; it is exactly 0 by definition.
+            dist = dist.masked_fill(
+                torch.eye(dist.shape[0], dtype=torch.bool, device=dist.device), 0.0
+            )
+        return dist
+    return _EuclideanPairwise.apply(x, y, metric == "sqeuclidean", same)
 
 
 def paired_distances(

@@ -112,12 +112,15 @@ def semihard_triplets(
             farthest = d[rows].masked_fill(~negative[rows], float("-inf")).argmax(dim=1)
             chosen[rows] = torch.where(farther.any(dim=2), nearest_farther, farthest[:, None])
     else:
-        neg_sorted, neg_order = d.masked_fill(~negative, float("inf")).sort(dim=1)
-        # First position whose negative distance is strictly greater than d(a, p); the sort
-        # puts the non-negatives (inf) last, so a position past the negatives means "none".
-        position = torch.searchsorted(neg_sorted, d_ap, right=True)
-        position = torch.minimum(position, n_neg - 1).clamp_min(0)
-        chosen = neg_order.gather(1, position)
+        chosen = torch.empty_like(pos_cols)
+        for rows in row_blocks(d.shape[0], d.shape[1]):
+            neg_sorted, neg_order = d[rows].masked_fill(~negative[rows], float("inf")).sort(dim=1)
+            # First position whose negative distance is strictly greater than d(a, p); the
+            # sort puts the non-negatives (inf) last, so a position past the negatives means
+            # "none": then the farthest negative, the last one before them.
+            position = torch.searchsorted(neg_sorted, d_ap[rows], right=True)
+            position = torch.minimum(position, n_neg[rows] - 1).clamp_min(0)
+            chosen[rows] = neg_order.gather(1, position)
     a, slot = (pos_present & (n_neg > 0)).nonzero(as_tuple=True)
     return a, pos_cols[a, slot], chosen[a, slot]
 

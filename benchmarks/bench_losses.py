@@ -1,0 +1,226 @@
+"""Forward + backward time and peak memory of our losses against pytorch-metric-learning.
+
+For batch sizes 256, 1,024 and 4,096 of 128-d unit-length embeddings, with P×K labels (K = 4)
+and with 10 classes, each configuration runs in a fresh process (so its peak resident memory
+is its own) under the same allocator settings for both libraries:
+
+    ours                              pytorch-metric-learning 2.9.0
+    TripletLoss(mining="all")         TripletMarginLoss, no miner
+    TripletLoss(mining="hard")        TripletMarginLoss + BatchHardMiner
+    TripletLoss(mining="semihard")    TripletMarginLoss + TripletMarginMiner("semihard")
+    ContrastiveLoss(margin=1)         ContrastiveLoss(pos_margin=0, neg_margin=1)
+
+Time is the median of 3 timed steps after one warm-up step, with glibc keeping large blocks
+in its heap (MALLOC_MMAP_MAX_=0, as the `siamese` command does). Memory is the growth of the
+process's peak RSS during the steps, measured in a second process with glibc's default
+settings: there every large block is its own mapping, returned when freed, so the peak is
+what was really alive at once (with the heap kept, fragmentation made it vary 1.7× between
+identical runs). Writes `benchmarks/results/losses.json` and the table
+in `benchmarks/BENCHMARKS.md`.
+
+    python benchmarks/bench_losses.py            # needs requirements-bench.lock installed
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from machine import describe_machine  # noqa: E402
+from markdown_tables import replace_section  # noqa: E402
+
+RESULTS = HERE / "results" / "losses.json"
+BATCHES = (256, 1024, 4096)
+LABELS = ("pk", "10c")
+METHODS = ("triplet_all", "triplet_hard", "triplet_semihard", "contrastive")
+# Batch-all at 8,192 must stay within 2 GB: ours only (PML's triplets would need > 100 GB).
+LARGE = [("triplet_all", "pk", 8192), ("triplet_all", "10c", 8192)]
+MARGIN = 0.2
+# PML materialises every candidate triplet (three int64 indices each, plus distances): with
+# 95 million triplets (batch 1,024, 10 classes) it peaked at 5 GB here. Beyond this many it
+# cannot fit in this machine's 24 GiB.
+PML_MAX_TRIPLETS = 400_000_000
+TIMING_ENV = {"MALLOC_MMAP_MAX_": "0", "MALLOC_TRIM_THRESHOLD_": "17179869184"}
+
+
+def make_inputs(batch: int, labels: str):
+    import torch
+
+    g = torch.Generator().manual_seed(batch)
+    x = torch.nn.functional.normalize(torch.randn(batch, 128, generator=g), dim=1)
+    y = torch.arange(batch) // 4 if labels == "pk" else torch.arange(batch) % 10
+    return x, y
+
+
+def candidate_triplets(batch: int, labels: str) -> int:
+    per_class = 4 if labels == "pk" else batch // 10
+    return batch * (per_class - 1) * (batch - per_class)
+
+
+def build_step(library: str, method: str):
+    """A function (embeddings, labels) -> scalar loss."""
+    if library == "ours":
+        from siamese.losses import ContrastiveLoss, TripletLoss
+
+        if method == "contrastive":
+            loss = ContrastiveLoss(margin=1.0)
+        else:
+            loss = TripletLoss(margin=MARGIN, mining=method.removeprefix("triplet_"))
+        return lambda x, y: loss(x, y).loss
+    from pytorch_metric_learning import losses, miners
+
+    if method == "contrastive":
+        loss = losses.ContrastiveLoss(pos_margin=0.0, neg_margin=1.0)
+        return lambda x, y: loss(x, y)
+    loss = losses.TripletMarginLoss(margin=MARGIN)
+    miner = {
+        "triplet_all": None,
+        "triplet_hard": miners.BatchHardMiner(),
+        "triplet_semihard": miners.TripletMarginMiner(margin=MARGIN, type_of_triplets="semihard"),
+    }[method]
+    if miner is None:
+        return lambda x, y: loss(x, y)
+    return lambda x, y: loss(x, y, miner(x, y))
+
+
+def worker(config: dict) -> dict:
+    """Run one configuration in this process and return its measurements."""
+    import torch
+
+    x0, y = make_inputs(config["batch"], config["labels"])
+    step = build_step(config["library"], config["method"])
+    baseline_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    times, value = [], None
+    for repeat in range(4):
+        x = x0.clone().requires_grad_(True)
+        start = time.perf_counter()
+        loss = step(x, y)
+        loss.backward()
+        elapsed = time.perf_counter() - start
+        if repeat > 0:
+            times.append(elapsed)
+        value = float(loss.detach())
+        assert torch.isfinite(x.grad).all()
+    peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return {
+        "seconds": statistics.median(times),
+        "peak_mib": round((peak_kib - baseline_kib) / 1024, 1),
+        "loss": value,
+    }
+
+
+def run_config(config: dict, timeout: int) -> dict:
+    if config["library"] == "pml" and config["method"] in ("triplet_all", "triplet_semihard"):
+        n = candidate_triplets(config["batch"], config["labels"])
+        if n > PML_MAX_TRIPLETS:
+            return {**config, "skipped": f"{n:.2e} candidate triplets: does not fit in 24 GiB"}
+    measured = {}
+    for purpose, extra in (("time", TIMING_ENV), ("memory", {})):
+        env = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")}
+        command = [sys.executable, __file__, "--worker", json.dumps(config)]
+        try:
+            done = subprocess.run(
+                command, capture_output=True, text=True, env={**env, **extra}, timeout=timeout
+            )
+        except subprocess.TimeoutExpired:
+            return {**config, "skipped": f"took more than {timeout} s"}
+        if done.returncode != 0:
+            return {**config, "skipped": f"failed: {done.stderr.strip().splitlines()[-1:]}"}
+        measured[purpose] = json.loads(done.stdout.strip().splitlines()[-1])
+    return {
+        **config,
+        "seconds": measured["time"]["seconds"],
+        "peak_mib": measured["memory"]["peak_mib"],
+        "loss": measured["time"]["loss"],
+    }
+
+
+def table(results: list[dict]) -> str:
+    """Markdown: one row per (method, labels, batch), ours beside PML and their ratios."""
+    by_key = {(r["library"], r["method"], r["labels"], r["batch"]): r for r in results}
+    lines = [
+        "| loss | labels | batch | ours s | PML s | time ratio | ours MiB | PML MiB | ours loss | PML loss |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for method in METHODS:
+        for labels in LABELS:
+            for batch in BATCHES:
+                ours = by_key[("ours", method, labels, batch)]
+                pml = by_key[("pml", method, labels, batch)]
+                if "skipped" in pml:
+                    pml_s = f"not run: {pml['skipped']}"
+                    pml_mib = pml_loss = ratio = "–"
+                else:
+                    pml_s, pml_mib, pml_loss = (
+                        f"{pml['seconds']:.4f}",
+                        f"{pml['peak_mib']:.0f}",
+                        f"{pml['loss']:.4f}",
+                    )
+                    ratio = f"{ours['seconds'] / pml['seconds']:.2f}×"
+                lines.append(
+                    f"| {method} | {'P×K (K=4)' if labels == 'pk' else '10 classes'} | {batch} "
+                    f"| {ours['seconds']:.4f} | {pml_s} | {ratio} | {ours['peak_mib']:.0f} | {pml_mib} "
+                    f"| {ours['loss']:.4f} | {pml_loss} |"
+                )
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    parser.add_argument("--timeout", type=int, default=300)
+    args = parser.parse_args()
+    if args.worker:
+        print(json.dumps(worker(json.loads(args.worker))))
+        return
+    try:
+        import pytorch_metric_learning
+    except ImportError:
+        sys.exit(
+            "pytorch-metric-learning is missing: pip install -r requirements-bench.lock (with requirements.lock)"
+        )
+    results = []
+    for method in METHODS:
+        for labels in LABELS:
+            for batch in BATCHES:
+                for library in ("ours", "pml"):
+                    config = {
+                        "library": library,
+                        "method": method,
+                        "labels": labels,
+                        "batch": batch,
+                    }
+                    result = run_config(config, args.timeout)
+                    results.append(result)
+                    shown = (
+                        result.get("skipped")
+                        or f"{result['seconds']:.4f} s, {result['peak_mib']} MiB"
+                    )
+                    print(f"{library:4} {method:16} {labels:3} {batch:5}: {shown}", flush=True)
+    document = {
+        "benchmark": "bench_losses",
+        "date": time.strftime("%Y-%m-%d"),
+        "machine": describe_machine(),
+        "peer": f"pytorch-metric-learning {pytorch_metric_learning.__version__}",
+        "timing_environment": TIMING_ENV,
+        "embedding_dim": 128,
+        "margin": MARGIN,
+        "results": results,
+    }
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(document, indent=2) + "\n")
+    replace_section(HERE / "BENCHMARKS.md", "losses", table(results))
+    print(table(results))
+
+
+if __name__ == "__main__":
+    main()
