@@ -147,6 +147,7 @@ def run_config(config: dict, timeout: int) -> dict:
 def table(results: list[dict]) -> str:
     """Markdown: one row per (method, labels, batch), ours beside PML and their ratios."""
     by_key = {(r["library"], r["method"], r["labels"], r["batch"]): r for r in results}
+    label_names = {"pk": "P×K (K=4)", "10c": "10 classes"}
     lines = [
         "| loss | labels | batch | ours s | PML s | time ratio | ours MiB | PML MiB | ours loss | PML loss |",
         "|---|---|---|---|---|---|---|---|---|---|",
@@ -167,10 +168,16 @@ def table(results: list[dict]) -> str:
                     )
                     ratio = f"{ours['seconds'] / pml['seconds']:.2f}×"
                 lines.append(
-                    f"| {method} | {'P×K (K=4)' if labels == 'pk' else '10 classes'} | {batch} "
+                    f"| {method} | {label_names[labels]} | {batch} "
                     f"| {ours['seconds']:.4f} | {pml_s} | {ratio} | {ours['peak_mib']:.0f} | {pml_mib} "
                     f"| {ours['loss']:.4f} | {pml_loss} |"
                 )
+    for method, labels, batch in LARGE:
+        ours = by_key[("ours", method, labels, batch)]
+        lines.append(
+            f"| {method} | {label_names[labels]} | {batch} | {ours['seconds']:.4f} | not run | – "
+            f"| {ours['peak_mib']:.0f} | – | {ours['loss']:.4f} | – |"
+        )
     return "\n".join(lines)
 
 
@@ -178,9 +185,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--timeout", type=int, default=300)
+    parser.add_argument(
+        "--render", action="store_true", help="only redraw BENCHMARKS.md from the results file"
+    )
     args = parser.parse_args()
     if args.worker:
         print(json.dumps(worker(json.loads(args.worker))))
+        return
+    if args.render:
+        replace_section(HERE / "BENCHMARKS.md", "losses", table(json.loads(RESULTS.read_text())["results"]))
         return
     try:
         import pytorch_metric_learning
@@ -188,24 +201,20 @@ def main() -> None:
         sys.exit(
             "pytorch-metric-learning is missing: pip install -r requirements-bench.lock (with requirements.lock)"
         )
+    configs = [
+        {"library": library, "method": method, "labels": labels, "batch": batch}
+        for method in METHODS
+        for labels in LABELS
+        for batch in BATCHES
+        for library in ("ours", "pml")
+    ]
+    configs += [{"library": "ours", "method": m, "labels": lb, "batch": b} for m, lb, b in LARGE]
     results = []
-    for method in METHODS:
-        for labels in LABELS:
-            for batch in BATCHES:
-                for library in ("ours", "pml"):
-                    config = {
-                        "library": library,
-                        "method": method,
-                        "labels": labels,
-                        "batch": batch,
-                    }
-                    result = run_config(config, args.timeout)
-                    results.append(result)
-                    shown = (
-                        result.get("skipped")
-                        or f"{result['seconds']:.4f} s, {result['peak_mib']} MiB"
-                    )
-                    print(f"{library:4} {method:16} {labels:3} {batch:5}: {shown}", flush=True)
+    for config in configs:
+        result = run_config(config, args.timeout)
+        results.append(result)
+        shown = result.get("skipped") or f"{result['seconds']:.4f} s, {result['peak_mib']} MiB"
+        print(" ".join(str(v) for v in config.values()) + f": {shown}", flush=True)
     document = {
         "benchmark": "bench_losses",
         "date": time.strftime("%Y-%m-%d"),

@@ -6,7 +6,7 @@ import math
 import pytest
 import torch
 
-import siamese.losses
+import siamese.losses.triplet
 import siamese.mining
 from siamese.errors import ConfigError
 from siamese.losses import (
@@ -59,7 +59,7 @@ def search_path(request, monkeypatch) -> str:
     monkeypatch.setattr(siamese.mining, "_BLOCK_ELEMENTS", 1)
     if request.param == "sorted":
         monkeypatch.setattr(siamese.mining, "DIRECT_SEARCH_MAX_POSITIVES", -1)
-        monkeypatch.setattr(siamese.losses, "DIRECT_SEARCH_MAX_POSITIVES", -1)
+        monkeypatch.setattr(siamese.losses.triplet, "DIRECT_SEARCH_MAX_POSITIVES", -1)
     return request.param
 
 

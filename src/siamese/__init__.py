@@ -25,10 +25,15 @@ _PUBLIC: dict[str, str] = {
     "pairwise_distances": "siamese.distances",
     "LossOutput": "siamese.losses",
     "TripletLoss": "siamese.losses",
+    "ContrastiveLoss": "siamese.losses",
+    "PairClassifierLoss": "siamese.losses",
     "triplet_margin_loss": "siamese.losses",
+    "contrastive_loss": "siamese.losses",
     "ConvNet": "siamese.models.convnet",
     "EmbeddingNet": "siamese.models.embedding",
     "PKSampler": "siamese.sampling",
+    "PairDataset": "siamese.sampling",
+    "TripletDataset": "siamese.sampling",
 }
 
 __all__ = sorted(_PUBLIC)
@@ -38,10 +43,17 @@ if TYPE_CHECKING:
     from siamese.data.labeled import LabeledData
     from siamese.distances import pairwise_distances
     from siamese.errors import CheckpointError, ConfigError, DataError, OutputError, SiameseError
-    from siamese.losses import LossOutput, TripletLoss, triplet_margin_loss
+    from siamese.losses import (
+        ContrastiveLoss,
+        LossOutput,
+        PairClassifierLoss,
+        TripletLoss,
+        contrastive_loss,
+        triplet_margin_loss,
+    )
     from siamese.models.convnet import ConvNet
     from siamese.models.embedding import EmbeddingNet
-    from siamese.sampling import PKSampler
+    from siamese.sampling import PairDataset, PKSampler, TripletDataset
 
 
 def __getattr__(name: str) -> Any:
