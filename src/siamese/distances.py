@@ -69,10 +69,12 @@ class _EuclideanPairwise(torch.autograd.Function):
     def forward(
         ctx: torch.autograd.function.FunctionCtx,
         x: torch.Tensor,
-        y: torch.Tensor,
+        y: torch.Tensor | None,
         squared: bool,
         same: bool,
     ) -> torch.Tensor:
+        if same:
+            y = x
         x_sq = (x * x).sum(dim=1, keepdim=True)
         y_sq = x_sq if same else (y * y).sum(dim=1, keepdim=True)
         dist = torch.addmm(x_sq, x, y.T, alpha=-2.0).add_(y_sq.T).clamp_(min=0.0)
@@ -80,20 +82,30 @@ class _EuclideanPairwise(torch.autograd.Function):
             dist.fill_diagonal_(0.0)  # exactly 0, not rounding noise
         if not squared:
             dist.sqrt_()
-        ctx.save_for_backward(x, y, dist)
-        ctx.squared = squared
+        if same:
+            ctx.save_for_backward(x, dist)
+        else:
+            ctx.save_for_backward(x, y, dist)
+        ctx.squared, ctx.same = squared, same
         return dist
 
     @staticmethod
     def backward(
         ctx: torch.autograd.function.FunctionCtx, grad: torch.Tensor
     ) -> tuple[torch.Tensor | None, torch.Tensor | None, None, None]:
-        x, y, dist = ctx.saved_tensors
+        if ctx.same:
+            x, dist = ctx.saved_tensors
+        else:
+            x, y, dist = ctx.saved_tensors
         if ctx.squared:
             weight = grad * 2.0
         else:
             # d‖x − y‖ / dx = (x − y) / ‖x − y‖, taken as 0 where the distance is 0.
             weight = dist.reciprocal().nan_to_num_(posinf=0.0).mul_(grad)
+        if ctx.same:
+            # x is both sides: the two contributions share one product with W + Wᵀ.
+            both = weight + weight.T
+            return both.sum(dim=1, keepdim=True) * x - both @ x, None, None, None
         grad_x = grad_y = None
         if ctx.needs_input_grad[0]:
             grad_x = weight.sum(dim=1, keepdim=True) * x - weight @ y
@@ -138,7 +150,8 @@ def pairwise_distances(
                 torch.eye(dist.shape[0], dtype=torch.bool, device=dist.device), 0.0
             )
         return dist
-    return _EuclideanPairwise.apply(x, y, metric == "sqeuclidean", same)
+    # Within one set, y is passed as None so that x receives both sides' gradient at once.
+    return _EuclideanPairwise.apply(x, None if same else y, metric == "sqeuclidean", same)
 
 
 def paired_distances(
