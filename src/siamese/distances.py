@@ -103,9 +103,10 @@ class _EuclideanPairwise(torch.autograd.Function):
             # d‖x − y‖ / dx = (x − y) / ‖x − y‖, taken as 0 where the distance is 0.
             weight = dist.reciprocal().nan_to_num_(posinf=0.0).mul_(grad)
         if ctx.same:
-            # x is both sides: the two contributions share one product with W + Wᵀ.
-            both = weight + weight.T
-            return both.sum(dim=1, keepdim=True) * x - both @ x, None, None, None
+            # x is both sides: add the two contributions. (Two products beat one product
+            # with W + Wᵀ: the transposed sum alone costs more than a product here.)
+            sums = weight.sum(dim=1, keepdim=True) + weight.sum(dim=0)[:, None]
+            return sums * x - weight @ x - weight.T @ x, None, None, None
         grad_x = grad_y = None
         if ctx.needs_input_grad[0]:
             grad_x = weight.sum(dim=1, keepdim=True) * x - weight @ y
