@@ -1,0 +1,82 @@
+"""Fill README's measured-results tables from the committed results files.
+
+python benchmarks/readme_tables.py
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from markdown_tables import replace_section  # noqa: E402
+
+README = HERE.parent / "README.md"
+LOSS_NAMES = {
+    "triplet_all": "`TripletLoss` all",
+    "triplet_hard": "`TripletLoss` hard",
+    "triplet_semihard": "`TripletLoss` semihard",
+    "contrastive": "`ContrastiveLoss`",
+}
+LABEL_NAMES = {"pk": "P×K, K = 4", "10c": "10 classes"}
+
+
+def demo_table(result: dict) -> str:
+    s, m = result["summary"], result["machine"]
+    return "\n".join(
+        [
+            "| held-out characters | Siamese embedding | raw pixels |",
+            "|---|---|---|",
+            f"| verification ROC AUC | {s['unseen_verification_auc']:.3f} | {s['raw_pixels_verification_auc']:.3f} |",
+            f"| 5-way 1-shot accuracy | {s['oneshot_5way']:.1%} | {s['raw_pixels_oneshot_5way']:.1%} |",
+            f"| 20-way 1-shot accuracy | {s['oneshot_20way']:.1%} | {s['raw_pixels_oneshot_20way']:.1%} |",
+            "",
+            f"The whole `siamese demo` took {s['first_run_wall_seconds']:.1f} s the first time (rendering "
+            f"the glyphs included) and {s['wall_seconds_median']:.1f} s (median) once they were cached, "
+            f"training at {s['train_images_per_second_median']:,.0f} images/s ({m['cpu']}, {m['cores']} cores).",
+        ]
+    )
+
+
+def loss_table(result: dict) -> str:
+    by_key = {(r["library"], r["method"], r["labels"], r["batch"]): r for r in result["results"]}
+    lines = [
+        "| loss | labels | ours | PML | ours / PML | ours peak | PML peak |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for method, name in LOSS_NAMES.items():
+        for labels, label_name in LABEL_NAMES.items():
+            ours, pml = (
+                by_key[("ours", method, labels, 4096)],
+                by_key[("pml", method, labels, 4096)],
+            )
+            if "skipped" in pml:
+                pml_time, ratio, pml_peak = "does not fit in 24 GiB", "–", "–"
+            else:
+                pml_time = f"{pml['seconds']:.2f} s"
+                ratio = f"{ours['seconds'] / pml['seconds']:.2f}×"
+                pml_peak = f"{pml['peak_mib']:,.0f} MiB"
+            lines.append(
+                f"| {name} | {label_name} | {ours['seconds']:.2f} s | {pml_time} | {ratio} "
+                f"| {ours['peak_mib']:,.0f} MiB | {pml_peak} |"
+            )
+    for (library, method, labels, batch), ours in by_key.items():
+        if library == "ours" and batch == 8192:
+            lines.append(
+                f"| {LOSS_NAMES[method]}, batch 8,192 | {LABEL_NAMES[labels]} | {ours['seconds']:.2f} s "
+                f"| not run | – | {ours['peak_mib']:,.0f} MiB | – |"
+            )
+    return "\n".join(lines)
+
+
+def main() -> None:
+    demo = json.loads((HERE / "results" / "demo.json").read_text())
+    losses = json.loads((HERE / "results" / "losses.json").read_text())
+    replace_section(README, "demo-results", demo_table(demo))
+    replace_section(README, "loss-results", loss_table(losses))
+
+
+if __name__ == "__main__":
+    main()
