@@ -7,7 +7,7 @@ import torch
 
 from siamese.distances import Metric, check_metric, paired_distances, pairwise_distances
 from siamese.errors import ConfigError
-from siamese.losses.output import LossOutput, loss_from_distance_weights
+from siamese.losses.output import LossOutput, check_reference, loss_from_distance_weights
 
 
 def _contrastive_terms(
@@ -88,8 +88,7 @@ class ContrastiveLoss(torch.nn.Module):
         Returns:
             LossOutput with the mean pair loss.
         """
-        if (ref_embeddings is None) != (ref_labels is None):
-            raise ValueError("give both ref_embeddings and ref_labels, or neither")
+        check_reference(ref_embeddings, ref_labels)
         dist = pairwise_distances(embeddings, ref_embeddings, self.metric)
         d = dist.detach()
         same = labels[:, None] == (labels if ref_labels is None else ref_labels)[None, :]

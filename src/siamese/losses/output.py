@@ -38,3 +38,9 @@ def loss_from_distance_weights(
     """
     linear = torch.dot(weights.flatten(), dist.flatten())
     return value + (linear - linear.detach())
+
+
+def check_reference(ref_embeddings: torch.Tensor | None, ref_labels: torch.Tensor | None) -> None:
+    """A reference set is given whole (embeddings and labels) or not at all."""
+    if (ref_embeddings is None) != (ref_labels is None):
+        raise ValueError("give both ref_embeddings and ref_labels, or neither")

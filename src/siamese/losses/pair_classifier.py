@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from siamese.distances import pairwise_distances
-from siamese.losses.output import LossOutput
+from siamese.losses.output import LossOutput, check_reference
 
 
 class PairClassifierLoss(torch.nn.Module):
@@ -69,8 +69,7 @@ def _all_pairs(
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Distances (B, R), genuine mask (B, R) and the mask of pairs that count (B, R): i < j
     within a batch, every pair against a reference set."""
-    if (ref_embeddings is None) != (ref_labels is None):
-        raise ValueError("give both ref_embeddings and ref_labels, or neither")
+    check_reference(ref_embeddings, ref_labels)
     dist = pairwise_distances(embeddings, ref_embeddings, metric)
     ref = labels if ref_labels is None else ref_labels
     same = labels[:, None] == ref[None, :]

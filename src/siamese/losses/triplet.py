@@ -6,7 +6,7 @@ import torch
 
 from siamese.distances import Metric, check_metric, paired_distances, pairwise_distances
 from siamese.errors import ConfigError
-from siamese.losses.output import LossOutput, loss_from_distance_weights
+from siamese.losses.output import LossOutput, check_reference, loss_from_distance_weights
 from siamese.mining import (
     DIRECT_SEARCH_MAX_POSITIVES,
     MINING_MODES,
@@ -109,8 +109,7 @@ class TripletLoss(torch.nn.Module):
         Returns:
             LossOutput with the mean triplet loss.
         """
-        if (ref_embeddings is None) != (ref_labels is None):
-            raise ValueError("give both ref_embeddings and ref_labels, or neither")
+        check_reference(ref_embeddings, ref_labels)
         dist = pairwise_distances(embeddings, ref_embeddings, self.metric)
         if self.mining == "all":
             return batch_all_triplet_loss(dist, labels, ref_labels, self.margin, self.soft)
