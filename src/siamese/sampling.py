@@ -126,6 +126,28 @@ class _ShuffledCycle:
         return np.concatenate([rest, fresh[:need]]).tolist()
 
 
+def _random_classmates(
+    inverse: torch.Tensor, counts: torch.Tensor, anchors: torch.Tensor, generator: torch.Generator
+) -> torch.Tensor:
+    """For each anchor, a uniformly random other example of its class.
+
+    Args:
+        inverse: (N,) dense class index of every example; counts: (C,) examples per class.
+        anchors: (T,) example indices whose class has 2 or more examples.
+    Returns:
+        (T,) example indices, never the anchor itself.
+    """
+    n = inverse.numel()
+    order = torch.argsort(inverse, stable=True)  # class blocks, in class order
+    starts = torch.cumsum(counts, 0) - counts
+    position = torch.empty(n, dtype=torch.long)  # of each example within its class block
+    position[order] = torch.arange(n) - starts[inverse[order]]
+    c = inverse[anchors]
+    offset = (torch.rand(anchors.numel(), generator=generator) * (counts[c] - 1).double()).long()
+    offset = offset + (offset >= position[anchors]).long()  # skip the anchor's own position
+    return order[starts[c] + offset]
+
+
 def balanced_pairs(
     labels: torch.Tensor, n_pairs: int, seed: int = 0
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -154,17 +176,9 @@ def balanced_pairs(
     n_impostor = n_pairs - n_genuine
     # Genuine: pick an anchor with probability proportional to its class's pair count
     # (count − 1), then a different member of its class.
-    order = torch.argsort(inverse, stable=True)
-    starts = torch.cumsum(counts, 0) - counts
     weight = (counts[inverse] - 1).double()
     i_gen = torch.multinomial(weight, n_genuine, replacement=True, generator=g)
-    c = inverse[i_gen]
-    offset = (torch.rand(n_genuine, generator=g) * (counts[c] - 1).double()).long()
-    # Skip the anchor's own position in its class block.
-    own = torch.empty(n, dtype=torch.long)
-    own[order] = torch.arange(n) - starts[inverse[order]]
-    offset = offset + (offset >= own[i_gen]).long()
-    j_gen = order[starts[c] + offset]
+    j_gen = _random_classmates(inverse, counts, i_gen, g)
     # Impostor: rejection sampling of uniform pairs; different-class pairs are the majority
     # whenever there are several classes, so a few rounds suffice.
     i_imp = torch.empty(0, dtype=torch.long)
@@ -235,12 +249,8 @@ class TripletDataset(torch.utils.data.Dataset):
         # Anchor: a uniform example among those whose class has a positive.
         weight = (counts[inverse] >= 2).double()
         anchor = torch.multinomial(weight, self.n_triplets, replacement=True, generator=g)
+        positive = _random_classmates(inverse, counts, anchor, g)
         c = inverse[anchor]
-        position = torch.empty(n, dtype=torch.long)
-        position[order] = torch.arange(n) - starts[inverse[order]]
-        offset = (torch.rand(self.n_triplets, generator=g) * (counts[c] - 1).double()).long()
-        offset = offset + (offset >= position[anchor]).long()  # skip the anchor itself
-        positive = order[starts[c] + offset]
         # Negative: uniform over the examples outside the anchor's class.
         offset = (torch.rand(self.n_triplets, generator=g) * (n - counts[c]).double()).long()
         offset = offset + (offset >= starts[c]).long() * counts[c]  # skip the class block
