@@ -26,8 +26,6 @@ from siamese.evaluation.verification import (
     RocCurve,
     accuracy_at_threshold,
     best_threshold,
-    eer,
-    roc_auc,
     roc_curve,
 )
 from siamese.losses import TripletLoss
@@ -169,13 +167,14 @@ def _verification(
     val_d, val_same = pair_distances(val, settings.seed + 1)
     threshold, _ = best_threshold(val_d, val_same)
     d, same = pair_distances(unseen, settings.seed)
+    curve = roc_curve(d, same)
     result = {
-        "auc": roc_auc(d, same),
-        "eer": eer(d, same),
+        "auc": curve.auc(),
+        "eer": curve.eer(),
         "accuracy": accuracy_at_threshold(d, same, threshold),
         "threshold": threshold,
     }
-    return result, roc_curve(d, same)
+    return result, curve
 
 
 def _draw_figures(

@@ -28,6 +28,20 @@ class RocCurve:
     tar: torch.Tensor
     thresholds: torch.Tensor
 
+    def auc(self) -> float:
+        """Area under the curve (trapezoids, so ties count one half)."""
+        return float(torch.trapezoid(self.tar, self.far))
+
+    def eer(self) -> float:
+        """Equal error rate: where FAR equals FRR (1 − TAR), linearly interpolated between
+        the two points around the crossing."""
+        gap = self.far - (1 - self.tar)  # rises from -1 to 1 as the threshold grows
+        i = int(torch.nonzero(gap >= 0)[0])
+        if i == 0 or gap[i] == 0:
+            return float(self.far[i])
+        w = float(-gap[i - 1] / (gap[i] - gap[i - 1]))
+        return float((1 - w) * self.far[i - 1] + w * self.far[i])
+
 
 def _check(distances: torch.Tensor, same: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     distances = distances.detach().double().flatten()
@@ -64,22 +78,13 @@ def roc_auc(distances: torch.Tensor, same: torch.Tensor) -> float:
     """Area under the ROC curve: the probability that a random impostor pair is farther apart
     than a random genuine pair, ties counting one half (equal to scikit-learn's
     `roc_auc_score(same, -distances)`)."""
-    curve = roc_curve(distances, same)
-    return float(torch.trapezoid(curve.tar, curve.far))
+    return roc_curve(distances, same).auc()
 
 
 def eer(distances: torch.Tensor, same: torch.Tensor) -> float:
     """Equal error rate: where the false-accept rate equals the false-reject rate (1 − TAR),
     linearly interpolated between the two ROC points around the crossing."""
-    curve = roc_curve(distances, same)
-    gap = curve.far - (1 - curve.tar)  # rises from -1 to 1 as the threshold grows
-    i = int(torch.nonzero(gap >= 0)[0])
-    if i == 0 or gap[i] == 0:
-        return float(curve.far[i])
-    # Interpolate FAR and FRR along the segment between points i-1 and i.
-    w = float(-gap[i - 1] / (gap[i] - gap[i - 1]))
-    far = (1 - w) * curve.far[i - 1] + w * curve.far[i]
-    return float(far)
+    return roc_curve(distances, same).eer()
 
 
 def accuracy_at_threshold(distances: torch.Tensor, same: torch.Tensor, threshold: float) -> float:
