@@ -7,30 +7,50 @@ from dataclasses import dataclass, field
 import torch
 
 
+@dataclass(frozen=True)
+class SkippedFile:
+    """A file a source left out (with `on_bad_file="skip"`), and why."""
+
+    path: str
+    reason: str
+
+
 @dataclass
 class LabeledData:
     """Examples with integer class labels.
 
     Attributes:
-        x: uint8 images (N, C, H, W) (or (N, T, F) sequences, (N, F) vectors).
+        x: uint8 images (N, C, H, W), ink/foreground bright on a dark background for the
+            character datasets; (N, T, F) sequences or (N, F) vectors (any dtype) for arrays.
         y: int64 labels (N,), indices into `classes`.
         classes: the name of every class id (subsets keep the full list).
-        meta: per-example int64 tensors (N,), e.g. `writer` for glyphs.
+        meta: per-example int64 tensors (N,), e.g. `writer` for glyphs, `drawer` for Omniglot.
+        meta_names: for a categorical `meta` entry, the name of each of its values
+            (`meta_names["alphabet"][meta["alphabet"][i]]` is example i's alphabet).
+        paths: where each example came from (a file, or an archive member), or None.
+        skipped: the files the source could not use and left out, with the reason.
     """
 
     x: torch.Tensor
     y: torch.Tensor
     classes: list[str]
     meta: dict[str, torch.Tensor] = field(default_factory=dict)
+    meta_names: dict[str, list[str]] = field(default_factory=dict)
+    paths: list[str] | None = None
+    skipped: list[SkippedFile] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        if self.x.shape[0] != self.y.shape[0]:
-            raise ValueError(f"{self.x.shape[0]} examples but {self.y.shape[0]} labels")
+        n = self.y.shape[0]
+        if self.x.shape[0] != n:
+            raise ValueError(f"{self.x.shape[0]} examples but {n} labels")
         for name, values in self.meta.items():
-            if values.shape[0] != self.y.shape[0]:
-                raise ValueError(
-                    f"meta {name!r} has {values.shape[0]} rows, expected {self.y.shape[0]}"
-                )
+            if values.shape[0] != n:
+                raise ValueError(f"meta {name!r} has {values.shape[0]} rows, expected {n}")
+        unknown = set(self.meta_names) - set(self.meta)
+        if unknown:
+            raise ValueError(f"meta_names {sorted(unknown)} name no meta entry")
+        if self.paths is not None and len(self.paths) != n:
+            raise ValueError(f"{len(self.paths)} paths, expected {n}")
 
     def __len__(self) -> int:
         return int(self.y.shape[0])
@@ -40,13 +60,22 @@ class LabeledData:
         """(C',) sorted ids of the classes present in this data."""
         return torch.unique(self.y)
 
+    def class_counts(self) -> torch.Tensor:
+        """(len(classes),) int64: how many examples each class id has here (0 for absent)."""
+        return torch.bincount(self.y, minlength=len(self.classes))
+
     def subset(self, index: torch.Tensor) -> LabeledData:
         """The examples at `index` ((M,) int64 or (N,) bool), labels unchanged."""
+        if index.dtype == torch.bool:
+            index = index.nonzero().squeeze(1)
         return LabeledData(
             x=self.x[index],
             y=self.y[index],
             classes=self.classes,
             meta={name: values[index] for name, values in self.meta.items()},
+            meta_names=self.meta_names,
+            paths=None if self.paths is None else [self.paths[i] for i in index.tolist()],
+            skipped=self.skipped,
         )
 
     def with_classes(self, class_ids: torch.Tensor) -> LabeledData:
