@@ -21,6 +21,10 @@ _PUBLIC: dict[str, str] = {
     "OutputError": "siamese.errors",
     "CheckpointError": "siamese.errors",
     "LabeledData": "siamese.data.labeled",
+    "SkippedFile": "siamese.data.labeled",
+    "load_dataset": "siamese.data.sources",
+    "split_data": "siamese.data.splits",
+    "DataSplit": "siamese.data.splits",
     "load_glyphs": "siamese.data.glyphs",
     "pairwise_distances": "siamese.distances",
     "LossOutput": "siamese.losses",
@@ -40,7 +44,9 @@ __all__ = sorted(_PUBLIC)
 
 if TYPE_CHECKING:
     from siamese.data.glyphs import load_glyphs
-    from siamese.data.labeled import LabeledData
+    from siamese.data.labeled import LabeledData, SkippedFile
+    from siamese.data.sources import load_dataset
+    from siamese.data.splits import DataSplit, split_data
     from siamese.distances import pairwise_distances
     from siamese.errors import CheckpointError, ConfigError, DataError, OutputError, SiameseError
     from siamese.losses import (

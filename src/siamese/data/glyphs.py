@@ -196,7 +196,8 @@ def load_glyphs(
         use_cache: read and write the cache in `cache_dir()`.
     Returns:
         LabeledData with x uint8 (N, 1, 28, 28), y int64 (N,), classes = the characters, and
-        meta["writer"] int64 (N,): the index of the font in `fonts`.
+        meta["writer"] int64 (N,): the index of the font in `fonts` (meta_names["writer"]: the
+        font names).
     """
     if variants < 1:
         raise ConfigError(f"glyphs: variants must be >= 1, got {variants}")
@@ -259,4 +260,5 @@ def _to_labeled(arrays: dict[str, np.ndarray]) -> LabeledData:
         y=torch.from_numpy(arrays["y"].astype(np.int64)),
         classes=[str(c) for c in arrays["classes"]],
         meta={"writer": torch.from_numpy(arrays["writer"].astype(np.int64))},
+        meta_names={"writer": [str(f) for f in arrays["fonts"]]},
     )

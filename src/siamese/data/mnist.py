@@ -1,0 +1,66 @@
+"""MNIST and Fashion-MNIST from their four IDX `.gz` files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from siamese.data.catalog import dataset_info, missing_files_error
+from siamese.data.idx import read_idx
+from siamese.data.labeled import LabeledData
+from siamese.errors import ConfigError, DataError
+
+FASHION_CLASSES: list[str] = [
+    "T-shirt/top",
+    "Trouser",
+    "Pullover",
+    "Dress",
+    "Coat",
+    "Sandal",
+    "Shirt",
+    "Sneaker",
+    "Bag",
+    "Ankle boot",
+]
+_PREFIX = {"train": "train", "test": "t10k"}
+
+
+def load_mnist_format(name: str, split: str, data_dir: Path) -> LabeledData:
+    """MNIST or Fashion-MNIST, one split.
+
+    Args:
+        name: "mnist" or "fashion-mnist".
+        split: "train" (60,000 images) or "test" (10,000).
+        data_dir: the data directory; the files are read from `data_dir/<name>/`.
+    Returns:
+        LabeledData with x uint8 (N, 1, 28, 28) (ink 255 on 0), y int64 (N,) in 0..9.
+    Raises:
+        DataError: files missing, damaged, or images and labels of different counts.
+    """
+    info = dataset_info(name)
+    if split not in _PREFIX:
+        raise ConfigError(f"{name} has the splits 'train' and 'test', not {split!r}")
+    folder = data_dir / info.folder
+    images_path = folder / f"{_PREFIX[split]}-images-idx3-ubyte.gz"
+    labels_path = folder / f"{_PREFIX[split]}-labels-idx1-ubyte.gz"
+    missing = [p.name for p in (images_path, labels_path) if not p.is_file()]
+    if missing:
+        raise DataError(missing_files_error(info, folder, missing))
+    images = read_idx(images_path, expected_ndim=3)
+    labels = read_idx(labels_path, expected_ndim=1)
+    if images.shape[0] != labels.shape[0]:
+        raise DataError(
+            f"{images_path} holds {images.shape[0]} images but {labels_path} holds "
+            f"{labels.shape[0]} labels; one of them is from another split or damaged: "
+            "download both again"
+        )
+    if labels.size and int(labels.max()) > 9:
+        raise DataError(f"{labels_path}: label {int(labels.max())} is not a digit 0-9")
+    classes = FASHION_CLASSES if name == "fashion-mnist" else [str(d) for d in range(10)]
+    return LabeledData(
+        x=torch.from_numpy(np.ascontiguousarray(images)[:, None]),
+        y=torch.from_numpy(labels.astype(np.int64)),
+        classes=list(classes),
+    )

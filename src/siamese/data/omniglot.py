@@ -1,0 +1,178 @@
+"""Omniglot: handwritten characters of 50 alphabets, 20 drawers each, 105×105.
+
+Read, in the `omniglot` folder of the data directory, from the first of:
+- the `.npz` packs `omniglot_<split>.npz` (arrays images, alphabet, alphabet_names, character,
+  char_id, drawer, label, path; pixels 1 = background, 0 = ink);
+- the official `images_<split>.zip` (decoded once, then cached);
+- the extracted `images_<split>/<alphabet>/characterNN/XXXX_DD.png` folders.
+Pixels are returned as ink 255 on background 0, like MNIST.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, UnidentifiedImageError
+
+from siamese.data.archives import read_members
+from siamese.data.cache import cache_dir, load_npz, save_npz_atomic
+from siamese.data.catalog import dataset_info, missing_files_error
+from siamese.data.labeled import LabeledData
+from siamese.errors import ConfigError, DataError
+
+SIZE = 105
+_FORMAT_VERSION = 1
+_FILE = re.compile(r"(?:^|/)images_(\w+)/([^/]+)/character(\d+)/(\d+)_(\d+)\.png$")
+_PACK_ARRAYS = ("images", "alphabet", "alphabet_names", "character", "char_id", "drawer", "label")
+
+
+def load_omniglot(split: str, data_dir: Path, use_cache: bool = True) -> LabeledData:
+    """One of Omniglot's two sets.
+
+    Args:
+        split: "background" (30 alphabets, 964 characters, 19,280 images) or "evaluation"
+            (20 alphabets, 659 characters, 13,180 images).
+        data_dir: the data directory; files are read from `data_dir/omniglot/`.
+        use_cache: keep the pixels decoded from a zip or folder in the cache directory.
+    Returns:
+        LabeledData with x uint8 (N, 1, 105, 105) (ink 255), y int64 (N,) dense in
+        (alphabet, character) order, classes "<alphabet>/characterNN", meta["alphabet"]
+        (with meta_names["alphabet"]), meta["character"] (1-based within the alphabet),
+        meta["drawer"] (1..20), meta["char_id"] (the global id of the file name), paths.
+    Raises:
+        DataError: files missing or damaged.
+    """
+    info = dataset_info("omniglot")
+    if split not in info.splits:
+        raise ConfigError(f"omniglot has the splits 'background' and 'evaluation', not {split!r}")
+    folder = data_dir / info.folder
+    pack = folder / f"omniglot_{split}.npz"
+    archive = folder / f"images_{split}.zip"
+    extracted = folder / f"images_{split}"
+    if pack.is_file():
+        arrays = _read_pack(pack)
+    elif archive.is_file():
+        members = ((member.name, payload) for member, payload in read_members(archive))
+        arrays = _decoded(archive, split, use_cache, members)
+    elif extracted.is_dir():
+        files = (
+            (path.relative_to(folder).as_posix(), path.read_bytes())
+            for path in sorted(extracted.rglob("*.png"))
+        )
+        arrays = _decoded(extracted, split, use_cache, files)
+    else:
+        raise DataError(missing_files_error(info, folder, [pack.name, archive.name]))
+    return _to_labeled(arrays)
+
+
+def _read_pack(pack: Path) -> dict[str, np.ndarray]:
+    try:
+        with np.load(pack, allow_pickle=False) as npz:
+            missing = [name for name in (*_PACK_ARRAYS, "path") if name not in npz.files]
+            if missing:
+                raise DataError(
+                    f"{pack}: the pack lacks the arrays {missing}; expected {list(_PACK_ARRAYS)} "
+                    "and path: this is not an Omniglot pack made for siamese"
+                )
+            arrays = {name: npz[name] for name in (*_PACK_ARRAYS, "path")}
+    except (OSError, ValueError, EOFError) as err:
+        raise DataError(f"{pack}: cannot read the pack ({err}); get it again") from None
+    n = arrays["images"].shape[0]
+    if arrays["images"].shape[1:] != (SIZE, SIZE) or any(
+        arrays[name].shape != (n,) for name in ("alphabet", "character", "drawer", "label", "path")
+    ):
+        raise DataError(f"{pack}: arrays of inconsistent shapes; get the pack again")
+    arrays["ink"] = (1 - arrays.pop("images").astype(np.uint8)) * np.uint8(255)
+    return arrays
+
+
+def _decoded(
+    source: Path, split: str, use_cache: bool, files: Iterator[tuple[str, bytes]]
+) -> dict[str, np.ndarray]:
+    """The arrays of a zip or extracted folder (its files as (name, bytes), read lazily), from
+    the cache when the zip is unchanged."""
+    stat = source.stat()
+    key = hashlib.sha256(
+        f"{_FORMAT_VERSION}|{source.resolve()}|{stat.st_size}|{stat.st_mtime_ns}".encode()
+    ).hexdigest()[:24]
+    cache_file = cache_dir() / "omniglot" / f"{split}-{key}.npz"
+    if use_cache and source.is_file() and (cached := load_npz(cache_file)) is not None:
+        return cached
+    arrays = _decode_files(source, split, files)
+    if use_cache and source.is_file():
+        save_npz_atomic(cache_file, **arrays)
+    return arrays
+
+
+def _decode_files(
+    source: Path, split: str, files: Iterator[tuple[str, bytes]]
+) -> dict[str, np.ndarray]:
+    records: list[tuple[str, int, int, int, np.ndarray]] = []
+    for name, payload in files:
+        match = _FILE.search(name)
+        if match is None or match[1] != split:
+            continue
+        try:
+            with Image.open(io.BytesIO(payload)) as image:
+                pixels = np.asarray(image.convert("L"))
+        except (UnidentifiedImageError, OSError, ValueError) as err:
+            raise DataError(
+                f"{source}: {name} is not a readable PNG ({err}); get the dataset again"
+            ) from None
+        if pixels.shape != (SIZE, SIZE):
+            raise DataError(
+                f"{source}: {name} is {pixels.shape[0]}×{pixels.shape[1]}, Omniglot "
+                f"images are {SIZE}×{SIZE}"
+            )
+        records.append((match[2], int(match[3]), int(match[4]), int(match[5]), pixels))
+    if not records:
+        raise DataError(
+            f"{source}: no images_{split}/<alphabet>/characterNN/XXXX_DD.png files found; "
+            "this is not the official Omniglot layout"
+        )
+    records.sort(key=lambda r: (r[0], r[1], r[3]))
+    alphabet_names = sorted({r[0] for r in records})
+    alphabet = np.array([alphabet_names.index(r[0]) for r in records], dtype=np.int16)
+    character = np.array([r[1] for r in records], dtype=np.int16)
+    _, label = np.unique(alphabet.astype(np.int64) * 1000 + character, return_inverse=True)
+    return {
+        "ink": 255 - np.stack([r[4] for r in records]),
+        "alphabet": alphabet,
+        "alphabet_names": np.array(alphabet_names),
+        "character": character,
+        "char_id": np.array([r[2] for r in records], dtype=np.int16),
+        "drawer": np.array([r[3] for r in records], dtype=np.int8),
+        "label": label.astype(np.int16),
+        "path": np.array(
+            [
+                f"images_{split}/{r[0]}/character{r[1]:02d}/{r[2]:04d}_{r[3]:02d}.png"
+                for r in records
+            ]
+        ),
+    }
+
+
+def _to_labeled(arrays: dict[str, np.ndarray]) -> LabeledData:
+    names = [str(a) for a in arrays["alphabet_names"]]
+    label = arrays["label"].astype(np.int64)
+    n_classes = int(label.max()) + 1
+    first = np.zeros(n_classes, dtype=np.int64)
+    first[label[::-1]] = np.arange(label.size)[::-1]  # first example of every class
+    classes = [
+        f"{names[arrays['alphabet'][i]]}/character{int(arrays['character'][i]):02d}" for i in first
+    ]
+    as_long = lambda name: torch.from_numpy(arrays[name].astype(np.int64))  # noqa: E731
+    return LabeledData(
+        x=torch.from_numpy(np.ascontiguousarray(arrays["ink"])[:, None]),
+        y=torch.from_numpy(label),
+        classes=classes,
+        meta={name: as_long(name) for name in ("alphabet", "character", "drawer", "char_id")},
+        meta_names={"alphabet": names},
+        paths=[str(p) for p in arrays["path"]],
+    )

@@ -1,0 +1,112 @@
+"""The AT&T / ORL Database of Faces: 40 people × 10 grayscale images of 112×92.
+
+Read from `orl_faces.tar.gz` or `att_faces.zip` (in memory, nothing extracted) or from the
+extracted `s1/ … s40/` folders, in the `orl_faces` folder of the data directory.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, UnidentifiedImageError
+
+from siamese.data.archives import read_members
+from siamese.data.catalog import dataset_info, missing_files_error
+from siamese.data.labeled import LabeledData
+from siamese.errors import ConfigError, DataError
+
+SUBJECTS, IMAGES_PER_SUBJECT, HEIGHT, WIDTH = 40, 10, 112, 92
+_MEMBER = re.compile(r"(?:^|/)s(\d+)/(\d+)\.pgm$", re.IGNORECASE)
+_ARCHIVES = ("orl_faces.tar.gz", "att_faces.zip", "att_faces.tar.gz", "orl_faces.zip")
+
+
+def load_orl(split: str, data_dir: Path) -> LabeledData:
+    """All 400 ORL faces.
+
+    Args:
+        split: "all" (the dataset has no official split; split it by class or by sample).
+        data_dir: the data directory; files are read from `data_dir/orl_faces/`.
+    Returns:
+        LabeledData with x uint8 (400, 1, 112, 92), y int64 (400,) = subject − 1, classes
+        "s1" … "s40", meta["image"] (1..10, the file number), paths like "s1/1.pgm".
+    Raises:
+        DataError: files missing, damaged, or not laid out as 40 folders of 10 PGMs.
+    """
+    info = dataset_info("orl")
+    if split != "all":
+        raise ConfigError(f"orl has one split, 'all', not {split!r}; use split='all'")
+    folder = data_dir / info.folder
+    source, members = _find_source(folder)
+    if source is None:
+        raise DataError(
+            missing_files_error(info, folder, [*_ARCHIVES[:2], "s1/1.pgm … s40/10.pgm"])
+        )
+    faces: dict[tuple[int, int], np.ndarray] = {}
+    for name, payload in members:
+        match = _MEMBER.search(name)
+        if match is None:
+            continue
+        where = f"{source}:{name}" if source.is_file() else str(source / name)
+        faces[(int(match[1]), int(match[2]))] = _decode_pgm(where, payload)
+    _check_layout(source, faces)
+    keys = sorted(faces)
+    return LabeledData(
+        x=torch.from_numpy(np.stack([faces[k] for k in keys])[:, None]),
+        y=torch.tensor([s - 1 for s, _ in keys], dtype=torch.int64),
+        classes=[f"s{s}" for s in range(1, SUBJECTS + 1)],
+        meta={"image": torch.tensor([i for _, i in keys], dtype=torch.int64)},
+        paths=[f"s{s}/{i}.pgm" for s, i in keys],
+    )
+
+
+def _find_source(folder: Path) -> tuple[Path | None, Iterator[tuple[str, bytes]]]:
+    """The first of the accepted layouts present (an archive, or the extracted folders),
+    and its files as (name, bytes), read lazily."""
+    for archive_name in _ARCHIVES:
+        archive = folder / archive_name
+        if archive.is_file():
+            members = ((member.name, payload) for member, payload in read_members(archive))
+            return archive, members
+    for root in (folder, folder / "orl_faces", folder / "att_faces"):
+        if (root / "s1").is_dir():
+            files = sorted(root.glob("s*/*.pgm"))
+            return root, ((p.relative_to(root).as_posix(), p.read_bytes()) for p in files)
+    return None, iter(())
+
+
+def _decode_pgm(where: str, payload: bytes) -> np.ndarray:
+    try:
+        with Image.open(io.BytesIO(payload)) as image:
+            image.load()
+            pixels = np.asarray(image.convert("L"))
+    except (UnidentifiedImageError, OSError, ValueError) as err:
+        raise DataError(
+            f"{where}: not a readable PGM image ({err}); the dataset copy is damaged: get it again"
+        ) from None
+    if pixels.shape != (HEIGHT, WIDTH):
+        raise DataError(
+            f"{where}: image of {pixels.shape[0]}×{pixels.shape[1]} pixels; ORL faces are "
+            f"{HEIGHT}×{WIDTH}: this is not the ORL database or it was resized"
+        )
+    return pixels
+
+
+def _check_layout(source: Path, faces: dict[tuple[int, int], np.ndarray]) -> None:
+    expected = {(s, i) for s in range(1, SUBJECTS + 1) for i in range(1, IMAGES_PER_SUBJECT + 1)}
+    missing, extra = sorted(expected - faces.keys()), sorted(faces.keys() - expected)
+    if missing or extra:
+        shown = ", ".join(f"s{s}/{i}.pgm" for s, i in (missing or extra)[:5])
+        what = (
+            f"{len(missing)} images missing ({shown} …)"
+            if missing
+            else (f"{len(extra)} unexpected images ({shown} …)")
+        )
+        raise DataError(
+            f"{source}: unexpected layout for the ORL faces: {what}; expected s1/ … s40/ "
+            "each holding 1.pgm … 10.pgm. Get a complete copy of the dataset"
+        )

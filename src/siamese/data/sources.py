@@ -1,0 +1,211 @@
+"""`load_dataset`: every data source behind one name.
+
+Named datasets come from the data directory (`data_dir`, else `$SIAMESE_DATA_DIR`, else
+`~/.cache/siamese`); `folder:PATH` and `arrays:PATH` read the user's own data.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from siamese.data.archives import extract_archive, is_archive
+from siamese.data.cache import cache_dir
+from siamese.data.catalog import dataset_info, missing_files_error, resolve_data_dir
+from siamese.data.labeled import LabeledData
+from siamese.errors import ConfigError, DataError
+
+FOLDER_OPTIONS = (
+    "image_size",
+    "channels",
+    "resize",
+    "on_bad_file",
+    "workers",
+    "use_cache",
+    "max_pixels",
+)
+GLYPH_OPTIONS = ("held_out", "seed", "fonts", "alphabets", "variants", "use_cache")
+ARRAY_OPTIONS = ("labels", "label_column")
+
+
+def load_dataset(
+    name: str,
+    split: str | None = None,
+    data_dir: str | os.PathLike[str] | None = None,
+    **options: Any,
+) -> LabeledData:
+    """Load a dataset by name.
+
+    Args:
+        name: "mnist", "fashion-mnist", "orl", "omniglot", "5-celebrity-faces", "digits",
+            "glyphs", "folder:PATH" (one subfolder per class; PATH may be a directory or a
+            .tar.gz/.zip of one) or "arrays:PATH" (.npz, .npy, CSV, or a directory of .npy).
+        split: the dataset's own split ("train"/"test" for MNIST, "background"/"evaluation"
+            for Omniglot, "train"/"val" for folders that have them, "train"/"test" for glyphs
+            with `held_out` characters, "all"); None takes the dataset's default.
+        data_dir: where the named datasets are.
+        options: source options: for folders and 5-celebrity-faces image_size (H, W),
+            channels (1 or 3), resize ("stretch", "crop", "pad"), on_bad_file ("error" or
+            "skip"), workers, use_cache, max_pixels; for glyphs held_out, seed, fonts,
+            alphabets, variants, use_cache; for omniglot use_cache; for arrays labels,
+            label_column.
+    Returns:
+        LabeledData: x uint8 (N, C, H, W) for images ((N, F) or (N, T, F) for arrays),
+        y int64 (N,), class names, per-example metadata.
+    Raises:
+        ConfigError: unknown name, split or option. DataError: missing or bad files.
+    """
+    if name.startswith("folder:"):
+        _check_options(name, options, FOLDER_OPTIONS)
+        return _load_folder_or_archive(_user_path(name, "folder:"), split, options)
+    if name.startswith("arrays:"):
+        _check_options(name, options, ARRAY_OPTIONS)
+        if split not in (None, "all"):
+            raise ConfigError(f"{name}: arrays have no splits; leave split unset (got {split!r})")
+        from siamese.data.arrays import load_arrays
+
+        labels = options.get("labels")
+        return load_arrays(
+            _user_path(name, "arrays:"),
+            labels=None if labels is None else Path(labels).expanduser(),
+            label_column=options.get("label_column"),
+        )
+    info = dataset_info(name)
+    split = info.default_split if split is None else split
+    if split not in info.splits:
+        raise ConfigError(
+            f"{name} has the splits {', '.join(repr(s) for s in info.splits)}, not {split!r}"
+        )
+    root = resolve_data_dir(data_dir)
+    return _NAMED[name](split, root, options)
+
+
+def _user_path(name: str, prefix: str) -> Path:
+    raw = name[len(prefix) :]
+    if not raw:
+        raise ConfigError(f"{name!r}: give a path after {prefix!r}, e.g. {prefix}data/my_images")
+    return Path(raw).expanduser()
+
+
+def _check_options(name: str, options: dict[str, Any], allowed: tuple[str, ...]) -> None:
+    unknown = sorted(set(options) - set(allowed))
+    if unknown:
+        valid = ", ".join(allowed) if allowed else "none"
+        raise ConfigError(f"{name}: unknown option(s) {unknown}; valid options: {valid}")
+
+
+def _load_folder_or_archive(path: Path, split: str | None, options: dict[str, Any]) -> LabeledData:
+    from siamese.data.folder import load_folder
+
+    if path.is_file() and is_archive(path):
+        path = _extracted(path)
+    return load_folder(path, split, **options)
+
+
+def _extracted(archive: Path) -> Path:
+    """The class-folder root of `archive`, extracted once into the cache directory.
+
+    The extraction is keyed by the archive's path, size and modification time, so a changed
+    archive is extracted again; a single top-level folder is stepped into.
+    """
+    stat = archive.stat()
+    key = f"{archive.resolve()}|{stat.st_size}|{stat.st_mtime_ns}"
+    target = cache_dir() / "extracted" / hashlib.sha256(key.encode()).hexdigest()[:24]
+    if not target.is_dir():
+        try:
+            extract_archive(archive, target)
+        except OSError as err:
+            if target.is_dir():  # another process finished the same extraction first
+                return _single_root(target)
+            raise DataError(
+                f"{archive}: cannot extract into the cache {target.parent} ({err.strerror}); "
+                "set SIAMESE_CACHE_DIR to a writable directory"
+            ) from None
+    return _single_root(target)
+
+
+def _single_root(target: Path) -> Path:
+    entries = [p for p in target.iterdir() if not p.name.startswith(".")]
+    if len(entries) == 1 and entries[0].is_dir():
+        return entries[0]
+    return target
+
+
+def _mnist(name: str) -> Callable[[str, Path, dict[str, Any]], LabeledData]:
+    def load(split: str, root: Path, options: dict[str, Any]) -> LabeledData:
+        from siamese.data.mnist import load_mnist_format
+
+        _check_options(name, options, ())
+        return load_mnist_format(name, split, root)
+
+    return load
+
+
+def _orl(split: str, root: Path, options: dict[str, Any]) -> LabeledData:
+    from siamese.data.orl import load_orl
+
+    _check_options("orl", options, ())
+    return load_orl(split, root)
+
+
+def _omniglot(split: str, root: Path, options: dict[str, Any]) -> LabeledData:
+    from siamese.data.omniglot import load_omniglot
+
+    _check_options("omniglot", options, ("use_cache",))
+    return load_omniglot(split, root, **options)
+
+
+def _digits(split: str, root: Path, options: dict[str, Any]) -> LabeledData:
+    from siamese.data.digits import load_digits
+
+    _check_options("digits", options, ())
+    return load_digits(split)
+
+
+def _glyphs(split: str, root: Path, options: dict[str, Any]) -> LabeledData:
+    from siamese.data.glyphs import load_glyphs
+    from siamese.data.splits import split_classes
+
+    _check_options("glyphs", options, GLYPH_OPTIONS)
+    held_out = options.pop("held_out", 40)
+    seed = options.get("seed", 0)
+    if "fonts" in options:
+        options["fonts"] = tuple(options["fonts"])
+    if "alphabets" in options:
+        options["alphabets"] = tuple(options["alphabets"])
+    data = load_glyphs(**options)
+    if split == "all":
+        return data
+    # The same seeded class permutation as the quick-start demo: its first `held_out`
+    # characters are the test split.
+    test, train = split_classes(data.class_ids, [held_out], seed=seed)
+    return data.with_classes(test if split == "test" else train)
+
+
+def _celebrities(split: str, root: Path, options: dict[str, Any]) -> LabeledData:
+    info = dataset_info("5-celebrity-faces")
+    _check_options(info.name, options, FOLDER_OPTIONS)
+    folder = root / info.folder
+    for candidate in (
+        folder / "5-celebrity-faces-dataset.tar.gz",
+        folder / "5-celebrity-faces-dataset.zip",
+        folder / "5-celebrity-faces-dataset",
+        folder / "data",
+    ):
+        if candidate.exists():
+            return _load_folder_or_archive(candidate, split, options)
+    raise DataError(missing_files_error(info, folder, list(info.alternatives)))
+
+
+_NAMED: dict[str, Callable[[str, Path, dict[str, Any]], LabeledData]] = {
+    "mnist": _mnist("mnist"),
+    "fashion-mnist": _mnist("fashion-mnist"),
+    "orl": _orl,
+    "omniglot": _omniglot,
+    "5-celebrity-faces": _celebrities,
+    "digits": _digits,
+    "glyphs": _glyphs,
+}
