@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from siamese.cli_datasets import datasets_app
 from siamese.errors import SiameseError
 
 app = typer.Typer(
@@ -23,6 +24,9 @@ app = typer.Typer(
 @app.callback()
 def _root() -> None:
     """Similarity learning with Siamese networks."""
+
+
+app.add_typer(datasets_app, name="datasets")
 
 
 @app.command()

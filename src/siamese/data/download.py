@@ -187,6 +187,9 @@ def _download_once(
             except OSError as err:
                 raise _WriteFailed(err) from err
         try:
+            # mkstemp makes the file private (0600); a dataset in a shared data directory
+            # should be readable by everyone, like a file any other tool writes.
+            os.chmod(tmp, 0o644)
             os.replace(tmp, dest)
         except OSError as err:
             raise DataError(f"cannot save the download as {dest}: {err}") from err
