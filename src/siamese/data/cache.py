@@ -22,7 +22,7 @@ def cache_dir() -> Path:
     return Path(base) / "siamese"
 
 
-def save_npz_atomic(path: Path, **arrays: np.ndarray) -> bool:
+def save_npz_atomic(path: Path, /, **arrays: np.ndarray) -> bool:
     """Write `arrays` to `path` so that a reader never sees a partial file.
 
     A cache that cannot be written is not an error (the data is simply generated
