@@ -185,7 +185,7 @@ def _from_csv(path: Path, label_column: str | int | None) -> tuple[np.ndarray, n
         )
         line = bad[0] + (2 if header else 1)
         raise DataError(
-            f"{path}, line {line}: {feature_text[bad]!r} is not a number; every column but the "
+            f"{path}, line {line}: {str(feature_text[bad])!r} is not a number; every column but the "
             "label must be numeric"
         ) from None
     if np.all([_is_number(v) for v in label_values]):
