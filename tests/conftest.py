@@ -8,6 +8,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from loopback_http import server  # noqa: F401  (the 127.0.0.1 HTTP server fixture)
+
 
 @pytest.fixture(autouse=True, scope="session")
 def _private_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
