@@ -72,3 +72,42 @@ def test_schedule_and_bad_epochs() -> None:
             PKSampler(data.y, 3, 4),
             epochs=0,
         )
+
+
+def test_augmentation_is_applied_per_batch_and_seeded() -> None:
+    from siamese.data.transforms import RandomAffine
+
+    data = toy_data()
+    seen: list[torch.Tensor] = []
+
+    class Recording(RandomAffine):
+        def __call__(
+            self, x: torch.Tensor, generator: torch.Generator | None = None
+        ) -> torch.Tensor:
+            out = super().__call__(x, generator=generator)
+            seen.append(out)
+            return out
+
+    def train(seed: int) -> list[float]:
+        torch.manual_seed(0)
+        model = EmbeddingNet(ConvNet(widths=(8,)), embedding_dim=4)
+        history = fit(
+            model,
+            data,
+            TripletLoss(),
+            PKSampler(data.y, p=3, k=4, seed=0),
+            epochs=1,
+            log_every=1,
+            show_progress=False,
+            augment=Recording(degrees=15, translate=(0.1, 0.1)),
+            seed=seed,
+        )
+        return [r["loss"] for r in history.records]
+
+    first = train(seed=1)
+    batches = len(seen)
+    assert batches == len(PKSampler(data.y, p=3, k=4)) and seen[0].dtype == torch.uint8
+    assert first == train(seed=1)  # same seed, same augmented batches, same losses
+    assert all(torch.equal(a, b) for a, b in zip(seen[:batches], seen[batches:], strict=True))
+    train(seed=2)
+    assert not torch.equal(seen[0], seen[2 * batches])

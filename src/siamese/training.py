@@ -15,6 +15,7 @@ import torch
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from siamese.data.labeled import LabeledData
+from siamese.data.transforms import Transform
 from siamese.errors import ConfigError, TrainingDivergedError
 from siamese.losses import LossOutput
 from siamese.sampling import PKSampler
@@ -55,6 +56,8 @@ def fit(
     warmup_fraction: float = 0.05,
     log_every: int = 10,
     show_progress: bool = True,
+    augment: Transform | None = None,
+    seed: int = 0,
 ) -> TrainingHistory:
     """Train `model` on `data` with AdamW and a warm-up + cosine schedule.
 
@@ -68,6 +71,9 @@ def fit(
         warmup_fraction: share of the steps spent warming the learning rate up.
         log_every: steps between records (and host synchronisations).
         show_progress: draw a rich progress bar with loss, active fraction and images/s.
+        augment: a batch transform (`siamese.data.transforms`) applied to every batch of
+            inputs before the model, with per-sample random parameters.
+        seed: seed of the augmentation's random generator.
     Returns:
         TrainingHistory.
     Raises:
@@ -86,13 +92,17 @@ def fit(
     start = last_log_time = time.perf_counter()
     images_since_log = 0
     step = 0
+    generator = torch.Generator().manual_seed(seed)
     with _progress(show_progress) as progress:
         task = progress.add_task("training", total=total_steps, status="")
         for epoch in range(epochs):
             sampler.set_epoch(epoch)
             for batch in sampler:
                 index = torch.as_tensor(batch)
-                out = loss_fn(model(data.x[index]), data.y[index])
+                inputs = data.x[index]
+                if augment is not None:
+                    inputs = augment(inputs, generator=generator)
+                out = loss_fn(model(inputs), data.y[index])
                 optimizer.zero_grad(set_to_none=True)
                 out.loss.backward()
                 optimizer.step()
