@@ -34,3 +34,7 @@ def test_demo_writes_report_metrics_and_figures(tmp_path, capsys) -> None:
     report = (out / "report.md").read_text()
     assert "figures/roc.png" in report and f"{metrics['unseen_verification_auc']:.3f}" in report
     assert (out / "model.safetensors").is_file() and (out / "model.json").is_file()
+    split = json.loads((out / "split.json").read_text())
+    assert split["method"] == "class" and set(split["parts"]) == {"train", "validation", "held_out"}
+    held_out = set(split["parts"]["held_out"]["class_names"])
+    assert len(held_out) == 40 and not held_out & set(split["parts"]["train"]["class_names"])

@@ -17,7 +17,7 @@ from rich.table import Table
 
 from siamese.data.glyphs import load_glyphs
 from siamese.data.labeled import LabeledData
-from siamese.data.splits import split_classes
+from siamese.data.splits import DataSplit, split_classes
 from siamese.distances import paired_distances
 from siamese.errors import ConfigError
 from siamese.evaluation.embed import embed
@@ -144,6 +144,10 @@ def run_demo(
     metrics["total_seconds"] = time.perf_counter() - started
     write_json_atomic(out / "metrics.json", metrics)
     write_json_atomic(out / "settings.json", asdict(settings))
+    split = DataSplit.from_class_groups(
+        data, {"train": train, "validation": validation, "held_out": held_out}, settings.seed
+    )
+    write_json_atomic(out / "split.json", split.record())
     _write_report(out / "report.md", metrics, settings, figures, data, train, held_out, validation)
     return metrics
 
