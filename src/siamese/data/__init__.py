@@ -1,28 +1,33 @@
-"""Data sources, the `LabeledData` they produce, splits and batch transforms."""
+"""Data sources, the `LabeledData` they produce, splits and batch transforms.
+
+Names are imported on first use: decoding worker processes import
+`siamese.data.image_files`, which must not pay for importing torch.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+import importlib
+from typing import TYPE_CHECKING, Any
 
-from siamese.data.labeled import LabeledData, SkippedFile
-from siamese.data.sources import load_dataset
-from siamese.data.splits import DataSplit, split_classes, split_data
+_PUBLIC: dict[str, str] = {
+    "DataSplit": "siamese.data.splits",
+    "LabeledData": "siamese.data.labeled",
+    "SkippedFile": "siamese.data.labeled",
+    "load_dataset": "siamese.data.sources",
+    "load_glyphs": "siamese.data.glyphs",
+    "split_classes": "siamese.data.splits",
+    "split_data": "siamese.data.splits",
+}
+__all__ = sorted(_PUBLIC)
 
-__all__ = [
-    "DataSplit",
-    "LabeledData",
-    "SkippedFile",
-    "load_dataset",
-    "load_glyphs",
-    "split_classes",
-    "split_data",
-]
+if TYPE_CHECKING:
+    from siamese.data.glyphs import load_glyphs
+    from siamese.data.labeled import LabeledData, SkippedFile
+    from siamese.data.sources import load_dataset
+    from siamese.data.splits import DataSplit, split_classes, split_data
 
 
 def __getattr__(name: str) -> Any:
-    # glyphs imports matplotlib's font machinery: only when asked for
-    if name == "load_glyphs":
-        from siamese.data.glyphs import load_glyphs
-
-        return load_glyphs
-    raise AttributeError(f"module 'siamese.data' has no attribute {name!r}")
+    if name not in _PUBLIC:
+        raise AttributeError(f"module 'siamese.data' has no attribute {name!r}")
+    return getattr(importlib.import_module(_PUBLIC[name]), name)
