@@ -551,7 +551,7 @@ def test_worker_pool_gives_the_same_arrays(tmp_path: Path, monkeypatch: pytest.M
     for i in range(70):
         _save(root / f"class{i % 5}" / f"{i:03d}.png", _noise(i, (6, 6, 3)))
     (root / "class0" / "broken.png").write_bytes(b"not a png")
-    monkeypatch.setattr(folder_module, "_MIN_PARALLEL_BYTES", 0)  # these files are tiny
+    monkeypatch.setattr(folder_module, "_MIN_PARALLEL_FILES", 2)  # few, tiny files
     used_pool: list[int] = []
     real_pool = folder_module._decode_in_pool
 
@@ -572,6 +572,26 @@ def test_worker_pool_gives_the_same_arrays(tmp_path: Path, monkeypatch: pytest.M
     assert parallel.skipped[0].path == "class0/broken.png"
     with pytest.raises(DataError, match=r"class0/broken\.png: the file is not an image"):
         load_folder(root, workers=2, use_cache=False)
+
+
+def test_a_script_without_a_main_guard_can_use_the_pool(tmp_path: Path) -> None:
+    """Workers must not run the user's script again (spawn and forkserver would)."""
+    root = tmp_path / "data"
+    for i in range(8):
+        _save(root / f"class{i % 2}" / f"{i}.png", _noise(i, (6, 6, 3)))
+    script = tmp_path / "train.py"
+    script.write_text(
+        "import siamese.data.folder as folder\n"
+        "folder._MIN_PARALLEL_FILES = 2\n"
+        "calls = []\n"
+        "real = folder._decode_in_pool\n"
+        "folder._decode_in_pool = lambda *a: calls.append(1) or real(*a)\n"
+        f"data = folder.load_folder({str(root)!r}, workers=2, use_cache=False)\n"
+        "assert calls and len(data) == 8\n"
+        "print('ok')\n"
+    )
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr
 
 
 def test_the_decoder_module_does_not_import_torch() -> None:
