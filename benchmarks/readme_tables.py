@@ -72,10 +72,14 @@ def loss_table(result: dict) -> str:
 
 
 def main() -> None:
+    from bench_data import benchmarks_section as data_table
+
     demo = json.loads((HERE / "results" / "demo.json").read_text())
     losses = json.loads((HERE / "results" / "losses.json").read_text())
+    data = json.loads((HERE / "results" / "data.json").read_text())
     replace_section(README, "demo-results", demo_table(demo))
     replace_section(README, "loss-results", loss_table(losses))
+    replace_section(README, "data-results", data_table(data))
 
 
 if __name__ == "__main__":
