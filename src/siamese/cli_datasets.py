@@ -69,7 +69,7 @@ def check(
     ] = False,
 ) -> None:
     """Verify the datasets' files against their checksums (exit 1 if one is missing or bad)."""
-    from siamese.data.catalog import DATASETS, dataset_info, resolve_data_dir
+    from siamese.data.catalog import DATASETS, dataset_info, how_to_get, resolve_data_dir
     from siamese.data.local_copies import EXPECTED_COUNTS, check_counts, dataset_status
 
     root = resolve_data_dir(data_dir)
@@ -91,12 +91,7 @@ def check(
         if status.state == "corrupt" or (status.state == "missing" and explicit):
             failed = True
         if status.state == "missing":
-            how = (
-                f"siamese datasets download {name}"
-                if status.info.files and all(f.checksum for f in status.info.files)
-                else status.info.manual
-            )
-            console.print(f"  get it: {how}")
+            console.print(f"  get it: {how_to_get(status.info)}")
         if load and status.state in ("ready", "bundled") and name in EXPECTED_COUNTS:
             for line in check_counts(name, root):
                 console.print(f"  {line}")

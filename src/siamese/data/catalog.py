@@ -245,15 +245,21 @@ def resolve_data_dir(data_dir: str | os.PathLike[str] | None = None) -> Path:
     return Path(base) / "siamese"
 
 
+def how_to_get(info: DatasetInfo, data_dir: Path | None = None) -> str:
+    """One line on how to get `info`'s files: the download command and/or the manual way."""
+    where = f" --data-dir {data_dir}" if data_dir is not None else ""
+    command = f"run `siamese datasets download {info.name}{where}`"
+    if info.files and all(f.checksum for f in info.files):
+        return command
+    if info.files:
+        return f"{command} (it tries the original address), or: {info.manual}"
+    return info.manual or ""
+
+
 def missing_files_error(info: DatasetInfo, folder: Path, wanted: list[str]) -> str:
     """The message for a dataset whose files are not where they should be."""
     lines = "\n".join(f"  {folder / name}" for name in wanted)
-    how = (
-        f"run `siamese datasets download {info.name} --data-dir {folder.parent}`"
-        if info.files and all(f.checksum for f in info.files)
-        else (info.manual or "")
-    )
     return (
-        f"{info.name}: files not found. Expected:\n{lines}\n{how}\n"
+        f"{info.name}: files not found. Expected:\n{lines}\n{how_to_get(info, folder.parent)}\n"
         "(the data directory is --data-dir, else $SIAMESE_DATA_DIR, else ~/.cache/siamese)"
     )

@@ -49,7 +49,8 @@ def load_dataset(
         data_dir: where the named datasets are.
         options: source options: for folders and 5-celebrity-faces image_size (H, W),
             channels (1 or 3), resize ("stretch", "crop", "pad"), on_bad_file ("error" or
-            "skip"), workers, use_cache, max_pixels; for glyphs held_out, seed, fonts,
+            "skip"), workers, use_cache, max_pixels (5-celebrity-faces defaults to
+            image_size (160, 160), resize "crop", channels 3); for glyphs held_out, seed, fonts,
             alphabets, variants, use_cache; for omniglot use_cache; for arrays labels,
             label_column.
     Returns:
@@ -188,6 +189,8 @@ def _glyphs(split: str, root: Path, options: dict[str, Any]) -> LabeledData:
 def _celebrities(split: str, root: Path, options: dict[str, Any]) -> LabeledData:
     info = dataset_info("5-celebrity-faces")
     _check_options(info.name, options, FOLDER_OPTIONS)
+    # The photos have many sizes: by default a centred square at FaceNet's input size.
+    options = {"image_size": (160, 160), "resize": "crop", "channels": 3, **options}
     folder = root / info.folder
     for candidate in (
         folder / "5-celebrity-faces-dataset.tar.gz",
