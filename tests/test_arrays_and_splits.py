@@ -33,6 +33,7 @@ def test_npz_with_string_labels_and_metadata(tmp_path: Path) -> None:
     assert data.meta_names["speaker"] == ["p", "q"]
 
 
+@pytest.mark.filterwarnings("ignore:.*single example:UserWarning")  # tiny examples
 def test_npy_pair_sequences_and_sparse_integer_labels(tmp_path: Path) -> None:
     x = np.random.default_rng(0).normal(size=(5, 7, 3)).astype(np.float32)
     np.save(tmp_path / "feats.npy", x)
@@ -47,6 +48,7 @@ def test_npy_pair_sequences_and_sparse_integer_labels(tmp_path: Path) -> None:
     assert relabeled.y.tolist() == [0, 0, 1, 1, 1]
 
 
+@pytest.mark.filterwarnings("ignore:.*single example:UserWarning")  # tiny examples
 def test_directory_of_x_and_y(tmp_path: Path) -> None:
     np.save(tmp_path / "x.npy", np.zeros((3, 2), dtype=np.uint8))
     np.save(tmp_path / "y.npy", np.array([[1], [2], [1]]))
@@ -54,6 +56,7 @@ def test_directory_of_x_and_y(tmp_path: Path) -> None:
     assert data.x.dtype == torch.uint8 and data.y.tolist() == [0, 1, 0]
 
 
+@pytest.mark.filterwarnings("ignore:.*single example:UserWarning")  # tiny examples
 def test_csv_with_header_label_column_anywhere(tmp_path: Path) -> None:
     (tmp_path / "d.csv").write_text(
         "species,len,width\nsetosa,5.1,3.5\nvirginica,6.3,3.3\nsetosa,4.9,3.0\n"
@@ -159,3 +162,13 @@ def test_sample_split_is_stratified_and_a_partition() -> None:
 def test_split_errors(parts: dict[str, float], by: str, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         split_data(_data([2, 2]), parts, by=by)  # type: ignore[arg-type]
+
+
+def test_a_class_with_one_example_is_a_warning_not_an_error(tmp_path: Path) -> None:
+    np.savez(tmp_path / "d.npz", x=np.zeros((5, 2)), y=np.array(["a", "a", "b", "b", "solo"]))
+    with pytest.warns(
+        UserWarning,
+        match=r"d\.npz: 1 class\(es\) have a single example, so they can't form positive pairs: solo",
+    ):
+        data = siamese.load_dataset(f"arrays:{tmp_path / 'd.npz'}")
+    assert data.classes == ["a", "b", "solo"]

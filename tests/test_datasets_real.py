@@ -136,9 +136,20 @@ def test_celebrity_faces_from_the_archive() -> None:
     train = siamese.load_dataset("5-celebrity-faces", "train", data_dir=DATA)
     val = siamese.load_dataset("5-celebrity-faces", "val", data_dir=DATA)
     assert tuple(train.x.shape) == (93, 3, 160, 160) and train.x.dtype == torch.uint8
-    assert train.classes == ["ben_afflek", "elton_john", "jerry_seinfeld", "madonna", "mindy_kaling"]
+    assert train.classes == [
+        "ben_afflek",
+        "elton_john",
+        "jerry_seinfeld",
+        "madonna",
+        "mindy_kaling",
+    ]
     assert train.class_counts().tolist() == [14, 17, 21, 19, 22]
     assert val.class_counts().tolist() == [5] * 5 and val.classes == train.classes
     assert all(p.startswith("val/") for p in val.paths)
-    small = siamese.load_dataset("5-celebrity-faces", "all", data_dir=DATA, image_size=(64, 48), channels=1)
-    assert tuple(small.x.shape) == (118, 1, 64, 48) and small.meta_names["split"] == ["train", "val"]
+    small = siamese.load_dataset(
+        "5-celebrity-faces", "all", data_dir=DATA, image_size=(64, 48), channels=1
+    )
+    assert tuple(small.x.shape) == (118, 1, 64, 48) and small.meta_names["split"] == [
+        "train",
+        "val",
+    ]

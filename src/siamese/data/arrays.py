@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from siamese.data.labeled import LabeledData
+from siamese.data.labeled import LabeledData, warn_single_sample_classes
 from siamese.errors import ConfigError, DataError
 
 FEATURE_KEYS = ("x", "X", "features", "embeddings", "data")
@@ -259,10 +259,12 @@ def _to_labeled(
             value_names, codes = np.unique(values, return_inverse=True)
             meta_tensors[key] = torch.from_numpy(codes.astype(np.int64))
             meta_names[key] = [str(v) for v in value_names]
-    return LabeledData(
+    data = LabeledData(
         x=torch.from_numpy(np.ascontiguousarray(features)),
         y=torch.from_numpy(y.astype(np.int64)),
         classes=[str(v) for v in names],
         meta=meta_tensors,
         meta_names=meta_names,
     )
+    warn_single_sample_classes(data, sources[1])
+    return data

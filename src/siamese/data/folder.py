@@ -36,7 +36,7 @@ import torch
 from siamese.data import image_files
 from siamese.data.cache import cache_dir, load_npz, save_npz_atomic
 from siamese.data.image_files import DEFAULT_MAX_PIXELS, RESIZE_MODES, BadImageError
-from siamese.data.labeled import LabeledData, SkippedFile
+from siamese.data.labeled import LabeledData, SkippedFile, warn_single_sample_classes
 from siamese.errors import ConfigError, DataError
 
 IMAGE_EXTENSIONS = frozenset(
@@ -166,13 +166,12 @@ def load_folder(
     x = _stack(root, paths, [pixels for *_, pixels in good], options.channels)
     class_id = {name: i for i, name in enumerate(classes)}
     y = torch.tensor([class_id[name] for _, name, _, _ in good], dtype=torch.int64)
-    _warn_single_image_classes(classes, y)
     meta: dict[str, torch.Tensor] = {}
     meta_names: dict[str, list[str]] = {}
     if split_names:
         meta["split"] = torch.tensor([s for _, _, s, _ in good], dtype=torch.int64)
         meta_names["split"] = split_names
-    return LabeledData(
+    data = LabeledData(
         x=torch.from_numpy(x),
         y=y,
         classes=classes,
@@ -181,6 +180,8 @@ def load_folder(
         paths=paths,
         skipped=skipped,
     )
+    warn_single_sample_classes(data, str(root))
+    return data
 
 
 def _sort_outcomes(
@@ -375,19 +376,6 @@ def _skipped_summary(root: Path, skipped: list[SkippedFile]) -> str:
         f"left out {len(skipped)} unusable file(s) or empty class folder(s) of {root} "
         f"(listed in the data's .skipped), e.g. {first.path}: {first.reason}"
     )
-
-
-def _warn_single_image_classes(classes: list[str], y: torch.Tensor) -> None:
-    counts = torch.bincount(y, minlength=len(classes))
-    single = [classes[i] for i in (counts == 1).nonzero().flatten().tolist()]
-    if single:
-        listed = ", ".join(single[:_LISTED_PROBLEMS]) + (" ..." if len(single) > 10 else "")
-        warnings.warn(
-            f"{len(single)} class(es) have a single image, so they can't form positive pairs: "
-            f"{listed}. Add images to them, or remove those class folders",
-            UserWarning,
-            stacklevel=3,
-        )
 
 
 def _stack(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 
 import torch
@@ -81,3 +82,18 @@ class LabeledData:
     def with_classes(self, class_ids: torch.Tensor) -> LabeledData:
         """The examples whose label is in `class_ids` ((K,) int64)."""
         return self.subset(torch.isin(self.y, class_ids))
+
+
+def warn_single_sample_classes(data: LabeledData, source: str, listed: int = 10) -> None:
+    """Warn (UserWarning) when classes of `data` have exactly one example: they can never form
+    a positive pair, so a sampler never draws them. `source` names where the data came from."""
+    counts = data.class_counts()
+    single = [data.classes[i] for i in (counts == 1).nonzero().flatten().tolist()]
+    if single:
+        names = ", ".join(single[:listed]) + (" ..." if len(single) > listed else "")
+        warnings.warn(
+            f"{source}: {len(single)} class(es) have a single example, so they can't form "
+            f"positive pairs: {names}. Add examples to them, or remove them",
+            UserWarning,
+            stacklevel=3,
+        )
