@@ -66,17 +66,30 @@ def load_arrays(
 
 
 def _load_npy(path: Path) -> np.ndarray:
+    array = _read_numpy(path)
+    if not isinstance(array, np.ndarray):
+        raise DataError(f"{path}: is an .npz archive, not a single .npy array")
+    return array
+
+
+def _read_numpy(path: Path) -> np.ndarray | dict[str, np.ndarray]:
+    """The array of a .npy file, or every array of a .npz file; never unpickles."""
+    kind = path.suffix.lower() or ".npy"
     try:
-        return np.load(path, allow_pickle=False)
+        loaded = np.load(path, allow_pickle=False)
+        if isinstance(loaded, np.ndarray):
+            return loaded
+        with loaded as npz:
+            return {name: npz[name] for name in npz.files}
     except ValueError as err:
         if "pickle" in str(err):
             raise DataError(
                 f"{path}: holds Python objects, which are not loaded (unpickling runs code); "
-                "save a numeric or string array instead"
+                "save numeric or string arrays instead"
             ) from None
-        raise DataError(f"{path}: not a readable .npy file ({err})") from None
+        raise DataError(f"{path}: not a readable {kind} file ({err})") from None
     except (OSError, EOFError) as err:
-        raise DataError(f"{path}: not a readable .npy file ({err})") from None
+        raise DataError(f"{path}: not a readable {kind} file ({err})") from None
 
 
 def _load_labels(path: Path) -> np.ndarray:
@@ -113,18 +126,9 @@ def _from_directory(path: Path) -> tuple[np.ndarray, np.ndarray, tuple[str, str]
 
 
 def _from_npz(path: Path) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
-    try:
-        with np.load(path, allow_pickle=False) as npz:
-            arrays = {name: npz[name] for name in npz.files}
-    except ValueError as err:
-        if "pickle" in str(err):
-            raise DataError(
-                f"{path}: holds Python objects, which are not loaded (unpickling runs code); "
-                "save numeric or string arrays instead"
-            ) from None
-        raise DataError(f"{path}: not a readable .npz file ({err})") from None
-    except (OSError, EOFError) as err:
-        raise DataError(f"{path}: not a readable .npz file ({err})") from None
+    arrays = _read_numpy(path)
+    if not isinstance(arrays, dict):
+        raise DataError(f"{path}: is a single array, not an .npz archive of named arrays")
     x_key = next((k for k in FEATURE_KEYS if k in arrays), None)
     y_key = next((k for k in LABEL_KEYS if k in arrays), None)
     if x_key is None or y_key is None:

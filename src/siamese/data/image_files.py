@@ -11,12 +11,15 @@ orientation of camera photos is applied, so an image looks as it does in an imag
 
 from __future__ import annotations
 
+import io
 import math
 import os
 import warnings
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
+
+from siamese.errors import DataError  # light: no torch
 
 RESIZE_MODES = ("stretch", "crop", "pad")
 DEFAULT_MAX_PIXELS = 89_478_485  # Pillow's own decompression-bomb limit
@@ -316,3 +319,24 @@ def _centre_box(width: int, height: int, aspect: float) -> tuple[float, float, f
     crop_h = width / aspect
     top = (height - crop_h) / 2
     return (0.0, top, float(width), top + crop_h)
+
+
+def decode_gray_bytes(
+    payload: bytes, where: str, shape: tuple[int, int], dataset: str
+) -> np.ndarray:
+    """An image file's bytes (e.g. an archive member) as (H, W) uint8 grayscale, for the
+    fixed-size datasets; DataError naming `where` when unreadable or not of `shape`."""
+    try:
+        with Image.open(io.BytesIO(payload)) as image:
+            image.load()
+            pixels = np.asarray(image.convert("L"))
+    except (UnidentifiedImageError, OSError, ValueError) as err:
+        raise DataError(
+            f"{where}: not a readable image ({err}); the {dataset} copy is damaged: get it again"
+        ) from None
+    if pixels.shape != shape:
+        raise DataError(
+            f"{where}: image of {pixels.shape[0]}×{pixels.shape[1]} pixels; {dataset} images are "
+            f"{shape[0]}×{shape[1]}: this is not {dataset}, or it was resized"
+        )
+    return pixels

@@ -11,18 +11,17 @@ Pixels are returned as ink 255 on background 0, like MNIST.
 from __future__ import annotations
 
 import hashlib
-import io
 import re
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
 
 from siamese.data.archives import read_members
 from siamese.data.cache import cache_dir, load_npz, save_npz_atomic
 from siamese.data.catalog import dataset_info, missing_files_error
+from siamese.data.image_files import decode_gray_bytes
 from siamese.data.labeled import LabeledData
 from siamese.errors import ConfigError, DataError
 
@@ -118,18 +117,7 @@ def _decode_files(
         match = _FILE.search(name)
         if match is None or match[1] != split:
             continue
-        try:
-            with Image.open(io.BytesIO(payload)) as image:
-                pixels = np.asarray(image.convert("L"))
-        except (UnidentifiedImageError, OSError, ValueError) as err:
-            raise DataError(
-                f"{source}: {name} is not a readable PNG ({err}); get the dataset again"
-            ) from None
-        if pixels.shape != (SIZE, SIZE):
-            raise DataError(
-                f"{source}: {name} is {pixels.shape[0]}×{pixels.shape[1]}, Omniglot "
-                f"images are {SIZE}×{SIZE}"
-            )
+        pixels = decode_gray_bytes(payload, f"{source}:{name}", (SIZE, SIZE), "Omniglot")
         records.append((match[2], int(match[3]), int(match[4]), int(match[5]), pixels))
     if not records:
         raise DataError(

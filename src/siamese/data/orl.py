@@ -6,17 +6,16 @@ extracted `s1/ … s40/` folders, in the `orl_faces` folder of the data director
 
 from __future__ import annotations
 
-import io
 import re
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
 
 from siamese.data.archives import read_members
 from siamese.data.catalog import dataset_info, missing_files_error
+from siamese.data.image_files import decode_gray_bytes
 from siamese.data.labeled import LabeledData
 from siamese.errors import ConfigError, DataError
 
@@ -52,7 +51,9 @@ def load_orl(split: str, data_dir: Path) -> LabeledData:
         if match is None:
             continue
         where = f"{source}:{name}" if source.is_file() else str(source / name)
-        faces[(int(match[1]), int(match[2]))] = _decode_pgm(where, payload)
+        faces[(int(match[1]), int(match[2]))] = decode_gray_bytes(
+            payload, where, (HEIGHT, WIDTH), "ORL"
+        )
     _check_layout(source, faces)
     keys = sorted(faces)
     return LabeledData(
@@ -77,23 +78,6 @@ def _find_source(folder: Path) -> tuple[Path | None, Iterator[tuple[str, bytes]]
             files = sorted(root.glob("s*/*.pgm"))
             return root, ((p.relative_to(root).as_posix(), p.read_bytes()) for p in files)
     return None, iter(())
-
-
-def _decode_pgm(where: str, payload: bytes) -> np.ndarray:
-    try:
-        with Image.open(io.BytesIO(payload)) as image:
-            image.load()
-            pixels = np.asarray(image.convert("L"))
-    except (UnidentifiedImageError, OSError, ValueError) as err:
-        raise DataError(
-            f"{where}: not a readable PGM image ({err}); the dataset copy is damaged: get it again"
-        ) from None
-    if pixels.shape != (HEIGHT, WIDTH):
-        raise DataError(
-            f"{where}: image of {pixels.shape[0]}×{pixels.shape[1]} pixels; ORL faces are "
-            f"{HEIGHT}×{WIDTH}: this is not the ORL database or it was resized"
-        )
-    return pixels
 
 
 def _check_layout(source: Path, faces: dict[tuple[int, int], np.ndarray]) -> None:
