@@ -603,3 +603,52 @@ def test_the_decoder_module_does_not_import_torch() -> None:
         "assert 'torch' not in sys.modules, 'torch imported'\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_a_file_replaced_with_its_old_date_is_decoded_again(
+    tmp_path: Path, decode_calls: list[str]
+) -> None:
+    """cp -p / rsync -t keep the modification time: the change time and inode still differ."""
+    root = _dataset(tmp_path / "data", n_classes=2, per_class=2)
+    first = load_folder(root, workers=1)
+    target = root / "class0" / "1.png"
+    old = target.stat()
+    replacement = _save(tmp_path / "new.png", np.zeros((8, 8, 3), np.uint8))
+    os.replace(replacement, target)
+    os.utime(target, ns=(old.st_atime_ns, old.st_mtime_ns))
+    assert target.stat().st_mtime_ns == old.st_mtime_ns
+    decode_calls.clear()
+    again = load_folder(root, workers=1)
+    assert decode_calls == ["1.png"]
+    assert (again.x[1] == 0).all() and not torch.equal(again.x[1], first.x[1])
+
+
+def test_a_failure_to_read_is_not_remembered(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A file that could not be opened (permission, vanished) is tried again next time; a
+    file whose content is bad is remembered."""
+    root = _dataset(tmp_path / "data", n_classes=2, per_class=3)
+    real = image_files.decode_images
+    blocked = str(root / "class1" / "0.png")
+
+    def first_time_denied(paths: list[str], *args: object) -> list:
+        out = real(paths, *args)
+        return [
+            BadImageError(p, "cannot be read (permission denied)", lasting=False)
+            if p == blocked
+            else o
+            for p, o in zip(paths, out, strict=True)
+        ]
+
+    monkeypatch.setattr(image_files, "decode_images", first_time_denied)
+    with pytest.warns(UserWarning, match="left out 1"):
+        load_folder(root, workers=1, on_bad_file="skip")
+    monkeypatch.setattr(image_files, "decode_images", real)
+    assert len(load_folder(root, workers=1)) == 6  # read again, now that it can be
+
+
+def test_access_errors_are_marked_as_passing() -> None:
+    with pytest.raises(BadImageError) as err:
+        decode_image("/nonexistent/picture.png")
+    assert err.value.lasting is False

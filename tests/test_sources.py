@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import io
 import tarfile
 import zipfile
@@ -13,6 +14,7 @@ import torch
 from PIL import Image
 
 import siamese
+from siamese.data.local_copies import dataset_status
 from siamese.errors import ConfigError, DataError
 from test_idx_and_archives import write_idx
 
@@ -128,7 +130,8 @@ def test_orl_with_a_corrupt_image_names_the_member(tmp_path: Path) -> None:
     members["orl_faces/s2/5.pgm"] = b"P5\n92 112\n255\n" + b"\0" * 100  # cut short
     _write_tar(tmp_path / "orl_faces" / "orl_faces.tar.gz", members)
     with pytest.raises(
-        DataError, match=r"orl_faces\.tar\.gz:orl_faces/s2/5\.pgm: not a readable image .*the ORL copy is damaged"
+        DataError,
+        match=r"orl_faces\.tar\.gz:orl_faces/s2/5\.pgm: not a readable image .*the ORL copy is damaged",
     ):
         siamese.load_dataset("orl", data_dir=tmp_path)
 
@@ -222,3 +225,94 @@ def test_omniglot_pack_without_its_arrays_is_named(tmp_path: Path) -> None:
 def test_glyphs_unknown_option() -> None:
     with pytest.raises(ConfigError, match=r"glyphs: unknown option\(s\) \['font'\]"):
         siamese.load_dataset("glyphs", font="x")
+
+
+def test_decompressed_idx_files_are_read_too(tmp_path: Path) -> None:
+    folder = _mnist_dir(tmp_path) / "mnist"
+    for gz in folder.glob("*.gz"):
+        gz.with_suffix("").write_bytes(gzip.decompress(gz.read_bytes()))
+        gz.unlink()
+    assert len(siamese.load_dataset("mnist", data_dir=tmp_path)) == 12
+
+
+def _jpeg(seed: int) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(np.random.default_rng(seed).integers(0, 256, (40, 30, 3), dtype=np.uint8)).save(
+        buffer, format="JPEG"
+    )
+    return buffer.getvalue()
+
+
+def test_celebrity_faces_from_extracted_train_and_val_folders(tmp_path: Path) -> None:
+    folder = tmp_path / "5-celebrity-faces"
+    for split, n in (("train", 3), ("val", 2)):
+        for person in ("ann", "bob"):
+            for i in range(n):
+                path = folder / split / person / f"{i}.jpg"
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_bytes(_jpeg(i))
+    data = siamese.load_dataset("5-celebrity-faces", "val", data_dir=tmp_path)
+    assert tuple(data.x.shape) == (4, 3, 160, 160) and data.classes == ["ann", "bob"]
+    assert dataset_status("5-celebrity-faces", tmp_path).state == "ready"
+
+
+def test_check_and_load_accept_the_same_orl_layouts(tmp_path: Path) -> None:
+    for name, payload in _orl_members().items():
+        path = tmp_path / "orl_faces" / "att_faces" / name.removeprefix("orl_faces/")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(payload)
+    assert dataset_status("orl", tmp_path).state == "ready"
+    assert len(siamese.load_dataset("orl", data_dir=tmp_path)) == 400
+
+
+def _tar_of(path: Path, members: dict[str, bytes]) -> Path:
+    _write_tar(path, members)
+    return path
+
+
+def test_folder_archive_errors_name_the_archive_member_and_mac_metadata_is_ignored(
+    tmp_path: Path,
+) -> None:
+    members = {f"set/{c}/{i}.jpg": _jpeg(i) for c in ("a", "b") for i in range(2)}
+    members["__MACOSX/set/a/._0.jpg"] = b"resource fork"
+    archive = _tar_of(tmp_path / "set.tar.gz", {**members, "set/b/bad.jpg": b"not a jpeg"})
+    with pytest.raises(DataError) as err:
+        siamese.load_dataset(f"folder:{archive}")
+    message = str(err.value)
+    # The resource fork under __MACOSX/ is not counted; the bad member is named.
+    assert f"1 of the 5 image files in {archive}" in message and "\n  b/bad.jpg:" in message
+    assert "extracted" not in message
+    good = _tar_of(tmp_path / "good.tar.gz", members)
+    assert siamese.load_dataset(f"folder:{good}").classes == ["a", "b"]
+
+
+def test_a_replaced_archive_is_extracted_again_in_place(tmp_path: Path) -> None:
+    from siamese.data.cache import cache_dir
+
+    archive = tmp_path / "set.tar.gz"
+    _write_tar(archive, {f"set/{c}/{i}.jpg": _jpeg(i) for c in ("a", "b") for i in range(2)})
+    first = siamese.load_dataset(f"folder:{archive}")
+    _write_tar(archive, {f"set/{c}/{i}.jpg": _jpeg(i) for c in ("a", "b", "c") for i in range(2)})
+    second = siamese.load_dataset(f"folder:{archive}")
+    assert first.classes == ["a", "b"] and second.classes == ["a", "b", "c"]
+    extracted = [p for p in (cache_dir() / "extracted").iterdir() if not p.name.startswith(".")]
+    identity = {p.name for p in extracted}
+    assert len([n for n in identity if n]) >= 1
+    again = siamese.load_dataset(f"folder:{archive}")
+    assert again.classes == ["a", "b", "c"]
+    assert {
+        p.name for p in (cache_dir() / "extracted").iterdir() if not p.name.startswith(".")
+    } == identity
+
+
+def test_cache_and_data_directories_do_not_overlap(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from siamese.data.cache import cache_dir
+    from siamese.data.catalog import resolve_data_dir
+
+    monkeypatch.delenv("SIAMESE_CACHE_DIR")
+    monkeypatch.delenv("SIAMESE_DATA_DIR", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    assert resolve_data_dir() == tmp_path / "siamese"
+    assert cache_dir() == tmp_path / "siamese" / "cache"

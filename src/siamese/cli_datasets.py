@@ -91,7 +91,7 @@ def check(
         if status.state == "corrupt" or (status.state == "missing" and explicit):
             failed = True
         if status.state == "missing":
-            console.print(f"  get it: {how_to_get(status.info)}")
+            console.print(f"  get it: {how_to_get(status.info, root if data_dir else None)}")
         if load and status.state in ("ready", "bundled") and name in EXPECTED_COUNTS:
             for line in check_counts(name, root):
                 console.print(f"  {line}")
@@ -115,6 +115,7 @@ def download(
     """
     from siamese.data.catalog import DATASETS, dataset_info, resolve_data_dir
     from siamese.data.local_copies import download_dataset
+    from siamese.errors import DataError
 
     root = resolve_data_dir(data_dir)
     if names == ["all"]:
@@ -137,7 +138,19 @@ def download(
                 tasks[file_name] = progress.add_task(file_name, total=total)
             progress.update(tasks[file_name], completed=done, total=total)
 
+        failed: list[str] = []
         for name in names:
-            paths = download_dataset(name, root, progress=report, timeout=timeout)
+            try:
+                paths = download_dataset(name, root, progress=report, timeout=timeout)
+            except DataError as err:
+                if len(names) == 1:
+                    raise
+                # One unreachable source must not stop the others: report it and go on.
+                progress.console.print(f"[bold red]{name} failed:[/] {err}")
+                failed.append(name)
+                continue
             for path in paths:
                 progress.console.print(f"{name}: {path}")
+    if failed:
+        console.print(f"[bold red]not downloaded:[/] {', '.join(failed)}")
+        raise typer.Exit(1)

@@ -9,6 +9,8 @@ target either does not exist or is what it was.
 
 from __future__ import annotations
 
+import hashlib
+import os
 import shutil
 import tarfile
 import tempfile
@@ -35,6 +37,11 @@ def is_archive(path: Path) -> bool:
     """Whether `path`'s name ends in a supported archive suffix."""
     name = path.name.lower()
     return any(name.endswith(suffix) for suffix in ARCHIVE_SUFFIXES)
+
+
+def _is_os_metadata(name: str) -> bool:
+    """macOS Finder adds `__MACOSX/` resource forks and `.DS_Store` files to the zips it makes."""
+    return name.startswith("__MACOSX/") or name.rsplit("/", 1)[-1] == ".DS_Store"
 
 
 def _safe_name(archive: Path, name: str) -> str:
@@ -97,6 +104,8 @@ def _iterate_zip(archive: Path, read: bool) -> Iterator[tuple[ArchiveMember, byt
             if info.is_dir():
                 continue
             member = ArchiveMember(_safe_name(archive, info.filename), info.file_size)
+            if _is_os_metadata(member.name):
+                continue
             try:
                 payload = zf.read(info) if read else b""
             except (zipfile.BadZipFile, OSError, EOFError) as err:
@@ -116,7 +125,7 @@ def _iterate_tar(archive: Path, read: bool) -> Iterator[tuple[ArchiveMember, byt
         try:
             for info in tf:
                 name = _safe_name(archive, info.name)
-                if info.isdir():
+                if info.isdir() or _is_os_metadata(name):
                     continue
                 if not info.isfile():
                     kind = "link" if (info.issym() or info.islnk()) else "special file"
@@ -164,4 +173,52 @@ def extract_archive(archive: Path, target: Path) -> Path:
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
+    return target
+
+
+def cached_extraction(archive: Path, cache_root: Path) -> Path:
+    """`archive` extracted under `cache_root`, once per version of the archive.
+
+    The extraction directory is named after the archive's path, so it stays the same while
+    the archive does; a rewritten or replaced archive is extracted again and swapped in.
+    A single top-level folder is stepped into (most archives wrap their content in one).
+
+    Returns:
+        The directory holding the archive's content.
+    Raises:
+        DataError: unsafe or damaged archive, or a cache that cannot be written.
+    """
+    from siamese.data.cache import file_version
+
+    identity = hashlib.sha256(str(archive.resolve()).encode()).hexdigest()[:16]
+    version = file_version(archive)
+    target = cache_root / identity
+    stamp = target / ".archive-version"
+    if stamp.is_file() and stamp.read_text() == version:
+        return _single_root(target)
+    staging = cache_root / f".{identity}.{os.getpid()}.new"
+    try:
+        shutil.rmtree(staging, ignore_errors=True)
+        extract_archive(archive, staging)
+        (staging / ".archive-version").write_text(version)
+        if target.exists():
+            retired = cache_root / f".{identity}.{os.getpid()}.old"
+            target.rename(retired)
+            shutil.rmtree(retired, ignore_errors=True)
+        staging.rename(target)
+    except OSError as err:
+        shutil.rmtree(staging, ignore_errors=True)
+        if stamp.is_file() and stamp.read_text() == version:  # another process was first
+            return _single_root(target)
+        raise DataError(
+            f"{archive}: cannot extract it into the cache {cache_root} ({err}); free some "
+            "space, or set SIAMESE_CACHE_DIR to a writable directory"
+        ) from None
+    return _single_root(target)
+
+
+def _single_root(target: Path) -> Path:
+    entries = [p for p in target.iterdir() if not p.name.startswith(".")]
+    if len(entries) == 1 and entries[0].is_dir():
+        return entries[0]
     return target

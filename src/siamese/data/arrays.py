@@ -156,21 +156,23 @@ def _is_number(text: str) -> bool:
 def _from_csv(path: Path, label_column: str | int | None) -> tuple[np.ndarray, np.ndarray]:
     delimiter = "\t" if path.suffix.lower() == ".tsv" else ","
     try:
-        with path.open(newline="") as f:
+        with path.open(newline="", encoding="utf-8-sig") as f:  # -sig: Excel's BOM
             rows = [row for row in csv.reader(f, delimiter=delimiter) if row]
     except (OSError, UnicodeDecodeError) as err:
         raise DataError(f"{path}: cannot read the CSV file ({err})") from None
     if not rows:
         raise DataError(f"{path}: the file is empty")
     header = None
-    # The first row is a header when it has more non-numeric fields than the second (a data
-    # row has at most its label non-numeric).
-    text_fields = [sum(not _is_number(v) for v in row) for row in rows[:2]]
-    if text_fields[0] > (text_fields[1] if len(rows) > 1 else 1):
+    if _has_header(rows, label_column):
         header, rows = [h.strip() for h in rows[0]], rows[1:]
-    width = len(rows[0]) if rows else 0
-    if not rows or width < 2:
-        raise DataError(f"{path}: needs a header-less or headed table of >= 2 columns and rows")
+    if not rows:
+        raise DataError(f"{path}: only a header, no data rows")
+    width = len(rows[0])
+    if width < 2:
+        raise DataError(
+            f"{path}: line 1 has a single column; expected features and a label separated by "
+            f"{delimiter!r} (name the file .tsv for tabs)"
+        )
     column = _label_column_index(path, header, width, label_column)
     for line, row in enumerate(rows, start=2 if header else 1):
         if len(row) != width:
@@ -199,12 +201,30 @@ def _from_csv(path: Path, label_column: str | int | None) -> tuple[np.ndarray, n
     return features, label_values
 
 
+def _has_header(rows: list[list[str]], label_column: str | int | None) -> bool:
+    """Whether the first row names the columns rather than holding an example."""
+    first = rows[0]
+    if isinstance(label_column, str) or any(v.strip().lower() in _LABEL_COLUMNS for v in first):
+        return True
+    text_first = [not _is_number(v) for v in first]
+    if len(rows) == 1:
+        return any(text_first)
+    text_second = [not _is_number(v) for v in rows[1]]
+    # A data row has at most its label non-numeric; a header over string labels written by
+    # pandas with numbered columns has a number where the data rows have text.
+    return sum(text_first) > sum(text_second) or any(
+        t2 and not t1 for t1, t2 in zip(text_first, text_second, strict=False)
+    )
+
+
 def _label_column_index(
     path: Path, header: list[str] | None, width: int, label_column: str | int | None
 ) -> int:
     if isinstance(label_column, int):
         if not -width <= label_column < width:
-            raise ConfigError(f"label column {label_column} is out of range for {width} columns")
+            raise ConfigError(
+                f"{path}: label column {label_column} is out of range for {width} columns"
+            )
         return label_column % width
     if isinstance(label_column, str):
         if header is None or label_column not in header:
@@ -228,6 +248,11 @@ def _to_labeled(
     if label_values.ndim != 1:
         raise DataError(
             f"{sources[1]}: labels must be one per example, shape (N,); got {label_values.shape}"
+        )
+    if features.ndim < 2 or features.shape[0] == 0:
+        raise DataError(
+            f"{sources[0]}: features of shape {features.shape}; expected one row per example, "
+            "(N, F) vectors or (N, T, F) sequences with N >= 1"
         )
     if features.ndim not in (2, 3) and features.dtype != np.uint8:
         raise DataError(

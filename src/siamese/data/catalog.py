@@ -29,8 +29,31 @@ class RemoteFile:
 
 
 @dataclass(frozen=True)
+class Layout:
+    """One form of a dataset's files that its loader reads, relative to the dataset's folder.
+
+    `marker` is the path whose presence means this form is there; `root` what the loader opens
+    (an archive, a pack or a folder, "." for the dataset's folder itself; the marker when
+    None). Both may hold "{split}", replaced by the split's file stem.
+    """
+
+    marker: str
+    root: str | None = None
+
+    def paths(self, folder: Path, stem: str) -> tuple[Path, Path]:
+        """(marker, root) under `folder` for the split with file stem `stem`."""
+        marker = folder / self.marker.format(split=stem)
+        root = folder / (self.root if self.root is not None else self.marker).format(split=stem)
+        return marker, root
+
+
+@dataclass(frozen=True)
 class DatasetInfo:
-    """What `siamese datasets list` shows, and where `download` and the loaders look."""
+    """What `siamese datasets list` shows, and where `download` and the loaders look.
+
+    `layouts` lists every form of the files the loader accepts, in the order it tries them;
+    `check` and the loaders both go by it.
+    """
 
     name: str
     folder: str
@@ -38,13 +61,27 @@ class DatasetInfo:
     splits: tuple[str, ...]
     default_split: str
     files: tuple[RemoteFile, ...] = ()
-    # Other files (or folders) the loader also accepts in place of `files`, for `check`.
-    alternatives: tuple[str, ...] = ()
+    layouts: tuple[Layout, ...] = ()
+    split_stems: dict[str, str] = field(default_factory=dict)  # split -> "{split}" in layouts
     manual: str | None = None  # how to get it where no download is possible
     terms: str = ""
     citation: str = ""
     bundled: bool = False  # generated or shipped with a package: nothing to download
-    extras: dict[str, str] = field(default_factory=dict)
+
+    def find_layout(self, folder: Path, split: str) -> tuple[Layout, Path] | None:
+        """The first layout present in `folder` (the dataset's folder) that holds `split`,
+        with the path the loader opens; None when there is none."""
+        stem = self.split_stems.get(split, split)
+        for layout in self.layouts:
+            marker, root = layout.paths(folder, stem)
+            if marker.exists():
+                return layout, root
+        return None
+
+    def layout_names(self, split: str) -> list[str]:
+        """The markers of every accepted layout for `split`, for messages."""
+        stem = self.split_stems.get(split, split)
+        return [layout.marker.format(split=stem) for layout in self.layouts]
 
 
 _MNIST_MIRRORS = (
@@ -56,6 +93,21 @@ _FASHION_MIRRORS = (
     "https://raw.githubusercontent.com/zalandoresearch/fashion-mnist/master/data/fashion/",
 )
 _OMNIGLOT_URL = "https://raw.githubusercontent.com/brendenlake/omniglot/master/python/"
+
+
+_IDX_LAYOUTS = (
+    Layout("{split}-images-idx3-ubyte.gz"),
+    Layout("{split}-images-idx3-ubyte"),  # decompressed, as in torchvision's raw/ folder
+)
+_IDX_STEMS = {"train": "train", "test": "t10k"}
+# Digests of the repacked files of the project's shared data directory, which the loaders
+# accept beside the official ones: `check` verifies them by file name.
+SHARED_PACKS: dict[str, str] = {
+    "orl_faces.tar.gz": "sha256:3f572092f8449fc56bc6eb94fd2c0e9948a5e1adc56f60da5c9291cd22c28abc",
+    "omniglot_background.npz": "sha256:e2f7a9a94059fcf71375fa1594cf69f739f6e1ee10172d29ee3a60e33824fb49",
+    "omniglot_evaluation.npz": "sha256:a369b5db7302554c8c0cf24d28c6eabab05381ba0155914a826b67dda31f768b",
+    "5-celebrity-faces-dataset.tar.gz": "sha256:94d97d478dea6867e4849f6e8a277eb1720fea2eaa667d5937f08e9d23296964",
+}
 
 
 def _idx_files(
@@ -97,6 +149,8 @@ DATASETS: dict[str, DatasetInfo] = {
                     ),
                 },
             ),
+            layouts=_IDX_LAYOUTS,
+            split_stems=_IDX_STEMS,
             terms="© Yann LeCun and Corinna Cortes; commonly redistributed under CC BY-SA 3.0",
             citation="LeCun, Bottou, Bengio, Haffner (1998), Gradient-based learning applied to document recognition",
         ),
@@ -127,6 +181,8 @@ DATASETS: dict[str, DatasetInfo] = {
                     ),
                 },
             ),
+            layouts=_IDX_LAYOUTS,
+            split_stems=_IDX_STEMS,
             terms="MIT, © 2017 Zalando SE",
             citation="Xiao, Rasul, Vollgraf (2017), Fashion-MNIST: a novel image dataset for benchmarking machine learning algorithms",
         ),
@@ -143,7 +199,15 @@ DATASETS: dict[str, DatasetInfo] = {
                     None,
                 ),
             ),
-            alternatives=("orl_faces.tar.gz", "s1/1.pgm", "orl_faces/s1/1.pgm"),
+            layouts=(
+                Layout("orl_faces.tar.gz"),
+                Layout("att_faces.zip"),
+                Layout("att_faces.tar.gz"),
+                Layout("orl_faces.zip"),
+                Layout("s1", "."),
+                Layout("orl_faces/s1", "orl_faces"),
+                Layout("att_faces/s1", "att_faces"),
+            ),
             manual=(
                 "AT&T Laboratories Cambridge no longer serves the original archive reliably. Put "
                 "att_faces.zip or orl_faces.tar.gz (or the extracted s1/ … s40/ folders of .pgm "
@@ -173,11 +237,10 @@ DATASETS: dict[str, DatasetInfo] = {
                     "md5:6b91aef0f799c5bb55b94e3f2daec811",
                 ),
             ),
-            alternatives=(
-                "omniglot_background.npz",
-                "omniglot_evaluation.npz",
-                "images_background/",
-                "images_evaluation/",
+            layouts=(
+                Layout("omniglot_{split}.npz"),
+                Layout("images_{split}.zip"),
+                Layout("images_{split}"),
             ),
             terms="MIT, © 2015 Brenden Lake",
             citation="Lake, Salakhutdinov, Tenenbaum (2015), Human-level concept learning through probabilistic program induction",
@@ -188,7 +251,13 @@ DATASETS: dict[str, DatasetInfo] = {
             summary="web photos of 5 people, 93 train + 25 val JPGs of varied sizes, RGB",
             splits=("train", "val", "all"),
             default_split="all",
-            alternatives=("5-celebrity-faces-dataset.tar.gz", "5-celebrity-faces-dataset/"),
+            layouts=(
+                Layout("5-celebrity-faces-dataset.tar.gz"),
+                Layout("5-celebrity-faces-dataset.zip"),
+                Layout("5-celebrity-faces-dataset/train", "5-celebrity-faces-dataset"),
+                Layout("data/train", "data"),
+                Layout("train", "."),
+            ),
             manual=(
                 "Kaggle needs a login: download dansbecker/5-celebrity-faces-dataset from "
                 "kaggle.com and put the archive (as 5-celebrity-faces-dataset.tar.gz or .zip) or "

@@ -45,7 +45,7 @@ IMAGE_EXTENSIONS = frozenset(
 SPLIT_NAMES = ("train", "val", "test")
 ON_BAD_FILE = ("error", "skip")
 
-_FORMAT_VERSION = 1
+_FORMAT_VERSION = 2  # 2: per-file stamps include change time and inode
 # Forking the workers and sending the pixels back costs some 30 ms: measured on 2 cores, 300
 # small PNGs decode as fast here as in a pool, 3,000 take 1.5x less time in two workers. A pool
 # is used from this many files, or this many bytes of files (a few large photos).
@@ -75,7 +75,17 @@ class _ImageFile:
     class_name: str
     relative: str  # to the split folder (the unit of caching), posix
     size: int
-    mtime_ns: int
+    stamp: int  # changes when the file is rewritten or replaced (see `_stamp`)
+
+
+def _stamp(stat: os.stat_result) -> int:
+    """Modification and change times and inode in one int64: a copy that keeps the old
+    modification time (cp -p, rsync -t) still gets a new change time and inode."""
+    return hash((stat.st_mtime_ns, stat.st_ctime_ns, stat.st_ino)) & 0x7FFF_FFFF_FFFF_FFFF
+
+
+class _PassingReason(str):
+    """Why a file could not be read when that is about access, not content: not cached."""
 
 
 @dataclass
@@ -312,7 +322,7 @@ def _list_classes(folder: Path) -> dict[str, list[_ImageFile]]:
                         "exists and that you may read it"
                     ) from None
                 relative = f"{class_entry.name}/{entry.name}"
-                files.append(_ImageFile(class_entry.name, relative, stat.st_size, stat.st_mtime_ns))
+                files.append(_ImageFile(class_entry.name, relative, stat.st_size, _stamp(stat)))
         classes[class_entry.name] = files
     return classes
 
@@ -422,7 +432,7 @@ def _decode_with_cache(
         outcomes: list[np.ndarray | str | None] = []
         for file in files:
             hit = cached.get(file.relative)
-            if hit is not None and hit[0] == (file.size, file.mtime_ns):
+            if hit is not None and hit[0] == (file.size, file.stamp):
                 outcomes.append(hit[1])
             else:
                 outcomes.append(None)
@@ -465,17 +475,17 @@ def _cache_path(folder: Path, options: _Options) -> Path:
 
 
 def _read_cache(path: Path) -> dict[str, tuple[tuple[int, int], np.ndarray | str]]:
-    """relative path -> ((size, mtime_ns), outcome) from a cache file; {} when there is none
+    """relative path -> ((size, stamp), outcome) from a cache file; {} when there is none
     or it is damaged (the files are then decoded again)."""
     arrays = load_npz(path)
     if arrays is None:
         return {}
     try:
-        paths, sizes, mtimes = arrays["paths"], arrays["sizes"], arrays["mtimes"]
+        paths, sizes, stamps = arrays["paths"], arrays["sizes"], arrays["stamps"]
         shapes, reasons, pixels = arrays["shapes"], arrays["reasons"], arrays["pixels"]
         ends = np.cumsum(np.prod(shapes, axis=1))
         consistent = (
-            len(paths) == len(sizes) == len(mtimes) == len(shapes) == len(reasons)
+            len(paths) == len(sizes) == len(stamps) == len(shapes) == len(reasons)
             and shapes.ndim == 2
             and pixels.dtype == np.uint8
             and (ends[-1] if len(ends) else 0) == pixels.size
@@ -490,7 +500,7 @@ def _read_cache(path: Path) -> dict[str, tuple[tuple[int, int], np.ndarray | str
         end = int(ends[i])
         reason = str(reasons[i])
         outcome = reason if reason else pixels[start:end].reshape(tuple(shapes[i]))
-        entries[relative] = ((int(sizes[i]), int(mtimes[i])), outcome)
+        entries[relative] = ((int(sizes[i]), int(stamps[i])), outcome)
         start = end
     return entries
 
@@ -500,8 +510,15 @@ def _write_cache(path: Path, files: list[_ImageFile], outcomes: list[np.ndarray 
     save_npz_atomic(
         path,
         paths=np.array([file.relative for file in files], dtype=str),
-        sizes=np.array([file.size for file in files], dtype=np.int64),
-        mtimes=np.array([file.mtime_ns for file in files], dtype=np.int64),
+        # size -1 never matches: a file that failed for lack of access is tried again
+        sizes=np.array(
+            [
+                -1 if isinstance(o, _PassingReason) else f.size
+                for f, o in zip(files, outcomes, strict=True)
+            ],
+            dtype=np.int64,
+        ),
+        stamps=np.array([file.stamp for file in files], dtype=np.int64),
         shapes=np.array(
             [o.shape if isinstance(o, np.ndarray) else (0, 0, 0) for o in outcomes],
             dtype=np.int64,
@@ -522,7 +539,10 @@ def _decode_files(paths: list[str], options: _Options, workers: int) -> list[np.
         raw = image_files.decode_images(paths, *arguments)
     else:
         raw = _decode_in_pool(paths, arguments, workers)
-    return [r.reason if isinstance(r, BadImageError) else r for r in raw]
+    return [
+        (r.reason if r.lasting else _PassingReason(r.reason)) if isinstance(r, BadImageError) else r
+        for r in raw
+    ]
 
 
 def _decode_in_pool(

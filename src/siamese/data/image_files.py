@@ -41,13 +41,16 @@ _COLOUR_MODES = ("RGB", "RGBA", "RGBa", "RGBX", "CMYK", "YCbCr", "LAB", "HSV")
 class BadImageError(Exception):
     """A file that cannot be used as an image: `reason` says what is wrong and what to do.
 
-    Its arguments are two strings, so it pickles across process boundaries.
+    `lasting` is False when the failure is about access rather than content (a permission, a
+    file that vanished): fixing that does not change the file, so it must not be remembered.
+    Its arguments are two strings and a bool, so it pickles across process boundaries.
     """
 
-    def __init__(self, path: str, reason: str) -> None:
-        super().__init__(path, reason)
+    def __init__(self, path: str, reason: str, lasting: bool = True) -> None:
+        super().__init__(path, reason, lasting)
         self.path = path
         self.reason = reason
+        self.lasting = lasting
 
     def __str__(self) -> str:
         return f"{self.path}: {self.reason}"
@@ -85,10 +88,12 @@ def decode_image(
         if os.path.getsize(path) == 0:
             raise BadImageError(path, "the file is empty (0 bytes): re-copy it or delete it")
         image = _open(path, max_pixels)
-    except BadImageError:
+    except (BadImageError, MemoryError):
         raise
     except Exception as err:  # a broken header, in any of Pillow's exception types
-        raise BadImageError(path, _failure_reason(err)) from None
+        # OSErrors with an errno come from the file system, not from the file's content.
+        access = isinstance(err, OSError) and err.errno is not None
+        raise BadImageError(path, _failure_reason(err), lasting=not access) from None
     with image:
         width, height = image.size
         if width * height > max_pixels:
@@ -103,6 +108,8 @@ def decode_image(
             converted = _to_gray_or_rgb(image)
         # Pillow's decoders report broken data with many exception types; whatever the type,
         # it is this file that is unusable.
+        except MemoryError:
+            raise
         except Exception as err:
             raise BadImageError(path, _failure_reason(err)) from None
     if converted is None:

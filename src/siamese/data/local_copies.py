@@ -5,27 +5,15 @@ Backs `siamese datasets list | check | download`.
 
 from __future__ import annotations
 
+import os
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from siamese.data.catalog import DATASETS, DatasetInfo, dataset_info
+from siamese.data.catalog import SHARED_PACKS, DatasetInfo, dataset_info
 from siamese.data.download import download_file, file_digest
 from siamese.errors import ConfigError, DataError
-
-# Checksums of the repacked forms the loaders also accept (the project's shared data packs).
-KNOWN_PACKS: dict[str, dict[str, str]] = {
-    "orl": {
-        "orl_faces.tar.gz": "sha256:3f572092f8449fc56bc6eb94fd2c0e9948a5e1adc56f60da5c9291cd22c28abc"
-    },
-    "omniglot": {
-        "omniglot_background.npz": "sha256:e2f7a9a94059fcf71375fa1594cf69f739f6e1ee10172d29ee3a60e33824fb49",
-        "omniglot_evaluation.npz": "sha256:a369b5db7302554c8c0cf24d28c6eabab05381ba0155914a826b67dda31f768b",
-    },
-    "5-celebrity-faces": {
-        "5-celebrity-faces-dataset.tar.gz": "sha256:94d97d478dea6867e4849f6e8a277eb1720fea2eaa667d5937f08e9d23296964"
-    },
-}
 
 # (examples, classes) of every split, checked by `check --load`.
 EXPECTED_COUNTS: dict[str, dict[str, tuple[int, int]]] = {
@@ -78,39 +66,29 @@ def _file_status(path: Path, checksum: str | None, verify: bool) -> FileStatus:
 
 
 def dataset_status(name: str, data_dir: Path, verify: bool = True) -> DatasetStatus:
-    """Which of `name`'s files are in `data_dir`, checksums compared when `verify`."""
+    """Which of `name`'s files are in `data_dir`, checksums compared when `verify`.
+
+    "ready" when every split has one of the catalog's accepted layouts; the official files
+    and any present layout files are listed, with their checksum where one is known.
+    """
     info = dataset_info(name)
     folder = data_dir / info.folder
     if info.bundled:
         return DatasetStatus(info, folder, "bundled", ())
-    official = tuple(_file_status(folder / f.name, f.checksum, verify) for f in info.files)
-    packs = KNOWN_PACKS.get(name, {})
-    others = tuple(
-        _file_status(folder / alt.rstrip("/"), packs.get(alt), verify)
-        for alt in info.alternatives
-        if (folder / alt.rstrip("/")).exists()
-    )
-    files = official + others
+    files = [_file_status(folder / f.name, f.checksum, verify) for f in info.files]
+    listed = {f.name for f in info.files}
+    for split in info.splits:
+        found = info.find_layout(folder, split)
+        if found is not None and found[1].name not in listed:
+            listed.add(found[1].name)
+            files.append(_file_status(found[1], SHARED_PACKS.get(found[1].name), verify))
     if any(f.state == "corrupt" for f in files):
         state = "corrupt"
-    elif official and all(f.state != "missing" for f in official):
+    elif all(info.find_layout(folder, split) is not None for split in info.splits):
         state = "ready"
     else:
-        state = "ready" if _alternative_complete(name, folder) else "missing"
-    return DatasetStatus(info, folder, state, files)
-
-
-def _alternative_complete(name: str, folder: Path) -> bool:
-    """Whether the files that stand in for the official ones cover every split."""
-    if name == "omniglot":
-        return all(
-            (folder / f"omniglot_{s}.npz").is_file()
-            or (folder / f"images_{s}.zip").is_file()
-            or (folder / f"images_{s}").is_dir()
-            for s in ("background", "evaluation")
-        )
-    info = DATASETS[name]
-    return any((folder / alt.rstrip("/")).exists() for alt in info.alternatives)
+        state = "missing"
+    return DatasetStatus(info, folder, state, tuple(files))
 
 
 def download_dataset(
@@ -139,30 +117,43 @@ def download_dataset(
     if not info.files:
         raise DataError(f"{name} cannot be downloaded automatically. {info.manual}")
     folder = data_dir / info.folder
+    folder_existed = folder.exists()
     paths = []
-    for remote in info.files:
-        report = None
-        if progress is not None:
-            report = lambda done, total, n=remote.name: progress(n, done, total)  # noqa: E731
-        dest = folder / remote.name
-        existed = dest.exists()
-        download_file(remote.urls, dest, remote.checksum, timeout=timeout, progress=report)
-        if remote.checksum is None and not existed:
-            _check_by_loading(name, data_dir, dest)
-        paths.append(dest)
+    try:
+        for remote in info.files:
+            report = None
+            if progress is not None:
+                report = lambda done, total, n=remote.name: progress(n, done, total)  # noqa: E731
+            dest = folder / remote.name
+            existed = dest.exists()
+            download_file(remote.urls, dest, remote.checksum, timeout=timeout, progress=report)
+            if remote.checksum is None and not existed:
+                _check_by_loading(name, data_dir, dest)
+            paths.append(dest)
+    except BaseException:
+        if not folder_existed and folder.is_dir() and not any(folder.iterdir()):
+            folder.rmdir()  # a failed first download leaves no empty folder behind
+        raise
     return paths
 
 
 def _check_by_loading(name: str, data_dir: Path, dest: Path) -> None:
+    """Load the dataset from `dest` alone (linked into a scratch data directory), so that no
+    other file in the folder can stand in for it; remove `dest` if that fails."""
     from siamese.data.sources import load_dataset
 
-    try:
-        load_dataset(name, data_dir=data_dir)
-    except DataError as err:
-        dest.unlink(missing_ok=True)
-        raise DataError(
-            f"{dest}: the downloaded file is not a usable copy of {name} and was removed: {err}"
-        ) from None
+    info = dataset_info(name)
+    with tempfile.TemporaryDirectory(dir=dest.parent, prefix=".check-") as scratch:
+        alone = Path(scratch) / info.folder / dest.name
+        alone.parent.mkdir(parents=True)
+        os.link(dest, alone)
+        try:
+            load_dataset(name, data_dir=Path(scratch))
+        except DataError as err:
+            dest.unlink(missing_ok=True)
+            raise DataError(
+                f"{dest}: the downloaded file is not a usable copy of {name} and was removed: {err}"
+            ) from None
 
 
 def check_counts(name: str, data_dir: Path) -> list[str]:

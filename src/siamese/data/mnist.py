@@ -24,7 +24,6 @@ FASHION_CLASSES: list[str] = [
     "Bag",
     "Ankle boot",
 ]
-_PREFIX = {"train": "train", "test": "t10k"}
 
 
 def load_mnist_format(name: str, split: str, data_dir: Path) -> LabeledData:
@@ -33,21 +32,26 @@ def load_mnist_format(name: str, split: str, data_dir: Path) -> LabeledData:
     Args:
         name: "mnist" or "fashion-mnist".
         split: "train" (60,000 images) or "test" (10,000).
-        data_dir: the data directory; the files are read from `data_dir/<name>/`.
+        data_dir: the data directory; the files are read from `data_dir/<name>/`, gzipped
+            as published or decompressed.
     Returns:
         LabeledData with x uint8 (N, 1, 28, 28) (ink 255 on 0), y int64 (N,) in 0..9.
     Raises:
         DataError: files missing, damaged, or images and labels of different counts.
     """
     info = dataset_info(name)
-    if split not in _PREFIX:
+    if split not in info.splits:
         raise ConfigError(f"{name} has the splits 'train' and 'test', not {split!r}")
     folder = data_dir / info.folder
-    images_path = folder / f"{_PREFIX[split]}-images-idx3-ubyte.gz"
-    labels_path = folder / f"{_PREFIX[split]}-labels-idx1-ubyte.gz"
-    missing = [p.name for p in (images_path, labels_path) if not p.is_file()]
-    if missing:
-        raise DataError(missing_files_error(info, folder, missing))
+    found = info.find_layout(folder, split)
+    if found is None:
+        stem = info.split_stems[split]
+        wanted = [f"{stem}-images-idx3-ubyte.gz", f"{stem}-labels-idx1-ubyte.gz"]
+        raise DataError(missing_files_error(info, folder, wanted))
+    images_path = found[1]
+    labels_path = images_path.with_name(images_path.name.replace("-images-idx3", "-labels-idx1"))
+    if not labels_path.is_file():
+        raise DataError(missing_files_error(info, folder, [labels_path.name]))
     images = read_idx(images_path, expected_ndim=3)
     labels = read_idx(labels_path, expected_ndim=1)
     if images.shape[0] != labels.shape[0]:

@@ -10,7 +10,6 @@ Pixels are returned as ink 255 on background 0, like MNIST.
 
 from __future__ import annotations
 
-import hashlib
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,7 +18,7 @@ import numpy as np
 import torch
 
 from siamese.data.archives import read_members
-from siamese.data.cache import cache_dir, load_npz, save_npz_atomic
+from siamese.data.cache import load_npz, save_npz_atomic, source_cache_path
 from siamese.data.catalog import dataset_info, missing_files_error
 from siamese.data.image_files import decode_gray_bytes
 from siamese.data.labeled import LabeledData
@@ -38,7 +37,8 @@ def load_omniglot(split: str, data_dir: Path, use_cache: bool = True) -> Labeled
         split: "background" (30 alphabets, 964 characters, 19,280 images) or "evaluation"
             (20 alphabets, 659 characters, 13,180 images).
         data_dir: the data directory; files are read from `data_dir/omniglot/`.
-        use_cache: keep the pixels decoded from a zip or folder in the cache directory.
+        use_cache: keep the pixels decoded from a zip in the cache directory (an extracted
+            folder is decoded every time: its files could change without the folder's date).
     Returns:
         LabeledData with x uint8 (N, 1, 105, 105) (ink 255), y int64 (N,) dense in
         (alphabet, character) order, classes "<alphabet>/characterNN", meta["alphabet"]
@@ -51,22 +51,21 @@ def load_omniglot(split: str, data_dir: Path, use_cache: bool = True) -> Labeled
     if split not in info.splits:
         raise ConfigError(f"omniglot has the splits 'background' and 'evaluation', not {split!r}")
     folder = data_dir / info.folder
-    pack = folder / f"omniglot_{split}.npz"
-    archive = folder / f"images_{split}.zip"
-    extracted = folder / f"images_{split}"
-    if pack.is_file():
-        arrays = _read_pack(pack)
-    elif archive.is_file():
-        members = ((member.name, payload) for member, payload in read_members(archive))
-        arrays = _decoded(archive, split, use_cache, members)
-    elif extracted.is_dir():
+    found = info.find_layout(folder, split)
+    if found is None:
+        raise DataError(missing_files_error(info, folder, info.layout_names(split)))
+    source = found[1]
+    if source.suffix == ".npz":
+        arrays = _read_pack(source)
+    elif source.is_file():
+        members = ((member.name, payload) for member, payload in read_members(source))
+        arrays = _decoded(source, split, use_cache, members)
+    else:
         files = (
             (path.relative_to(folder).as_posix(), path.read_bytes())
-            for path in sorted(extracted.rglob("*.png"))
+            for path in sorted(source.rglob("*.png"))
         )
-        arrays = _decoded(extracted, split, use_cache, files)
-    else:
-        raise DataError(missing_files_error(info, folder, [pack.name, archive.name]))
+        arrays = _decode_files(source, split, files)
     return _to_labeled(arrays)
 
 
@@ -94,18 +93,16 @@ def _read_pack(pack: Path) -> dict[str, np.ndarray]:
 def _decoded(
     source: Path, split: str, use_cache: bool, files: Iterator[tuple[str, bytes]]
 ) -> dict[str, np.ndarray]:
-    """The arrays of a zip or extracted folder (its files as (name, bytes), read lazily), from
-    the cache when the zip is unchanged."""
-    stat = source.stat()
-    key = hashlib.sha256(
-        f"{_FORMAT_VERSION}|{source.resolve()}|{stat.st_size}|{stat.st_mtime_ns}".encode()
-    ).hexdigest()[:24]
-    cache_file = cache_dir() / "omniglot" / f"{split}-{key}.npz"
-    if use_cache and source.is_file() and (cached := load_npz(cache_file)) is not None:
+    """The arrays of a zip (its files as (name, bytes), read lazily), from the cache when the
+    zip is unchanged."""
+    if not use_cache:
+        return _decode_files(source, split, files)
+    cache_file = source_cache_path("omniglot", source, f"{_FORMAT_VERSION}|{split}", ".npz")
+    cached = load_npz(cache_file)
+    if cached is not None:
         return cached
     arrays = _decode_files(source, split, files)
-    if use_cache and source.is_file():
-        save_npz_atomic(cache_file, **arrays)
+    save_npz_atomic(cache_file, **arrays)
     return arrays
 
 

@@ -1,7 +1,8 @@
 """The AT&T / ORL Database of Faces: 40 people × 10 grayscale images of 112×92.
 
 Read from `orl_faces.tar.gz` or `att_faces.zip` (in memory, nothing extracted) or from the
-extracted `s1/ … s40/` folders, in the `orl_faces` folder of the data directory.
+extracted `s1/ … s40/` folders, in the `orl_faces` folder of the data directory (every form
+the catalog's `layouts` lists).
 """
 
 from __future__ import annotations
@@ -21,7 +22,6 @@ from siamese.errors import ConfigError, DataError
 
 SUBJECTS, IMAGES_PER_SUBJECT, HEIGHT, WIDTH = 40, 10, 112, 92
 _MEMBER = re.compile(r"(?:^|/)s(\d+)/(\d+)\.pgm$", re.IGNORECASE)
-_ARCHIVES = ("orl_faces.tar.gz", "att_faces.zip", "att_faces.tar.gz", "orl_faces.zip")
 
 
 def load_orl(split: str, data_dir: Path) -> LabeledData:
@@ -40,13 +40,12 @@ def load_orl(split: str, data_dir: Path) -> LabeledData:
     if split != "all":
         raise ConfigError(f"orl has one split, 'all', not {split!r}; use split='all'")
     folder = data_dir / info.folder
-    source, members = _find_source(folder)
-    if source is None:
-        raise DataError(
-            missing_files_error(info, folder, [*_ARCHIVES[:2], "s1/1.pgm … s40/10.pgm"])
-        )
+    found = info.find_layout(folder, split)
+    if found is None:
+        raise DataError(missing_files_error(info, folder, info.layout_names(split)))
+    source = found[1]
     faces: dict[tuple[int, int], np.ndarray] = {}
-    for name, payload in members:
+    for name, payload in _files(source):
         match = _MEMBER.search(name)
         if match is None:
             continue
@@ -65,19 +64,11 @@ def load_orl(split: str, data_dir: Path) -> LabeledData:
     )
 
 
-def _find_source(folder: Path) -> tuple[Path | None, Iterator[tuple[str, bytes]]]:
-    """The first of the accepted layouts present (an archive, or the extracted folders),
-    and its files as (name, bytes), read lazily."""
-    for archive_name in _ARCHIVES:
-        archive = folder / archive_name
-        if archive.is_file():
-            members = ((member.name, payload) for member, payload in read_members(archive))
-            return archive, members
-    for root in (folder, folder / "orl_faces", folder / "att_faces"):
-        if (root / "s1").is_dir():
-            files = sorted(root.glob("s*/*.pgm"))
-            return root, ((p.relative_to(root).as_posix(), p.read_bytes()) for p in files)
-    return None, iter(())
+def _files(root: Path) -> Iterator[tuple[str, bytes]]:
+    """The files of an archive or of the extracted folders, as (name, bytes), read lazily."""
+    if root.is_file():
+        return ((member.name, payload) for member, payload in read_members(root))
+    return ((p.relative_to(root).as_posix(), p.read_bytes()) for p in sorted(root.glob("s*/*.pgm")))
 
 
 def _check_layout(source: Path, faces: dict[tuple[int, int], np.ndarray]) -> None:

@@ -6,13 +6,13 @@ Named datasets come from the data directory (`data_dir`, else `$SIAMESE_DATA_DIR
 
 from __future__ import annotations
 
-import hashlib
 import os
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from siamese.data.archives import extract_archive, is_archive
+from siamese.data.archives import cached_extraction, is_archive
 from siamese.data.cache import cache_dir
 from siamese.data.catalog import dataset_info, missing_files_error, resolve_data_dir
 from siamese.data.labeled import LabeledData
@@ -99,40 +99,26 @@ def _check_options(name: str, options: dict[str, Any], allowed: tuple[str, ...])
 
 
 def _load_folder_or_archive(path: Path, split: str | None, options: dict[str, Any]) -> LabeledData:
+    """A class-folder tree, or an archive of one (extracted once into the cache); messages
+    about an archive's files name them as `ARCHIVE:member`, not by their cached copy."""
     from siamese.data.folder import load_folder
 
-    if path.is_file() and is_archive(path):
-        path = _extracted(path)
-    return load_folder(path, split, **options)
-
-
-def _extracted(archive: Path) -> Path:
-    """The class-folder root of `archive`, extracted once into the cache directory.
-
-    The extraction is keyed by the archive's path, size and modification time, so a changed
-    archive is extracted again; a single top-level folder is stepped into.
-    """
-    stat = archive.stat()
-    key = f"{archive.resolve()}|{stat.st_size}|{stat.st_mtime_ns}"
-    target = cache_dir() / "extracted" / hashlib.sha256(key.encode()).hexdigest()[:24]
-    if not target.is_dir():
-        try:
-            extract_archive(archive, target)
-        except OSError as err:
-            if target.is_dir():  # another process finished the same extraction first
-                return _single_root(target)
-            raise DataError(
-                f"{archive}: cannot extract into the cache {target.parent} ({err.strerror}); "
-                "set SIAMESE_CACHE_DIR to a writable directory"
-            ) from None
-    return _single_root(target)
-
-
-def _single_root(target: Path) -> Path:
-    entries = [p for p in target.iterdir() if not p.name.startswith(".")]
-    if len(entries) == 1 and entries[0].is_dir():
-        return entries[0]
-    return target
+    if not (path.is_file() and is_archive(path)):
+        return load_folder(path, split, **options)
+    root = cached_extraction(path, cache_dir() / "extracted")
+    in_cache, in_archive = f"{root}/", f"{path}:"
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            data = load_folder(root, split, **options)
+    except DataError as err:
+        raise DataError(
+            str(err).replace(in_cache, in_archive).replace(str(root), str(path))
+        ) from None
+    for warning in caught:
+        text = str(warning.message).replace(in_cache, in_archive).replace(str(root), str(path))
+        warnings.warn(text, warning.category, stacklevel=3)
+    return data
 
 
 def _mnist(name: str) -> Callable[[str, Path, dict[str, Any]], LabeledData]:
@@ -192,15 +178,10 @@ def _celebrities(split: str, root: Path, options: dict[str, Any]) -> LabeledData
     # The photos have many sizes: by default a centred square at FaceNet's input size.
     options = {"image_size": (160, 160), "resize": "crop", "channels": 3, **options}
     folder = root / info.folder
-    for candidate in (
-        folder / "5-celebrity-faces-dataset.tar.gz",
-        folder / "5-celebrity-faces-dataset.zip",
-        folder / "5-celebrity-faces-dataset",
-        folder / "data",
-    ):
-        if candidate.exists():
-            return _load_folder_or_archive(candidate, split, options)
-    raise DataError(missing_files_error(info, folder, list(info.alternatives)))
+    found = info.find_layout(folder, split)
+    if found is None:
+        raise DataError(missing_files_error(info, folder, info.layout_names(split)))
+    return _load_folder_or_archive(found[1], split, options)
 
 
 _NAMED: dict[str, Callable[[str, Path, dict[str, Any]], LabeledData]] = {

@@ -141,16 +141,26 @@ def _by_class(
             f"cannot split {total} classes into {len(names)} class-disjoint parts; use fewer "
             "parts or split by sample"
         )
-    ends = torch.round(torch.cumsum(fractions, 0) * total).long()
-    # every part gets at least one class, and the last ends at the total
-    ends = torch.maximum(ends, torch.arange(1, len(names) + 1))
-    ends = torch.minimum(ends, total - torch.arange(len(names) - 1, -1, -1))
-    sizes = torch.diff(ends, prepend=torch.zeros(1, dtype=torch.long)).tolist()
+    sizes = _apportion(fractions.tolist(), total)
     groups = split_classes(class_ids, sizes[:-1], seed=seed)
     return {
         name: torch.isin(data.y, group).nonzero().squeeze(1)
         for name, group in zip(names, groups, strict=True)
     }
+
+
+def _apportion(fractions: list[float], total: int) -> list[int]:
+    """`total` items in parts proportional to `fractions`, each part at least one
+    (largest remainders; requires total >= len(fractions))."""
+    exact = [f * total for f in fractions]
+    sizes = [max(1, int(e)) for e in exact]
+    while sum(sizes) < total:  # give the rest to the largest remainders
+        i = max(range(len(sizes)), key=lambda j: exact[j] - sizes[j])
+        sizes[i] += 1
+    while sum(sizes) > total:  # the minimum of one overshot: take from the largest parts
+        i = max((j for j in range(len(sizes)) if sizes[j] > 1), key=lambda j: sizes[j] - exact[j])
+        sizes[i] -= 1
+    return sizes
 
 
 def _by_sample(

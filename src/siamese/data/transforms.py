@@ -523,6 +523,8 @@ def _check_images(name: str, x: torch.Tensor) -> None:
         raise DataError(f"{name}: expects images of shape (B, C, H, W), got {shape}")
     if x.dtype != torch.uint8 and not x.is_floating_point():
         raise DataError(f"{name}: expects uint8 or float images, got {x.dtype}")
+    if x.shape[1] == 0 or x.shape[2] == 0 or x.shape[3] == 0:
+        raise DataError(f"{name}: images of shape {tuple(x.shape)} have no pixels")
 
 
 def _to_compute_dtype(x: torch.Tensor) -> torch.Tensor:
