@@ -172,3 +172,61 @@ def test_a_class_with_one_example_is_a_warning_not_an_error(tmp_path: Path) -> N
     ):
         data = siamese.load_dataset(f"arrays:{tmp_path / 'd.npz'}")
     assert data.classes == ["a", "b", "solo"]
+
+
+def test_csv_header_detection_bom_and_numbered_pandas_headers(tmp_path: Path) -> None:
+    # Excel writes a byte-order mark; the first header name must not carry it.
+    (tmp_path / "bom.csv").write_bytes("\ufefflabel,a,b\nx,1,2\ny,3,4\nx,5,6\ny,7,8\n".encode())
+    assert siamese.load_dataset(f"arrays:{tmp_path / 'bom.csv'}").classes == ["x", "y"]
+    # pandas' to_csv with an unnamed index writes numbered column names over string labels.
+    (tmp_path / "pd.csv").write_text("0,1,2\n1.5,2.5,cat\n3.5,4.5,dog\n0,0,cat\n0,0,dog\n")
+    data = siamese.load_dataset(f"arrays:{tmp_path / 'pd.csv'}")
+    assert data.classes == ["cat", "dog"] and data.x[:2].tolist() == [[1.5, 2.5], [3.5, 4.5]]
+    # A header naming the label column by one of the usual names, labels numeric.
+    (tmp_path / "t.csv").write_text("f1,f2,target\n1,2,0\n3,4,1\n5,6,0\n7,8,1\n")
+    assert siamese.load_dataset(f"arrays:{tmp_path / 't.csv'}").y.tolist() == [0, 1, 0, 1]
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("a,b,label\n", r"h\.csv: only a header, no data rows"),
+        ("", r"h\.csv: the file is empty"),
+        ("label\nx\ny\n", r"h\.csv: line 1 has a single column; expected features and a label"),
+    ],
+)
+def test_csv_without_examples_or_features(tmp_path: Path, text: str, message: str) -> None:
+    (tmp_path / "h.csv").write_text(text)
+    with pytest.raises(DataError, match=message):
+        siamese.load_dataset(f"arrays:{tmp_path / 'h.csv'}")
+
+
+def test_csv_label_column_out_of_range_names_the_file(tmp_path: Path) -> None:
+    (tmp_path / "d.csv").write_text("1,2,0\n3,4,1\n")
+    with pytest.raises(ConfigError, match=r"d\.csv: label column 5 is out of range for 3"):
+        siamese.load_dataset(f"arrays:{tmp_path / 'd.csv'}", label_column=5)
+
+
+def test_empty_or_flat_arrays_are_refused(tmp_path: Path) -> None:
+    np.savez(tmp_path / "e.npz", x=np.zeros((0, 3)), y=np.zeros(0, dtype=int))
+    with pytest.raises(DataError, match=r"e\.npz: features of shape \(0, 3\);.* N >= 1"):
+        siamese.load_dataset(f"arrays:{tmp_path / 'e.npz'}")
+    np.savez(tmp_path / "f.npz", x=np.zeros(4), y=np.zeros(4, dtype=int))
+    with pytest.raises(DataError, match=r"f\.npz: features of shape \(4,\); expected one row"):
+        siamese.load_dataset(f"arrays:{tmp_path / 'f.npz'}")
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_apportion_gives_every_part_a_class_and_sums_to_the_total(seed: int) -> None:
+    from siamese.data.splits import _apportion
+
+    rng = np.random.default_rng(seed)
+    n_parts = int(rng.integers(2, 6))
+    fractions = rng.dirichlet(np.full(n_parts, 0.3)).tolist()
+    total = int(rng.integers(n_parts, 60))
+    sizes = _apportion(fractions, total)
+    assert sum(sizes) == total and min(sizes) >= 1
+    # Within one item of its fair share, plus what the parts raised to one had to take.
+    raised = sum(1 for f in fractions if f * total < 1)
+    for size, fraction in zip(sizes, fractions, strict=True):
+        assert abs(size - fraction * total) < 1 + raised

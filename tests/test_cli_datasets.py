@@ -105,7 +105,27 @@ def test_check_reports_a_damaged_file(
     code, out = run(["datasets", "check", "mnist", "--data-dir", str(data_dir)], capsys)
     assert code == 1 and "corrupt" in out and "t10k-labels-idx1-ubyte.gz" in out
     code, out = run(["datasets", "check", "fashion-mnist", "--data-dir", str(data_dir)], capsys)
-    assert code == 1 and "missing" in out and "siamese datasets download fashion-mnist" in out
+    assert code == 1 and "missing" in out
+    # The command to run names the same data directory the check looked at.
+    assert f"siamese datasets download fashion-mnist --data-dir {data_dir}" in out
+
+
+def test_download_of_several_goes_on_past_a_failure(
+    server: Server,
+    local_mnist: dict[str, bytes],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    entry = catalog.DATASETS["fashion-mnist"]
+    gone = tuple(dataclasses.replace(f, urls=(server.url("missing", f.name),)) for f in entry.files)
+    monkeypatch.setitem(catalog.DATASETS, "fashion-mnist", dataclasses.replace(entry, files=gone))
+    data_dir = tmp_path / "data"
+    argv = ["datasets", "download", "fashion-mnist", "mnist", "--data-dir", str(data_dir)]
+    code, out = run(argv, capsys)
+    assert code == 1 and "fashion-mnist failed" in out and "not downloaded: fashion-mnist" in out
+    assert sorted(p.name for p in (data_dir / "mnist").iterdir()) == sorted(local_mnist)
+    assert not (data_dir / "fashion-mnist").exists()
 
 
 def test_download_without_published_checksum_checks_the_layout(
@@ -147,3 +167,29 @@ def test_datasets_only_available_by_hand_say_how(
 def test_gzip_helper_makes_valid_files(tmp_path: Path) -> None:
     files = _mnist_files(tmp_path)
     assert gzip.decompress(files["t10k-labels-idx1-ubyte.gz"])[:4] == b"\0\0\x08\x01"
+
+
+def test_a_bad_download_is_judged_alone_not_rescued_by_a_good_copy_beside_it(
+    server: Server,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from test_sources import _orl_members
+
+    data_dir = tmp_path / "data"
+    for name, payload in _orl_members().items():  # a good extracted copy already there
+        path = data_dir / "orl_faces" / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(payload)
+    server.files["orl_faces.tar.gz"] = b"<html>moved</html>"  # what a dead link serves
+    entry = dataclasses.replace(
+        catalog.DATASETS["orl"],
+        files=(RemoteFile("orl_faces.tar.gz", (server.url("files", "orl_faces.tar.gz"),), None),),
+    )
+    monkeypatch.setitem(catalog.DATASETS, "orl", entry)
+    code, out = run(["datasets", "download", "orl", "--data-dir", str(data_dir)], capsys)
+    assert code == 1 and "not a usable copy of orl and was removed" in out
+    assert not (data_dir / "orl_faces" / "orl_faces.tar.gz").exists()
+    assert [p.name for p in (data_dir / "orl_faces").iterdir()] == ["orl_faces"]  # no scratch
+    assert len(siamese.load_dataset("orl", data_dir=data_dir)) == 400  # the good copy stays

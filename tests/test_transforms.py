@@ -431,3 +431,19 @@ def test_crop_larger_than_padded_image_and_bad_inputs() -> None:
         RandomAffine()(torch.zeros(6, 6))
     with pytest.raises(DataError, match=r"uint8 or float images, got torch\.int64"):
         RandomHorizontalFlip()(torch.zeros(1, 1, 2, 2, dtype=torch.int64))
+
+
+@pytest.mark.parametrize("shape", [(2, 1, 0, 5), (2, 1, 5, 0), (2, 0, 5, 5)])
+@pytest.mark.parametrize(
+    "transform",
+    [ToFloat(), Resize(4), RandomAffine(degrees=10), RandomCrop(4), RandomHorizontalFlip()],
+    ids=lambda t: type(t).__name__,
+)
+def test_images_without_pixels_are_refused_by_name(shape: tuple, transform) -> None:
+    with pytest.raises(DataError, match=rf"{type(transform).__name__}: images of shape .* no pix"):
+        transform(torch.zeros(shape, dtype=torch.uint8))
+
+
+def test_an_empty_batch_passes_through() -> None:
+    empty = torch.zeros(0, 1, 6, 6, dtype=torch.uint8)
+    assert RandomAffine(degrees=10)(ToFloat()(empty)).shape == (0, 1, 6, 6)

@@ -76,7 +76,7 @@ def check(
     explicit = bool(names)
     for name in names or []:
         dataset_info(name)  # unknown names fail before any work
-    console = Console(highlight=False)
+    console = Console(highlight=False, soft_wrap=True)  # paths and commands stay whole for copying
     failed = False
     for name in names or list(DATASETS):
         status = dataset_status(name, root)
@@ -122,7 +122,7 @@ def download(
         names = [n for n, info in DATASETS.items() if info.files]
     for name in names:
         dataset_info(name)
-    console = Console(highlight=False)
+    console = Console(highlight=False, soft_wrap=True)
     with Progress(
         TextColumn("{task.description}"),
         BarColumn(),

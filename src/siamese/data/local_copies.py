@@ -6,6 +6,7 @@ Backs `siamese datasets list | check | download`.
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -146,7 +147,10 @@ def _check_by_loading(name: str, data_dir: Path, dest: Path) -> None:
     with tempfile.TemporaryDirectory(dir=dest.parent, prefix=".check-") as scratch:
         alone = Path(scratch) / info.folder / dest.name
         alone.parent.mkdir(parents=True)
-        os.link(dest, alone)
+        try:
+            os.link(dest, alone)
+        except OSError:  # a file system without hard links
+            shutil.copyfile(dest, alone)
         try:
             load_dataset(name, data_dir=Path(scratch))
         except DataError as err:
