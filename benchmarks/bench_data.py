@@ -35,10 +35,9 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 # isort: split
 from machine import describe_machine
-from markdown_tables import replace_section
+from markdown_tables import publish_results
 
 HERE = Path(__file__).resolve().parent
-RESULTS = HERE / "results" / "data.json"
 
 
 def timed(fn: Callable[[], object]) -> float:
@@ -288,9 +287,7 @@ def main() -> None:
         },
         "summary": summary,
     }
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(result, indent=2) + "\n")
-    replace_section(HERE / "BENCHMARKS.md", "data", benchmarks_section(result))
+    publish_results("data", result, benchmarks_section(result))
     print(json.dumps(summary, indent=2))
 
 

@@ -23,10 +23,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 # isort: split
 from machine import describe_machine
-from markdown_tables import replace_section
+from markdown_tables import publish_results
 
 HERE = Path(__file__).resolve().parent
-RESULTS = HERE / "results" / "demo.json"
 
 
 def benchmarks_section(result: dict) -> str:
@@ -143,9 +142,7 @@ def main() -> None:
         "summary": summary,
         "runs": runs,
     }
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(result, indent=2) + "\n")
-    replace_section(HERE / "BENCHMARKS.md", "demo", benchmarks_section(result))
+    publish_results("demo", result, benchmarks_section(result))
     print(json.dumps(summary, indent=2))
 
 

@@ -36,7 +36,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 from machine import describe_machine  # noqa: E402
-from markdown_tables import replace_section  # noqa: E402
+from markdown_tables import publish_results, replace_section  # noqa: E402
 
 RESULTS = HERE / "results" / "losses.json"
 BATCHES = (256, 1024, 4096)
@@ -230,9 +230,7 @@ def main() -> None:
         "margin": MARGIN,
         "results": results,
     }
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(document, indent=2) + "\n")
-    replace_section(HERE / "BENCHMARKS.md", "losses", table(results))
+    publish_results("losses", document, table(results))
     print(table(results))
 
 

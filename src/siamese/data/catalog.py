@@ -11,7 +11,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from siamese.errors import ConfigError
+from siamese.errors import ConfigError, DataError
 
 
 @dataclass(frozen=True)
@@ -77,6 +77,15 @@ class DatasetInfo:
             if marker.exists():
                 return layout, root
         return None
+
+    def locate(self, data_dir: Path, split: str) -> Path:
+        """The path the loader opens for `split` under `data_dir`: the first accepted layout
+        present. Raises DataError naming every accepted layout and how to get the files."""
+        folder = data_dir / self.folder
+        found = self.find_layout(folder, split)
+        if found is None:
+            raise DataError(missing_files_error(self, folder, self.layout_names(split)))
+        return found[1]
 
     def layout_names(self, split: str) -> list[str]:
         """The markers of every accepted layout for `split`, for messages."""

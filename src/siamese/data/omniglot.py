@@ -19,7 +19,7 @@ import torch
 
 from siamese.data.archives import read_members
 from siamese.data.cache import load_npz, save_npz_atomic, source_cache_path
-from siamese.data.catalog import dataset_info, missing_files_error
+from siamese.data.catalog import dataset_info
 from siamese.data.image_files import decode_gray_bytes
 from siamese.data.labeled import LabeledData
 from siamese.errors import ConfigError, DataError
@@ -50,11 +50,7 @@ def load_omniglot(split: str, data_dir: Path, use_cache: bool = True) -> Labeled
     info = dataset_info("omniglot")
     if split not in info.splits:
         raise ConfigError(f"omniglot has the splits 'background' and 'evaluation', not {split!r}")
-    folder = data_dir / info.folder
-    found = info.find_layout(folder, split)
-    if found is None:
-        raise DataError(missing_files_error(info, folder, info.layout_names(split)))
-    source = found[1]
+    source = info.locate(data_dir, split)
     if source.suffix == ".npz":
         arrays = _read_pack(source)
     elif source.is_file():
@@ -62,7 +58,7 @@ def load_omniglot(split: str, data_dir: Path, use_cache: bool = True) -> Labeled
         arrays = _decoded(source, split, use_cache, members)
     else:
         files = (
-            (path.relative_to(folder).as_posix(), path.read_bytes())
+            (path.relative_to(data_dir / info.folder).as_posix(), path.read_bytes())
             for path in sorted(source.rglob("*.png"))
         )
         arrays = _decode_files(source, split, files)

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from siamese.data.archives import read_members
-from siamese.data.catalog import dataset_info, missing_files_error
+from siamese.data.catalog import dataset_info
 from siamese.data.image_files import decode_gray_bytes
 from siamese.data.labeled import LabeledData
 from siamese.errors import ConfigError, DataError
@@ -39,11 +39,7 @@ def load_orl(split: str, data_dir: Path) -> LabeledData:
     info = dataset_info("orl")
     if split != "all":
         raise ConfigError(f"orl has one split, 'all', not {split!r}; use split='all'")
-    folder = data_dir / info.folder
-    found = info.find_layout(folder, split)
-    if found is None:
-        raise DataError(missing_files_error(info, folder, info.layout_names(split)))
-    source = found[1]
+    source = info.locate(data_dir, split)
     faces: dict[tuple[int, int], np.ndarray] = {}
     for name, payload in _files(source):
         match = _MEMBER.search(name)

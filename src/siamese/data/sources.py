@@ -14,7 +14,7 @@ from typing import Any
 
 from siamese.data.archives import cached_extraction, is_archive
 from siamese.data.cache import cache_dir
-from siamese.data.catalog import dataset_info, missing_files_error, resolve_data_dir
+from siamese.data.catalog import dataset_info, resolve_data_dir
 from siamese.data.labeled import LabeledData
 from siamese.errors import ConfigError, DataError
 
@@ -177,11 +177,7 @@ def _celebrities(split: str, root: Path, options: dict[str, Any]) -> LabeledData
     _check_options(info.name, options, FOLDER_OPTIONS)
     # The photos have many sizes: by default a centred square at FaceNet's input size.
     options = {"image_size": (160, 160), "resize": "crop", "channels": 3, **options}
-    folder = root / info.folder
-    found = info.find_layout(folder, split)
-    if found is None:
-        raise DataError(missing_files_error(info, folder, info.layout_names(split)))
-    return _load_folder_or_archive(found[1], split, options)
+    return _load_folder_or_archive(info.locate(root, split), split, options)
 
 
 _NAMED: dict[str, Callable[[str, Path, dict[str, Any]], LabeledData]] = {
