@@ -36,6 +36,13 @@ _PUBLIC: dict[str, str] = {
     "ConvNet": "siamese.models.convnet",
     "EmbeddingNet": "siamese.models.embedding",
     "PKSampler": "siamese.sampling",
+    "TupleBatches": "siamese.sampling",
+    "RunConfig": "siamese.config",
+    "load_config": "siamese.config",
+    "train_run": "siamese.training_run",
+    "fit": "siamese.training",
+    "load_model": "siamese.run_directory",
+    "build_embedding_net": "siamese.models.embedding",
     "PairDataset": "siamese.sampling",
     "TripletDataset": "siamese.sampling",
 }
@@ -43,6 +50,7 @@ _PUBLIC: dict[str, str] = {
 __all__ = sorted(_PUBLIC)
 
 if TYPE_CHECKING:
+    from siamese.config import RunConfig, load_config
     from siamese.data.glyphs import load_glyphs
     from siamese.data.labeled import LabeledData, SkippedFile
     from siamese.data.sources import load_dataset
@@ -58,8 +66,11 @@ if TYPE_CHECKING:
         triplet_margin_loss,
     )
     from siamese.models.convnet import ConvNet
-    from siamese.models.embedding import EmbeddingNet
-    from siamese.sampling import PairDataset, PKSampler, TripletDataset
+    from siamese.models.embedding import EmbeddingNet, build_embedding_net
+    from siamese.run_directory import load_model
+    from siamese.sampling import PairDataset, PKSampler, TripletDataset, TupleBatches
+    from siamese.training import fit
+    from siamese.training_run import train_run
 
 
 def __getattr__(name: str) -> Any:

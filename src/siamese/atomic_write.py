@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import tempfile
 from pathlib import Path
@@ -9,13 +10,20 @@ from pathlib import Path
 
 def write_bytes_atomic(path: Path, payload: bytes) -> None:
     """Write `payload` to `path`: a temporary file in the same directory, fsync, then rename
-    over `path`. An interruption leaves either the old file or the new one, never a mix.
+    over `path`, then (on POSIX) fsync the directory so the rename itself survives a crash.
+    An interruption leaves either the old file or the new one, never a mix.
+
+    The temporary file is named `.{path.name}.<random>.tmp`; one is left behind only if the
+    process dies between creating and renaming it.
 
     Raises:
         OSError: the directory cannot be written (the temporary file is removed).
     """
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        # mkstemp makes the file private (0600); give it the mode a plain open() would.
+        if hasattr(os, "fchmod"):
+            os.fchmod(fd, 0o666 & ~_umask())
         with os.fdopen(fd, "wb") as f:
             f.write(payload)
             f.flush()
@@ -24,3 +32,31 @@ def write_bytes_atomic(path: Path, payload: bytes) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    _fsync_directory(path.parent)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _fsync_directory(directory: Path) -> None:
+    """Flush `directory`'s entries (a rename lives there, not in the file) to disk.
+
+    Windows cannot open a directory this way, and some file systems (network, FUSE) refuse to
+    fsync one; there the rename is as durable as the platform makes it, and we carry on.
+    """
+    if os.name != "posix":
+        return
+    try:
+        dir_fd = os.open(directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except OSError:
+        return
+    try:
+        os.fsync(dir_fd)
+    except OSError as err:
+        if err.errno not in (errno.EINVAL, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EBADF):
+            raise
+    finally:
+        os.close(dir_fd)

@@ -10,6 +10,7 @@ import typer
 from rich.console import Console
 
 from siamese.cli_datasets import datasets_app
+from siamese.cli_train import _options_epilog, train
 from siamese.errors import SiameseError
 
 app = typer.Typer(
@@ -27,6 +28,7 @@ def _root() -> None:
 
 
 app.add_typer(datasets_app, name="datasets")
+app.command("train", epilog=_options_epilog())(train)
 
 
 @app.command()
@@ -63,7 +65,7 @@ def main(argv: list[str] | None = None) -> None:
     try:
         app(args=argv, standalone_mode=True)
     except SiameseError as err:
-        Console(stderr=True).print(f"[bold red]error:[/] {err}", highlight=False)
+        Console(stderr=True, soft_wrap=True).print(f"[bold red]error:[/] {err}", highlight=False)
         sys.exit(1)
     except KeyboardInterrupt:
         Console(stderr=True).print("interrupted")

@@ -29,7 +29,7 @@ from siamese.evaluation.verification import (
     roc_curve,
 )
 from siamese.losses import TripletLoss
-from siamese.models import ConvNet, EmbeddingNet
+from siamese.models import build_embedding_net
 from siamese.plots import plot_embedding_2d, plot_oneshot_episodes, plot_roc, plot_training_curves
 from siamese.run_directory import prepare_run_directory, save_model, write_json_atomic
 from siamese.sampling import PKSampler, balanced_pairs
@@ -97,7 +97,14 @@ def run_demo(
             f"(+{validation.numel()} for choosing the threshold)"
         )
 
-    model = EmbeddingNet(ConvNet(in_channels=1, widths=settings.widths), settings.embedding_dim)
+    model = build_embedding_net(
+        {
+            "encoder": "convnet",
+            "encoder_options": {"widths": list(settings.widths)},
+            "embedding_dim": settings.embedding_dim,
+        },
+        (1, 28, 28),
+    )
     sampler = PKSampler(
         train_data.y, p=settings.classes_per_batch, k=settings.samples_per_class, seed=settings.seed
     )
@@ -140,7 +147,7 @@ def run_demo(
     metrics["train_images_per_second"] = history.images / history.seconds
 
     figures = _draw_figures(out / "figures", unseen, history.records, rocs, settings)
-    save_model(out, model, input_shape=(1, 28, 28), settings=asdict(settings))
+    save_model(out, model, (1, 28, 28), {"trained_on": "glyphs", "loss": "triplet"})
     metrics["total_seconds"] = time.perf_counter() - started
     write_json_atomic(out / "metrics.json", metrics)
     write_json_atomic(out / "settings.json", asdict(settings))

@@ -14,10 +14,10 @@ from pathlib import Path
 from typing import Any
 
 import safetensors.torch
-import torch
 
 from siamese.atomic_write import write_bytes_atomic
-from siamese.errors import OutputError
+from siamese.errors import CheckpointError, OutputError, SiameseError
+from siamese.models.embedding import EmbeddingNet, build_embedding_net
 
 
 def prepare_run_directory(out: Path) -> Path:
@@ -46,25 +46,82 @@ def write_json_atomic(path: Path, value: Any) -> None:
     write_bytes_atomic(path, (json.dumps(value, indent=2, sort_keys=True) + "\n").encode())
 
 
+MODEL_FORMAT = "siamese-model/1"
+
+
 def save_model(
-    out: Path, model: torch.nn.Module, input_shape: tuple[int, ...], settings: dict[str, Any]
+    out: Path,
+    model: EmbeddingNet,
+    input_shape: tuple[int, ...],
+    extra: dict[str, Any] | None = None,
 ) -> None:
     """Save `model.safetensors` (the weights) and `model.json` (what rebuilds it: the
-    architecture settings, the input shape and a SHA-256 fingerprint of the weights file)."""
+    architecture spec, the input shape, a SHA-256 fingerprint of the weights file, and
+    `extra` facts about the training).
+
+    Raises:
+        ConfigError: the model's encoder is not one of `siamese.models`' (no spec).
+    """
+    spec = model.spec
     state = {name: t.detach().contiguous() for name, t in model.state_dict().items()}
     payload = safetensors.torch.save(state)
     write_bytes_atomic(out / "model.safetensors", payload)
     description = {
-        "format": "siamese-model/1",
-        "architecture": {
-            "encoder": "convnet",
-            "widths": list(settings["widths"]),
-            "embedding_dim": settings["embedding_dim"],
-            "normalize": True,
-        },
+        "format": MODEL_FORMAT,
+        "architecture": spec,
         "input_shape": list(input_shape),
-        "input": "uint8 images, white ink on black, scaled to [0, 1] inside the model",
+        "input": (
+            "uint8 images (N, C, H, W) scaled to [0, 1] inside the model, or float inputs "
+            "already in that range; then standardised with the architecture's mean and std"
+        ),
+        "embedding_dim": spec["embedding_dim"],
         "parameters": sum(p.numel() for p in model.parameters()),
         "sha256": hashlib.sha256(payload).hexdigest(),
+        **(extra or {}),
     }
     write_json_atomic(out / "model.json", description)
+
+
+def load_model(run_dir: Path | str) -> EmbeddingNet:
+    """The trained model of a run directory (or of a folder holding `model.json` and
+    `model.safetensors`), in evaluation mode: it maps inputs to (N, D) embeddings.
+
+    Nothing is unpickled: the architecture comes from JSON and the weights from safetensors,
+    checked against the fingerprint in `model.json`.
+
+    Raises:
+        CheckpointError: files missing, unreadable, altered, or from another format.
+    """
+    run_dir = Path(run_dir)
+    json_path, weights_path = run_dir / "model.json", run_dir / "model.safetensors"
+    for path in (json_path, weights_path):
+        if not path.is_file():
+            raise CheckpointError(
+                f"{path} not found: {run_dir} holds no finished model (a run writes it when "
+                "training ends; resume an interrupted run with `siamese train --resume --out "
+                f"{run_dir}`)"
+            )
+    try:
+        description = json.loads(json_path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise CheckpointError(f"{json_path}: not readable JSON ({err})") from None
+    if not isinstance(description, dict) or description.get("format") != MODEL_FORMAT:
+        found = description.get("format") if isinstance(description, dict) else None
+        raise CheckpointError(
+            f"{json_path}: format {found!r}, expected {MODEL_FORMAT!r}: it was not written by "
+            "this version of siamese"
+        )
+    payload = weights_path.read_bytes()
+    if hashlib.sha256(payload).hexdigest() != description.get("sha256"):
+        raise CheckpointError(
+            f"{weights_path} does not match the fingerprint in {json_path}: the file was "
+            "changed or damaged after training. Restore it from the run's checkpoints."
+        )
+    try:
+        model = build_embedding_net(description["architecture"], description["input_shape"])
+        state = safetensors.torch.load(payload)
+        model.load_state_dict(state, strict=True)
+    except (KeyError, TypeError, RuntimeError, SiameseError) as err:
+        raise CheckpointError(f"{run_dir}: the saved model cannot be rebuilt: {err}") from None
+    model.eval()
+    return model

@@ -238,24 +238,9 @@ class TripletDataset(torch.utils.data.Dataset):
 
     def set_epoch(self, epoch: int) -> None:
         """Draw the triplets of `epoch`."""
-        labels = self.data.y.cpu()
-        g = torch.Generator().manual_seed(self.seed + epoch)
-        _, inverse, counts = torch.unique(labels, return_inverse=True, return_counts=True)
-        if int((counts >= 2).sum()) < 1 or counts.numel() < 2:
-            raise DataError("random triplets need 2+ classes, one of them with 2+ examples")
-        n = labels.numel()
-        order = torch.argsort(inverse, stable=True)
-        starts = torch.cumsum(counts, 0) - counts
-        # Anchor: a uniform example among those whose class has a positive.
-        weight = (counts[inverse] >= 2).double()
-        anchor = torch.multinomial(weight, self.n_triplets, replacement=True, generator=g)
-        positive = _random_classmates(inverse, counts, anchor, g)
-        c = inverse[anchor]
-        # Negative: uniform over the examples outside the anchor's class.
-        offset = (torch.rand(self.n_triplets, generator=g) * (n - counts[c]).double()).long()
-        offset = offset + (offset >= starts[c]).long() * counts[c]  # skip the class block
-        negative = order[offset]
-        self.anchor, self.positive, self.negative = anchor, positive, negative
+        self.anchor, self.positive, self.negative = draw_triplets(
+            self.data.y, self.n_triplets, self.seed + epoch
+        )
 
     def __len__(self) -> int:
         return self.n_triplets
@@ -263,3 +248,107 @@ class TripletDataset(torch.utils.data.Dataset):
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         x = self.data.x
         return x[self.anchor[index]], x[self.positive[index]], x[self.negative[index]]
+
+
+def draw_triplets(
+    labels: torch.Tensor, n_triplets: int, seed: int = 0
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Seeded random triplets: `n_triplets` anchors drawn uniformly from the examples whose
+    class has 2+ examples, each with a random other example of its class and a random example
+    of another class.
+
+    Args:
+        labels: (N,) int64 labels.
+    Returns:
+        (anchor, positive, negative): (n_triplets,) int64 indices into `labels`.
+    """
+    labels = labels.cpu()
+    g = torch.Generator().manual_seed(seed)
+    _, inverse, counts = torch.unique(labels, return_inverse=True, return_counts=True)
+    if int((counts >= 2).sum()) < 1 or counts.numel() < 2:
+        raise DataError("random triplets need 2+ classes, one of them with 2+ examples")
+    n = labels.numel()
+    order = torch.argsort(inverse, stable=True)
+    starts = torch.cumsum(counts, 0) - counts
+    # Anchor: a uniform example among those whose class has a positive.
+    weight = (counts[inverse] >= 2).double()
+    anchor = torch.multinomial(weight, n_triplets, replacement=True, generator=g)
+    positive = _random_classmates(inverse, counts, anchor, g)
+    c = inverse[anchor]
+    # Negative: uniform over the examples outside the anchor's class.
+    offset = (torch.rand(n_triplets, generator=g) * (n - counts[c]).double()).long()
+    offset = offset + (offset >= starts[c]).long() * counts[c]  # skip the class block
+    return anchor, positive, order[offset]
+
+
+class TupleBatches:
+    """Batches of offline pairs or triplets for the pair- and triplet-based tutorials.
+
+    Every epoch draws `per_epoch` tuples afresh (seed, epoch): `pairs` are balanced genuine /
+    impostor pairs (`balanced_pairs`, shuffled so that every batch holds both kinds),
+    `triplets` are random triplets (`draw_triplets`). Each batch is a tuple of index tensors:
+    `(i, j, same)` for pairs (same: 1 = genuine, 0 = impostor), `(anchor, positive,
+    negative)` for triplets, each (size,) int64 (the last batch of an epoch may be smaller).
+
+    With `world_size > 1` every rank draws the same tuples and takes batches
+    `rank, rank + world_size, ...`; the batch count is rounded up to a multiple of
+    `world_size` (the extra batches wrap around the epoch's tuples).
+
+    Args:
+        labels: (N,) int64 labels of the training examples.
+        kind: "pairs" or "triplets".
+        size: tuples per batch.
+        per_epoch: tuples per epoch.
+        seed: base seed; rank, world_size: this process's shard.
+    """
+
+    def __init__(
+        self,
+        labels: torch.Tensor,
+        kind: str,
+        size: int,
+        per_epoch: int,
+        seed: int = 0,
+        rank: int = 0,
+        world_size: int = 1,
+    ) -> None:
+        if kind not in ("pairs", "triplets"):
+            raise ConfigError(f"TupleBatches kind must be 'pairs' or 'triplets', got {kind!r}")
+        if size < 1 or per_epoch < size:
+            raise ConfigError(
+                f"{kind}: need 1 <= batch size <= tuples per epoch, got size={size}, "
+                f"per_epoch={per_epoch}"
+            )
+        if world_size < 1 or not 0 <= rank < world_size:
+            raise ConfigError(
+                f"rank must be in [0, world_size), got rank={rank}, world_size={world_size}"
+            )
+        self.labels = labels.cpu()
+        self.kind, self.size, self.per_epoch = kind, size, per_epoch
+        self.seed, self.rank, self.world_size = seed, rank, world_size
+        self.epoch = 0
+        global_batches = -(-per_epoch // size)
+        self.global_batches = -(-global_batches // world_size) * world_size
+        draw = balanced_pairs if kind == "pairs" else draw_triplets
+        draw(self.labels, 2, seed)  # fail now, not at the first epoch, if the labels can't
+
+    def set_epoch(self, epoch: int) -> None:
+        """Select the epoch whose tuples `__iter__` yields."""
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.global_batches // self.world_size
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, ...]]:
+        seed = self.seed * 1_000_003 + self.epoch
+        if self.kind == "pairs":
+            i, j, same = balanced_pairs(self.labels, self.per_epoch, seed)
+            order = torch.randperm(self.per_epoch, generator=torch.Generator().manual_seed(seed))
+            columns: tuple[torch.Tensor, ...] = (i[order], j[order], same[order])
+        else:
+            columns = draw_triplets(self.labels, self.per_epoch, seed)
+        for b in range(self.rank, self.global_batches, self.world_size):
+            rows = torch.arange(b * self.size, (b + 1) * self.size) % self.per_epoch
+            if self.world_size == 1:
+                rows = rows[rows >= b * self.size]  # no wrap-around in one process
+            yield tuple(c[rows] for c in columns)

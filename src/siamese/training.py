@@ -1,55 +1,298 @@
-"""The fit loop: P×K batches through an embedding model into a mining loss.
+"""The training loop: batches of indices → embeddings → loss → optimiser step.
 
-The hot path has no Python loop over samples and no host synchronisation: a step's statistics
-stay tensors until a logging step (every `log_every` steps) turns them into floats.
+`TrainingLoop` is the engine both `siamese train` (with a run directory, checkpoints and
+validation, `siamese.run_training`) and the library's `fit` use. The hot path has no Python
+loop over samples and no host synchronisation: a step's statistics stay tensors until a
+logging step (every `log_every` steps) turns them into floats — which is also where a NaN or
+infinite loss is caught.
+
+Its position (`Position`: step, epoch, batches done in the epoch) together with the model,
+optimiser, schedule and random-generator states is everything a checkpoint needs to continue
+exactly: the batch order depends only on (seed, epoch), and a resumed loop skips the batches
+of the epoch already done.
 """
 
 from __future__ import annotations
 
-import math
+import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 import torch
+from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from siamese.data.labeled import LabeledData
 from siamese.data.transforms import Transform
+from siamese.distributed import ProcessGroup, average_gradients, gather_keeping_gradient
 from siamese.errors import ConfigError, TrainingDivergedError
 from siamese.losses import LossOutput
-from siamese.sampling import PKSampler
+from siamese.objectives import Objective
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], LossOutput]
+_INPUTS_PER_ROW = {"pk": 1, "pairs": 2, "triplets": 3}
+
+
+class Batches(Protocol):
+    """A batch plan: `PKSampler` or `TupleBatches` (`siamese.sampling`)."""
+
+    def set_epoch(self, epoch: int) -> None: ...
+    def __len__(self) -> int: ...
+    def __iter__(self) -> Any: ...
+
+
+@dataclass
+class Position:
+    """Where a training run is: optimiser steps done, the current epoch (0-based) and the
+    batches of that epoch already done."""
+
+    step: int = 0
+    epoch: int = 0
+    batch: int = 0
 
 
 @dataclass
 class TrainingHistory:
-    """What `fit` measured. `records` holds one dict per logging step with `step`, `epoch`,
-    `loss`, `lr`, `images_per_s` and the loss's statistics (means over the logged steps)."""
+    """What the loop measured. `records` holds one dict per logging step: `step`, `epoch`,
+    `loss`, `active_fraction`, `mean_pos_dist`, `mean_neg_dist`, `embedding_norm`,
+    `embedding_variance`, `lr`, `images_per_s` (means over the steps since the last record)."""
 
     records: list[dict[str, float]] = field(default_factory=list)
     seconds: float = 0.0
     images: int = 0
 
 
+class TrainingLoop:
+    """Trains `model` with `objective` on `data`, batch by batch, for `total_steps` steps.
+
+    Args:
+        model: maps (B, ...) inputs to (B, D) embeddings.
+        objective: the loss for the batch kind (`siamese.objectives.Objective`).
+        data: the training examples; batches index `data.x` and `data.y`.
+        batches: the batch plan; `set_epoch` is called before each epoch.
+        optimizer, schedule: stepped once per batch.
+        total_steps: the budget in optimiser steps.
+        augment: a batch transform applied to the inputs, drawing from `augment_generator`.
+        precision: "fp32" or "bf16" (autocast of the model's forward pass).
+        grad_clip: clip the global gradient norm to this (None: no clipping).
+        log_every: steps between records (and host synchronisations).
+        group: this process's rank and the world size.
+    """
+
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        objective: Objective,
+        data: LabeledData,
+        batches: Batches,
+        optimizer: torch.optim.Optimizer,
+        schedule: torch.optim.lr_scheduler.LRScheduler,
+        total_steps: int,
+        augment: Transform | None = None,
+        augment_generator: torch.Generator | None = None,
+        precision: str = "fp32",
+        grad_clip: float | None = None,
+        log_every: int = 20,
+        group: ProcessGroup | None = None,
+    ) -> None:
+        if total_steps < 1:
+            raise ConfigError(f"the training budget must be >= 1 step, got {total_steps}")
+        if len(batches) < 1:
+            raise ConfigError("the batch plan yields no batch: the training set is too small")
+        if precision not in ("fp32", "bf16"):
+            raise ConfigError(f"precision must be 'fp32' or 'bf16', got {precision!r}")
+        self.model, self.objective, self.data, self.batches = model, objective, data, batches
+        self.optimizer, self.schedule = optimizer, schedule
+        self.total_steps, self.log_every = total_steps, log_every
+        self.augment = augment
+        self.augment_generator = augment_generator or torch.Generator().manual_seed(0)
+        self.precision, self.grad_clip = precision, grad_clip
+        self.group = group or ProcessGroup()
+        self.parameters = [
+            p for p in [*model.parameters(), *objective.parameters()] if p.requires_grad
+        ]
+        self.position = Position()
+        self.history = TrainingHistory()
+        self._pending: list[dict[str, torch.Tensor]] = []
+        self._images_since_log = 0
+        self._last_log_time = time.perf_counter()
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return len(self.batches)
+
+    @property
+    def total_epochs(self) -> int:
+        return -(-self.total_steps // self.steps_per_epoch)
+
+    def run(
+        self,
+        on_record: Callable[[dict[str, float]], None] | None = None,
+        after_step: Callable[[Position], bool] | None = None,
+        after_epoch: Callable[[Position], bool] | None = None,
+        progress: Progress | None = None,
+    ) -> TrainingHistory:
+        """Train from `self.position` to the budget.
+
+        Args:
+            on_record: called with every logging record.
+            after_step: called after every step; returning True stops training.
+            after_epoch: called after every complete epoch (position.batch is then 0 and
+                position.epoch the next epoch); returning True stops training.
+            progress: a rich progress bar to update (None: no bar).
+        Raises:
+            TrainingDivergedError: the loss became NaN or infinite.
+        """
+        start = time.perf_counter()
+        self._last_log_time = start
+        task = None
+        if progress is not None:
+            task = progress.add_task(
+                "training", total=self.total_steps, completed=self.position.step, status=""
+            )
+        self.model.train()
+        stop = False
+        while self.position.step < self.total_steps and not stop:
+            self.batches.set_epoch(self.position.epoch)
+            for index, batch in enumerate(self.batches):
+                if index < self.position.batch:
+                    continue  # done before the checkpoint this run resumed from
+                self._step(batch if isinstance(batch, tuple) else (torch.as_tensor(batch),))
+                self.position.step += 1
+                self.position.batch = index + 1
+                if self.position.step % self.log_every == 0 or (
+                    self.position.step == self.total_steps
+                ):
+                    record = self._record()
+                    if on_record is not None:
+                        on_record(record)
+                    if progress is not None and task is not None:
+                        progress.update(
+                            task,
+                            completed=self.position.step,
+                            status=f"epoch {self.position.epoch + 1}/{self.total_epochs}  "
+                            f"loss {record['loss']:.4f}  active {record['active_fraction']:.0%}  "
+                            f"{record['images_per_s']:,.0f} img/s",
+                        )
+                if (after_step is not None and after_step(self.position)) or (
+                    self.position.step >= self.total_steps
+                ):
+                    stop = True
+                    break
+            else:
+                self.position.epoch += 1
+                self.position.batch = 0
+                if after_epoch is not None and after_epoch(self.position):
+                    stop = True
+        if self.position.batch == self.steps_per_epoch:  # the budget ended with an epoch
+            self.position.epoch += 1
+            self.position.batch = 0
+            if after_epoch is not None:
+                after_epoch(self.position)
+        self.check_finite()
+        self.history.seconds += time.perf_counter() - start
+        self.model.eval()
+        return self.history
+
+    def _embed(self, index: torch.Tensor) -> torch.Tensor:
+        inputs = self.data.x[index]
+        if self.augment is not None:
+            inputs = self.augment(inputs, generator=self.augment_generator)
+        if self.precision == "bf16":
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                return self.model(inputs).float()
+        return self.model(inputs)
+
+    def _step(self, batch: tuple[torch.Tensor, ...]) -> None:
+        gather = gather_keeping_gradient if self.group.distributed else None
+        out = self.objective.step(self._embed, self.data.y, batch, gather)
+        loss = out.loss
+        if self.group.distributed and self.objective.gathers:
+            loss = loss * self.group.world_size  # each rank holds a share of the gradient
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if self.group.distributed:
+            average_gradients(self.parameters, self.group.world_size)
+        if self.grad_clip is not None:
+            torch.nn.utils.clip_grad_norm_(self.parameters, self.grad_clip)
+        self.optimizer.step()
+        self.schedule.step()
+        z = out.embeddings
+        self._pending.append(
+            {
+                "loss": out.loss.detach(),
+                **out.stats,
+                "embedding_norm": z.norm(dim=1).mean(),
+                "embedding_variance": z.var(dim=0).mean() if z.shape[0] > 1 else z.new_zeros(()),
+            }
+        )
+        images = _INPUTS_PER_ROW[self.objective.kind] * batch[0].numel()
+        self._images_since_log += images
+        self.history.images += images
+
+    def check_finite(self) -> None:
+        """Raise `TrainingDivergedError` if a loss since the last record is NaN or infinite
+        (a host synchronisation: call it before saving a checkpoint)."""
+        if not self._pending:
+            return
+        losses = torch.stack([p["loss"] for p in self._pending])
+        if not bool(torch.isfinite(losses).all()):
+            bad = float(losses[~torch.isfinite(losses)][0])
+            raise TrainingDivergedError(
+                f"the loss became {bad} near step {self.position.step}: lower the learning rate "
+                "(optimizer.lr), clip the gradients (train.grad_clip), or check the input data "
+                "for NaN/inf values"
+            )
+
+    def _record(self) -> dict[str, float]:
+        self.check_finite()
+        now = time.perf_counter()
+        names = self._pending[0].keys()
+        record: dict[str, float] = {
+            "step": float(self.position.step),
+            "epoch": float(self.position.epoch + 1),
+        }
+        for name in names:
+            record[name] = float(torch.stack([p[name] for p in self._pending]).mean())
+        record["lr"] = float(self.optimizer.param_groups[0]["lr"])
+        record["images_per_s"] = self._images_since_log / max(now - self._last_log_time, 1e-9)
+        self.history.records.append(record)
+        self._pending, self._images_since_log, self._last_log_time = [], 0, now
+        return record
+
+
+def progress_bar(show: bool, console: Console | None = None) -> contextlib.AbstractContextManager:
+    """A rich progress bar for `TrainingLoop.run` (a no-op context when not `show`)."""
+    if not show:
+        return contextlib.nullcontext(None)
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total}"),
+        TextColumn("{task.fields[status]}"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=console,
+        transient=False,
+    )
+
+
 def warmup_cosine(total_steps: int, warmup_steps: int) -> Callable[[int], float]:
     """Learning-rate factor: linear warm-up from 0 to 1, then cosine decay to 0."""
+    from siamese.config import ScheduleConfig
+    from siamese.optimization import lr_factor
 
-    def factor(step: int) -> float:
-        if step < warmup_steps:
-            return (step + 1) / warmup_steps
-        progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
-        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
-
-    return factor
+    fraction = warmup_steps / max(1, total_steps)
+    return lr_factor(ScheduleConfig("cosine", warmup_fraction=fraction), total_steps, 1)
 
 
 def fit(
     model: torch.nn.Module,
     data: LabeledData,
     loss_fn: LossFn,
-    sampler: PKSampler,
+    sampler: Batches,
     epochs: int,
     lr: float = 3e-3,
     weight_decay: float = 1e-4,
@@ -59,12 +302,13 @@ def fit(
     augment: Transform | None = None,
     seed: int = 0,
 ) -> TrainingHistory:
-    """Train `model` on `data` with AdamW and a warm-up + cosine schedule.
+    """Train `model` on P×K batches of `data` with AdamW and a warm-up + cosine schedule — the
+    library's short way; `siamese train` adds configs, checkpoints and validation.
 
     Args:
         model: maps (B, ...) inputs to (B, D) embeddings.
         data: the training examples (x is indexed by the sampler's batches).
-        loss_fn: `(embeddings (B, D), labels (B,)) -> LossOutput`.
+        loss_fn: `(embeddings (B, D), labels (B,)) -> LossOutput`, e.g. `TripletLoss()`.
         sampler: yields lists of indices into `data`; `set_epoch` is called every epoch.
         epochs: passes of the sampler.
         lr, weight_decay: AdamW's.
@@ -81,83 +325,37 @@ def fit(
     """
     if epochs < 1:
         raise ConfigError(f"epochs must be >= 1, got {epochs}")
+    objective = Objective(
+        "pk", loss_fn if isinstance(loss_fn, torch.nn.Module) else _Wrapped(loss_fn)
+    )
+    parameters: Iterable[torch.nn.Parameter] = [*model.parameters(), *objective.parameters()]
+    optimizer = torch.optim.AdamW(parameters, lr=lr, weight_decay=weight_decay)
     total_steps = epochs * len(sampler)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
     schedule = torch.optim.lr_scheduler.LambdaLR(
         optimizer, warmup_cosine(total_steps, max(1, round(warmup_fraction * total_steps)))
     )
-    history = TrainingHistory()
-    pending: list[tuple[torch.Tensor, dict[str, torch.Tensor]]] = []
-    model.train()
-    start = last_log_time = time.perf_counter()
-    images_since_log = 0
-    step = 0
-    generator = torch.Generator().manual_seed(seed)
-    with _progress(show_progress) as progress:
-        task = progress.add_task("training", total=total_steps, status="")
-        for epoch in range(epochs):
-            sampler.set_epoch(epoch)
-            for batch in sampler:
-                index = torch.as_tensor(batch)
-                inputs = data.x[index]
-                if augment is not None:
-                    inputs = augment(inputs, generator=generator)
-                out = loss_fn(model(inputs), data.y[index])
-                optimizer.zero_grad(set_to_none=True)
-                out.loss.backward()
-                optimizer.step()
-                schedule.step()
-                pending.append((out.loss.detach(), out.stat_tensors))
-                images_since_log += len(batch)
-                history.images += len(batch)
-                step += 1
-                if step % log_every == 0 or step == total_steps:
-                    now = time.perf_counter()
-                    record = _summarise(
-                        pending, step, epoch, optimizer, images_since_log / (now - last_log_time)
-                    )
-                    history.records.append(record)
-                    pending, images_since_log, last_log_time = [], 0, now
-                    progress.update(
-                        task,
-                        completed=step,
-                        status=f"epoch {epoch + 1}/{epochs}  loss {record['loss']:.4f}  "
-                        f"active {record['active_fraction']:.0%}  {record['images_per_s']:,.0f} img/s",
-                    )
-    history.seconds = time.perf_counter() - start
-    model.eval()
-    return history
-
-
-def _summarise(
-    pending: list[tuple[torch.Tensor, dict[str, torch.Tensor]]],
-    step: int,
-    epoch: int,
-    optimizer: torch.optim.Optimizer,
-    images_per_s: float,
-) -> dict[str, float]:
-    losses = torch.stack([loss for loss, _ in pending])
-    if not torch.isfinite(losses).all():
-        raise TrainingDivergedError(
-            f"the loss became {float(losses[~torch.isfinite(losses)][0])} near step {step}: "
-            "lower the learning rate or check the input data for NaN/inf values"
-        )
-    record = {"step": float(step), "epoch": float(epoch + 1), "loss": float(losses.mean())}
-    for name in pending[0][1]:
-        record[name] = float(torch.stack([stats[name] for _, stats in pending]).mean())
-    record["lr"] = float(optimizer.param_groups[0]["lr"])
-    record["images_per_s"] = images_per_s
-    return record
-
-
-def _progress(show: bool) -> Progress:
-    return Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        TextColumn("{task.completed}/{task.total}"),
-        TextColumn("{task.fields[status]}"),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-        disable=not show,
-        transient=False,
+    loop = TrainingLoop(
+        model,
+        objective,
+        data,
+        sampler,
+        optimizer,
+        schedule,
+        total_steps,
+        augment=augment,
+        augment_generator=torch.Generator().manual_seed(seed),
+        log_every=log_every,
     )
+    with progress_bar(show_progress) as progress:
+        return loop.run(progress=progress)
+
+
+class _Wrapped(torch.nn.Module):
+    """A plain loss function as a module, so that an `Objective` can hold it."""
+
+    def __init__(self, fn: LossFn) -> None:
+        super().__init__()
+        self.fn = fn
+
+    def forward(self, embeddings: torch.Tensor, labels: torch.Tensor) -> LossOutput:
+        return self.fn(embeddings, labels)

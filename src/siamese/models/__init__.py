@@ -1,21 +1,34 @@
-"""Encoders and the embedding head."""
+"""Encoders and the embedding head.
+
+Encoders by name (`build_encoder`), each documented in its module with its intended input and
+parameter count: `mlp` (feature vectors, small images flattened), `seed_cnn` (the tutorials'
+two-convolution network), `convnet` (four conv blocks, the few-shot backbone), `resnet` (a
+small residual network for faces), `lstm` / `gru` (sequences, or images read row by row).
+`EmbeddingNet` = encoder + projection to D + optional L2 normalisation; `SiameseNet` adds the
+pair head of `PairClassifierLoss`.
+"""
 
 from __future__ import annotations
 
-from torch import nn
-
-from siamese.errors import ConfigError
+from siamese.models.builder import ENCODERS, build_encoder, encoder_options
 from siamese.models.convnet import ConvNet
-from siamese.models.embedding import EmbeddingNet
+from siamese.models.embedding import EmbeddingNet, build_embedding_net
+from siamese.models.mlp import MLP
+from siamese.models.recurrent import RecurrentEncoder
+from siamese.models.resnet import ResNet
+from siamese.models.seed_cnn import SeedCNN
+from siamese.models.siamese_net import SiameseNet
 
-ENCODERS: tuple[str, ...] = ("convnet",)
-
-
-def build_encoder(name: str, input_shape: tuple[int, ...], **options: int) -> nn.Module:
-    """The encoder called `name` for inputs of shape `input_shape` (without the batch dim)."""
-    if name == "convnet":
-        return ConvNet(in_channels=input_shape[0], **options)
-    raise ConfigError(f"unknown encoder {name!r}: choose one of {', '.join(ENCODERS)}")
-
-
-__all__ = ["ENCODERS", "ConvNet", "EmbeddingNet", "build_encoder"]
+__all__ = [
+    "ENCODERS",
+    "MLP",
+    "ConvNet",
+    "EmbeddingNet",
+    "RecurrentEncoder",
+    "ResNet",
+    "SeedCNN",
+    "SiameseNet",
+    "build_embedding_net",
+    "build_encoder",
+    "encoder_options",
+]

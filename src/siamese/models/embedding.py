@@ -1,9 +1,27 @@
-"""`EmbeddingNet`: an encoder, a linear projection to D, and optional L2 normalisation."""
+"""`EmbeddingNet`: an encoder, a linear projection to D, an optional output activation and
+optional L2 normalisation; `build_embedding_net` rebuilds one from its `spec`."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+from typing import Any
+
 import torch
 from torch import nn
+
+from siamese.errors import ConfigError
+from siamese.models.builder import build_encoder
+
+OUTPUT_ACTIVATIONS: tuple[str, ...] = ("none", "sigmoid")
+SPEC_KEYS: tuple[str, ...] = (
+    "encoder",
+    "encoder_options",
+    "embedding_dim",
+    "normalize",
+    "output_activation",
+    "mean",
+    "std",
+)
 
 
 class EmbeddingNet(nn.Module):
@@ -13,10 +31,13 @@ class EmbeddingNet(nn.Module):
     float tensors already in that range.
 
     Args:
-        encoder: a module mapping (N, ...) inputs to (N, encoder.out_features) features.
+        encoder: a module mapping (N, ...) inputs to (N, encoder.out_features) features; one
+            from `siamese.models` (`build_encoder`) also gives the net a `spec`.
         embedding_dim: D.
         normalize: L2-normalise the embeddings (distances then lie in [0, 2]).
         mean, std: input standardisation, applied after scaling uint8 to [0, 1].
+        output_activation: applied after the projection, before normalisation: "none", or
+            "sigmoid" (each coordinate in (0, 1), as the Keras MNIST tutorial).
     """
 
     def __init__(
@@ -26,12 +47,27 @@ class EmbeddingNet(nn.Module):
         normalize: bool = True,
         mean: float = 0.0,
         std: float = 1.0,
+        output_activation: str = "none",
     ) -> None:
         super().__init__()
+        if output_activation not in OUTPUT_ACTIVATIONS:
+            raise ConfigError(
+                f"output_activation {output_activation!r} is unknown (model.output_activation "
+                f"in a run config): choose one of {', '.join(OUTPUT_ACTIVATIONS)}"
+            )
+        if (
+            not isinstance(embedding_dim, int)
+            or isinstance(embedding_dim, bool)
+            or embedding_dim < 1
+        ):
+            raise ConfigError(f"embedding_dim={embedding_dim!r} must be an integer >= 1")
+        if not float(std) > 0:
+            raise ConfigError(f"input std={std!r} must be > 0 (it divides the inputs)")
         self.encoder = encoder
         self.projection = nn.Linear(int(encoder.out_features), embedding_dim)
-        self.normalize = normalize
+        self.normalize = bool(normalize)
         self.embedding_dim = embedding_dim
+        self.output_activation = output_activation
         self.register_buffer("input_mean", torch.tensor(float(mean)), persistent=True)
         self.register_buffer("input_std", torch.tensor(float(std)), persistent=True)
 
@@ -41,4 +77,71 @@ class EmbeddingNet(nn.Module):
             x = x.float() / 255.0
         x = (x - self.input_mean) / self.input_std
         z = self.projection(self.encoder(x)).float()
+        if self.output_activation == "sigmoid":
+            z = torch.sigmoid(z)
         return nn.functional.normalize(z, dim=1) if self.normalize else z
+
+    @property
+    def spec(self) -> dict[str, Any]:
+        """The architecture as a JSON-able dict (keys `SPEC_KEYS`); with the input shape,
+        `build_embedding_net` rebuilds a net whose `state_dict` this one's loads into."""
+        name = getattr(self.encoder, "encoder_name", None)
+        options = getattr(self.encoder, "encoder_options", None)
+        if name is None or options is None:
+            raise ConfigError(
+                f"this EmbeddingNet's encoder ({type(self.encoder).__name__}) is not one of "
+                "siamese.models' encoders, so its architecture cannot be described: build it "
+                "with siamese.models.build_encoder, or save its code along with the weights"
+            )
+        return {
+            "encoder": name,
+            "encoder_options": _json_able(options),
+            "embedding_dim": self.embedding_dim,
+            "normalize": self.normalize,
+            "output_activation": self.output_activation,
+            "mean": float(self.input_mean),
+            "std": float(self.input_std),
+        }
+
+
+def build_embedding_net(spec: Mapping[str, Any], input_shape: Sequence[int]) -> EmbeddingNet:
+    """The `EmbeddingNet` described by `spec` (an `EmbeddingNet.spec`) for examples of shape
+    `input_shape`, with fresh weights. Keys other than `encoder` default to `EmbeddingNet`'s
+    defaults.
+
+    Raises:
+        ConfigError: for a missing `encoder`, an unknown key, or an invalid value.
+    """
+    unknown = sorted(set(spec) - set(SPEC_KEYS))
+    if unknown:
+        raise ConfigError(
+            f"unknown key {unknown[0]!r} in the model spec: its keys are {', '.join(SPEC_KEYS)}"
+        )
+    if "encoder" not in spec:
+        raise ConfigError(
+            "the model spec has no 'encoder': name one of siamese.models.ENCODERS, e.g. 'convnet'"
+        )
+    options = spec.get("encoder_options") or {}
+    if not isinstance(options, Mapping):
+        raise ConfigError(
+            f"encoder_options in the model spec must be a mapping of option names to values, "
+            f"not {type(options).__name__}"
+        )
+    encoder = build_encoder(spec["encoder"], tuple(input_shape), **options)
+    return EmbeddingNet(
+        encoder,
+        embedding_dim=spec.get("embedding_dim", 64),
+        normalize=spec.get("normalize", True),
+        mean=spec.get("mean", 0.0),
+        std=spec.get("std", 1.0),
+        output_activation=spec.get("output_activation", "none"),
+    )
+
+
+def _json_able(value: Any) -> Any:
+    """`value` with tuples turned into lists, recursively, and copied."""
+    if isinstance(value, Mapping):
+        return {str(k): _json_able(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_able(v) for v in value]
+    return value

@@ -1,0 +1,115 @@
+"""`siamese train CONFIG [--out RUN] [--set key=value ...] [--resume] [--quiet]`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+
+def _options_epilog() -> str:
+    """Every config key with its type, default and help, for `--help` (paragraphs, because
+    typer's rich help joins the lines of one paragraph; brackets escaped from rich markup)."""
+    from rich.markup import escape
+
+    from siamese.config import RunConfig
+    from siamese.config_loading import describe_options
+
+    lines = ["[bold]Config keys[/] (YAML sections, or --set key=value):"]
+    for key, type_name, default, help_text in describe_options(RunConfig):
+        text = f"{key} ({type_name}, default {default})" + (f": {help_text}" if help_text else "")
+        lines.append(escape(text))
+    return "\n\n".join(lines)
+
+
+def train(
+    config: Annotated[
+        Path | None,
+        typer.Argument(
+            help="A YAML run config (see configs/). Optional with --resume, which reads the "
+            "run's own config.yaml.",
+            show_default=False,
+        ),
+    ] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", help="Run directory (default: runs/<config name>)."),
+    ] = None,
+    overrides: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--set",
+            help="Override a config key, e.g. --set optimizer.lr=0.01 (repeatable).",
+            show_default=False,
+        ),
+    ] = None,
+    resume: Annotated[
+        bool, typer.Option("--resume", help="Continue the run in --out from its last checkpoint.")
+    ] = False,
+    quiet: Annotated[
+        bool, typer.Option("--quiet", help="No progress bar; log lines only.")
+    ] = False,
+) -> None:
+    """Train an embedding model from a config into a run directory."""
+    from rich.console import Console
+
+    from siamese.config import load_config
+    from siamese.errors import ConfigError
+    from siamese.training_run import train_run
+
+    console = Console(highlight=False, soft_wrap=True)
+    overrides = overrides or []
+    if config is None and not resume:
+        raise ConfigError("give a config file (siamese train CONFIG), or --resume --out RUN")
+    if out is None:
+        if config is None:
+            raise ConfigError("--resume needs --out RUN: the run directory to continue")
+        out = Path("runs") / config.stem
+    if resume:
+        saved = out / "config.yaml"
+        if not saved.is_file():
+            raise ConfigError(
+                f"--resume: {saved} not found, so {out} holds no run to continue. Start it "
+                "without --resume."
+            )
+        effective = load_config(saved, overrides)
+        if config is not None:
+            _check_same_run(load_config(config, overrides), effective, config, saved)
+    else:
+        effective = load_config(config, overrides)
+    result = train_run(effective, out, resume=resume, quiet=quiet, console=console)
+    if result.best:
+        best = result.best
+        console.print(
+            f"best validation: precision@1 {best['precision_at_1']:.4f}, ROC AUC "
+            f"{best['roc_auc']:.4f}, EER {best['eer']:.4f}"
+        )
+    console.print(
+        f"{result.steps} steps, {result.images_per_s:,.0f} images/s; run directory: {out}"
+    )
+
+
+def _check_same_run(given, saved_config, given_path: Path, saved_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from siamese.config_loading import to_dict
+    from siamese.errors import ConfigError
+
+    a, b = _flatten(to_dict(given)), _flatten(to_dict(saved_config))
+    differ = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
+    if differ:
+        shown = ", ".join(f"{k} ({a.get(k)!r} vs {b.get(k)!r})" for k in differ[:5])
+        raise ConfigError(
+            f"--resume: {given_path} differs from the run's {saved_path} in {shown}. Resume "
+            "with the run's own config (omit CONFIG), or start a new run with another --out."
+        )
+
+
+def _flatten(d: dict, prefix: str = "") -> dict:  # type: ignore[type-arg]
+    flat = {}
+    for key, value in d.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict) and value and key != "options":
+            flat.update(_flatten(value, name + "."))
+        else:
+            flat[name] = value
+    return flat

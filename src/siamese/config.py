@@ -1,0 +1,318 @@
+"""The run config: what `siamese train` reads from YAML, as typed dataclasses.
+
+Every field has a default, so a recipe names only what differs. `load_config` reads a YAML
+file, applies `--set a.b=c` overrides and checks every key and type
+(`siamese.config_loading`): an unknown key names the nearest valid one, a wrong type names the
+key and the type expected.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from siamese.errors import ConfigError
+
+
+@dataclass
+class DataConfig:
+    """Where the examples come from and how validation examples are set apart."""
+
+    name: str = "glyphs"
+    """A `siamese.load_dataset` name: mnist, fashion-mnist, orl, omniglot, digits, glyphs,
+    5-celebrity-faces, folder:PATH or arrays:PATH."""
+    split: str | None = None
+    """The dataset's split to train on (None: its default, e.g. `train`, `background`)."""
+    data_dir: str | None = None
+    """The data directory (None: $SIAMESE_DATA_DIR, else ~/.cache/siamese)."""
+    options: dict[str, Any] = field(default_factory=dict)
+    """Extra options of the source (e.g. image_size, channels for folders)."""
+    validation: Literal["classes", "samples", "split", "none"] = "classes"
+    """How validation examples are chosen: held-out classes (open-set, the default),
+    a stratified share of every class, the dataset's own split (`validation_split`), or none."""
+    validation_fraction: float = 0.2
+    """Share of the classes (or samples) held out for validation."""
+    validation_split: str | None = None
+    """With validation: split, the dataset split to validate on (e.g. `test`)."""
+
+
+@dataclass
+class AugmentConfig:
+    """Random per-batch transforms of the training inputs (images only)."""
+
+    preset: Literal["none", "koch"] = "none"
+    """`koch`: Koch et al.'s Omniglot affine distortions; the fields below then are ignored."""
+    degrees: float = 0.0
+    """Rotation drawn from [-degrees, degrees]."""
+    translate: float = 0.0
+    """Shift drawn from ±translate × the image size, per axis."""
+    scale: tuple[float, float] = (1.0, 1.0)
+    """Zoom factor drawn from [low, high]."""
+    shear: float = 0.0
+    """Shear angle in degrees drawn from [-shear, shear]."""
+    crop_padding: int = 0
+    """Pad by this many pixels and crop back to the input size at a random place."""
+    hflip: float = 0.0
+    """Probability of a horizontal flip (faces: 0.5; never for characters or digits)."""
+
+
+@dataclass
+class ModelConfig:
+    """The encoder and the embedding head (`siamese.models`)."""
+
+    encoder: Literal["mlp", "seed_cnn", "convnet", "resnet", "lstm", "gru"] = "convnet"
+    options: dict[str, Any] = field(default_factory=dict)
+    """The encoder's own options (widths, hidden sizes, depth...); see `siamese.models`."""
+    embedding_dim: int = 64
+    normalize: bool = True
+    """L2-normalise the embeddings (distances then lie in [0, 2])."""
+    output_activation: Literal["none", "sigmoid"] = "none"
+    """`sigmoid` squashes each embedding coordinate into (0, 1), as the Keras tutorial does."""
+
+
+@dataclass
+class LossConfig:
+    """The loss (`siamese.losses`) and, for triplets, the mining."""
+
+    name: Literal["triplet", "contrastive", "pair_classifier"] = "triplet"
+    margin: float = 0.2
+    mining: Literal["all", "semihard", "hard", "random"] = "semihard"
+    """Triplet mining over a P×K batch; unused with `batches.kind` pairs or triplets."""
+    metric: Literal["euclidean", "sqeuclidean", "cosine"] = "euclidean"
+    soft: bool = False
+    """Soft-margin triplet loss: softplus(d_ap − d_an) instead of a hinge."""
+
+
+@dataclass
+class BatchConfig:
+    """How examples are grouped into training batches (`siamese.sampling`)."""
+
+    kind: Literal["pk", "pairs", "triplets"] = "pk"
+    """`pk`: P classes × K examples, mined online; `pairs`: balanced genuine/impostor pairs;
+    `triplets`: random (anchor, positive, negative) triplets."""
+    p: int = 16
+    """Classes per P×K batch."""
+    k: int = 4
+    """Examples per class in a P×K batch."""
+    size: int = 128
+    """Pairs or triplets per batch."""
+    per_epoch: int | None = None
+    """Pairs or triplets drawn per epoch (None: as many as there are training examples)."""
+
+
+@dataclass
+class OptimizerConfig:
+    name: Literal["adam", "adamw", "sgd", "rmsprop"] = "adamw"
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    momentum: float = 0.9
+    """SGD's and RMSprop's momentum."""
+    nesterov: bool = False
+    betas: tuple[float, float] = (0.9, 0.999)
+    """Adam's and AdamW's."""
+
+
+@dataclass
+class ScheduleConfig:
+    """The learning-rate schedule, stepped every optimiser step."""
+
+    name: Literal["constant", "cosine", "onecycle", "step"] = "cosine"
+    warmup_fraction: float = 0.05
+    """Share of all steps spent warming up linearly from 0 (cosine, step, constant)."""
+    min_lr_fraction: float = 0.0
+    """Cosine decays to lr × this."""
+    step_epochs: int = 10
+    """`step`: multiply the learning rate by `gamma` every this many epochs."""
+    gamma: float = 0.1
+
+
+@dataclass
+class EarlyStopConfig:
+    metric: str = "precision_at_1"
+    """A validation metric: precision_at_1, roc_auc, eer, loss."""
+    patience: int = 0
+    """Validations without improvement before stopping (0: never stop early)."""
+    min_delta: float = 0.0
+
+
+@dataclass
+class TrainConfig:
+    epochs: int | None = 10
+    steps: int | None = None
+    """A budget in optimiser steps; when set it wins over `epochs`."""
+    grad_clip: float | None = None
+    """Clip the gradients' global L2 norm to this (None: no clipping)."""
+    precision: Literal["fp32", "bf16"] = "fp32"
+    """`bf16`: autocast the forward pass to bfloat16 (distances stay float32)."""
+    log_every: int = 20
+    """Steps between telemetry rows in metrics.csv (and host synchronisations)."""
+    validate_every: int = 1
+    """Epochs between validations (0: only at the end)."""
+    checkpoint_every: int = 0
+    """Steps between checkpoints (0: at the end of every epoch only)."""
+    keep_checkpoints: int = 2
+    """Step checkpoints kept besides `best` and `last`."""
+    early_stop: EarlyStopConfig = field(default_factory=EarlyStopConfig)
+    threads: int | None = None
+    """torch intra-op threads (None: torch's default)."""
+
+
+@dataclass
+class RunConfig:
+    """Everything a training run depends on. Same seed + same config ⇒ same metrics on CPU."""
+
+    seed: int = 0
+    data: DataConfig = field(default_factory=DataConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    batches: BatchConfig = field(default_factory=BatchConfig)
+    optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+
+def load_config(path: Path | None, overrides: list[str] | tuple[str, ...] = ()) -> RunConfig:
+    """Read a YAML run config (or the defaults when `path` is None) and apply overrides.
+
+    Args:
+        path: a YAML file whose top-level keys are `RunConfig`'s fields.
+        overrides: `a.b=c` strings; `c` is read as YAML (`0.1`, `true`, `[16, 32]`, `null`).
+    Raises:
+        ConfigError: unreadable file, invalid YAML, unknown key, wrong type or value.
+    """
+    from siamese.config_loading import apply_overrides, from_dict, read_yaml
+
+    raw = read_yaml(path) if path is not None else {}
+    source = str(path) if path is not None else "the defaults"
+    raw = apply_overrides(raw, overrides, RunConfig)
+    config = from_dict(RunConfig, raw, source)
+    check_config(config, source)
+    return config
+
+
+def check_config(config: RunConfig, source: str) -> None:
+    """Value checks the types cannot express.
+
+    Raises:
+        ConfigError: naming the key, the value and the valid range.
+    """
+    train, batches, augment = config.train, config.batches, config.augment
+    rules: list[tuple[str, object, bool, str]] = [
+        ("train.epochs", train.epochs, train.epochs is None or train.epochs >= 1, ">= 1"),
+        ("train.steps", train.steps, train.steps is None or train.steps >= 1, ">= 1"),
+        ("train.log_every", train.log_every, train.log_every >= 1, ">= 1"),
+        ("train.validate_every", train.validate_every, train.validate_every >= 0, ">= 0"),
+        ("train.checkpoint_every", train.checkpoint_every, train.checkpoint_every >= 0, ">= 0"),
+        ("train.keep_checkpoints", train.keep_checkpoints, train.keep_checkpoints >= 0, ">= 0"),
+        (
+            "train.grad_clip",
+            train.grad_clip,
+            train.grad_clip is None or train.grad_clip > 0,
+            "> 0 or null",
+        ),
+        ("optimizer.lr", config.optimizer.lr, config.optimizer.lr > 0, "> 0"),
+        (
+            "optimizer.weight_decay",
+            config.optimizer.weight_decay,
+            config.optimizer.weight_decay >= 0,
+            ">= 0",
+        ),
+        ("loss.margin", config.loss.margin, config.loss.margin >= 0, ">= 0"),
+        (
+            "model.embedding_dim",
+            config.model.embedding_dim,
+            config.model.embedding_dim >= 1,
+            ">= 1",
+        ),
+        ("batches.p", config.batches.p, config.batches.p >= 2, ">= 2"),
+        ("batches.k", config.batches.k, config.batches.k >= 2, ">= 2"),
+        ("batches.size", config.batches.size, config.batches.size >= 1, ">= 1"),
+        (
+            "data.validation_fraction",
+            config.data.validation_fraction,
+            0 < config.data.validation_fraction < 1,
+            "between 0 and 1",
+        ),
+        (
+            "schedule.warmup_fraction",
+            config.schedule.warmup_fraction,
+            0 <= config.schedule.warmup_fraction < 1,
+            "in [0, 1)",
+        ),
+        (
+            "schedule.step_epochs",
+            config.schedule.step_epochs,
+            config.schedule.step_epochs >= 1,
+            ">= 1",
+        ),
+        (
+            "schedule.min_lr_fraction",
+            config.schedule.min_lr_fraction,
+            0 <= config.schedule.min_lr_fraction <= 1,
+            "in [0, 1]",
+        ),
+        ("schedule.gamma", config.schedule.gamma, config.schedule.gamma > 0, "> 0"),
+        (
+            "optimizer.momentum",
+            config.optimizer.momentum,
+            0 <= config.optimizer.momentum < 1,
+            "in [0, 1)",
+        ),
+        (
+            "optimizer.betas",
+            config.optimizer.betas,
+            all(0 <= b < 1 for b in config.optimizer.betas),
+            "two numbers in [0, 1)",
+        ),
+        (
+            "batches.per_epoch",
+            batches.per_epoch,
+            batches.per_epoch is None or batches.per_epoch >= 1,
+            ">= 1 or null",
+        ),
+        (
+            "train.threads",
+            train.threads,
+            train.threads is None or train.threads >= 1,
+            ">= 1 or null",
+        ),
+        (
+            "train.early_stop.patience",
+            train.early_stop.patience,
+            train.early_stop.patience >= 0,
+            ">= 0",
+        ),
+        ("augment.degrees", augment.degrees, augment.degrees >= 0, ">= 0"),
+        ("augment.translate", augment.translate, 0 <= augment.translate < 1, "in [0, 1)"),
+        ("augment.shear", augment.shear, augment.shear >= 0, ">= 0"),
+        ("augment.crop_padding", augment.crop_padding, augment.crop_padding >= 0, ">= 0"),
+        ("augment.hflip", augment.hflip, 0 <= augment.hflip <= 1, "a probability in [0, 1]"),
+        (
+            "augment.scale",
+            list(augment.scale),
+            0 < augment.scale[0] <= augment.scale[1],
+            "[low, high] with 0 < low <= high",
+        ),
+    ]
+    for key, value, ok, expected in rules:
+        if not ok:
+            raise ConfigError(f"{source}: {key} = {value!r} must be {expected}")
+    if train.epochs is None and train.steps is None:
+        raise ConfigError(f"{source}: set a budget, train.epochs or train.steps")
+    if config.data.validation == "split" and not config.data.validation_split:
+        raise ConfigError(
+            f"{source}: data.validation is 'split' but data.validation_split is not set; "
+            "name the dataset's split to validate on (e.g. test)"
+        )
+    if config.batches.kind == "pairs" and config.loss.name == "triplet":
+        raise ConfigError(
+            f"{source}: loss.name 'triplet' cannot train on batches.kind 'pairs'; use "
+            "batches.kind 'pk' or 'triplets', or loss.name 'contrastive'"
+        )
+    if config.batches.kind == "triplets" and config.loss.name != "triplet":
+        raise ConfigError(
+            f"{source}: batches.kind 'triplets' trains loss.name 'triplet', not "
+            f"{config.loss.name!r}; use batches.kind 'pk' or 'pairs' for it"
+        )

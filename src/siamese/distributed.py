@@ -1,0 +1,98 @@
+"""Training in several processes on CPU (`torchrun --nproc_per_node=N -m siamese train ...`).
+
+Each process trains on its shard of the batches (the samplers' `rank`/`world_size`). For P×K
+batches the embeddings of all ranks are gathered so that mining sees the global batch, while
+the local slice keeps its gradient; each rank's gradient is then its share of the global one,
+so the loss is scaled by the world size before the gradients are averaged. Only rank 0
+writes checkpoints, metrics and the model.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+
+from siamese.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class ProcessGroup:
+    """This process's place: `rank` in [0, `world_size`)."""
+
+    rank: int = 0
+    world_size: int = 1
+
+    @property
+    def is_main(self) -> bool:
+        """Whether this process writes the run directory."""
+        return self.rank == 0
+
+    @property
+    def distributed(self) -> bool:
+        return self.world_size > 1
+
+
+def join_from_environment() -> ProcessGroup:
+    """Join the process group that `torchrun` describes in the environment (gloo backend),
+    or return a single-process group when it describes none."""
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    if world_size <= 1:
+        return ProcessGroup()
+    missing = [k for k in ("RANK", "MASTER_ADDR", "MASTER_PORT") if k not in os.environ]
+    if missing:
+        raise ConfigError(
+            f"WORLD_SIZE={world_size} but {', '.join(missing)} not set: start several processes "
+            "with `torchrun --nproc_per_node=N -m siamese train CONFIG`"
+        )
+    if not dist.is_initialized():
+        dist.init_process_group(backend="gloo")
+    return ProcessGroup(rank=dist.get_rank(), world_size=dist.get_world_size())
+
+
+def leave(group: ProcessGroup) -> None:
+    """Leave the process group (after the last collective call)."""
+    if group.distributed and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def gather_keeping_gradient(local: torch.Tensor) -> torch.Tensor:
+    """(B, ...) on every rank → (world_size·B, ...) in rank order; this rank's slice is
+    `local` itself (gradient flows through it), the others are copies without gradient.
+    Every rank must pass the same shape."""
+    parts = [torch.empty_like(local) for _ in range(dist.get_world_size())]
+    dist.all_gather(parts, local.detach().contiguous())
+    parts[dist.get_rank()] = local
+    return torch.cat(parts)
+
+
+def average_gradients(parameters: list[torch.nn.Parameter], world_size: int) -> None:
+    """All-reduce the gradients as one flat buffer and divide by the world size (a parameter
+    without a gradient on this rank counts as zero, so every rank sends the same layout)."""
+    for p in parameters:
+        if p.grad is None:
+            p.grad = torch.zeros_like(p)
+    flat = torch.cat([p.grad.reshape(-1) for p in parameters])
+    dist.all_reduce(flat)
+    flat /= world_size
+    offset = 0
+    for p in parameters:
+        p.grad.copy_(flat[offset : offset + p.numel()].view_as(p))
+        offset += p.numel()
+
+
+def average_buffers(module: torch.nn.Module, world_size: int) -> None:
+    """Average floating-point buffers (batch-norm running statistics) across ranks, so the
+    model rank 0 saves reflects every shard."""
+    for buffer in module.buffers():
+        if buffer.is_floating_point():
+            dist.all_reduce(buffer)
+            buffer /= world_size
+
+
+def broadcast_parameters(module: torch.nn.Module) -> None:
+    """Make every rank start from rank 0's weights and buffers."""
+    for tensor in [*module.parameters(), *module.buffers()]:
+        dist.broadcast(tensor.data, src=0)

@@ -1,0 +1,310 @@
+"""`siamese train`: run directories, exact resume after SIGKILL, checkpoints, divergence."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from safetensors.torch import load_file
+
+import siamese
+from siamese.cli import main
+from siamese.config import load_config
+from siamese.errors import CheckpointError, ConfigError, OutputError, TrainingDivergedError
+from siamese.telemetry import read_metrics
+from siamese.training_run import train_run
+
+DIGITS = {
+    "seed": 3,
+    "data": {"name": "digits"},
+    "model": {"encoder": "convnet", "options": {"widths": [8, 16]}, "embedding_dim": 16},
+    "loss": {"name": "triplet", "margin": 0.2, "mining": "semihard"},
+    "batches": {"p": 8, "k": 4},
+    "optimizer": {"name": "adamw", "lr": 0.003},
+    "train": {"epochs": 2, "log_every": 4},
+}
+
+
+def write_config(path: Path, overrides: dict | None = None) -> Path:
+    config = {
+        key: dict(value) if isinstance(value, dict) else value for key, value in DIGITS.items()
+    }
+    for section, values in (overrides or {}).items():
+        if isinstance(values, dict):
+            config.setdefault(section, {}).update(values)
+        else:
+            config[section] = values
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def run_cli(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
+    try:
+        main(argv)
+        code = 0
+    except SystemExit as exit_:
+        code = int(exit_.code or 0)
+    captured = capsys.readouterr()
+    return code, captured.out + captured.err
+
+
+TRAIN_COLUMNS = ("loss", "active_fraction", "mean_pos_dist", "mean_neg_dist", "lr")
+
+
+def training_rows(run: Path) -> list[tuple]:
+    rows = read_metrics(run / "metrics.csv")
+    return [
+        (row["step"], row["kind"], *(row.get(c) for c in TRAIN_COLUMNS))
+        + tuple(v for k, v in sorted(row.items()) if k.startswith("val_"))
+        for row in rows
+    ]
+
+
+def test_a_recipe_trains_into_a_complete_run_directory(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = write_config(tmp_path / "digits.yaml")
+    code, out = run_cli(["train", str(config), "--out", str(tmp_path / "run"), "--quiet"], capsys)
+    assert code == 0, out
+    run = tmp_path / "run"
+    names = {p.name for p in run.iterdir()}
+    assert {"config.yaml", "metrics.csv", "train.log", "split.json", "checkpoints"} <= names
+    assert {"model.safetensors", "model.json"} <= names
+    assert {p.name for p in (run / "checkpoints").iterdir()} >= {"last.pt", "best.pt"}
+    # The effective config reads back to the same config.
+    assert load_config(run / "config.yaml") == load_config(config)
+    rows = read_metrics(run / "metrics.csv")
+    train_rows = [r for r in rows if r["kind"] == "train"]
+    val_rows = [r for r in rows if r["kind"] == "validation"]
+    assert len(val_rows) == 2 and all(0 <= r["val_precision_at_1"] <= 1 for r in val_rows)
+    for column in ("embedding_norm", "embedding_variance", "images_per_s", "active_fraction"):
+        assert all(column in r for r in train_rows)
+    assert train_rows[-1]["loss"] < train_rows[0]["loss"]
+    model = siamese.load_model(run)
+    data = siamese.load_dataset("digits")
+    z = model(data.x[:5])
+    assert z.shape == (5, 16) and torch.allclose(z.norm(dim=1), torch.ones(5), atol=1e-5)
+    assert "best validation" in out and "run directory" in out
+
+
+def test_same_seed_and_config_give_identical_metrics(tmp_path: Path) -> None:
+    config = load_config(write_config(tmp_path / "c.yaml", {"train": {"epochs": 1}}))
+    train_run(config, tmp_path / "a", quiet=True)
+    train_run(config, tmp_path / "b", quiet=True)
+    assert training_rows(tmp_path / "a") == training_rows(tmp_path / "b")
+    a, b = (
+        load_file(tmp_path / "a" / "model.safetensors"),
+        load_file(tmp_path / "b" / "model.safetensors"),
+    )
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_sigkill_mid_epoch_then_resume_equals_an_uninterrupted_run(tmp_path: Path) -> None:
+    """Kill a training subprocess in the middle of an epoch, damage its newest checkpoint,
+    resume: the final weights and every logged number equal an uninterrupted run's."""
+    config = write_config(
+        tmp_path / "c.yaml",
+        {
+            # Random mining and augmentation draw random numbers every step: resuming must
+            # restore their generators too.
+            "loss": {"mining": "random"},
+            "augment": {"degrees": 10.0, "translate": 0.1},
+            "train": {"epochs": 2, "checkpoint_every": 3, "log_every": 3},
+        },
+    )
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    command = [sys.executable, "-m", "siamese", "train", str(config), "--quiet", "--out"]
+    killed = tmp_path / "killed"
+    process = subprocess.Popen([*command, str(killed)], env=env, stdout=subprocess.DEVNULL)
+    target = killed / "checkpoints" / "step-00000012.pt"
+    deadline = time.monotonic() + 120
+    while not target.exists() and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert target.exists(), "the run ended before the checkpoint the test waits for"
+    assert not (killed / "model.safetensors").exists()  # it really was cut off
+    steps_per_epoch = 44  # digits: 1,439 training examples at P×K = 8×4
+    last_step = max(int(p.stem.split("-")[1]) for p in (killed / "checkpoints").glob("step-*"))
+    assert last_step % steps_per_epoch != 0  # the newest checkpoint lies inside an epoch
+    # A checkpoint damaged by the kill: resume must fall back to the one before.
+    last = killed / "checkpoints" / "last.pt"
+    last.write_bytes(last.read_bytes()[: last.stat().st_size // 2])
+    with pytest.warns(UserWarning, match="last.pt"):
+        train_run(load_config(killed / "config.yaml"), killed, resume=True, quiet=True)
+    whole = tmp_path / "whole"
+    subprocess.run([*command, str(whole)], env=env, check=True, stdout=subprocess.DEVNULL)
+    a, b = load_file(killed / "model.safetensors"), load_file(whole / "model.safetensors")
+    assert a.keys() == b.keys()
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=1e-6, atol=1e-7)
+    assert training_rows(killed) == training_rows(whole)
+
+
+def test_existing_runs_are_never_overwritten_and_resume_needs_a_checkpoint(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = write_config(tmp_path / "c.yaml", {"train": {"steps": 3, "epochs": None}})
+    run = tmp_path / "run"
+    assert run_cli(["train", str(config), "--out", str(run), "--quiet"], capsys)[0] == 0
+    before = (run / "model.safetensors").read_bytes()
+    code, out = run_cli(["train", str(config), "--out", str(run), "--quiet"], capsys)
+    assert code == 1 and "already holds a run: pass --resume" in out
+    assert (run / "model.safetensors").read_bytes() == before
+    code, out = run_cli(["train", "--resume", "--out", str(tmp_path / "none")], capsys)
+    assert code == 1 and "holds no run to continue" in out
+    other = write_config(tmp_path / "o.yaml", {"train": {"steps": 3, "epochs": None}, "seed": 9})
+    code, out = run_cli(["train", str(other), "--resume", "--out", str(run)], capsys)
+    assert code == 1 and "differs from the run's" in out and "seed" in out
+    for name in ("last.pt", "best.pt"):
+        (run / "checkpoints" / name).unlink()
+    for step in (run / "checkpoints").glob("step-*"):
+        step.unlink()
+    with pytest.raises(CheckpointError, match="nothing to resume"):
+        train_run(load_config(run / "config.yaml"), run, resume=True, quiet=True)
+
+
+def test_config_errors_reach_the_user_as_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = write_config(tmp_path / "c.yaml", {"optimiser": {"lr": 0.1}})
+    code, out = run_cli(["train", str(config), "--out", str(tmp_path / "r")], capsys)
+    assert code == 1 and "optimiser" in out and "optimizer" in out and "Traceback" not in out
+    config = write_config(tmp_path / "d.yaml")
+    code, out = run_cli(
+        ["train", str(config), "--out", str(tmp_path / "r"), "--set", "train.epochs=0"], capsys
+    )
+    assert code == 1 and "train.epochs" in out
+    with pytest.raises(ConfigError, match="early_stop.metric"):
+        train_run(
+            load_config(config, ["train.early_stop.metric=accuracy"]), tmp_path / "r2", quiet=True
+        )
+
+
+def test_a_nan_loss_stops_with_a_clear_error_and_keeps_the_last_good_checkpoint(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from siamese.checkpoints import load_checkpoint
+    from siamese.objectives import Objective
+
+    real_step = Objective.step
+    calls = {"n": 0}
+
+    def poisoned(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        out = real_step(self, *args, **kwargs)
+        calls["n"] += 1
+        if calls["n"] > 10:
+            out.loss = out.loss * float("nan")
+        return out
+
+    monkeypatch.setattr(Objective, "step", poisoned)
+    config = load_config(write_config(tmp_path / "c.yaml", {"train": {"checkpoint_every": 5}}))
+    with pytest.raises(TrainingDivergedError, match=r"became nan near step 1[2-9].*last good"):
+        train_run(config, tmp_path / "run", quiet=True)
+    saved = load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")
+    assert saved["position"]["step"] == 10
+    assert all(torch.isfinite(t).all() for t in saved["model"].values() if t.is_floating_point())
+    assert not (tmp_path / "run" / "model.safetensors").exists()
+
+
+@pytest.mark.parametrize(
+    ("batches", "loss"),
+    [
+        ({"kind": "pairs", "size": 64}, {"name": "contrastive", "margin": 1.0}),
+        ({"kind": "pairs", "size": 64}, {"name": "pair_classifier"}),
+        ({"kind": "triplets", "size": 64}, {"name": "triplet", "margin": 0.2}),
+        ({"kind": "pk"}, {"name": "contrastive", "margin": 0.5}),
+    ],
+    ids=["pairs-contrastive", "pairs-classifier", "triplets", "pk-contrastive"],
+)
+def test_every_batch_kind_trains(tmp_path: Path, batches: dict, loss: dict) -> None:
+    config = load_config(
+        write_config(
+            tmp_path / "c.yaml",
+            {"batches": batches, "loss": loss, "train": {"epochs": 1, "log_every": 2}},
+        )
+    )
+    result = train_run(config, tmp_path / "run", quiet=True)
+    rows = [r for r in read_metrics(tmp_path / "run" / "metrics.csv") if r["kind"] == "train"]
+    assert result.steps == rows[-1]["step"] and rows[-1]["loss"] < rows[0]["loss"]
+    assert result.best["precision_at_1"] > 0.5
+
+
+def test_early_stopping_stops_and_keeps_the_best_weights(tmp_path: Path) -> None:
+    config = load_config(
+        write_config(
+            tmp_path / "c.yaml",
+            {
+                "optimizer": {"lr": 1e-7},  # nothing improves
+                "train": {"epochs": 6, "early_stop": {"metric": "roc_auc", "patience": 1}},
+            },
+        )
+    )
+    result = train_run(config, tmp_path / "run", quiet=True)
+    assert result.stopped_early and result.epochs_done < 6
+    model_json = (tmp_path / "run" / "model.json").read_text()
+    assert "best roc_auc at step" in model_json
+
+
+def test_optimisers_and_schedules(tmp_path: Path) -> None:
+    from siamese.config import OptimizerConfig, ScheduleConfig
+    from siamese.optimization import build_optimizer, build_schedule, lr_factor
+
+    params = [torch.nn.Parameter(torch.zeros(3))]
+    for name in ("adam", "adamw", "sgd", "rmsprop"):
+        optimizer = build_optimizer(params, OptimizerConfig(name=name, lr=0.1))
+        assert optimizer.param_groups[0]["lr"] == 0.1
+    cosine = lr_factor(ScheduleConfig("cosine", warmup_fraction=0.1), 100, 10)
+    assert cosine(0) == pytest.approx(0.1) and cosine(9) == pytest.approx(1.0)
+    assert cosine(10) == pytest.approx(1.0) and cosine(100) == pytest.approx(0.0)
+    step = lr_factor(ScheduleConfig("step", warmup_fraction=0.0, step_epochs=2, gamma=0.5), 100, 10)
+    assert [step(s) for s in (0, 19, 20, 40)] == [1.0, 1.0, 0.5, 0.25]
+    one = lr_factor(ScheduleConfig("onecycle"), 100, 10)
+    assert one(0) == pytest.approx(1 / 25) and one(30) == pytest.approx(1.0)
+    assert one(100) == pytest.approx(1 / 25_000)
+    optimizer = build_optimizer(params, OptimizerConfig(name="sgd", lr=1.0))
+    schedule = build_schedule(optimizer, ScheduleConfig("constant", warmup_fraction=0.5), 4, 1)
+    lrs = []
+    for _ in range(4):
+        lrs.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        schedule.step()
+    assert lrs == [0.5, 1.0, 1.0, 1.0]
+    with pytest.raises(ConfigError, match="nesterov"):
+        build_optimizer(params, OptimizerConfig(name="sgd", momentum=0.0, nesterov=True))
+
+
+def test_collapse_alarm_warns_once_with_advice() -> None:
+    from siamese.telemetry import CollapseAlarm
+
+    alarm = CollapseAlarm(margin=0.2, embedding_dim=64)
+    healthy = {
+        "step": 10,
+        "loss": 0.1,
+        "embedding_norm": 1.0,
+        "embedding_variance": 0.01,
+        "mean_pos_dist": 0.5,
+        "mean_neg_dist": 1.0,
+    }
+    assert alarm.check(healthy) is None
+    stuck = {**healthy, "step": 20, "loss": 0.2, "mean_pos_dist": 0.7, "mean_neg_dist": 0.7001}
+    with pytest.warns(UserWarning, match="collapsed at step 20.*lower learning rate|learning rate"):
+        assert alarm.check(stuck) is not None
+    assert alarm.check({**stuck, "step": 30}) is None  # once
+    collapsed = {**healthy, "embedding_variance": 1e-9}
+    with pytest.warns(UserWarning, match="embedding variance"):
+        assert CollapseAlarm(None, 64).check(collapsed) is not None
+
+
+def test_output_error_for_an_unwritable_run_directory(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("x")
+    config = load_config(write_config(tmp_path / "c.yaml"))
+    with pytest.raises(OutputError, match="is a file"):
+        train_run(config, tmp_path / "file", quiet=True)
