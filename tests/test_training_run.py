@@ -61,8 +61,12 @@ TRAIN_COLUMNS = ("loss", "active_fraction", "mean_pos_dist", "mean_neg_dist", "l
 def training_rows(run: Path) -> list[tuple]:
     rows = read_metrics(run / "metrics.csv")
     return [
-        (row["step"], row["kind"], *(row.get(c) for c in TRAIN_COLUMNS))
-        + tuple(v for k, v in sorted(row.items()) if k.startswith("val_"))
+        (
+            row["step"],
+            row["kind"],
+            *(row.get(c) for c in TRAIN_COLUMNS),
+            *(v for k, v in sorted(row.items()) if k.startswith("val_")),
+        )
         for row in rows
     ]
 
@@ -182,7 +186,7 @@ def test_config_errors_reach_the_user_as_one_line(
         ["train", str(config), "--out", str(tmp_path / "r"), "--set", "train.epochs=0"], capsys
     )
     assert code == 1 and "train.epochs" in out
-    with pytest.raises(ConfigError, match="early_stop.metric"):
+    with pytest.raises(ConfigError, match=r"early_stop\.metric"):
         train_run(
             load_config(config, ["train.early_stop.metric=accuracy"]), tmp_path / "r2", quiet=True
         )

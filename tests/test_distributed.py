@@ -1,0 +1,71 @@
+"""Two processes on loopback (gloo): the global-batch loss and gradients equal one process's,
+and `torchrun -m siamese train` writes one valid run directory."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+import siamese
+from siamese.config import LossConfig
+from siamese.objectives import Objective
+from siamese.telemetry import read_metrics
+
+SCRIPTS = Path(__file__).parent / "scripts"
+
+
+def torchrun(args: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
+    result = subprocess.run([*command, *args], cwd=cwd, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return result
+
+
+def test_global_batch_loss_and_gradients_equal_one_process(tmp_path: Path) -> None:
+    sys.path.insert(0, str(SCRIPTS))
+    try:
+        from distributed_step import SPEC, global_batch
+    finally:
+        sys.path.remove(str(SCRIPTS))
+    torchrun([str(SCRIPTS / "distributed_step.py"), str(tmp_path)], cwd=tmp_path)
+    ranks = [torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in range(2)]
+
+    torch.manual_seed(0)
+    data = siamese.load_dataset("digits")
+    model = siamese.build_embedding_net(SPEC, tuple(data.x.shape[1:]))
+    objective = Objective.from_config("pk", LossConfig(mining="semihard"), 8)
+    single = objective.step(lambda i: model(data.x[i]), data.y, (global_batch(),))
+    single.loss.backward()
+    for rank in ranks:
+        torch.testing.assert_close(rank["loss"], single.loss.detach(), rtol=1e-5, atol=1e-6)
+        for got, want in zip(rank["grads"], [p.grad for p in model.parameters()], strict=True):
+            torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.slow
+def test_torchrun_two_processes_train_into_one_run_directory(tmp_path: Path) -> None:
+    config = {
+        "seed": 1,
+        "data": {"name": "digits"},
+        "model": {"encoder": "convnet", "options": {"widths": [8, 16]}, "embedding_dim": 16},
+        "batches": {"p": 8, "k": 4},
+        "train": {"epochs": 2, "log_every": 4},
+    }
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(config))
+    torchrun(["-m", "siamese", "train", "c.yaml", "--out", "run", "--quiet"], cwd=tmp_path)
+    run = tmp_path / "run"
+    rows = read_metrics(run / "metrics.csv")
+    steps = [r["step"] for r in rows if r["kind"] == "train"]
+    assert steps == sorted(set(steps))  # one writer: no step logged twice
+    # 44 P×K batches per epoch shared by 2 ranks: 22 steps per epoch.
+    assert steps[-1] == 44
+    assert len([r for r in rows if r["kind"] == "validation"]) == 2
+    log = (run / "train.log").read_text()
+    assert log.count("training convnet on digits") == 1 and "done: 44 steps" in log
+    model = siamese.load_model(run)
+    assert model(torch.zeros(2, 1, 8, 8, dtype=torch.uint8)).shape == (2, 16)
