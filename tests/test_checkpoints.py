@@ -20,11 +20,9 @@ from siamese.atomic_write import write_bytes_atomic
 from siamese.checkpoints import (
     CHECKPOINT_FORMAT,
     CheckpointWarning,
-    capture_rng_state,
     last_checkpoint_path,
     load_checkpoint,
     load_latest_good,
-    restore_rng_state,
     resume_candidates,
     save_best,
     save_checkpoint,
@@ -32,6 +30,7 @@ from siamese.checkpoints import (
     step_checkpoint_path,
 )
 from siamese.errors import CheckpointError, OutputError
+from siamese.rng_state import capture_rng_state, restore_rng_state
 
 
 class _Opaque:

@@ -312,3 +312,33 @@ def test_output_error_for_an_unwritable_run_directory(tmp_path: Path) -> None:
     config = load_config(write_config(tmp_path / "c.yaml"))
     with pytest.raises(OutputError, match="is a file"):
         train_run(config, tmp_path / "file", quiet=True)
+
+
+CONFIGS = sorted((Path(__file__).parent.parent / "configs").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("recipe", CONFIGS, ids=[p.stem for p in CONFIGS])
+def test_every_shipped_recipe_is_a_valid_config(recipe: Path) -> None:
+    load_config(recipe)
+
+
+def test_the_glyphs_recipe_trains_from_the_command_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    recipe = Path(__file__).parent.parent / "configs" / "glyphs_triplet.yaml"
+    argv = ["train", str(recipe), "--out", str(tmp_path / "run"), "--quiet"]
+    code, out = run_cli([*argv, "--set", "train.steps=12", "--set", "train.log_every=4"], capsys)
+    assert code == 0, out
+    assert load_config(tmp_path / "run" / "config.yaml").train.steps == 12
+    assert siamese.load_model(tmp_path / "run").spec["encoder"] == "convnet"
+
+
+def test_help_lists_every_config_key(capsys: pytest.CaptureFixture[str]) -> None:
+    from siamese.config import RunConfig
+    from siamese.config_loading import describe_options
+
+    code, out = run_cli(["train", "--help"], capsys)
+    assert code == 0
+    flat = " ".join(out.split())
+    for key, *_ in describe_options(RunConfig):
+        assert f"{key} (" in flat, key

@@ -43,6 +43,9 @@ _PUBLIC: dict[str, str] = {
     "fit": "siamese.training",
     "load_model": "siamese.run_directory",
     "build_embedding_net": "siamese.models.embedding",
+    "build_encoder": "siamese.models.builder",
+    "ENCODERS": "siamese.models.builder",
+    "SiameseNet": "siamese.models.siamese_net",
     "PairDataset": "siamese.sampling",
     "TripletDataset": "siamese.sampling",
 }

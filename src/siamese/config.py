@@ -62,9 +62,12 @@ class ModelConfig:
     """The encoder and the embedding head (`siamese.models`)."""
 
     encoder: Literal["mlp", "seed_cnn", "convnet", "resnet", "lstm", "gru"] = "convnet"
+    """The encoder by name: mlp (vectors), seed_cnn (the tutorials' two conv layers), convnet
+    (few-shot backbone), resnet (faces), lstm / gru (sequences, or images row by row)."""
     options: dict[str, Any] = field(default_factory=dict)
     """The encoder's own options (widths, hidden sizes, depth...); see `siamese.models`."""
     embedding_dim: int = 64
+    """D, the size of the embedding."""
     normalize: bool = True
     """L2-normalise the embeddings (distances then lie in [0, 2])."""
     output_activation: Literal["none", "sigmoid"] = "none"
@@ -76,10 +79,15 @@ class LossConfig:
     """The loss (`siamese.losses`) and, for triplets, the mining."""
 
     name: Literal["triplet", "contrastive", "pair_classifier"] = "triplet"
+    """triplet (margin on d_ap − d_an), contrastive (Hadsell et al.: pull genuine pairs
+    together, push impostors beyond the margin) or pair_classifier (Koch et al.'s logistic
+    unit on |f(a) − f(b)|)."""
     margin: float = 0.2
+    """The margin of the triplet or contrastive loss, in units of the distance."""
     mining: Literal["all", "semihard", "hard", "random"] = "semihard"
     """Triplet mining over a P×K batch; unused with `batches.kind` pairs or triplets."""
     metric: Literal["euclidean", "sqeuclidean", "cosine"] = "euclidean"
+    """The distance between embeddings, in training and in validation."""
     soft: bool = False
     """Soft-margin triplet loss: softplus(d_ap − d_an) instead of a hinge."""
 
@@ -104,11 +112,15 @@ class BatchConfig:
 @dataclass
 class OptimizerConfig:
     name: Literal["adam", "adamw", "sgd", "rmsprop"] = "adamw"
+    """The optimiser (torch.optim's)."""
     lr: float = 1e-3
+    """The peak learning rate (the schedule scales it)."""
     weight_decay: float = 1e-4
+    """Decoupled for AdamW, an L2 term for the others."""
     momentum: float = 0.9
     """SGD's and RMSprop's momentum."""
     nesterov: bool = False
+    """SGD with Nesterov momentum."""
     betas: tuple[float, float] = (0.9, 0.999)
     """Adam's and AdamW's."""
 
@@ -118,6 +130,7 @@ class ScheduleConfig:
     """The learning-rate schedule, stepped every optimiser step."""
 
     name: Literal["constant", "cosine", "onecycle", "step"] = "cosine"
+    """constant, cosine (to min_lr_fraction), onecycle (Smith and Topin) or step (× gamma)."""
     warmup_fraction: float = 0.05
     """Share of all steps spent warming up linearly from 0 (cosine, step, constant)."""
     min_lr_fraction: float = 0.0
@@ -125,20 +138,24 @@ class ScheduleConfig:
     step_epochs: int = 10
     """`step`: multiply the learning rate by `gamma` every this many epochs."""
     gamma: float = 0.1
+    """`step`: the factor applied every `step_epochs` epochs."""
 
 
 @dataclass
 class EarlyStopConfig:
     metric: str = "precision_at_1"
-    """A validation metric: precision_at_1, roc_auc, eer, loss."""
+    """The validation metric that picks `best` and stops early: precision_at_1, roc_auc
+    or eer."""
     patience: int = 0
     """Validations without improvement before stopping (0: never stop early)."""
     min_delta: float = 0.0
+    """An improvement smaller than this does not count."""
 
 
 @dataclass
 class TrainConfig:
     epochs: int | None = 10
+    """The budget in passes over the training batches."""
     steps: int | None = None
     """A budget in optimiser steps; when set it wins over `epochs`."""
     grad_clip: float | None = None
@@ -152,7 +169,7 @@ class TrainConfig:
     checkpoint_every: int = 0
     """Steps between checkpoints (0: at the end of every epoch only)."""
     keep_checkpoints: int = 2
-    """Step checkpoints kept besides `best` and `last`."""
+    """Newest step checkpoints kept (at least the newest one) besides `best` and `last`."""
     early_stop: EarlyStopConfig = field(default_factory=EarlyStopConfig)
     threads: int | None = None
     """torch intra-op threads (None: torch's default)."""
@@ -163,6 +180,7 @@ class RunConfig:
     """Everything a training run depends on. Same seed + same config ⇒ same metrics on CPU."""
 
     seed: int = 0
+    """Seeds the split, the initial weights, the batches, the augmentation and the mining."""
     data: DataConfig = field(default_factory=DataConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     model: ModelConfig = field(default_factory=ModelConfig)

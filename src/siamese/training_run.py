@@ -23,9 +23,7 @@ import torch
 from rich.console import Console
 
 from siamese.checkpoints import (
-    capture_rng_state,
     load_latest_good,
-    restore_rng_state,
     save_best,
     save_step_checkpoint,
 )
@@ -45,6 +43,7 @@ from siamese.evaluation.validation import HIGHER_IS_BETTER, validate
 from siamese.models.embedding import EmbeddingNet, build_embedding_net
 from siamese.objectives import Objective
 from siamese.optimization import build_optimizer, build_schedule
+from siamese.rng_state import capture_rng_state, restore_rng_state
 from siamese.run_directory import prepare_run_directory, save_model, write_json_atomic
 from siamese.sampling import PKSampler, TupleBatches
 from siamese.telemetry import CollapseAlarm, MetricsLog
