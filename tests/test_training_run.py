@@ -239,6 +239,13 @@ def test_every_batch_kind_trains(tmp_path: Path, batches: dict, loss: dict) -> N
     rows = [r for r in read_metrics(tmp_path / "run" / "metrics.csv") if r["kind"] == "train"]
     assert result.steps == rows[-1]["step"] and rows[-1]["loss"] < rows[0]["loss"]
     assert result.best["precision_at_1"] > 0.5
+    if loss["name"] == "pair_classifier":
+        net = siamese.load_siamese_net(tmp_path / "run")
+        x = siamese.load_dataset("digits").x[:4]
+        assert net.probability(x, x.flip(0)).shape == (4,)
+    else:
+        with pytest.raises(CheckpointError, match="did not train a pair classifier"):
+            siamese.load_siamese_net(tmp_path / "run")
 
 
 def test_early_stopping_stops_and_keeps_the_best_weights(tmp_path: Path) -> None:

@@ -42,6 +42,7 @@ _PUBLIC: dict[str, str] = {
     "train_run": "siamese.training_run",
     "fit": "siamese.training",
     "load_model": "siamese.run_directory",
+    "load_siamese_net": "siamese.run_directory",
     "build_embedding_net": "siamese.models.embedding",
     "build_encoder": "siamese.models.builder",
     "ENCODERS": "siamese.models.builder",
@@ -70,7 +71,7 @@ if TYPE_CHECKING:
     )
     from siamese.models.convnet import ConvNet
     from siamese.models.embedding import EmbeddingNet, build_embedding_net
-    from siamese.run_directory import load_model
+    from siamese.run_directory import load_model, load_siamese_net
     from siamese.sampling import PairDataset, PKSampler, TripletDataset, TupleBatches
     from siamese.training import fit
     from siamese.training_run import train_run

@@ -14,10 +14,12 @@ from pathlib import Path
 from typing import Any
 
 import safetensors.torch
+import torch
 
 from siamese.atomic_write import write_bytes_atomic
 from siamese.errors import CheckpointError, OutputError, SiameseError
 from siamese.models.embedding import EmbeddingNet, build_embedding_net
+from siamese.models.siamese_net import SiameseNet
 
 
 def prepare_run_directory(out: Path) -> Path:
@@ -125,3 +127,36 @@ def load_model(run_dir: Path | str) -> EmbeddingNet:
         raise CheckpointError(f"{run_dir}: the saved model cannot be rebuilt: {err}") from None
     model.eval()
     return model
+
+
+PAIR_HEAD_FILE = "pair_head.safetensors"
+
+
+def save_pair_head(out: Path, head: torch.nn.Module) -> None:
+    """Save a trained pair classifier's logistic unit beside the model (`pair_head.safetensors`)."""
+    state = {name: t.detach().contiguous() for name, t in head.state_dict().items()}
+    write_bytes_atomic(out / PAIR_HEAD_FILE, safetensors.torch.save(state))
+
+
+def load_siamese_net(run_dir: Path | str) -> SiameseNet:
+    """The trained model of a run that trained `loss.name: pair_classifier`, with its pair
+    head: `net(x1, x2)` gives logits of "same class" (1 = genuine), `net.embed(x)` embeddings.
+
+    Raises:
+        CheckpointError: the run has no model, or trained without a pair head.
+    """
+    run_dir = Path(run_dir)
+    embedding_net = load_model(run_dir)
+    path = run_dir / PAIR_HEAD_FILE
+    if not path.is_file():
+        raise CheckpointError(
+            f"{path} not found: this run did not train a pair classifier (loss.name "
+            "pair_classifier). Use load_model for its embeddings and compare distances."
+        )
+    net = SiameseNet(embedding_net)
+    try:
+        net.head.load_state_dict(safetensors.torch.load(path.read_bytes()), strict=True)
+    except (RuntimeError, SiameseError) as err:
+        raise CheckpointError(f"{path}: the pair head cannot be loaded: {err}") from None
+    net.eval()
+    return net

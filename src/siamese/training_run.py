@@ -40,11 +40,17 @@ from siamese.distributed import (
 )
 from siamese.errors import CheckpointError, ConfigError, OutputError, TrainingDivergedError
 from siamese.evaluation.validation import HIGHER_IS_BETTER, validate
-from siamese.models.embedding import EmbeddingNet, build_embedding_net
+from siamese.losses import PairClassifierLoss
+from siamese.models.embedding import build_embedding_net
 from siamese.objectives import Objective
 from siamese.optimization import build_optimizer, build_schedule
 from siamese.rng_state import capture_rng_state, restore_rng_state
-from siamese.run_directory import prepare_run_directory, save_model, write_json_atomic
+from siamese.run_directory import (
+    prepare_run_directory,
+    save_model,
+    save_pair_head,
+    write_json_atomic,
+)
 from siamese.sampling import PKSampler, TupleBatches
 from siamese.telemetry import CollapseAlarm, MetricsLog
 from siamese.training import Position, TrainingLoop, progress_bar
@@ -335,6 +341,8 @@ def _train(
                 "steps": loop.position.step,
             },
         )
+        if isinstance(objective.loss, PairClassifierLoss):
+            save_pair_head(out, objective.loss)
         log.line(f"done: {loop.position.step} steps in {seconds:.1f} s; model ({weights}) in {out}")
     images_per_s = history.images / history.seconds if history.seconds else 0.0
     return RunResult(
@@ -447,10 +455,3 @@ class _RunLog:
 
     def warn(self, text: str) -> None:
         self.line(f"warning: {text}")
-
-
-def model_from_run(run_dir: Path) -> EmbeddingNet:
-    """Alias kept next to the writer: see `siamese.run_directory.load_model`."""
-    from siamese.run_directory import load_model
-
-    return load_model(run_dir)
