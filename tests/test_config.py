@@ -21,17 +21,9 @@ from siamese.config import (
     check_config,
     load_config,
 )
-from siamese.config_loading import (
-    _field_types,
-    _unwrap_optional,
-    apply_overrides,
-    describe_options,
-    dump_yaml,
-    from_dict,
-    read_yaml,
-    save_config_atomic,
-    to_dict,
-)
+from siamese.config_help import describe_options
+from siamese.config_loading import apply_overrides, field_types, from_dict, unwrap_optional
+from siamese.config_yaml import dump_yaml, read_yaml, save_config_atomic, to_dict
 from siamese.errors import ConfigError, OutputError
 
 FULL_RECIPE = """\
@@ -369,10 +361,10 @@ def test_strings_that_look_like_numbers_survive_a_round_trip() -> None:
 
 def values_of(tp: Any) -> st.SearchStrategy[Any]:
     """Any valid value of field type `tp`, as the dataclass stores it."""
-    inner, optional = _unwrap_optional(tp)
+    inner, optional = unwrap_optional(tp)
     base: st.SearchStrategy[Any]
     if dataclasses.is_dataclass(inner):
-        types_ = _field_types(inner)
+        types_ = field_types(inner)
         base = st.fixed_dictionaries({k: values_of(t) for k, t in types_.items()}).map(
             lambda kwargs, cls=inner: cls(**kwargs)
         )
@@ -406,7 +398,11 @@ def test_round_trip_through_yaml(config: RunConfig) -> None:
 
 def test_describe_options_lists_every_leaf_with_help() -> None:
     rows = {row[0]: row[1:] for row in describe_options(RunConfig)}
-    assert rows["train.epochs"] == ("int | null", "10", "")  # no help literal in config.py
+    assert rows["train.epochs"] == (
+        "int | null",
+        "10",
+        "The budget in passes over the training batches.",
+    )
     assert rows["train.steps"] == (
         "int | null",
         "null",

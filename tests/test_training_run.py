@@ -342,7 +342,7 @@ def test_the_glyphs_recipe_trains_from_the_command_line(
 
 def test_help_lists_every_config_key(capsys: pytest.CaptureFixture[str]) -> None:
     from siamese.config import RunConfig
-    from siamese.config_loading import describe_options
+    from siamese.config_help import describe_options
 
     code, out = run_cli(["train", "--help"], capsys)
     assert code == 0

@@ -14,7 +14,7 @@ def _options_epilog() -> str:
     from rich.markup import escape
 
     from siamese.config import RunConfig
-    from siamese.config_loading import describe_options
+    from siamese.config_help import describe_options
 
     lines = ["[bold]Config keys[/] (YAML sections, or --set key=value):"]
     for key, type_name, default, help_text in describe_options(RunConfig):
@@ -91,7 +91,7 @@ def train(
 
 
 def _check_same_run(given, saved_config, given_path: Path, saved_path: Path) -> None:  # type: ignore[no-untyped-def]
-    from siamese.config_loading import to_dict
+    from siamese.config_yaml import to_dict
     from siamese.errors import ConfigError
 
     a, b = _flatten(to_dict(given)), _flatten(to_dict(saved_config))

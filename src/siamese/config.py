@@ -200,7 +200,8 @@ def load_config(path: Path | None, overrides: list[str] | tuple[str, ...] = ()) 
     Raises:
         ConfigError: unreadable file, invalid YAML, unknown key, wrong type or value.
     """
-    from siamese.config_loading import apply_overrides, from_dict, read_yaml
+    from siamese.config_loading import apply_overrides, from_dict
+    from siamese.config_yaml import read_yaml
 
     raw = read_yaml(path) if path is not None else {}
     source = str(path) if path is not None else "the defaults"

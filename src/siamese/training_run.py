@@ -28,7 +28,7 @@ from siamese.checkpoints import (
     save_step_checkpoint,
 )
 from siamese.config import AugmentConfig, RunConfig
-from siamese.config_loading import save_config_atomic, to_dict
+from siamese.config_yaml import save_config_atomic, to_dict
 from siamese.data.labeled import LabeledData
 from siamese.data.splits import split_data
 from siamese.distributed import (
