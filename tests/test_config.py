@@ -354,7 +354,7 @@ def test_strings_that_look_like_numbers_survive_a_round_trip() -> None:
     config = RunConfig()
     config.data.split = "1e-3"
     config.data.validation_split = "2021"
-    config.train.early_stop.metric = "null"
+    config.data.name = "null"
     config.data.data_dir = "caf\u00e9/a\x85b"  # PyYAML reads a raw NEL in quotes as a space
     assert from_dict(RunConfig, yaml.safe_load(dump_yaml(config)), "dump") == config
 

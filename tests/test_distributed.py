@@ -26,24 +26,29 @@ def torchrun(args: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
     return result
 
 
-def test_global_batch_loss_and_gradients_equal_one_process(tmp_path: Path) -> None:
+@pytest.mark.parametrize("loss_name", ["triplet", "pair_classifier"])
+def test_global_batch_loss_and_gradients_equal_one_process(tmp_path: Path, loss_name: str) -> None:
     sys.path.insert(0, str(SCRIPTS))
     try:
         from distributed_step import SPEC, global_batch
     finally:
         sys.path.remove(str(SCRIPTS))
-    torchrun([str(SCRIPTS / "distributed_step.py"), str(tmp_path)], cwd=tmp_path)
+    torchrun([str(SCRIPTS / "distributed_step.py"), str(tmp_path), loss_name], cwd=tmp_path)
     ranks = [torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in range(2)]
 
     torch.manual_seed(0)
     data = siamese.load_dataset("digits")
     model = siamese.build_embedding_net(SPEC, tuple(data.x.shape[1:]))
-    objective = Objective.from_config("pk", LossConfig(mining="semihard"), 8)
+    objective = Objective.from_config("pk", LossConfig(name=loss_name, mining="semihard"), 8)
     single = objective.step(lambda i: model(data.x[i]), data.y, (global_batch(),))
     single.loss.backward()
     for rank in ranks:
         torch.testing.assert_close(rank["loss"], single.loss.detach(), rtol=1e-5, atol=1e-6)
         for got, want in zip(rank["grads"], [p.grad for p in model.parameters()], strict=True):
+            torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-6)
+        wanted = [p.grad for p in objective.parameters()]  # the pair head, if any
+        assert len(rank["objective_grads"]) == len(wanted) == (2 if loss_name != "triplet" else 0)
+        for got, want in zip(rank["objective_grads"], wanted, strict=True):
             torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-6)
 
 
@@ -69,3 +74,21 @@ def test_torchrun_two_processes_train_into_one_run_directory(tmp_path: Path) -> 
     assert log.count("training convnet on digits") == 1 and "done: 44 steps" in log
     model = siamese.load_model(run)
     assert model(torch.zeros(2, 1, 8, 8, dtype=torch.uint8)).shape == (2, 16)
+    # Resume under torchrun with a bigger budget: every rank restores its own generators.
+    torchrun(
+        [
+            "-m",
+            "siamese",
+            "train",
+            "--resume",
+            "--out",
+            "run",
+            "--quiet",
+            "--set",
+            "train.epochs=3",
+        ],
+        cwd=tmp_path,
+    )
+    rows = read_metrics(run / "metrics.csv")
+    assert [r["step"] for r in rows if r["kind"] == "validation"] == [22.0, 44.0, 66.0]
+    assert "resumed from" in (run / "train.log").read_text()

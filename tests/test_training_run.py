@@ -120,20 +120,26 @@ def test_sigkill_mid_epoch_then_resume_equals_an_uninterrupted_run(tmp_path: Pat
             # restore their generators too.
             "loss": {"mining": "random"},
             "augment": {"degrees": 10.0, "translate": 0.1},
-            "train": {"epochs": 2, "checkpoint_every": 3, "log_every": 3},
+            # Log rows every 4 steps, checkpoints every 3: a resumed run must also carry the
+            # statistics gathered since the last row.
+            "train": {"epochs": 2, "checkpoint_every": 3, "log_every": 4},
         },
     )
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     command = [sys.executable, "-m", "siamese", "train", str(config), "--quiet", "--out"]
     killed = tmp_path / "killed"
     process = subprocess.Popen([*command, str(killed)], env=env, stdout=subprocess.DEVNULL)
-    target = killed / "checkpoints" / "step-00000012.pt"
+
+    def newest_step() -> int:
+        steps = [int(p.stem.split("-")[1]) for p in (killed / "checkpoints").glob("step-*.pt")]
+        return max(steps, default=0)
+
     deadline = time.monotonic() + 120
-    while not target.exists() and process.poll() is None and time.monotonic() < deadline:
+    while newest_step() < 12 and process.poll() is None and time.monotonic() < deadline:
         time.sleep(0.01)
     process.send_signal(signal.SIGKILL)
     process.wait()
-    assert target.exists(), "the run ended before the checkpoint the test waits for"
+    assert newest_step() >= 12, "the run ended before the checkpoint the test waits for"
     assert not (killed / "model.safetensors").exists()  # it really was cut off
     steps_per_epoch = 44  # digits: 1,439 training examples at P×K = 8×4
     last_step = max(int(p.stem.split("-")[1]) for p in (killed / "checkpoints").glob("step-*"))
@@ -141,7 +147,7 @@ def test_sigkill_mid_epoch_then_resume_equals_an_uninterrupted_run(tmp_path: Pat
     # A checkpoint damaged by the kill: resume must fall back to the one before.
     last = killed / "checkpoints" / "last.pt"
     last.write_bytes(last.read_bytes()[: last.stat().st_size // 2])
-    with pytest.warns(UserWarning, match="last.pt"):
+    with pytest.warns(UserWarning, match=r"last\.pt"):
         train_run(load_config(killed / "config.yaml"), killed, resume=True, quiet=True)
     whole = tmp_path / "whole"
     subprocess.run([*command, str(whole)], env=env, check=True, stdout=subprocess.DEVNULL)
@@ -152,7 +158,7 @@ def test_sigkill_mid_epoch_then_resume_equals_an_uninterrupted_run(tmp_path: Pat
     assert training_rows(killed) == training_rows(whole)
 
 
-def test_existing_runs_are_never_overwritten_and_resume_needs_a_checkpoint(
+def test_existing_runs_are_never_overwritten_and_resume_needs_a_good_checkpoint(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     config = write_config(tmp_path / "c.yaml", {"train": {"steps": 3, "epochs": None}})
@@ -166,12 +172,10 @@ def test_existing_runs_are_never_overwritten_and_resume_needs_a_checkpoint(
     assert code == 1 and "holds no run to continue" in out
     other = write_config(tmp_path / "o.yaml", {"train": {"steps": 3, "epochs": None}, "seed": 9})
     code, out = run_cli(["train", str(other), "--resume", "--out", str(run)], capsys)
-    assert code == 1 and "differs from the run's" in out and "seed" in out
-    for name in ("last.pt", "best.pt"):
-        (run / "checkpoints" / name).unlink()
-    for step in (run / "checkpoints").glob("step-*"):
-        step.unlink()
-    with pytest.raises(CheckpointError, match="nothing to resume"):
+    assert code == 1 and "changes seed of the run being resumed" in out
+    for checkpoint in (run / "checkpoints").glob("*.pt"):
+        checkpoint.write_bytes(b"")  # every checkpoint damaged: nothing to fall back to
+    with pytest.warns(UserWarning), pytest.raises(CheckpointError, match=r"last\.pt"):
         train_run(load_config(run / "config.yaml"), run, resume=True, quiet=True)
 
 
@@ -306,7 +310,9 @@ def test_collapse_alarm_warns_once_with_advice() -> None:
     }
     assert alarm.check(healthy) is None
     stuck = {**healthy, "step": 20, "loss": 0.2, "mean_pos_dist": 0.7, "mean_neg_dist": 0.7001}
-    with pytest.warns(UserWarning, match="collapsed at step 20.*lower learning rate|learning rate"):
+    with pytest.warns(
+        UserWarning, match=r"collapsed at step 20: loss 0\.2000 ≈ margin.*lower learning rate"
+    ):
         assert alarm.check(stuck) is not None
     assert alarm.check({**stuck, "step": 30}) is None  # once
     collapsed = {**healthy, "embedding_variance": 1e-9}
@@ -349,3 +355,96 @@ def test_help_lists_every_config_key(capsys: pytest.CaptureFixture[str]) -> None
     flat = " ".join(out.split())
     for key, *_ in describe_options(RunConfig):
         assert f"{key} (" in flat, key
+
+
+def test_a_budget_ending_on_a_checkpoint_step_still_validates(tmp_path: Path) -> None:
+    config = load_config(
+        write_config(
+            tmp_path / "c.yaml", {"train": {"epochs": None, "steps": 10, "checkpoint_every": 5}}
+        )
+    )
+    result = train_run(config, tmp_path / "run", quiet=True)
+    rows = read_metrics(tmp_path / "run" / "metrics.csv")
+    assert [r["step"] for r in rows if r["kind"] == "validation"] == [10.0]
+    assert (
+        result.best
+        and "best precision_at_1 at step 10" in (tmp_path / "run" / "model.json").read_text()
+    )
+
+
+def test_a_nan_before_an_epoch_end_validation_is_reported_as_divergence(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from siamese.objectives import Objective
+
+    real_step = Objective.step
+    calls = {"n": 0}
+
+    def poisoned(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        out = real_step(self, *args, **kwargs)
+        calls["n"] += 1
+        if calls["n"] >= 42:  # the epoch ends at step 44, between two log steps (40, 60)
+            out.loss = out.loss * float("inf")
+        return out
+
+    monkeypatch.setattr(Objective, "step", poisoned)
+    config = load_config(write_config(tmp_path / "c.yaml", {"train": {"log_every": 20}}))
+    with pytest.raises(TrainingDivergedError, match=r"the loss became (inf|nan) near step 44"):
+        train_run(config, tmp_path / "run", quiet=True)
+
+
+def test_resume_of_a_finished_run_changes_nothing_and_a_bigger_budget_goes_on(
+    tmp_path: Path,
+) -> None:
+    config = load_config(write_config(tmp_path / "c.yaml", {"train": {"epochs": 1}}))
+    run = tmp_path / "run"
+    train_run(config, run, quiet=True)
+    before = (run / "metrics.csv").read_text(), (run / "model.safetensors").read_bytes()
+    result = train_run(config, run, resume=True, quiet=True)
+    assert result.steps == 44
+    assert ((run / "metrics.csv").read_text(), (run / "model.safetensors").read_bytes()) == before
+    assert "already complete at step 44" in (run / "train.log").read_text()
+    longer = load_config(run / "config.yaml", ["train.epochs=2", "optimizer.lr=0.001"])
+    result = train_run(longer, run, resume=True, quiet=True)
+    assert result.steps == 88 and load_config(run / "config.yaml").train.epochs == 2
+    log = (run / "train.log").read_text()
+    assert "changed on resume: optimizer.lr, train.epochs" in log
+
+
+def test_resume_refuses_changes_that_make_another_run(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = write_config(tmp_path / "c.yaml", {"train": {"epochs": 1}})
+    run = tmp_path / "run"
+    assert run_cli(["train", str(config), "--out", str(run), "--quiet"], capsys)[0] == 0
+    code, out = run_cli(
+        ["train", "--resume", "--out", str(run), "--set", "model.embedding_dim=32"], capsys
+    )
+    assert code == 1 and "changes model.embedding_dim of the run being resumed" in out
+    with pytest.raises(ConfigError, match=r"changes loss\.margin"):
+        train_run(
+            load_config(run / "config.yaml", ["loss.margin=0.5"]), run, resume=True, quiet=True
+        )
+
+
+def test_a_run_that_failed_before_its_first_checkpoint_resumes_from_step_0(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from siamese.training import TrainingLoop
+
+    config = write_config(tmp_path / "c.yaml", {"train": {"epochs": 1}})
+    run = tmp_path / "run"
+
+    def broken(*args, **kwargs):  # type: ignore[no-untyped-def]
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(TrainingLoop, "run", broken)
+    code, _ = run_cli(["train", str(config), "--out", str(run), "--quiet"], capsys)
+    assert code == 130 and (run / "config.yaml").exists() and not (run / "checkpoints").exists()
+    monkeypatch.undo()
+    code, out = run_cli(["train", str(config), "--out", str(run), "--quiet"], capsys)
+    assert code == 1 and "pass --resume" in out
+    code, out = run_cli(["train", "--resume", "--out", str(run), "--quiet"], capsys)
+    assert code == 0, out
+    assert "no checkpoint yet: starting from step 0" in (run / "train.log").read_text()
+    assert siamese.load_model(run) is not None

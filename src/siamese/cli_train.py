@@ -54,7 +54,7 @@ def train(
     """Train an embedding model from a config into a run directory."""
     from rich.console import Console
 
-    from siamese.config import load_config
+    from siamese.config import check_resume_changes, load_config
     from siamese.errors import ConfigError
     from siamese.training_run import train_run
 
@@ -73,12 +73,16 @@ def train(
                 f"--resume: {saved} not found, so {out} holds no run to continue. Start it "
                 "without --resume."
             )
-        effective = load_config(saved, overrides)
-        if config is not None:
-            _check_same_run(load_config(config, overrides), effective, config, saved)
+        # The run's own config, or CONFIG when given; either way only the keys a resumed run
+        # may change (its budget, bookkeeping, learning rate) may differ from the saved one.
+        effective = load_config(config if config is not None else saved, overrides)
+        source = f"{config}" if config is not None else "--set"
+        check_resume_changes(load_config(saved), effective, source)
     else:
         effective = load_config(config, overrides)
     result = train_run(effective, out, resume=resume, quiet=quiet, console=console)
+    if not result.is_main:
+        return
     if result.best:
         best = result.best
         console.print(
@@ -88,28 +92,3 @@ def train(
     console.print(
         f"{result.steps} steps, {result.images_per_s:,.0f} images/s; run directory: {out}"
     )
-
-
-def _check_same_run(given, saved_config, given_path: Path, saved_path: Path) -> None:  # type: ignore[no-untyped-def]
-    from siamese.config_yaml import to_dict
-    from siamese.errors import ConfigError
-
-    a, b = _flatten(to_dict(given)), _flatten(to_dict(saved_config))
-    differ = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
-    if differ:
-        shown = ", ".join(f"{k} ({a.get(k)!r} vs {b.get(k)!r})" for k in differ[:5])
-        raise ConfigError(
-            f"--resume: {given_path} differs from the run's {saved_path} in {shown}. Resume "
-            "with the run's own config (omit CONFIG), or start a new run with another --out."
-        )
-
-
-def _flatten(d: dict, prefix: str = "") -> dict:  # type: ignore[type-arg]
-    flat = {}
-    for key, value in d.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, dict) and value and key != "options":
-            flat.update(_flatten(value, name + "."))
-        else:
-            flat[name] = value
-    return flat

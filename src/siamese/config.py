@@ -143,7 +143,7 @@ class ScheduleConfig:
 
 @dataclass
 class EarlyStopConfig:
-    metric: str = "precision_at_1"
+    metric: Literal["precision_at_1", "roc_auc", "eer"] = "precision_at_1"
     """The validation metric that picks `best` and stops early: precision_at_1, roc_auc
     or eer."""
     patience: int = 0
@@ -335,3 +335,56 @@ def check_config(config: RunConfig, source: str) -> None:
             f"{source}: batches.kind 'triplets' trains loss.name 'triplet', not "
             f"{config.loss.name!r}; use batches.kind 'pk' or 'pairs' for it"
         )
+
+
+RESUME_CHANGEABLE: tuple[str, ...] = (
+    "train.epochs",
+    "train.steps",
+    "train.log_every",
+    "train.validate_every",
+    "train.checkpoint_every",
+    "train.keep_checkpoints",
+    "train.early_stop.patience",
+    "train.early_stop.min_delta",
+    "train.threads",
+    "optimizer.lr",
+)
+"""The keys a resumed run may change (`siamese train --resume --set KEY=VALUE`): its budget,
+its bookkeeping and its learning rate; everything else would make the checkpoint a
+different run."""
+
+
+def config_changes(before: RunConfig, after: RunConfig) -> list[str]:
+    """The dotted keys whose values differ between two configs, sorted."""
+    from siamese.config_yaml import to_dict
+
+    a, b = _flatten(to_dict(before)), _flatten(to_dict(after))
+    return sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
+
+
+def check_resume_changes(before: RunConfig, after: RunConfig, source: str) -> list[str]:
+    """The keys `after` changes from the run's saved config `before`.
+
+    Raises:
+        ConfigError: a changed key is not in `RESUME_CHANGEABLE`.
+    """
+    changed = config_changes(before, after)
+    refused = [k for k in changed if k not in RESUME_CHANGEABLE]
+    if refused:
+        raise ConfigError(
+            f"{source} changes {', '.join(refused)} of the run being resumed; a resumed run can "
+            f"change only {', '.join(RESUME_CHANGEABLE)}. Start a new run (another --out) to "
+            "change the rest."
+        )
+    return changed
+
+
+def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in d.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict) and key != "options":
+            flat.update(_flatten(value, name + "."))
+        else:
+            flat[name] = value
+    return flat

@@ -110,21 +110,26 @@ class TrainingLoop:
         self.augment_generator = augment_generator or torch.Generator().manual_seed(0)
         self.precision, self.grad_clip = precision, grad_clip
         self.group = group or ProcessGroup()
+        self._objective_parameters = [p for p in objective.parameters() if p.requires_grad]
         self.parameters = [
-            p for p in [*model.parameters(), *objective.parameters()] if p.requires_grad
+            *(p for p in model.parameters() if p.requires_grad),
+            *self._objective_parameters,
         ]
         self.position = Position()
         self.history = TrainingHistory()
+        self.session_images = 0  # since this process started (a resumed run's history has more)
         self._pending: list[dict[str, torch.Tensor]] = []
         self._images_since_log = 0
         self._last_log_time = time.perf_counter()
 
     @property
     def steps_per_epoch(self) -> int:
+        """Optimiser steps (batches of this process) in one epoch."""
         return len(self.batches)
 
     @property
     def total_epochs(self) -> int:
+        """Epochs the budget reaches into (the last one may be partial)."""
         return -(-self.total_steps // self.steps_per_epoch)
 
     def run(
@@ -213,8 +218,7 @@ class TrainingLoop:
             loss = loss * self.group.world_size  # each rank holds a share of the gradient
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        if self.group.distributed:
-            average_gradients(self.parameters, self.group.world_size)
+        self.reduce_gradients()
         if self.grad_clip is not None:
             torch.nn.utils.clip_grad_norm_(self.parameters, self.grad_clip)
         self.optimizer.step()
@@ -231,20 +235,51 @@ class TrainingLoop:
         images = _INPUTS_PER_ROW[self.objective.kind] * batch[0].numel()
         self._images_since_log += images
         self.history.images += images
+        self.session_images += images
+
+    def reduce_gradients(self) -> None:
+        """Under torchrun: average the gradients across ranks (after a backward pass of the
+        loss scaled by the world size when the objective gathers the global batch)."""
+        if not self.group.distributed:
+            return
+        average_gradients(self.parameters, self.group.world_size)
+        if self.objective.gathers:
+            # The loss's own parameters (the pair head) saw the whole global batch on every
+            # rank: their gradient was already complete before the ×world_size.
+            for p in self._objective_parameters:
+                p.grad.div_(self.group.world_size)
 
     def check_finite(self) -> None:
         """Raise `TrainingDivergedError` if a loss since the last record is NaN or infinite
         (a host synchronisation: call it before saving a checkpoint)."""
-        if not self._pending:
-            return
-        losses = torch.stack([p["loss"] for p in self._pending])
-        if not bool(torch.isfinite(losses).all()):
-            bad = float(losses[~torch.isfinite(losses)][0])
+        # (1, the bad value) or (0, 0): NaN and ±inf travel as themselves in a float tensor.
+        found = torch.zeros(2, dtype=torch.float64)
+        if self._pending:
+            losses = torch.stack([p["loss"] for p in self._pending]).double()
+            bad = losses[~torch.isfinite(losses)]
+            if bad.numel():
+                found = torch.stack([torch.ones((), dtype=torch.float64), bad[0]])
+        if self.group.distributed:  # every rank stops together, or none does
+            flags = [torch.zeros(2, dtype=torch.float64) for _ in range(self.group.world_size)]
+            torch.distributed.all_gather(flags, found)
+            found = next((f for f in flags if f[0] == 1), found)
+        if found[0] == 1:
+            value = float(found[1])
             raise TrainingDivergedError(
-                f"the loss became {bad} near step {self.position.step}: lower the learning rate "
+                f"the loss became {value} near step {self.position.step}: lower the learning rate "
                 "(optimizer.lr), clip the gradients (train.grad_clip), or check the input data "
                 "for NaN/inf values"
             )
+
+    def telemetry_state(self) -> dict[str, Any]:
+        """The statistics gathered since the last record, for a checkpoint: a resumed run's
+        next record then averages the same steps as an uninterrupted run's."""
+        return {"pending": list(self._pending), "images_since_log": self._images_since_log}
+
+    def load_telemetry_state(self, state: dict[str, Any]) -> None:
+        """Restore `telemetry_state`."""
+        self._pending = list(state["pending"])
+        self._images_since_log = int(state["images_since_log"])
 
     def _record(self) -> dict[str, float]:
         self.check_finite()

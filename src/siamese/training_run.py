@@ -4,33 +4,40 @@ The run directory holds `config.yaml` (the effective config), `split.json` (whic
 examples went to training and validation), `metrics.csv` (telemetry and validation rows),
 `train.log`, `checkpoints/` (`step-*.pt`, `last.pt`, `best.pt`) and, at the end,
 `model.safetensors` + `model.json` (the best weights by the early-stopping metric when the run
-validates, else the last ones), which `siamese.load_model(RUN)` rebuilds.
+validates, else the last ones), which `siamese.load_model(RUN)` rebuilds; a run that trains
+the pair classifier also keeps its head (`pair_head.safetensors`, `load_siamese_net`).
 
 Checkpoints are written at the end of every epoch and every `train.checkpoint_every` steps;
-`resume=True` continues from the newest good one exactly (same batches, same random draws),
-so an interrupted run ends with the same weights as an uninterrupted one.
+`resume=True` continues from the newest good one exactly (same batches, same random draws,
+same telemetry), so an interrupted run ends with the same weights and metrics as an
+uninterrupted one. A resumed run may change its budget, bookkeeping and learning rate
+(`siamese.config.RESUME_CHANGEABLE`), nothing else.
+
+Under `torchrun`, every rank runs the same code path (collectives are never called on one
+rank only); rank 0 alone writes the run directory.
 """
 
 from __future__ import annotations
 
-import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
+import torch.distributed as dist
 from rich.console import Console
 
 from siamese.checkpoints import (
+    best_checkpoint_path,
+    load_checkpoint,
     load_latest_good,
     save_best,
     save_step_checkpoint,
 )
-from siamese.config import AugmentConfig, RunConfig
+from siamese.config import RunConfig, check_resume_changes
+from siamese.config_loading import from_dict
 from siamese.config_yaml import save_config_atomic, to_dict
-from siamese.data.labeled import LabeledData
-from siamese.data.splits import split_data
 from siamese.distributed import (
     ProcessGroup,
     average_buffers,
@@ -38,7 +45,7 @@ from siamese.distributed import (
     join_from_environment,
     leave,
 )
-from siamese.errors import CheckpointError, ConfigError, OutputError, TrainingDivergedError
+from siamese.errors import CheckpointError, OutputError, TrainingDivergedError
 from siamese.evaluation.validation import HIGHER_IS_BETTER, validate
 from siamese.losses import PairClassifierLoss
 from siamese.models.embedding import build_embedding_net
@@ -51,9 +58,14 @@ from siamese.run_directory import (
     save_pair_head,
     write_json_atomic,
 )
-from siamese.sampling import PKSampler, TupleBatches
 from siamese.telemetry import CollapseAlarm, MetricsLog
 from siamese.training import Position, TrainingLoop, progress_bar
+from siamese.training_setup import (
+    build_augmentation,
+    build_batches,
+    load_training_data,
+    model_spec,
+)
 
 
 @dataclass
@@ -68,6 +80,7 @@ class RunResult:
     stopped_early: bool
     best: dict[str, float] = field(default_factory=dict)
     last_validation: dict[str, float] = field(default_factory=dict)
+    is_main: bool = True
 
 
 @dataclass
@@ -80,6 +93,7 @@ class _Tracker:
     stale: int = 0
     collapse_warned: bool = False
     last_validation: dict[str, float] = field(default_factory=dict)
+    stopped_early: bool = False
 
 
 def train_run(
@@ -94,364 +108,369 @@ def train_run(
     Args:
         config: the effective config (written to `out/config.yaml`).
         out: the run directory.
-        resume: continue from the newest good checkpoint in `out/checkpoints/`.
+        resume: continue from the newest good checkpoint in `out/checkpoints/` (from step 0
+            when the run stopped before its first checkpoint).
         quiet: no progress bar; log lines only.
     Raises:
         OutputError: `out` already holds a run and `resume` is False, or cannot be written.
-        CheckpointError: `resume` with no usable checkpoint.
+        CheckpointError: `resume` with checkpoints that are all damaged or do not fit.
         TrainingDivergedError: the loss became NaN or inf (the last good checkpoint stays).
         ConfigError, DataError: as the config and data demand.
     """
-    console = console or Console()
     group = join_from_environment()
     try:
-        return _train(config, out, resume, quiet, console, group)
+        return TrainingRun(config, Path(out), group, console or Console(), quiet).execute(resume)
     finally:
         leave(group)
 
 
-def _train(
-    config: RunConfig,
-    out: Path,
-    resume: bool,
-    quiet: bool,
-    console: Console,
-    group: ProcessGroup,
-) -> RunResult:
-    if config.train.threads is not None:
-        torch.set_num_threads(config.train.threads)
-    checkpoint_dir = out / "checkpoints"
-    if group.is_main:
-        prepare_run_directory(out)
-        if not resume and ((out / "config.yaml").exists() or any(checkpoint_dir.glob("*.pt"))):
-            raise OutputError(
-                f"{out} already holds a run: pass --resume to continue it, or choose another "
-                "--out (nothing was changed)"
+class TrainingRun:
+    """One run: its parts built from the config, the hooks the training loop calls, and the
+    run directory they write. Use `train_run`."""
+
+    def __init__(
+        self, config: RunConfig, out: Path, group: ProcessGroup, console: Console, quiet: bool
+    ) -> None:
+        self.config, self.out, self.group = config, out, group
+        self.checkpoint_dir = out / "checkpoints"
+        self.log = _RunLog(out / "train.log" if group.is_main else None, console, quiet)
+        self.quiet = quiet
+        if config.train.threads is not None:
+            torch.set_num_threads(config.train.threads)
+        torch.manual_seed(config.seed)
+        self.train_data, self.val_data, self.split_record = load_training_data(config)
+        self.input_shape = tuple(self.train_data.x.shape[1:])
+        self.model = build_embedding_net(model_spec(config, self.train_data), self.input_shape)
+        self.objective = Objective.from_config(
+            config.batches.kind, config.loss, config.model.embedding_dim, seed=config.seed
+        )
+        batches = build_batches(config, self.train_data.y, group)
+        self.steps_per_epoch = len(batches)
+        epochs = config.train.epochs or 0
+        self.total_steps = config.train.steps or epochs * self.steps_per_epoch
+        params = [*self.model.parameters(), *self.objective.parameters()]
+        self.optimizer = build_optimizer(params, config.optimizer)
+        self.schedule = build_schedule(
+            self.optimizer, config.schedule, self.total_steps, self.steps_per_epoch
+        )
+        augment_generator = torch.Generator().manual_seed(config.seed * 1_000_003 + 17 + group.rank)
+        self.loop = TrainingLoop(
+            self.model,
+            self.objective,
+            self.train_data,
+            batches,
+            self.optimizer,
+            self.schedule,
+            self.total_steps,
+            augment=build_augmentation(config.augment, self.input_shape),
+            augment_generator=augment_generator,
+            precision=config.train.precision,
+            grad_clip=config.train.grad_clip,
+            log_every=config.train.log_every,
+            group=group,
+        )
+        self.generators = {"augment": augment_generator}
+        if self.objective.mining_generator is not None:
+            self.generators["mining"] = self.objective.mining_generator
+        self.tracker = _Tracker()
+        self.metric = config.train.early_stop.metric
+        self.last_checkpoint_step = -1
+        self.last_validation_step = -1
+        self.metrics: MetricsLog | None = None
+        self.alarm = CollapseAlarm(self.objective.margin_for_alarm, config.model.embedding_dim)
+
+    # ----------------------------------------------------------------------------------------
+    # The run
+
+    def execute(self, resume: bool) -> RunResult:
+        """Prepare the directory, restore a checkpoint when resuming, train, save the model."""
+        self._claim_directory(resume)
+        restored = self._restore() if resume else False
+        if not restored and self.group.is_main:
+            save_config_atomic(self.out / "config.yaml", self.config)
+            write_json_atomic(self.out / "split.json", self.split_record)
+            val = self.val_data
+            self.log.line(
+                f"training {self.config.model.encoder} on {self.config.data.name}: "
+                f"{len(self.train_data):,} examples, {self.steps_per_epoch} steps/epoch, "
+                f"{self.total_steps} steps" + (f", validating on {len(val):,}" if val else "")
             )
-    log = _RunLog(out / "train.log" if group.is_main else None, console, quiet)
-    torch.manual_seed(config.seed)
+        if self.group.distributed:
+            broadcast_parameters(self.model)
+            broadcast_parameters(self.objective)
+        finished = self.loop.position.step >= self.total_steps or self.tracker.stopped_early
+        if finished and (self.out / "model.safetensors").exists():
+            self.log.line(
+                f"the run is already complete at step {self.loop.position.step}; raise its "
+                "budget (--set train.epochs=... or train.steps=...) to train further"
+            )
+            return self._result(0.0)
+        start = time.perf_counter()
+        if not finished:
+            self._train()
+        seconds = time.perf_counter() - start
+        if self.group.is_main:
+            self._save_model()
+        return self._result(seconds)
 
-    train_data, val_data, split_record = _load_data(config)
-    input_shape = tuple(train_data.x.shape[1:])
-    model = build_embedding_net(_model_spec(config, train_data), input_shape)
-    objective = Objective.from_config(
-        config.batches.kind, config.loss, config.model.embedding_dim, seed=config.seed
-    )
-    batches = _batches(config, train_data, group)
-    steps_per_epoch = len(batches)
-    total_steps = config.train.steps or config.train.epochs * steps_per_epoch  # type: ignore[operator]
-    optimizer = build_optimizer([*model.parameters(), *objective.parameters()], config.optimizer)
-    schedule = build_schedule(optimizer, config.schedule, total_steps, steps_per_epoch)
-    augment_generator = torch.Generator().manual_seed(config.seed * 1_000_003 + 17 + group.rank)
-    loop = TrainingLoop(
-        model,
-        objective,
-        train_data,
-        batches,
-        optimizer,
-        schedule,
-        total_steps,
-        augment=_augmentation(config.augment, input_shape),
-        augment_generator=augment_generator,
-        precision=config.train.precision,
-        grad_clip=config.train.grad_clip,
-        log_every=config.train.log_every,
-        group=group,
-    )
-    generators = {"augment": augment_generator}
-    if objective.mining_generator is not None:
-        generators["mining"] = objective.mining_generator
-    tracker = _Tracker()
+    def _claim_directory(self, resume: bool) -> None:
+        """Rank 0 checks that `out` can be written and holds no other run; every rank learns
+        the verdict, so all stop together."""
+        problem = ""
+        if self.group.is_main:
+            try:
+                prepare_run_directory(self.out)
+            except OutputError as err:
+                problem = str(err)
+            has_run = (self.out / "config.yaml").exists() or any(self.checkpoint_dir.glob("*.pt"))
+            if not problem and not resume and has_run:
+                problem = (
+                    f"{self.out} already holds a run: pass --resume to continue it, or choose "
+                    "another --out (nothing was changed)"
+                )
+        if self.group.distributed:
+            verdict = [problem]
+            dist.broadcast_object_list(verdict, src=0)
+            problem = verdict[0]
+        if problem:
+            raise OutputError(problem)
 
-    def state() -> dict[str, Any]:
-        return {
-            "model": model.state_dict(),
-            "objective": objective.state_dict(),
-            "optimizer": optimizer.state_dict(),
-            "schedule": schedule.state_dict(),
-            "position": vars(loop.position).copy(),
-            "rng": capture_rng_state(generators),
-            "tracker": {
-                "best_value": tracker.best_value,
-                "best_step": tracker.best_step,
-                "best_metrics": tracker.best_metrics,
-                "stale": tracker.stale,
-                "collapse_warned": tracker.collapse_warned,
-                "last_validation": tracker.last_validation,
-            },
-            "config": to_dict(config),
-            "images": loop.history.images,
-        }
-
-    if resume:
-        found = load_latest_good(checkpoint_dir)
+    def _restore(self) -> bool:
+        """Load the newest good checkpoint; False when there is none yet (the run stopped
+        before its first one: it starts again from step 0)."""
+        found = load_latest_good(self.checkpoint_dir)
         if found is None:
-            raise CheckpointError(
-                f"nothing to resume: {checkpoint_dir} holds no checkpoint. Start the run "
-                "without --resume (or with another --out)."
-            )
+            self.log.line("no checkpoint yet: starting from step 0 with the run's config")
+            return False
         path, saved = found
-        model.load_state_dict(saved["model"])
-        objective.load_state_dict(saved["objective"])
-        optimizer.load_state_dict(saved["optimizer"])
-        schedule.load_state_dict(saved["schedule"])
-        loop.position = Position(**saved["position"])
-        loop.history.images = int(saved.get("images", 0))
-        restore_rng_state(saved["rng"], generators)
-        for name, value in saved["tracker"].items():
-            setattr(tracker, name, value)
-        log.line(f"resumed from {path} at step {loop.position.step}")
-    elif group.is_main:
-        save_config_atomic(out / "config.yaml", config)
-        write_json_atomic(out / "split.json", split_record)
-        log.line(
-            f"training {config.model.encoder} on {config.data.name}: {len(train_data):,} "
-            f"examples, {steps_per_epoch} steps/epoch, {total_steps} steps"
-            + (f", validating on {len(val_data):,}" if val_data is not None else "")
+        changed = check_resume_changes(
+            from_dict(RunConfig, saved["config"], str(path)), self.config, "--resume"
         )
-    if group.distributed:
-        broadcast_parameters(model)
-        broadcast_parameters(objective)
+        try:
+            self.model.load_state_dict(saved["model"])
+            self.objective.load_state_dict(saved["objective"])
+            self.optimizer.load_state_dict(saved["optimizer"])
+            self.schedule.load_state_dict(saved["schedule"])
+        except (RuntimeError, KeyError, ValueError) as err:
+            raise CheckpointError(
+                f"{path} does not fit this run's model or optimiser ({err}); resume with the "
+                "run's own config.yaml, or start a new run"
+            ) from None
+        if "optimizer.lr" in changed:
+            self._apply_learning_rate(self.config.optimizer.lr)
+        self.loop.position = Position(**saved["position"])
+        self.loop.history.images = int(saved["images"])
+        self.loop.load_telemetry_state(saved["telemetry"])
+        rng_states = saved["rng"]
+        restore_rng_state(rng_states[min(self.group.rank, len(rng_states) - 1)], self.generators)
+        self.tracker = _Tracker(**saved["tracker"])
+        if "train.early_stop.patience" in changed:  # a stopped run may go on with more patience
+            self.tracker.stopped_early, self.tracker.stale = False, 0
+        self.log.line(f"resumed from {path} at step {self.loop.position.step}")
+        if changed:
+            self.log.line(f"changed on resume: {', '.join(changed)}")
+            if self.group.is_main:
+                save_config_atomic(self.out / "config.yaml", self.config)
+        return True
 
-    metrics = MetricsLog(out, resume_step=loop.position.step) if group.is_main else None
-    alarm = CollapseAlarm(objective.margin_for_alarm, config.model.embedding_dim)
-    alarm.fired = tracker.collapse_warned
-    early = config.train.early_stop
-    metric_name = early.metric
-    if metric_name not in HIGHER_IS_BETTER:
-        raise ConfigError(
-            f"train.early_stop.metric {metric_name!r} is not a validation metric: choose one of "
-            f"{', '.join(HIGHER_IS_BETTER)}"
-        )
+    def _apply_learning_rate(self, lr: float) -> None:
+        """A new peak learning rate for a resumed run, at the schedule's current factor."""
+        factor = self.schedule.lr_lambdas[0](self.schedule.last_epoch)
+        self.schedule.base_lrs = [lr for _ in self.optimizer.param_groups]
+        for group in self.optimizer.param_groups:
+            group["initial_lr"] = lr
+            group["lr"] = lr * factor
 
-    saved_at = {"checkpoint": -1, "validation": -1}
+    def _train(self) -> None:
+        main = self.group.is_main
+        self.metrics = MetricsLog(self.out, resume_step=self.loop.position.step) if main else None
+        self.alarm.fired = self.tracker.collapse_warned
+        try:
+            with progress_bar(not self.quiet and main, self.log.console) as progress:
+                self.loop.run(self._on_record, self._after_step, self._after_epoch, progress)
+                self._finish()
+        except TrainingDivergedError as err:
+            last = self.checkpoint_dir / "last.pt"
+            kept = f"; the last good checkpoint is {last}" if last.exists() else ""
+            self.log.line(f"stopped: {err}{kept}")
+            raise TrainingDivergedError(f"{err}{kept}") from None
+        finally:
+            if self.metrics is not None:
+                self.metrics.close()
 
-    def checkpoint(position: Position) -> None:
-        loop.check_finite()  # never save weights that a NaN already reached
-        saved_at["checkpoint"] = position.step
-        if group.is_main:
-            save_step_checkpoint(
-                checkpoint_dir, position.step, state(), keep=config.train.keep_checkpoints
-            )
+    # ----------------------------------------------------------------------------------------
+    # Hooks the training loop calls
 
-    def on_record(record: dict[str, float]) -> None:
-        if metrics is not None:
-            metrics.write({**record, "kind": "train"})
-        warning = alarm.check(record)
-        if warning is not None:
-            tracker.collapse_warned = True
-            log.warn(warning)
+    def _on_record(self, record: dict[str, float]) -> None:
+        if self.metrics is not None:
+            self.metrics.write({**record, "kind": "train"})
+        if self.group.is_main:
+            warning = self.alarm.check(record)
+            if warning is not None:
+                self.tracker.collapse_warned = True
+                self.log.warn(warning)
 
-    def after_step(position: Position) -> bool:
-        every = config.train.checkpoint_every
-        if every and position.step % every == 0 and position.batch < steps_per_epoch:
-            checkpoint(position)  # epoch ends checkpoint in after_epoch
+    def _after_step(self, position: Position) -> bool:
+        every = self.config.train.checkpoint_every
+        if every and position.step % every == 0 and position.batch < self.steps_per_epoch:
+            self._checkpoint(position)  # an epoch's end is checkpointed by _after_epoch
         return False
 
-    def after_epoch(position: Position) -> bool:
-        epochs_done = position.epoch
-        final = position.step >= total_steps
-        every = config.train.validate_every
-        stop = False
-        if val_data is not None and (final or (every and epochs_done % every == 0)):
-            stop = _validate_and_track(position, epochs_done)
-        checkpoint(position)
-        if group.distributed:
+    def _after_epoch(self, position: Position) -> bool:
+        self.loop.check_finite()  # a NaN is reported as such, not as bad validation data
+        every = self.config.train.validate_every
+        final = position.step >= self.total_steps
+        if self.val_data is not None and (final or (every and position.epoch % every == 0)):
+            self._validate(position, epochs_done=position.epoch, final=final)
+        self._checkpoint(position)
+        stop = self.tracker.stopped_early and not final
+        if self.group.distributed:
             flag = torch.tensor([int(stop)])
-            torch.distributed.broadcast(flag, src=0)
+            dist.broadcast(flag, src=0)
             stop = bool(flag.item())
         return stop
 
-    def _validate_and_track(position: Position, epochs_done: int) -> bool:
-        if group.distributed:
-            average_buffers(model, group.world_size)
-        saved_at["validation"] = position.step
-        if not group.is_main:
-            return False
-        result = validate(model, val_data, config.loss.metric, seed=config.seed)
+    def _finish(self) -> None:
+        """Validate and checkpoint where the budget ended, if the last epoch's hooks did not."""
+        position = self.loop.position
+        self.loop.check_finite()
+        validated = self.val_data is not None and self.last_validation_step != position.step
+        if validated:
+            self._validate(position, epochs_done=position.epoch + (position.batch > 0), final=True)
+        if validated or self.last_checkpoint_step != position.step:
+            self._checkpoint(position)  # holds the final validation's bookkeeping too
+
+    # ----------------------------------------------------------------------------------------
+    # Validation and checkpoints
+
+    def _validate(self, position: Position, epochs_done: int, final: bool) -> None:
+        self.last_validation_step = position.step
+        if self.group.distributed:
+            average_buffers(self.model, self.group.world_size)
+        rng = self._rng_states()  # a collective: every rank, before rank 0 alone goes on
+        if not self.group.is_main:
+            return
+        result = validate(self.model, self.val_data, self.config.loss.metric, seed=self.config.seed)
+        tracker = self.tracker
         tracker.last_validation = result
-        row = {"step": position.step, "epoch": epochs_done, "kind": "validation"}
-        row.update({f"val_{k}": v for k, v in result.items()})
-        if metrics is not None:
-            metrics.write(row)
-        value = result[metric_name]
-        log.line(
+        if self.metrics is not None:
+            row: dict[str, Any] = {
+                "step": position.step,
+                "epoch": epochs_done,
+                "kind": "validation",
+            }
+            self.metrics.write({**row, **{f"val_{k}": v for k, v in result.items()}})
+        self.log.line(
             f"epoch {epochs_done}: validation precision@1 {result['precision_at_1']:.4f}, "
             f"ROC AUC {result['roc_auc']:.4f}, EER {result['eer']:.4f}"
         )
-        if math.isnan(value):
-            return False
-        sign = 1.0 if HIGHER_IS_BETTER[metric_name] else -1.0
+        value = result[self.metric]
+        if value != value:  # NaN: the validation data cannot give this metric
+            return
+        early = self.config.train.early_stop
+        sign = 1.0 if HIGHER_IS_BETTER[self.metric] else -1.0
         if tracker.best_value is None or sign * (value - tracker.best_value) > early.min_delta:
             tracker.best_value, tracker.best_step = value, position.step
-            tracker.best_metrics = result
-            tracker.stale = 0
-            save_best(checkpoint_dir, state())
+            tracker.best_metrics, tracker.stale = result, 0
+            save_best(self.checkpoint_dir, self._state(rng))
         else:
             tracker.stale += 1
-        if early.patience and tracker.stale >= early.patience:
-            log.line(
-                f"early stop: {metric_name} did not improve for {tracker.stale} validations "
+        if early.patience and tracker.stale >= early.patience and not final:
+            tracker.stopped_early = True
+            self.log.line(
+                f"early stop: {self.metric} did not improve for {tracker.stale} validations "
                 f"(best {tracker.best_value:.4f} at step {tracker.best_step})"
             )
-            return True
-        return False
 
-    start = time.perf_counter()
-    stopped_early = False
-    try:
-        with progress_bar(not quiet and group.is_main, console) as progress:
-
-            def epoch_hook(position: Position) -> bool:
-                nonlocal stopped_early
-                stopped_early = after_epoch(position) and position.step < total_steps
-                return stopped_early
-
-            history = loop.run(on_record, after_step, epoch_hook, progress)
-            if saved_at["checkpoint"] != loop.position.step:  # the budget ended mid-epoch
-                if val_data is not None and saved_at["validation"] != loop.position.step:
-                    _validate_and_track(loop.position, loop.position.epoch + 1)
-                checkpoint(loop.position)
-    except TrainingDivergedError as err:
-        last = checkpoint_dir / "last.pt"
-        kept = f"; the last good checkpoint is {last}" if last.exists() else ""
-        log.line(f"stopped: {err}{kept}")
-        raise TrainingDivergedError(f"{err}{kept}") from None
-    finally:
-        if metrics is not None:
-            metrics.close()
-    seconds = time.perf_counter() - start
-
-    if group.is_main:
-        weights = "last"
-        if tracker.best_step is not None and (checkpoint_dir / "best.pt").exists():
-            from siamese.checkpoints import load_checkpoint
-
-            model.load_state_dict(load_checkpoint(checkpoint_dir / "best.pt")["model"])
-            weights = f"best {metric_name} at step {tracker.best_step}"
-        save_model(
-            out,
-            model,
-            input_shape,
-            {
-                "weights": weights,
-                "trained_on": config.data.name,
-                "loss": config.loss.name,
-                "metric": config.loss.metric,
-                "steps": loop.position.step,
-            },
-        )
-        if isinstance(objective.loss, PairClassifierLoss):
-            save_pair_head(out, objective.loss)
-        log.line(f"done: {loop.position.step} steps in {seconds:.1f} s; model ({weights}) in {out}")
-    images_per_s = history.images / history.seconds if history.seconds else 0.0
-    return RunResult(
-        run_dir=out,
-        steps=loop.position.step,
-        epochs_done=loop.position.epoch,
-        seconds=seconds,
-        images_per_s=images_per_s,
-        stopped_early=stopped_early,
-        best=tracker.best_metrics,
-        last_validation=tracker.last_validation,
-    )
-
-
-def _load_data(config: RunConfig) -> tuple[LabeledData, LabeledData | None, dict[str, Any]]:
-    from siamese.data.sources import load_dataset
-
-    data_cfg = config.data
-    data_dir = Path(data_cfg.data_dir) if data_cfg.data_dir else None
-    data = load_dataset(data_cfg.name, data_cfg.split, data_dir, **data_cfg.options)
-    record: dict[str, Any] = {"dataset": data_cfg.name, "split": data_cfg.split}
-    if data_cfg.validation == "none":
-        return data, None, {**record, "method": "none"}
-    if data_cfg.validation == "split":
-        val = load_dataset(data_cfg.name, data_cfg.validation_split, data_dir, **data_cfg.options)
-        return data, val, {**record, "method": "split", "validation": data_cfg.validation_split}
-    by = "class" if data_cfg.validation == "classes" else "sample"
-    f = data_cfg.validation_fraction
-    split = split_data(data, {"train": 1 - f, "validation": f}, by=by, seed=config.seed)
-    return split.parts["train"], split.parts["validation"], {**record, **split.record()}
-
-
-def _model_spec(config: RunConfig, data: LabeledData) -> dict[str, Any]:
-    """The architecture spec, with the input standardisation measured on the training data
-    (a seeded sample of up to 10,000 examples)."""
-    g = torch.Generator().manual_seed(config.seed)
-    n = len(data)
-    sample = data.x[torch.randperm(n, generator=g)[: min(n, 10_000)]].double()
-    if data.x.dtype == torch.uint8:
-        sample = sample / 255.0
-    mean, std = float(sample.mean()), float(sample.std())
-    return {
-        "encoder": config.model.encoder,
-        "encoder_options": dict(config.model.options),
-        "embedding_dim": config.model.embedding_dim,
-        "normalize": config.model.normalize,
-        "output_activation": config.model.output_activation,
-        "mean": mean,
-        "std": std if std > 1e-8 else 1.0,
-    }
-
-
-def _batches(config: RunConfig, data: LabeledData, group: ProcessGroup) -> Any:
-    b = config.batches
-    if b.kind == "pk":
-        return PKSampler(data.y, b.p, b.k, config.seed, group.rank, group.world_size)
-    per_epoch = b.per_epoch or len(data)
-    return TupleBatches(
-        data.y, b.kind, b.size, per_epoch, config.seed, group.rank, group.world_size
-    )
-
-
-def _augmentation(config: AugmentConfig, input_shape: tuple[int, ...]) -> Any:
-    from siamese.data import transforms as T
-
-    wanted = (
-        config.preset != "none"
-        or any((config.degrees, config.translate, config.shear, config.crop_padding, config.hflip))
-        or tuple(config.scale) != (1.0, 1.0)
-    )
-    if not wanted:
-        return None
-    if len(input_shape) != 3:
-        raise ConfigError(
-            f"augment applies to images (C, H, W); this data has examples of shape "
-            f"{input_shape}. Remove the augment section."
-        )
-    if config.preset == "koch":
-        return T.koch_omniglot_augmentation(image_size=int(input_shape[1]))
-    steps: list[Any] = []
-    if config.degrees or config.translate or config.shear or tuple(config.scale) != (1.0, 1.0):
-        steps.append(
-            T.RandomAffine(
-                degrees=config.degrees,
-                translate=(config.translate, config.translate),
-                scale=tuple(config.scale),
-                shear=config.shear,
+    def _checkpoint(self, position: Position) -> None:
+        self.loop.check_finite()  # never save weights that a NaN already reached
+        self.last_checkpoint_step = position.step
+        if self.group.distributed:
+            # Equal batch-norm statistics on every rank, so a resume (which starts every rank
+            # from rank 0's weights) continues exactly.
+            average_buffers(self.model, self.group.world_size)
+        rng = self._rng_states()
+        if self.group.is_main:
+            save_step_checkpoint(
+                self.checkpoint_dir,
+                position.step,
+                self._state(rng),
+                keep=self.config.train.keep_checkpoints,
             )
+
+    def _rng_states(self) -> list[dict[str, Any]]:
+        """Every rank's generator states, in rank order (a collective under torchrun)."""
+        mine = capture_rng_state(self.generators)
+        if not self.group.distributed:
+            return [mine]
+        states: list[Any] = [None] * self.group.world_size
+        dist.all_gather_object(states, mine)
+        return states
+
+    def _state(self, rng: list[dict[str, Any]]) -> dict[str, Any]:
+        return {
+            "model": self.model.state_dict(),
+            "objective": self.objective.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "schedule": self.schedule.state_dict(),
+            "position": asdict(self.loop.position),
+            "images": self.loop.history.images,
+            "telemetry": self.loop.telemetry_state(),
+            "rng": rng,
+            "tracker": asdict(self.tracker),
+            "config": to_dict(self.config),
+        }
+
+    # ----------------------------------------------------------------------------------------
+    # The result
+
+    def _save_model(self) -> None:
+        weights = "last"
+        best = best_checkpoint_path(self.checkpoint_dir)
+        if self.tracker.best_step is not None and best.exists():
+            self.model.load_state_dict(load_checkpoint(best)["model"])
+            weights = f"best {self.metric} at step {self.tracker.best_step}"
+        facts = {
+            "weights": weights,
+            "trained_on": self.config.data.name,
+            "loss": self.config.loss.name,
+            "metric": self.config.loss.metric,
+            "steps": self.loop.position.step,
+        }
+        save_model(self.out, self.model, self.input_shape, facts)
+        if isinstance(self.objective.loss, PairClassifierLoss):
+            save_pair_head(self.out, self.objective.loss)
+        self.log.line(f"done: {self.loop.position.step} steps; model ({weights}) in {self.out}")
+
+    def _result(self, seconds: float) -> RunResult:
+        session = self.loop.history.seconds
+        return RunResult(
+            run_dir=self.out,
+            steps=self.loop.position.step,
+            epochs_done=self.loop.position.epoch,
+            seconds=seconds,
+            images_per_s=self.loop.session_images / session if session else 0.0,
+            stopped_early=self.tracker.stopped_early,
+            best=self.tracker.best_metrics,
+            last_validation=self.tracker.last_validation,
+            is_main=self.group.is_main,
         )
-    if config.crop_padding:
-        steps.append(T.RandomCrop(tuple(input_shape[1:]), padding=config.crop_padding))
-    if config.hflip:
-        steps.append(T.RandomHorizontalFlip(config.hflip))
-    return T.Compose(steps)
 
 
 class _RunLog:
-    """`train.log` lines (rank 0), echoed to the console when quiet (the bar shows progress
-    otherwise)."""
+    """`train.log` lines (rank 0 only), echoed to the console with a time stamp when quiet
+    (the progress bar shows the time otherwise)."""
 
     def __init__(self, path: Path | None, console: Console, quiet: bool) -> None:
         self.path, self.console, self.quiet = path, console, quiet
 
     def line(self, text: str) -> None:
+        if self.path is None:
+            return
         stamped = f"{time.strftime('%Y-%m-%d %H:%M:%S')}  {text}"
-        if self.path is not None:
-            with self.path.open("a", encoding="utf-8") as f:
-                f.write(stamped + "\n")
-            self.console.print(text if not self.quiet else stamped, highlight=False)
+        with self.path.open("a", encoding="utf-8") as f:
+            f.write(stamped + "\n")
+        self.console.print(stamped if self.quiet else text, highlight=False)
 
     def warn(self, text: str) -> None:
         self.line(f"warning: {text}")

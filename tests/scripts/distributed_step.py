@@ -1,8 +1,9 @@
 """One training step's loss and gradients in a process group (started by torchrun).
 
 Every rank builds the same model, takes its slice of a fixed global batch of digits, gathers
-the embeddings (keeping its own slice's gradient), computes the mined triplet loss on the
-global batch, scales it by the world size, and averages the gradients. Rank r saves its
+the embeddings (keeping its own slice's gradient), computes the mined loss (argv[2]: triplet
+or pair_classifier) on the global batch, scales it by the world size, and reduces the
+gradients as the training loop does. Rank r saves its
 loss and gradients to OUT/rank{r}.pt.
 """
 
@@ -15,14 +16,10 @@ import torch
 
 from siamese.config import LossConfig
 from siamese.data.sources import load_dataset
-from siamese.distributed import (
-    average_gradients,
-    gather_keeping_gradient,
-    join_from_environment,
-    leave,
-)
+from siamese.distributed import gather_keeping_gradient, join_from_environment, leave
 from siamese.models.embedding import build_embedding_net
 from siamese.objectives import Objective
+from siamese.training import TrainingLoop
 
 SPEC = {"encoder": "mlp", "encoder_options": {"hidden": [32]}, "embedding_dim": 8}
 
@@ -33,23 +30,29 @@ def global_batch() -> torch.Tensor:
     return torch.cat([(data.y == c).nonzero().squeeze(1)[:4] for c in range(8)])
 
 
-def main(out: Path) -> None:
+def main(out: Path, loss_name: str) -> None:
     group = join_from_environment()
     torch.manual_seed(0)
     data = load_dataset("digits")
     model = build_embedding_net(SPEC, tuple(data.x.shape[1:]))
-    objective = Objective.from_config("pk", LossConfig(mining="semihard"), 8)
+    objective = Objective.from_config("pk", LossConfig(name=loss_name, mining="semihard"), 8)
     index = global_batch().chunk(group.world_size)[group.rank]
     out_step = objective.step(lambda i: model(data.x[i]), data.y, (index,), gather_keeping_gradient)
+    optimizer = torch.optim.SGD([*model.parameters(), *objective.parameters()], lr=0.1)
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
+    loop = TrainingLoop(model, objective, data, [[0]], optimizer, schedule, 1, group=group)
     (out_step.loss * group.world_size).backward()
-    parameters = list(model.parameters())
-    average_gradients(parameters, group.world_size)
+    loop.reduce_gradients()
     torch.save(
-        {"loss": out_step.loss.detach(), "grads": [p.grad for p in parameters]},
+        {
+            "loss": out_step.loss.detach(),
+            "grads": [p.grad for p in model.parameters()],
+            "objective_grads": [p.grad for p in objective.parameters()],
+        },
         out / f"rank{group.rank}.pt",
     )
     leave(group)
 
 
 if __name__ == "__main__":
-    main(Path(sys.argv[1]))
+    main(Path(sys.argv[1]), sys.argv[2])

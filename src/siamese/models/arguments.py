@@ -54,6 +54,11 @@ def checked_sizes(
     encoder: str, option: str, values: Sequence[int], allow_empty: bool = True
 ) -> tuple[int, ...]:
     """Layer sizes `values` of `encoder`'s `option` as a tuple of positive ints."""
+    if isinstance(values, str | bytes) or not isinstance(values, Sequence):
+        raise ConfigError(
+            f"option {option}={values!r} of encoder {encoder!r} must be a list of positive "
+            f"integers, e.g. {option}=[32, 64]"
+        )
     sizes = tuple(values)
     if (not sizes and not allow_empty) or not all(
         isinstance(n, int) and not isinstance(n, bool) and n >= 1 for n in sizes
@@ -74,8 +79,25 @@ def checked_positive(encoder: str, option: str, value: int) -> int:
 
 def checked_dropout(encoder: str, value: float) -> float:
     """A dropout probability in [0, 1) for `encoder`."""
-    if not 0.0 <= float(value) < 1.0:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0.0 <= value < 1.0:
         raise ConfigError(
             f"option dropout={value!r} of encoder {encoder!r} must lie in [0, 1) (0 turns it off)"
         )
     return float(value)
+
+
+def checked_flag(encoder: str, option: str, value: bool) -> bool:
+    """`value` of `encoder`'s `option`, checked to be true or false."""
+    if not isinstance(value, bool):
+        raise ConfigError(f"option {option}={value!r} of encoder {encoder!r} must be true or false")
+    return value
+
+
+def checked_choice(encoder: str, option: str, value: str, choices: Sequence[str]) -> str:
+    """`value` of `encoder`'s `option`, checked to be one of `choices`."""
+    if not isinstance(value, str) or value not in choices:
+        raise ConfigError(
+            f"option {option}={value!r} of encoder {encoder!r} is unknown: choose one of "
+            f"{', '.join(choices)}"
+        )
+    return value

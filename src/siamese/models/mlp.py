@@ -20,8 +20,13 @@ from typing import Any
 import torch
 from torch import nn
 
-from siamese.errors import ConfigError, DataError
-from siamese.models.arguments import checked_dropout, checked_input_shape, checked_sizes
+from siamese.errors import DataError
+from siamese.models.arguments import (
+    checked_choice,
+    checked_dropout,
+    checked_input_shape,
+    checked_sizes,
+)
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {
     "relu": nn.ReLU,
@@ -55,11 +60,7 @@ class MLP(nn.Module):
         super().__init__()
         self.input_shape = checked_input_shape("mlp", input_shape)
         widths = checked_sizes("mlp", "hidden", hidden)
-        if activation not in ACTIVATIONS:
-            raise ConfigError(
-                f"option activation={activation!r} of encoder 'mlp' is unknown: "
-                f"choose one of {', '.join(ACTIVATIONS)}"
-            )
+        checked_choice("mlp", "activation", activation, tuple(ACTIVATIONS))
         rate = checked_dropout("mlp", dropout)
         self.in_features = math.prod(self.input_shape)
         layers: list[nn.Module] = [nn.Flatten()]

@@ -22,7 +22,12 @@ import torch
 from torch import nn
 
 from siamese.errors import ConfigError, DataError
-from siamese.models.arguments import checked_dropout, checked_input_shape, checked_positive
+from siamese.models.arguments import (
+    checked_dropout,
+    checked_flag,
+    checked_input_shape,
+    checked_positive,
+)
 
 RECURRENT_KINDS: tuple[str, ...] = ("lstm", "gru")
 
@@ -75,7 +80,7 @@ class RecurrentEncoder(nn.Module):
             size,
             num_layers=depth,
             batch_first=True,
-            bidirectional=bool(bidirectional),
+            bidirectional=checked_flag(kind, "bidirectional", bidirectional),
             dropout=rate,
         )
         self.directions = 2 if bidirectional else 1
@@ -105,7 +110,12 @@ class RecurrentEncoder(nn.Module):
                 f"{self.step_features} features per step but got a batch of shape "
                 f"{tuple(x.shape)}: give (N, T, {self.step_features}) inputs"
             )
-        _, state = self.rnn(x)
+        if isinstance(self.rnn, nn.LSTM) and torch.is_autocast_enabled("cpu"):
+            # oneDNN has no bfloat16 LSTM on CPU: this layer runs in float32 under autocast.
+            with torch.autocast("cpu", enabled=False):
+                _, state = self.rnn(x.float())
+        else:
+            _, state = self.rnn(x)
         hidden = state[0] if isinstance(state, tuple) else state  # (layers·dirs, N, H)
         last = hidden[-self.directions :]  # (dirs, N, H): forward then backward
         return last.transpose(0, 1).reshape(n, self.out_features)

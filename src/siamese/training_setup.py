@@ -1,0 +1,130 @@
+"""From a `RunConfig` to the parts of a training run: the data and its validation split, the
+model's architecture spec, the batch plan and the augmentation."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from siamese.config import AugmentConfig, RunConfig
+from siamese.data.labeled import LabeledData
+from siamese.data.splits import split_data
+from siamese.distributed import ProcessGroup
+from siamese.errors import ConfigError
+from siamese.sampling import PKSampler, TupleBatches
+
+
+def load_training_data(
+    config: RunConfig,
+) -> tuple[LabeledData, LabeledData | None, dict[str, Any]]:
+    """The training examples, the validation examples (None when `data.validation` is none)
+    and the record of the split for `split.json`."""
+    from siamese.data.sources import load_dataset
+
+    data_cfg = config.data
+    data_dir = Path(data_cfg.data_dir) if data_cfg.data_dir else None
+    data = load_dataset(data_cfg.name, data_cfg.split, data_dir, **data_cfg.options)
+    record: dict[str, Any] = {"dataset": data_cfg.name, "split": data_cfg.split}
+    if data_cfg.validation == "none":
+        return data, None, {**record, "method": "none"}
+    if data_cfg.validation == "split":
+        val = load_dataset(data_cfg.name, data_cfg.validation_split, data_dir, **data_cfg.options)
+        return data, val, {**record, "method": "split", "validation": data_cfg.validation_split}
+    by = "class" if data_cfg.validation == "classes" else "sample"
+    f = data_cfg.validation_fraction
+    split = split_data(data, {"train": 1 - f, "validation": f}, by=by, seed=config.seed)
+    return split.parts["train"], split.parts["validation"], {**record, **split.record()}
+
+
+def input_statistics(
+    x: torch.Tensor, seed: int = 0, max_examples: int = 10_000, chunk: int = 256
+) -> tuple[float, float]:
+    """Mean and standard deviation of the inputs (uint8 scaled to [0, 1]) over a seeded
+    sample of up to `max_examples` examples, accumulated `chunk` examples at a time so that
+    large images never exist in float64 all at once.
+
+    Args:
+        x: (N, ...) uint8 or float inputs.
+    Returns:
+        (mean, std); std is 1.0 when the inputs are constant.
+    """
+    n = x.shape[0]
+    picked = torch.randperm(n, generator=torch.Generator().manual_seed(seed))[:max_examples]
+    scale = 1 / 255.0 if x.dtype == torch.uint8 else 1.0
+    total = squares = torch.zeros((), dtype=torch.float64)
+    count = 0
+    for start in range(0, picked.numel(), chunk):
+        part = x[picked[start : start + chunk]].float() * scale
+        total = total + part.sum(dtype=torch.float64)
+        squares = squares + part.square().sum(dtype=torch.float64)
+        count += part.numel()
+    mean = float(total / max(count, 1))
+    variance = float(squares / max(count, 1)) - mean * mean
+    std = max(variance, 0.0) ** 0.5
+    return mean, std if std > 1e-8 else 1.0
+
+
+def model_spec(config: RunConfig, data: LabeledData) -> dict[str, Any]:
+    """The `EmbeddingNet` spec of the run, standardising inputs with `input_statistics` of
+    the training data."""
+    mean, std = input_statistics(data.x, seed=config.seed)
+    return {
+        "encoder": config.model.encoder,
+        "encoder_options": dict(config.model.options),
+        "embedding_dim": config.model.embedding_dim,
+        "normalize": config.model.normalize,
+        "output_activation": config.model.output_activation,
+        "mean": mean,
+        "std": std,
+    }
+
+
+def build_batches(config: RunConfig, labels: torch.Tensor, group: ProcessGroup) -> Any:
+    """The batch plan of `batches.kind`: `PKSampler` or `TupleBatches`, sharded by rank."""
+    b = config.batches
+    if b.kind == "pk":
+        return PKSampler(labels, b.p, b.k, config.seed, group.rank, group.world_size)
+    per_epoch = b.per_epoch or labels.numel()
+    return TupleBatches(
+        labels, b.kind, b.size, per_epoch, config.seed, group.rank, group.world_size
+    )
+
+
+def build_augmentation(config: AugmentConfig, input_shape: tuple[int, ...]) -> Any:
+    """The batch transform of the `augment` section, or None when it asks for nothing.
+
+    Raises:
+        ConfigError: augmentation asked for on inputs that are not images (C, H, W).
+    """
+    from siamese.data import transforms as T
+
+    affine = bool(config.degrees or config.translate or config.shear) or tuple(config.scale) != (
+        1.0,
+        1.0,
+    )
+    if config.preset == "none" and not (affine or config.crop_padding or config.hflip):
+        return None
+    if len(input_shape) != 3:
+        raise ConfigError(
+            f"augment applies to images (C, H, W); this data has examples of shape "
+            f"{input_shape}. Remove the augment section."
+        )
+    if config.preset == "koch":
+        return T.koch_omniglot_augmentation(image_size=int(input_shape[1]))
+    steps: list[Any] = []
+    if affine:
+        steps.append(
+            T.RandomAffine(
+                degrees=config.degrees,
+                translate=(config.translate, config.translate),
+                scale=tuple(config.scale),
+                shear=config.shear,
+            )
+        )
+    if config.crop_padding:
+        steps.append(T.RandomCrop(tuple(input_shape[1:]), padding=config.crop_padding))
+    if config.hflip:
+        steps.append(T.RandomHorizontalFlip(config.hflip))
+    return T.Compose(steps)
