@@ -43,10 +43,12 @@ def unwrap_optional(tp: Any) -> tuple[Any, bool]:
 
 
 def is_section(tp: Any) -> bool:
+    """Whether a field of type `tp` is a nested section (a dataclass)."""
     return isinstance(tp, type) and dataclasses.is_dataclass(tp)
 
 
 def is_mapping_type(tp: Any) -> bool:
+    """Whether a field of type `tp` is a free-form mapping (`dict[...]`)."""
     return tp is dict or get_origin(tp) is dict
 
 
@@ -63,6 +65,7 @@ def _all_paths(cls: type, prefix: str = "") -> list[str]:
 
 
 def join_key(prefix: str, name: str) -> str:
+    """The dotted key of field `name` under section `prefix` ("" at the top level)."""
     return f"{prefix}.{name}" if prefix else name
 
 

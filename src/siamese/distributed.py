@@ -32,6 +32,7 @@ class ProcessGroup:
 
     @property
     def distributed(self) -> bool:
+        """Whether more than one process trains."""
         return self.world_size > 1
 
 
