@@ -32,6 +32,7 @@ format: $(DEV)
 bench: $(BENCH)
 	$(PY) benchmarks/bench_demo.py
 	$(PY) benchmarks/bench_losses.py
+	$(PY) benchmarks/bench_training.py
 
 venv: $(RUNTIME)
 venv-dev: $(DEV)

@@ -47,6 +47,7 @@ Writes `benchmarks/results/training.json` and the `training` section of BENCHMAR
 (`--quick`: a short smoke run that only prints).
 
     python benchmarks/bench_training.py [--repeats 3] [--steps 100] [--semihard] [--quick]
+    python benchmarks/bench_training.py --render   # redraw the section from the results file
 """
 
 from __future__ import annotations
@@ -69,7 +70,7 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 from machine import describe_machine  # noqa: E402
-from markdown_tables import publish_results  # noqa: E402
+from markdown_tables import publish_results, replace_section  # noqa: E402
 
 SEED = 0
 P, K = 8, 16
@@ -192,14 +193,13 @@ def block_means(values: list[float], size: int) -> list[float]:
 # Workers (each in its own process)
 
 
-def minimal_loop(job: dict[str, Any]) -> dict[str, Any]:
-    """The hand-written loop (`library` "ours": siamese's loss; "pml": PML's loss)."""
+def minimal_step(data, library: str, mining: str):  # type: ignore[no-untyped-def]
+    """One step of the hand-written loop, as a function returning the step's loss."""
     import torch
 
-    data = load_mnist(job["data_dir"])
     model, _ = build_model(data)
     optimizer = torch.optim.Adam(model.parameters(), lr=LR)
-    loss_fn = build_loss(job["library"], job["mining"])
+    loss_fn = build_loss(library, mining)
     batches = pk_batches(data.y)
     x, y = data.x, data.y
     model.train()
@@ -212,7 +212,15 @@ def minimal_loop(job: dict[str, Any]) -> dict[str, Any]:
         optimizer.step()
         return loss
 
-    warmup_losses = [float(step()) for _ in range(job["warmup"])]
+    return step
+
+
+def minimal_loop(job: dict[str, Any]) -> dict[str, Any]:
+    """The hand-written loop (`library` "ours": siamese's loss; "pml": PML's loss)."""
+    import torch
+
+    step = minimal_step(load_mnist(job["data_dir"]), job["library"], job["mining"])
+    warmup_losses = [float(step().detach()) for _ in range(job["warmup"])]
     marks = [time.perf_counter()]
     for i in range(1, job["steps"] + 1):
         step()
@@ -227,8 +235,10 @@ def minimal_loop(job: dict[str, Any]) -> dict[str, Any]:
 
 
 def engine_loop(job: dict[str, Any]) -> dict[str, Any]:
-    """siamese's TrainingLoop, built as `siamese train` builds it, run in-process: `warmup`
-    steps, then the timed `steps` (a second `run` continues from the position)."""
+    """siamese's TrainingLoop, built as `siamese train` builds it, and the hand-written loop,
+    in one process, alternating blocks of 10 steps (the order flips every round): the same
+    machine state for both. Each engine block is one `run` call continuing from the
+    position (its record every 10 steps included)."""
     import torch
 
     from siamese.config import load_config
@@ -248,18 +258,35 @@ def engine_loop(job: dict[str, Any]) -> dict[str, Any]:
     loop = TrainingLoop(
         model, objective, data, batches, optimizer, schedule, job["warmup"], log_every=LOG_EVERY
     )
+    hand_step = minimal_step(data, "ours", "all")
+
+    def engine_block() -> None:
+        loop.total_steps += LOG_EVERY
+        loop.run()
+
+    def hand_block() -> None:
+        for _ in range(LOG_EVERY):
+            hand_step()
+
     loop.run()
     warmup_loss_means = [r["loss"] for r in loop.history.records]
-    loop.total_steps = total
-    start = time.perf_counter()
-    loop.run()
-    seconds = time.perf_counter() - start
-    block_images = LOG_EVERY * P * K
-    timed = loop.history.records[len(warmup_loss_means) :]
+    hand_warmup = block_means([float(hand_step().detach()) for _ in range(job["warmup"])], 10)
+    blocks: dict[str, list[float]] = {"engine": [], "hand": []}
+    for round_ in range(job["steps"] // LOG_EVERY):
+        order = (("engine", engine_block), ("hand", hand_block))
+        for name, block in order if round_ % 2 == 0 else order[::-1]:
+            start = time.perf_counter()
+            block()
+            blocks[name].append(time.perf_counter() - start)
+    time_ratios = [e / h for e, h in zip(blocks["engine"], blocks["hand"], strict=True)]
     return {
-        **throughput([block_images / r["images_per_s"] for r in timed]),
-        "run_call_images_per_s": job["steps"] * P * K / seconds,
+        **throughput(blocks["engine"]),
         "warmup_loss_means": warmup_loss_means,
+        "hand_same_process": {
+            **throughput(blocks["hand"]),
+            "warmup_loss_means": hand_warmup,
+        },
+        "median_block_time_ratio_engine_vs_hand": statistics.median(time_ratios),
         "threads": torch.get_num_threads(),
         "large_block_in_heap": large_block_in_heap(),
     }
@@ -410,6 +437,7 @@ def ratio_list(a: list[float], b: list[float]) -> list[float]:
 RATIOS = {
     "ours_vs_hand": ("ours", "hand"),
     "ours_vs_pml": ("ours", "pml"),
+    "engine_vs_hand_same_process": ("engine", "hand_same_process"),
     "engine_vs_hand": ("engine", "hand"),
     "ours_vs_engine": ("ours", "engine"),
     "hand_vs_pml": ("hand", "pml"),
@@ -443,7 +471,8 @@ def summarise(runs: dict[str, list[dict[str, Any]]], measure: str) -> dict[str, 
 LABELS = {
     "hand": "hand-written PyTorch loop, siamese's loss",
     "ours": "`siamese train` (the command; metrics.csv)",
-    "engine": "siamese `TrainingLoop.run` in-process",
+    "engine": "siamese `TrainingLoop.run`, in one process with the hand-written loop †",
+    "hand_same_process": "hand-written loop, in the `TrainingLoop` process †",
     "pml": "hand-written loop with PML's `TripletMarginLoss`",
     "ours_bf16": "`siamese train`, `train.precision=bf16`",
     "ours_malloc_off": "`siamese train`, allocator tuning off",
@@ -467,13 +496,15 @@ def section(document: dict[str, Any]) -> str:
         "the allocator-off row. Throughput is timed per block of 10 steps (for `siamese "
         'train`, its metrics.csv rows); "median block" is robust to other work taking a '
         'core for part of a run, "all steps" is total images / total time. Ratios are '
-        "medians of the per-repeat ratios.",
+        "medians of the per-repeat ratios. † alternating blocks of 10 steps in one process "
+        "(the `TrainingLoop` row's ratio is against the hand-written loop of that process).",
         "",
         "| loop | images/s, median block | vs hand-written | images/s, all steps "
         "| vs hand-written |",
         "|---|---|---|---|---|",
     ]
-    names = ["hand", "ours", "engine", "pml", "ours_bf16", "ours_malloc_off"]
+    names = ["hand", "ours", "pml", "hand_same_process", "engine", "ours_bf16"]
+    names += ["ours_malloc_off"]
     names += ["semihard_ours", "semihard_pml"]
     for name in names:
         if name not in robust["images_per_s"]:
@@ -481,20 +512,29 @@ def section(document: dict[str, Any]) -> str:
         cells = []
         for summary in (robust, overall):
             ips = summary["images_per_s"]
-            versus = "1" if name == "hand" else "–"
-            if not name.startswith("semihard") and name != "hand":
-                versus = f"{statistics.median(ratio_list(ips[name], ips['hand'])):.3f}"
+            reference = "hand_same_process" if name == "engine" else "hand"
+            versus = "1" if name.startswith("hand") else "–"
+            if not name.startswith(("semihard", "hand")):
+                versus = f"{statistics.median(ratio_list(ips[name], ips[reference])):.3f}"
             cells += [f"{summary['median_images_per_s'][name]:,.0f}", f"{versus}×"]
         lines.append(f"| {LABELS[name]} | " + " | ".join(cells) + " |")
     r = robust["ratios"]
+    hand_ratios = r["ours_vs_hand"]["per_repeat"]
     verdict = "within" if robust["goal_overhead_at_most_5_percent"] else "above"
     text = (
         f"By the median block, `siamese train` takes {robust['ours_time_overhead_vs_hand']:+.1%} "
         f"time per image against the hand-written loop ({verdict} the 5 % goal; "
         f"{overall['ours_time_overhead_vs_hand']:+.1%} over all steps) and reaches "
         f"{r['ours_vs_pml']['median']:.2f}× the PML loop's throughput. bf16 autocast gives "
-        f"{r['bf16_vs_fp32']['median']:.2f}× fp32's throughput on this CPU; the allocator "
-        f"tuning {r['allocator_on_vs_off']['median']:.2f}× the throughput without it. On the "
+        f"{r['bf16_vs_fp32']['median']:.2f}× fp32's throughput on this CPU (torch uses "
+        f"{document['versions']['torch_cpu_capability']}: no bf16 instructions); the allocator "
+        f"tuning {r['allocator_on_vs_off']['median']:.2f}× the throughput without it. "
+        "Process to process, the same loop's throughput varies by several per cent here (the "
+        f"per-repeat ours / hand-written ratios range {min(hand_ratios):.2f}–"
+        f"{max(hand_ratios):.2f}); the engine's own cost is measured best by the alternated "
+        f"in-process pair: `TrainingLoop` takes "
+        f"{1 / r['engine_vs_hand_same_process']['median'] - 1:+.1%} time per image against "
+        "the hand-written loop there. On the "
         f"first batch the batch-all losses agree (ours {check['ours']:.6f}, PML "
         f"{check['pml']:.6f}, difference {check['abs_difference']:.1e})."
     )
@@ -515,6 +555,21 @@ def cpu_counters() -> tuple[float, float, float]:
     return busy, children.ru_utime + children.ru_stime, time.perf_counter()
 
 
+def wait_for_quiet(max_wait: float, threshold: float = 0.25) -> tuple[float, float]:
+    """Wait (at most `max_wait` s) until other processes keep fewer than `threshold` cores
+    busy over one second; return (seconds waited, the last load measured in cores)."""
+    start = time.perf_counter()
+    while True:
+        before = cpu_counters()
+        time.sleep(1.0)
+        after = cpu_counters()
+        load = (after[0] - before[0]) / (after[2] - before[2])
+        waited = time.perf_counter() - start
+        if load < threshold or waited >= max_wait:
+            return waited, load
+        time.sleep(4.0)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--worker", nargs=2, help=argparse.SUPPRESS)
@@ -526,12 +581,25 @@ def main() -> None:
     )
     parser.add_argument("--no-engine", action="store_true", help="skip the in-process measure")
     parser.add_argument("--quick", action="store_true", help="a short smoke run; only prints")
+    parser.add_argument(
+        "--render", action="store_true", help="only redraw BENCHMARKS.md from the results file"
+    )
     parser.add_argument("--timeout", type=int, default=900)
+    parser.add_argument(
+        "--quiet-wait",
+        type=float,
+        default=180.0,
+        help="before each run, wait up to this many seconds for other processes to go idle",
+    )
     parser.add_argument("--data-dir", default=os.environ.get("SIAMESE_DATA_DIR"))
     args = parser.parse_args()
     if args.worker:
         kind, job = args.worker
         print(json.dumps(WORKERS[kind](json.loads(job))))
+        return
+    if args.render:
+        document = json.loads((HERE / "results" / "training.json").read_text())
+        replace_section(HERE / "BENCHMARKS.md", "training", section(document))
         return
     if args.quick:
         args.repeats, args.steps, args.warmup = 1, 20, 10
@@ -594,12 +662,22 @@ def main() -> None:
         for repeat in range(args.repeats):
             repeat_start = time.perf_counter()
             for name in plan:
+                waited, idle_load = wait_for_quiet(args.quiet_wait)
                 before = cpu_counters()
                 result = run(name, tmp_path / f"run-{name}-{repeat}")
                 after = cpu_counters()
                 busy, ours_cpu, wall = (b - a for a, b in zip(before, after, strict=True))
-                result["repeat"] = repeat
-                result["other_processes_cores"] = max(0.0, busy - ours_cpu) / wall
+                machine = {
+                    "repeat": repeat,
+                    "other_processes_cores": max(0.0, busy - ours_cpu) / wall,
+                    "waited_for_quiet_s": waited,
+                    "load_before_cores": idle_load,
+                }
+                if name == "engine":
+                    runs.setdefault("hand_same_process", []).append(
+                        {**result.pop("hand_same_process"), **machine}
+                    )
+                result.update(machine)
                 runs.setdefault(name, []).append(result)
                 print(
                     f"repeat {repeat} {name}: median block {result[HEADLINE]:,.0f} images/s, "
@@ -611,8 +689,10 @@ def main() -> None:
             repeat_seconds.append(time.perf_counter() - repeat_start)
     # The same initial weights and batches give the same warm-up losses in every loop.
     reference = runs["hand"][0]["warmup_loss_means"]
+    # Steps 1-4 agree to float32 rounding; later steps drift apart by float-level
+    # differences (summation order) that the hinges amplify, so compare the first block.
     warmup_agreement = {
-        name: max(abs(a - b) for a, b in zip(rs[0]["warmup_loss_means"], reference, strict=True))
+        name: abs(rs[0]["warmup_loss_means"][0] - reference[0])
         for name, rs in runs.items()
         if not name.startswith("semihard") and name != "ours_bf16"
     }
@@ -637,7 +717,7 @@ def main() -> None:
         "malloc_off": "no MALLOC_* variables, SIAMESE_MALLOC_TUNING=0",
         "allocator_probes": probes,
         "loss_check": check,
-        "warmup_loss_max_difference_vs_hand": warmup_agreement,
+        "first_block_mean_loss_difference_vs_hand": warmup_agreement,
         "timing": (
             "blocks of 10 steps after the warm-up; ours: its metrics.csv rows, each lasting "
             "1280 / images_per_s seconds (the rows tile the run); the others: perf_counter "
