@@ -13,21 +13,11 @@ import numpy as np
 import pytest
 
 import siamese
+from cli_runner import run_cli as run
 from loopback_http import Server
-from siamese.cli import main
 from siamese.data import catalog
 from siamese.data.catalog import RemoteFile
 from test_idx_and_archives import write_idx
-
-
-def run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
-    try:
-        main(argv)
-        code = 0
-    except SystemExit as exit_:
-        code = int(exit_.code or 0)
-    captured = capsys.readouterr()
-    return code, captured.out + captured.err
 
 
 def _mnist_files(tmp_path: Path) -> dict[str, bytes]:

@@ -15,7 +15,7 @@ import yaml
 from safetensors.torch import load_file
 
 import siamese
-from siamese.cli import main
+from cli_runner import run_cli
 from siamese.config import load_config
 from siamese.errors import CheckpointError, ConfigError, OutputError, TrainingDivergedError
 from siamese.telemetry import read_metrics
@@ -45,14 +45,21 @@ def write_config(path: Path, overrides: dict | None = None) -> Path:
     return path
 
 
-def run_cli(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
-    try:
-        main(argv)
-        code = 0
-    except SystemExit as exit_:
-        code = int(exit_.code or 0)
-    captured = capsys.readouterr()
-    return code, captured.out + captured.err
+def poison_the_loss(monkeypatch: pytest.MonkeyPatch, from_step: int, value: float) -> None:
+    """From the `from_step`-th training step on, every loss is multiplied by `value`."""
+    from siamese.objectives import Objective
+
+    real_step = Objective.step
+    calls = {"n": 0}
+
+    def poisoned(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        out = real_step(self, *args, **kwargs)
+        calls["n"] += 1
+        if calls["n"] >= from_step:
+            out.loss = out.loss * value
+        return out
+
+    monkeypatch.setattr(Objective, "step", poisoned)
 
 
 TRAIN_COLUMNS = ("loss", "active_fraction", "mean_pos_dist", "mean_neg_dist", "lr")
@@ -200,19 +207,8 @@ def test_a_nan_loss_stops_with_a_clear_error_and_keeps_the_last_good_checkpoint(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from siamese.checkpoints import load_checkpoint
-    from siamese.objectives import Objective
 
-    real_step = Objective.step
-    calls = {"n": 0}
-
-    def poisoned(self, *args, **kwargs):  # type: ignore[no-untyped-def]
-        out = real_step(self, *args, **kwargs)
-        calls["n"] += 1
-        if calls["n"] > 10:
-            out.loss = out.loss * float("nan")
-        return out
-
-    monkeypatch.setattr(Objective, "step", poisoned)
+    poison_the_loss(monkeypatch, from_step=11, value=float("nan"))
     config = load_config(write_config(tmp_path / "c.yaml", {"train": {"checkpoint_every": 5}}))
     with pytest.raises(TrainingDivergedError, match=r"became nan near step 1[2-9].*last good"):
         train_run(config, tmp_path / "run", quiet=True)
@@ -375,19 +371,8 @@ def test_a_budget_ending_on_a_checkpoint_step_still_validates(tmp_path: Path) ->
 def test_a_nan_before_an_epoch_end_validation_is_reported_as_divergence(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from siamese.objectives import Objective
-
-    real_step = Objective.step
-    calls = {"n": 0}
-
-    def poisoned(self, *args, **kwargs):  # type: ignore[no-untyped-def]
-        out = real_step(self, *args, **kwargs)
-        calls["n"] += 1
-        if calls["n"] >= 42:  # the epoch ends at step 44, between two log steps (40, 60)
-            out.loss = out.loss * float("inf")
-        return out
-
-    monkeypatch.setattr(Objective, "step", poisoned)
+    # The epoch ends at step 44, between two log steps (40 and 60).
+    poison_the_loss(monkeypatch, from_step=42, value=float("inf"))
     config = load_config(write_config(tmp_path / "c.yaml", {"train": {"log_every": 20}}))
     with pytest.raises(TrainingDivergedError, match=r"the loss became (inf|nan) near step 44"):
         train_run(config, tmp_path / "run", quiet=True)
