@@ -1,3 +1,6 @@
+import inspect
+import math
+
 import pytest
 import torch
 
@@ -75,3 +78,62 @@ def test_errors() -> None:
         sample_episodes(labels, 1, 1, 10)
     with pytest.raises(ConfigError, match="rule"):
         episode_predictions(torch.randn(30, 2), sample_episodes(labels, 2, 1, 2), rule="knn")
+
+
+@pytest.mark.parametrize("rule", ["prototype", "nearest"])
+def test_mean_and_ci95_match_a_loop_over_episodes(rule: str) -> None:
+    labels, _ = make_set(n_classes=8, per_class=6)
+    emb = torch.randn(labels.numel(), 4, generator=torch.Generator().manual_seed(3))
+    n_way, k_shot, episodes = 3, 2, 25
+    ep = sample_episodes(labels, n_way, k_shot, episodes, seed=9)
+    per_episode = []
+    for e in range(episodes):
+        right = 0
+        for q in range(n_way):
+            query = emb[ep.query[e, q]].double()
+            dists = []
+            for w in range(n_way):
+                shots = emb[ep.support[e, w]].double()
+                if rule == "prototype":
+                    dists.append(float((query - shots.mean(0)).norm()))
+                else:
+                    dists.append(min(float((query - s).norm()) for s in shots))
+            right += min(range(n_way), key=dists.__getitem__) == q
+        per_episode.append(right / n_way)
+    mean = sum(per_episode) / episodes
+    std = math.sqrt(sum((a - mean) ** 2 for a in per_episode) / episodes)
+    got_mean, got_ci = episodic_accuracy(emb, labels, n_way, k_shot, episodes, seed=9, rule=rule)
+    assert got_mean == pytest.approx(mean, abs=1e-12)
+    assert got_ci == pytest.approx(1.96 * std / math.sqrt(episodes), abs=1e-12)
+
+
+def test_defaults_use_1000_seeded_episodes() -> None:
+    labels, _ = make_set()
+    emb = torch.randn(labels.numel(), 8)
+    assert inspect.signature(episodic_accuracy).parameters["episodes"].default >= 1000
+    assert episodic_accuracy(emb, labels, 5, 1) == episodic_accuracy(emb, labels, 5, 1, 1000, 0)
+    assert episodic_accuracy(emb, labels, 5, 1, seed=1) != episodic_accuracy(emb, labels, 5, 1)
+    mean, ci = episodic_accuracy(emb, labels, 5, 1, episodes=1)
+    assert 0 <= mean <= 1 and ci == 0.0
+
+
+def test_small_classes_are_never_drawn() -> None:
+    labels = torch.cat([torch.arange(4).repeat_interleave(3), torch.tensor([10, 11, 11])])
+    ep = sample_episodes(labels, 3, 2, 200, seed=0)
+    assert set(ep.classes.flatten().tolist()) == {0, 1, 2, 3}
+    with pytest.raises(DataError, match="5-way 2-shot episodes need 5 classes with at least 3"):
+        sample_episodes(labels, 5, 2, 10)
+    with pytest.raises(DataError, match="at least 3"):
+        episodic_accuracy(torch.randn(3, 2), torch.tensor([0, 0, 1]), 2, 2, 10)
+
+
+def test_episodic_accuracy_input_errors() -> None:
+    labels, _ = make_set(n_classes=4)
+    with pytest.raises(DataError, match="one row per label"):
+        episodic_accuracy(torch.randn(5, 2), labels, 2, 1, 10)
+    with pytest.raises(DataError, match="NaN"):
+        episodic_accuracy(torch.full((labels.numel(), 2), float("nan")), labels, 2, 1, 10)
+    with pytest.raises(ConfigError, match="rule"):
+        episodic_accuracy(torch.randn(labels.numel(), 2), labels, 2, 1, 10, rule="knn")
+    with pytest.raises(ConfigError, match="k_shot"):
+        episodic_accuracy(torch.randn(labels.numel(), 2), labels, 2, 0, 10)

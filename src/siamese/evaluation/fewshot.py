@@ -43,6 +43,9 @@ def sample_episodes(
 ) -> Episodes:
     """Seeded N-way K-shot episodes, vectorised over episodes.
 
+    Classes with fewer than `k_shot + 1` examples (K supports and a query) are never drawn;
+    a `DataError` is raised when fewer than `n_way` classes remain.
+
     Args:
         labels: (M,) int64 labels of the evaluation set.
         n_way, k_shot: classes per episode and support examples per class.
@@ -66,7 +69,8 @@ def sample_episodes(
     if eligible.numel() < n_way:
         raise DataError(
             f"{n_way}-way {k_shot}-shot episodes need {n_way} classes with at least {k_shot + 1} "
-            f"examples; this set has {eligible.numel()}"
+            f"examples; this set has {eligible.numel()} (of {class_ids.numel()} classes): use "
+            f"fewer ways or shots, or an evaluation set with more examples per class"
         )
     g = torch.Generator().manual_seed(seed)
     pick = torch.rand(episodes, eligible.numel(), generator=g).argsort(dim=1)[:, :n_way]
@@ -133,12 +137,28 @@ def episodic_accuracy(
 ) -> tuple[float, float]:
     """Mean N-way K-shot accuracy over seeded episodes and its 95 % confidence half-width.
 
+    Each episode's accuracy is the share of its N queries assigned to the right way; 1,000
+    or more episodes give a ci95 of about a percentage point.
+
     Args:
         embeddings: (M, D); labels: (M,) int64; groups: optional (M,) int64, see
             `sample_episodes`.
+        n_way, k_shot, episodes, seed: see `sample_episodes`.
+        rule: "prototype" (nearest class mean) or "nearest" (nearest support example).
+        metric: distance between embeddings.
     Returns:
-        (mean accuracy, ci95) with ci95 = 1.96 × std of per-episode accuracy / sqrt(E).
+        (mean accuracy, ci95) with ci95 = 1.96 × std of per-episode accuracy / sqrt(E), std
+        being the population standard deviation (0, not NaN, for a single episode).
     """
+    if rule not in ("prototype", "nearest"):
+        raise ConfigError(f"unknown few-shot rule {rule!r}: choose 'prototype' or 'nearest'")
+    if embeddings.ndim != 2 or embeddings.shape[0] != labels.numel():
+        raise DataError(
+            f"embeddings must be (M, D) with one row per label; got {tuple(embeddings.shape)} "
+            f"for {labels.numel()} labels"
+        )
+    if not torch.isfinite(embeddings).all():
+        raise DataError("embeddings contain NaN or inf: check the model that produced them")
     sampled = sample_episodes(labels, n_way, k_shot, episodes, seed, groups)
     correct = episode_predictions(embeddings, sampled, rule, metric) == torch.arange(n_way)
     per_episode = correct.double().mean(dim=1)

@@ -2,16 +2,19 @@
 
 Every function takes `distances` (P,) — lower means more similar — and `same` (P,), the pair
 labels with 1 = same class (genuine) and 0 = different class (impostor). A pair is accepted
-as genuine when its distance is <= the threshold.
+as genuine when its distance is <= the threshold. Pairs come from an explicit list or from
+`labelled_pairs` (every pair of a labelled set, or a seeded balanced sample of them).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+from dataclasses import asdict, dataclass
 
 import torch
 
-from siamese.errors import DataError
+from siamese.errors import ConfigError, DataError
+from siamese.sampling import balanced_pairs
 
 
 @dataclass
@@ -112,3 +115,214 @@ def best_threshold(distances: torch.Tensor, same: torch.Tensor) -> tuple[float, 
     else:
         threshold = float((t[i] + t[i + 1]) / 2)
     return threshold, float(correct[i] / same.numel())
+
+
+def _check_far(far: float) -> None:
+    if not 0.0 <= far <= 1.0 or math.isnan(far):
+        raise ConfigError(f"a false-accept rate must lie in [0, 1], got {far}; e.g. use 1e-3")
+
+
+def _index_at_far(curve: RocCurve, far: float) -> int:
+    """Index of the largest threshold whose FAR is <= `far` (FAR never falls as it grows)."""
+    _check_far(far)
+    # Rates are counts / n_impostor in float64; the slack keeps far = k / n_impostor exact.
+    return int(torch.nonzero(curve.far <= far + 1e-12)[-1])
+
+
+def tar_at_far(distances: torch.Tensor, same: torch.Tensor, far: float) -> float:
+    """True-accept rate at the largest threshold whose false-accept rate is <= `far`.
+
+    Thresholds are the observed distances (ties move together), so the FAR reached is the
+    largest achievable one not above `far`. When `far` is below 1 / n_impostor (e.g. 1e-3 with
+    500 impostor pairs) no impostor may be accepted, and the result is the TAR at FAR 0: the
+    share of genuine pairs closer than the closest impostor pair.
+
+    Args:
+        distances: (P,) pair distances; same: (P,) 1 = genuine, 0 = impostor.
+        far: target false-accept rate in [0, 1].
+    Returns:
+        TAR in [0, 1].
+    """
+    curve = roc_curve(distances, same)
+    return float(curve.tar[_index_at_far(curve, far)])
+
+
+def threshold_at_far(distances: torch.Tensor, same: torch.Tensor, far: float) -> float:
+    """Calibration: the distance threshold that keeps the false-accept rate <= `far`.
+
+    On these pairs, accepting `distance <= threshold` accepts at most `far` of the impostors
+    and exactly the `tar_at_far(distances, same, far)` share of the genuine pairs. The value
+    lies halfway between the largest accepted distance and the next observed distance (just
+    below the smallest distance when nothing can be accepted; the largest distance when
+    everything can), so it generalises to new pairs better than an observed distance.
+
+    Args:
+        distances: (P,) pair distances of calibration pairs; same: (P,) 1 = genuine,
+            0 = impostor.
+        far: target false-accept rate in [0, 1].
+    Returns:
+        The threshold, in the units of `distances`.
+    """
+    curve = roc_curve(distances, same)
+    i = _index_at_far(curve, far)
+    # Work in the caller's precision so that `distances <= threshold` there gives these rates.
+    dtype = distances.dtype if distances.is_floating_point() else torch.float64
+    t = curve.thresholds.to(dtype)
+    if i == 0:
+        return float(torch.nextafter(t[1], t.new_tensor(-math.inf)))
+    if i == t.numel() - 1:
+        return float(t[i])
+    middle = ((curve.thresholds[i] + curve.thresholds[i + 1]) / 2).to(dtype)
+    return float(middle if middle < t[i + 1] else t[i])
+
+
+def ten_fold_accuracy(
+    distances: torch.Tensor, same: torch.Tensor, folds: int = 10, seed: int = 0
+) -> tuple[float, float]:
+    """Accuracy under the LFW protocol: for each fold, the threshold with the best accuracy on
+    the other folds is applied to the held-out fold.
+
+    Folds are stratified (genuine and impostor pairs are each shuffled with `seed` and dealt
+    round-robin), so every fold holds both kinds when each kind has >= `folds` pairs.
+
+    Args:
+        distances: (P,) pair distances; same: (P,) 1 = genuine, 0 = impostor.
+        folds: number of folds (>= 2).
+        seed: random seed of the fold assignment.
+    Returns:
+        (mean, std) of the held-out fold accuracies; std is the population standard deviation
+        over folds (as in the LFW reference code), 0 when all folds agree.
+    """
+    distances, same = _check(distances, same)
+    if folds < 2:
+        raise ConfigError(f"cross-validation needs folds >= 2, got {folds}")
+    n_genuine = int(same.sum())
+    n_impostor = same.numel() - n_genuine
+    if min(n_genuine, n_impostor) < folds:
+        raise DataError(
+            f"{folds}-fold accuracy needs at least {folds} genuine and {folds} impostor pairs; "
+            f"got {n_genuine} and {n_impostor}: use more pairs or fewer folds"
+        )
+    g = torch.Generator().manual_seed(seed)
+    fold = torch.empty(same.numel(), dtype=torch.long)
+    for kind in (same, ~same):
+        members = torch.nonzero(kind).flatten()
+        members = members[torch.randperm(members.numel(), generator=g)]
+        fold[members] = torch.arange(members.numel()) % folds
+    accuracies = torch.empty(folds, dtype=torch.float64)
+    for k in range(folds):
+        test = fold == k
+        threshold, _ = best_threshold(distances[~test], same[~test])
+        accuracies[k] = ((distances[test] <= threshold) == same[test]).double().mean()
+    return float(accuracies.mean()), float(accuracies.std(correction=0))
+
+
+def labelled_pairs(
+    labels: torch.Tensor, max_pairs: int = 1_000_000, seed: int = 0
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Verification pairs of a labelled set: all of them when few enough, else a sample.
+
+    With N(N − 1)/2 <= `max_pairs`, every pair i < j, in row-major order. Otherwise a seeded
+    sample of `max_pairs` pairs, half genuine and half impostor (`sampling.balanced_pairs`,
+    drawn with replacement, reordered so that i < j).
+
+    Args:
+        labels: (N,) int64 labels.
+        max_pairs: largest number of pairs returned.
+        seed: random seed of the sample (unused when all pairs are returned).
+    Returns:
+        (i, j, same): (P,) int64 indices with i < j, and (P,) int64 pair labels,
+        1 = genuine, 0 = impostor.
+    """
+    labels = labels.detach().cpu().flatten()
+    n = labels.numel()
+    if max_pairs < 2:
+        raise ConfigError(f"max_pairs must be >= 2, got {max_pairs}")
+    counts = torch.unique(labels, return_counts=True)[1]
+    if counts.numel() < 2 or int(counts.max()) < 2:
+        raise DataError(
+            f"verification pairs need at least 2 classes and one class with 2 or more examples; "
+            f"these {n} labels have {counts.numel()} classes and at most "
+            f"{int(counts.max()) if n else 0} examples per class"
+        )
+    if n * (n - 1) // 2 <= max_pairs:
+        i, j = torch.triu_indices(n, n, offset=1)
+        return i, j, (labels[i] == labels[j]).long()
+    a, b, same = balanced_pairs(labels, max_pairs, seed)
+    return torch.minimum(a, b), torch.maximum(a, b), same
+
+
+@dataclass
+class VerificationReport:
+    """Every verification metric of one set of pairs (rates in [0, 1], thresholds in distance
+    units).
+
+    Attributes:
+        auc: area under the ROC curve. eer: equal error rate.
+        tar_at_far_1e1, tar_at_far_1e2, tar_at_far_1e3: TAR at FAR <= 1e-1, 1e-2, 1e-3
+            (see `tar_at_far` for FARs below 1 / n_impostor).
+        best_accuracy, best_threshold: the best accuracy on these pairs and its threshold.
+        ten_fold_mean, ten_fold_std: accuracy under the LFW protocol, with `folds` folds.
+        n_genuine, n_impostor: pair counts.
+    """
+
+    auc: float
+    eer: float
+    tar_at_far_1e1: float
+    tar_at_far_1e2: float
+    tar_at_far_1e3: float
+    best_accuracy: float
+    best_threshold: float
+    ten_fold_mean: float
+    ten_fold_std: float
+    folds: int
+    n_genuine: int
+    n_impostor: int
+
+    def as_dict(self) -> dict[str, float | int]:
+        """The fields by name, for JSON and report tables."""
+        return asdict(self)
+
+
+def verification_metrics(
+    distances: torch.Tensor, same: torch.Tensor, seed: int = 0, folds: int = 10
+) -> VerificationReport:
+    """All verification metrics at once.
+
+    Args:
+        distances: (P,) pair distances; same: (P,) 1 = genuine, 0 = impostor.
+        seed: random seed of the cross-validation folds.
+        folds: folds of the LFW protocol; lowered to the smaller of the genuine and impostor
+            counts when there are fewer pairs of either kind (at least 2 of each are needed).
+    Returns:
+        VerificationReport.
+    """
+    curve = roc_curve(distances, same)
+    n_genuine = int(same.detach().flatten().bool().sum())
+    n_impostor = same.numel() - n_genuine
+    folds = min(folds, n_genuine, n_impostor)
+    if folds < 2:
+        raise DataError(
+            f"verification metrics need at least 2 genuine and 2 impostor pairs for "
+            f"cross-validation; got {n_genuine} and {n_impostor}: use more pairs"
+        )
+    threshold, accuracy = best_threshold(distances, same)
+    mean, std = ten_fold_accuracy(distances, same, folds, seed)
+
+    def tar(far: float) -> float:
+        return float(curve.tar[_index_at_far(curve, far)])
+
+    return VerificationReport(
+        auc=curve.auc(),
+        eer=curve.eer(),
+        tar_at_far_1e1=tar(1e-1),
+        tar_at_far_1e2=tar(1e-2),
+        tar_at_far_1e3=tar(1e-3),
+        best_accuracy=accuracy,
+        best_threshold=threshold,
+        ten_fold_mean=mean,
+        ten_fold_std=std,
+        folds=folds,
+        n_genuine=n_genuine,
+        n_impostor=n_impostor,
+    )
