@@ -10,6 +10,7 @@ import typer
 from rich.console import Console
 
 from siamese.cli_datasets import datasets_app
+from siamese.cli_evaluate import evaluate, plot
 from siamese.cli_train import _options_epilog, train
 from siamese.errors import SiameseError
 
@@ -29,6 +30,8 @@ def _root() -> None:
 
 app.add_typer(datasets_app, name="datasets")
 app.command("train", epilog=_options_epilog())(train)
+app.command("evaluate")(evaluate)
+app.command("plot")(plot)
 
 
 @app.command()

@@ -1,0 +1,114 @@
+"""The three files `siamese evaluate` writes in a run directory: `metrics.json` (every number),
+`report.md` (the headline table, the metrics and links to `figures/`) and a self-contained
+`report.html` (the same, figures embedded, so it can be mailed or attached as one file)."""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+from pathlib import Path
+from typing import Any
+
+from siamese.atomic_write import write_bytes_atomic
+from siamese.evaluation.run_evaluation import Evaluation
+
+_FIGURE_TITLES = {
+    "embedding": "Embedding",
+    "training": "Training curves",
+    "roc": "Verification ROC",
+    "distances": "Genuine and impostor distances",
+    "retrieval": "Retrieval",
+    "oneshot": "One-shot episodes",
+}
+
+
+def write_reports(evaluation: Evaluation) -> dict[str, Path]:
+    """Write metrics.json, report.md and report.html into the run directory; return their
+    paths by name."""
+    run = evaluation.run_dir
+    document = {
+        "data": evaluation.data,
+        "examples": evaluation.examples,
+        "classes": evaluation.classes,
+        "headline": evaluation.headline,
+        "metrics": evaluation.metrics,
+        "figures": {name: str(path.relative_to(run)) for name, path in evaluation.figures.items()},
+    }
+    paths = {
+        "metrics": run / "metrics.json",
+        "markdown": run / "report.md",
+        "html": run / "report.html",
+    }
+    write_bytes_atomic(paths["metrics"], (json.dumps(document, indent=2) + "\n").encode())
+    write_bytes_atomic(paths["markdown"], markdown_report(evaluation).encode())
+    write_bytes_atomic(paths["html"], html_report(evaluation).encode())
+    return paths
+
+
+def _format(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4f}" if abs(value) < 1000 else f"{value:,.0f}"
+    return str(value)
+
+
+def _rows(metrics: dict[str, Any], prefix: str = "") -> list[tuple[str, str]]:
+    rows: list[tuple[str, str]] = []
+    for key, value in metrics.items():
+        if isinstance(value, dict):
+            rows += _rows(value, f"{prefix}{key} ")
+        else:
+            rows.append((f"{prefix}{key}", _format(value)))
+    return rows
+
+
+def markdown_report(evaluation: Evaluation) -> str:
+    """The report as Markdown, figures linked from `figures/`."""
+    lines = [
+        f"# Evaluation of {evaluation.run_dir.name}",
+        "",
+        f"Data: {evaluation.data}, {evaluation.examples:,} examples of {evaluation.classes} classes.",
+        "",
+        "| measure | value |",
+        "|---|---|",
+        *(f"| {name} | {_format(value)} |" for name, value in evaluation.headline.items()),
+    ]
+    for protocol, values in evaluation.metrics.items():
+        lines += ["", f"## {protocol.capitalize()}", "", "| metric | value |", "|---|---|"]
+        lines += [f"| {name} | {value} |" for name, value in _rows(values)]
+    if evaluation.figures:
+        lines += ["", "## Figures"]
+        for name, path in evaluation.figures.items():
+            title = _FIGURE_TITLES.get(name, name)
+            lines += ["", f"![{title}]({path.relative_to(evaluation.run_dir).as_posix()})"]
+    return "\n".join(lines) + "\n"
+
+
+def html_report(evaluation: Evaluation) -> str:
+    """The report as one HTML file with every figure embedded as a PNG data URI."""
+    e = html.escape
+
+    def table(rows: list[tuple[str, str]]) -> str:
+        body = "".join(f"<tr><td>{e(k)}</td><td>{e(v)}</td></tr>" for k, v in rows)
+        return f"<table><tr><th>measure</th><th>value</th></tr>{body}</table>"
+
+    parts = [
+        "<!doctype html><html><head><meta charset='utf-8'>",
+        f"<title>Evaluation of {e(evaluation.run_dir.name)}</title>",
+        "<style>body{font-family:system-ui,sans-serif;max-width:1000px;margin:2em auto;"
+        "color:#222}table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;"
+        "padding:4px 10px;text-align:left}th{background:#f3f3f3}img{max-width:100%}</style>",
+        "</head><body>",
+        f"<h1>Evaluation of {e(evaluation.run_dir.name)}</h1>",
+        f"<p>Data: {e(evaluation.data)}, {evaluation.examples:,} examples of "
+        f"{evaluation.classes} classes.</p>",
+        table([(k, _format(v)) for k, v in evaluation.headline.items()]),
+    ]
+    for protocol, values in evaluation.metrics.items():
+        parts += [f"<h2>{e(protocol.capitalize())}</h2>", table(_rows(values))]
+    for name, path in evaluation.figures.items():
+        data = base64.b64encode(path.read_bytes()).decode("ascii")
+        title = e(_FIGURE_TITLES.get(name, name))
+        parts += [f"<h2>{title}</h2>", f"<img alt='{title}' src='data:image/png;base64,{data}'>"]
+    parts.append("</body></html>")
+    return "\n".join(parts) + "\n"

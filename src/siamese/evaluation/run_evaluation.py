@@ -1,0 +1,308 @@
+"""Evaluating a trained run: which data, which protocols, which figures — what `siamese
+evaluate RUN` does. Files are written by `siamese.evaluation.report_files`.
+
+By default the run is evaluated on data it never trained on: the dataset's other split when it
+has one (mnist/fashion-mnist `test`, omniglot `evaluation`, glyphs `test`), else the run's
+validation part (held-out classes for a class-disjoint split), recomputed from its seed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from siamese.config import RunConfig, load_config
+from siamese.data.labeled import LabeledData
+from siamese.distances import paired_distances, pairwise_distances
+from siamese.errors import ConfigError, DataError
+from siamese.evaluation.embed import embed
+
+PROTOCOLS: tuple[str, ...] = ("verification", "retrieval", "fewshot", "novelty")
+
+
+@dataclass
+class Evaluation:
+    """What an evaluation measured and drew.
+
+    `metrics` maps a protocol to its numbers; `figures` maps a figure name to its PNG path;
+    `headline` holds the few numbers the report's first table shows.
+    """
+
+    run_dir: Path
+    data: str
+    examples: int
+    classes: int
+    metrics: dict[str, Any] = field(default_factory=dict)
+    figures: dict[str, Path] = field(default_factory=dict)
+    headline: dict[str, float] = field(default_factory=dict)
+
+
+def evaluation_data(
+    config: RunConfig, data_name: str | None = None, split: str | None = None
+) -> tuple[LabeledData, str]:
+    """The examples to evaluate on, and a description for the report.
+
+    Raises:
+        ConfigError: `split` given without `data_name` for a dataset without splits.
+    """
+    from siamese.data.catalog import DATASETS
+    from siamese.data.sources import load_dataset
+    from siamese.training_setup import load_training_data
+
+    data_dir = Path(config.data.data_dir) if config.data.data_dir else None
+    if data_name is not None:
+        return load_dataset(data_name, split, data_dir), f"{data_name} ({split or 'default split'})"
+    name = config.data.name
+    if split is None and config.data.validation == "split":
+        split = config.data.validation_split
+    info = DATASETS.get(name)
+    if split is None and info is not None and len(info.splits) > 1:
+        trained = config.data.split or info.default_split
+        others = [s for s in info.splits if s not in (trained, "all")]
+        split = others[0] if others else None
+    if split is not None:
+        options = dict(config.data.options)
+        return load_dataset(name, split, data_dir, **options), f"{name} ({split})"
+    _, validation, _ = load_training_data(config)
+    if validation is None:
+        raise ConfigError(
+            f"the run trained on all of {name} and validated on nothing: name data to evaluate "
+            "on with --data NAME [--split SPLIT]"
+        )
+    return validation, f"{name} (the run's held-out validation part)"
+
+
+def evaluate_run(
+    run_dir: Path,
+    protocols: tuple[str, ...] = ("verification", "retrieval", "fewshot"),
+    data_name: str | None = None,
+    split: str | None = None,
+    ood: str | None = None,
+    seed: int = 0,
+    episodes: int = 1000,
+) -> Evaluation:
+    """Embed the evaluation data with the run's model and measure each protocol.
+
+    Args:
+        run_dir: a finished run (model.safetensors + model.json + config.yaml).
+        protocols: any of `PROTOCOLS`; "novelty" needs `ood`.
+        data_name, split: evaluate on this dataset instead of the default.
+        ood: a dataset name (NAME or NAME:SPLIT) of out-of-distribution examples with the
+            same input shape, for the novelty protocol.
+        seed: seeds the pair sample, the episodes and the figures' picks.
+        episodes: few-shot episodes per setting.
+    Raises:
+        ConfigError: unknown protocol, novelty without `ood`. DataError, CheckpointError.
+    """
+    from siamese.run_directory import load_model
+
+    unknown = [p for p in protocols if p not in PROTOCOLS]
+    if unknown:
+        raise ConfigError(f"unknown protocol {unknown[0]!r}: choose from {', '.join(PROTOCOLS)}")
+    if "novelty" in protocols and ood is None:
+        raise ConfigError(
+            "the novelty protocol needs out-of-distribution examples: --ood NAME[:SPLIT] "
+            "(e.g. --ood omniglot:evaluation for a digits model, resized to the same shape)"
+        )
+    config = load_config(run_dir / "config.yaml")
+    model = load_model(run_dir)
+    data, description = evaluation_data(config, data_name, split)
+    expected = tuple(_input_shape(run_dir))
+    if tuple(data.x.shape[1:]) != expected:
+        raise DataError(
+            f"{description} has examples of shape {tuple(data.x.shape[1:])}, but the model of "
+            f"{run_dir} reads {expected}: choose data of that shape (folder: sources take "
+            "image_size and channels options)"
+        )
+    z = embed(model, data.x)
+    metric = config.loss.metric
+    result = Evaluation(run_dir, description, len(data), int(torch.unique(data.y).numel()))
+    figures_dir = run_dir / "figures"
+    figures_dir.mkdir(parents=True, exist_ok=True)
+    _embedding_figures(result, data, z, figures_dir, seed)
+    if "verification" in protocols:
+        _verification(result, data, z, metric, figures_dir, seed)
+    if "retrieval" in protocols:
+        _retrieval(result, data, z, metric, figures_dir, seed)
+    if "fewshot" in protocols:
+        _fewshot(result, data, z, metric, figures_dir, seed, episodes)
+    if "novelty" in protocols and ood is not None:
+        _novelty(result, config, model, z, data, ood, metric)
+    return result
+
+
+def _input_shape(run_dir: Path) -> list[int]:
+    import json
+
+    return json.loads((run_dir / "model.json").read_text(encoding="utf-8"))["input_shape"]
+
+
+def _embedding_figures(
+    result: Evaluation, data: LabeledData, z: torch.Tensor, folder: Path, seed: int
+) -> None:
+    from siamese.plots import plot_embedding_2d, plot_training_curves
+    from siamese.telemetry import read_metrics
+
+    g = torch.Generator().manual_seed(seed)
+    shown_classes = torch.unique(data.y)[:20]
+    mask = torch.isin(data.y, shown_classes)
+    index = mask.nonzero().squeeze(1)
+    index = index[torch.randperm(index.numel(), generator=g)[:2000]]
+    images = data.x[index] if data.x.dim() == 4 else None
+    result.figures["embedding"] = plot_embedding_2d(
+        z[index],
+        data.y[index],
+        data.classes,
+        folder / "embedding.png",
+        f"Embedding of {result.data} (PCA, {len(shown_classes)} classes)",
+        images=images,
+    )
+    metrics_csv = result.run_dir / "metrics.csv"
+    if metrics_csv.exists():
+        rows = read_metrics(metrics_csv)
+        if rows:
+            result.figures["training"] = plot_training_curves(rows, folder / "training.png")
+
+
+def _verification(
+    result: Evaluation, data: LabeledData, z: torch.Tensor, metric: str, folder: Path, seed: int
+) -> None:
+    from siamese.evaluation.verification import labelled_pairs, roc_curve, verification_metrics
+    from siamese.plots import plot_distance_histograms, plot_roc
+
+    i, j, same = labelled_pairs(data.y, max_pairs=200_000, seed=seed)
+    d = paired_distances(z[i], z[j], metric)
+    report = verification_metrics(d, same, seed=seed)
+    values = report.as_dict()
+    result.metrics["verification"] = values
+    result.headline.update(
+        {"ROC AUC": report.auc, "EER": report.eer, "10-fold accuracy": report.ten_fold_mean}
+    )
+    curve = roc_curve(d, same)
+    result.figures["roc"] = plot_roc(
+        {"model": (curve, report.auc, report.eer)}, folder / "roc.png", f"ROC on {result.data}"
+    )
+    result.figures["distances"] = plot_distance_histograms(
+        d, same, folder / "distances.png", threshold=report.best_threshold
+    )
+
+
+def _retrieval(
+    result: Evaluation, data: LabeledData, z: torch.Tensor, metric: str, folder: Path, seed: int
+) -> None:
+    from siamese.evaluation.retrieval import answerable_queries, retrieval_metrics
+    from siamese.plots import plot_retrieval_grid
+
+    report = retrieval_metrics(z, data.y, metric=metric)
+    values = asdict(report)
+    values["recall_at_k"] = {str(k): v for k, v in report.recall_at_k.items()}
+    result.metrics["retrieval"] = values
+    result.headline.update({"precision@1": report.precision_at_1, "MAP@R": report.map_at_r})
+    if data.x.dim() != 4:
+        return
+    g = torch.Generator().manual_seed(seed)
+    candidates = answerable_queries(data.y).nonzero().squeeze(1)
+    queries = candidates[torch.randperm(candidates.numel(), generator=g)[:6]]
+    d = pairwise_distances(z[queries], z, metric)
+    d[torch.arange(queries.numel()), queries] = float("inf")  # not itself
+    k = min(5, z.shape[0] - 1)
+    distances, neighbours = d.topk(k, dim=1, largest=False)
+    result.figures["retrieval"] = plot_retrieval_grid(
+        data.x,
+        data.y,
+        queries,
+        neighbours,
+        folder / "retrieval.png",
+        distances=distances,
+        class_names=data.classes,
+    )
+
+
+def _fewshot(
+    result: Evaluation,
+    data: LabeledData,
+    z: torch.Tensor,
+    metric: str,
+    folder: Path,
+    seed: int,
+    episodes: int,
+) -> None:
+    from siamese.evaluation.fewshot import episode_predictions, episodic_accuracy, sample_episodes
+    from siamese.plots import plot_oneshot_episodes
+
+    n_classes = int(torch.unique(data.y).numel())
+    values: dict[str, Any] = {}
+    for n_way in (5, 20):
+        for k_shot in (1, 5):
+            if n_way > n_classes:
+                continue
+            try:
+                mean, ci95 = episodic_accuracy(
+                    z, data.y, n_way, k_shot, episodes, seed=seed, metric=metric
+                )
+            except DataError as err:  # too few examples per class for this setting
+                values[f"{n_way}-way {k_shot}-shot"] = {"skipped": str(err)}
+                continue
+            values[f"{n_way}-way {k_shot}-shot"] = {"accuracy": mean, "ci95": ci95}
+            if k_shot == 1:
+                result.headline[f"{n_way}-way 1-shot"] = mean
+    result.metrics["fewshot"] = {"episodes": episodes, "rule": "prototype", **values}
+    if data.x.dim() == 4 and n_classes >= 5:
+        shown = sample_episodes(data.y, 5, 1, 6, seed=seed + 7)
+        predicted = episode_predictions(z, shown, metric=metric)
+        result.figures["oneshot"] = plot_oneshot_episodes(
+            data.x,
+            shown.support[..., 0],
+            shown.query[:, 0],
+            predicted[:, 0],
+            folder / "oneshot.png",
+            "5-way 1-shot episodes (query of way 0; its class is the first support)",
+        )
+
+
+def _novelty(
+    result: Evaluation,
+    config: RunConfig,
+    model: torch.nn.Module,
+    z_in: torch.Tensor,
+    data_in: LabeledData,
+    ood: str,
+    metric: str,
+) -> None:
+    from siamese.data.sources import load_dataset
+    from siamese.evaluation.novelty import (
+        GiniDetector,
+        nearest_gallery_distance,
+        novelty_metrics,
+    )
+    from siamese.training_setup import load_training_data
+
+    name, _, split = ood.partition(":")
+    data_dir = Path(config.data.data_dir) if config.data.data_dir else None
+    out = load_dataset(name, split or None, data_dir)
+    if tuple(out.x.shape[1:]) != tuple(data_in.x.shape[1:]):
+        raise DataError(
+            f"--ood {ood}: examples of shape {tuple(out.x.shape[1:])}, but the evaluation data "
+            f"has {tuple(data_in.x.shape[1:])}; resize them to the same shape"
+        )
+    z_out = embed(model, out.x)
+    train, _, _ = load_training_data(config)
+    z_train = embed(model, train.x)
+    detector = GiniDetector.fit(z_train, train.y)
+    gini = novelty_metrics(detector.scores(z_in), detector.scores(z_out))
+    gallery = (
+        nearest_gallery_distance(z_in, z_train, metric),
+        nearest_gallery_distance(z_out, z_train, metric),
+    )
+    distance = novelty_metrics(*gallery)
+    result.metrics["novelty"] = {
+        "ood": ood,
+        "gini": gini.as_dict(),
+        "distance": distance.as_dict(),
+    }
+    result.headline.update(
+        {"novelty AUROC (Gini)": gini.auroc, "novelty AUROC (distance)": distance.auroc}
+    )

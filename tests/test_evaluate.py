@@ -1,0 +1,66 @@
+"""`siamese evaluate RUN` and `siamese plot RUN KIND` on a small real run."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from cli_runner import run_cli
+from siamese.config import load_config
+from siamese.training_run import train_run
+
+
+@pytest.fixture(scope="module")
+def digits_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    run = tmp_path_factory.mktemp("evaluate") / "run"
+    config = load_config(
+        None,
+        [
+            "data.name=digits",
+            "data.validation_fraction=0.5",  # 5 held-out digits: 5-way episodes fit
+            "model.options.widths=[8, 16]",
+            "model.embedding_dim=16",
+            "batches.p=5",
+            "batches.k=4",
+            "train.epochs=2",
+        ],
+    )
+    train_run(config, run, quiet=True)
+    return run
+
+
+def test_evaluate_writes_the_three_reports(
+    digits_run: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out = run_cli(["evaluate", str(digits_run), "--episodes", "200"], capsys)
+    assert code == 0, out
+    assert "ROC AUC" in out and "precision@1" in out and "5-way 1-shot" in out
+    metrics = json.loads((digits_run / "metrics.json").read_text())
+    assert metrics["data"] == "digits (the run's held-out validation part)"
+    assert metrics["classes"] == 5
+    assert {"verification", "retrieval", "fewshot"} <= set(metrics["metrics"])
+    assert 0.5 < metrics["metrics"]["verification"]["auc"] <= 1
+    assert 0 <= metrics["metrics"]["retrieval"]["map_at_r"] <= 1
+    markdown = (digits_run / "report.md").read_text()
+    assert "| ROC AUC |" in markdown and "![Verification ROC](figures/roc.png)" in markdown
+    page = (digits_run / "report.html").read_text()
+    assert page.count("data:image/png;base64,") == len(metrics["figures"]) >= 5
+    for figure in metrics["figures"].values():
+        with Image.open(digits_run / figure) as image:
+            assert image.size[0] > 300 and image.getextrema() != ((255, 255),) * 4
+
+
+def test_plot_draws_one_figure_and_errors_are_one_line(
+    digits_run: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out = run_cli(["plot", str(digits_run), "roc"], capsys)
+    assert code == 0 and out.strip().endswith("figures/roc.png")
+    code, out = run_cli(["plot", str(digits_run), "rock"], capsys)
+    assert code == 1 and "unknown figure 'rock'" in out
+    code, out = run_cli(["evaluate", str(digits_run), "--protocol", "novelty"], capsys)
+    assert code == 1 and "needs out-of-distribution examples" in out
+    code, out = run_cli(["evaluate", str(digits_run), "--data", "mnist"], capsys)
+    assert code == 1 and ("reads (1, 8, 8)" in out or "files not found" in out)
