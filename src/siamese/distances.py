@@ -234,3 +234,4 @@ def distance_blocks(
             rows = torch.arange(block.shape[0], device=block.device)
             block[rows, rows + start] = 0.0
         yield start, block
+        del block  # the caller's copy is the only one left while the next block is computed
