@@ -64,3 +64,32 @@ def test_plot_draws_one_figure_and_errors_are_one_line(
     assert code == 1 and "needs out-of-distribution examples" in out
     code, out = run_cli(["evaluate", str(digits_run), "--data", "mnist"], capsys)
     assert code == 1 and ("reads (1, 8, 8)" in out or "files not found" in out)
+
+
+def test_sweep_trains_one_run_per_value_and_draws_the_grid(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import yaml
+
+    config = tmp_path / "c.yaml"
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "data": {"name": "digits", "validation_fraction": 0.5},
+                "model": {"options": {"widths": [8]}, "embedding_dim": 8},
+                "batches": {"p": 5, "k": 4},
+                "train": {"steps": 6, "epochs": None, "log_every": 3},
+            }
+        )
+    )
+    argv = ["sweep", str(config), "--out", str(tmp_path / "sweep"), "--episodes", "50"]
+    code, out = run_cli([*argv, "--set", "loss.margin=0.1,0.5", "--set", "seed=2"], capsys)
+    assert code == 0, out
+    rows = json.loads((tmp_path / "sweep" / "sweep.json").read_text())
+    assert [r["loss.margin"] for r in rows] == [0.1, 0.5] and "MAP@R" in rows[0]
+    assert load_config(tmp_path / "sweep" / "loss.margin=0.5" / "config.yaml").seed == 2
+    with Image.open(tmp_path / "sweep" / "sweep.png") as image:
+        assert image.size == (600, 390)
+    assert "| loss.margin |" in (tmp_path / "sweep" / "sweep.md").read_text()
+    code, out = run_cli([*argv, "--set", "loss.margin=0.1"], capsys)
+    assert code == 1 and "a sweep varies one key" in out

@@ -10,7 +10,7 @@ import typer
 from rich.console import Console
 
 from siamese.cli_datasets import datasets_app
-from siamese.cli_evaluate import evaluate, plot
+from siamese.cli_evaluate import evaluate, plot, sweep
 from siamese.cli_train import _options_epilog, train
 from siamese.errors import SiameseError
 
@@ -32,6 +32,7 @@ app.add_typer(datasets_app, name="datasets")
 app.command("train", epilog=_options_epilog())(train)
 app.command("evaluate")(evaluate)
 app.command("plot")(plot)
+app.command("sweep")(sweep)
 
 
 @app.command()

@@ -1,0 +1,127 @@
+"""A sweep: one training run per value of one config key, each evaluated, then one grid
+figure and one table — `siamese sweep CONFIG --set loss.margin=0,0.1,...,0.9` reproduces the
+MNIST tutorial's margin figure.
+
+Each run is an ordinary run directory (`OUT/<key>=<value>/`), so an interrupted sweep is
+continued by running the same command again: finished runs are kept, interrupted ones are
+resumed.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from rich.console import Console
+
+from siamese.atomic_write import write_bytes_atomic
+from siamese.config import load_config
+from siamese.config_yaml import parse_yaml
+from siamese.errors import ConfigError
+
+
+@dataclass
+class SweepResult:
+    """The runs of a sweep and where its figure and table are."""
+
+    key: str
+    values: list[Any]
+    runs: list[Path]
+    rows: list[dict[str, Any]]
+    figure: Path
+    table: Path
+
+
+def parse_sweep(overrides: list[str]) -> tuple[str, list[Any], list[str]]:
+    """Split `--set` strings into the swept key with its values (the one whose value is a
+    comma-separated list) and the fixed overrides.
+
+    Raises:
+        ConfigError: no override or more than one holds several values.
+    """
+    swept = [o for o in overrides if "=" in o and "," in o.split("=", 1)[1]]
+    if len(swept) != 1:
+        raise ConfigError(
+            "a sweep varies one key: give exactly one --set KEY=V1,V2,... (e.g. --set "
+            f"loss.margin=0,0.1,0.2); got {len(swept)} with several values"
+        )
+    key, text = swept[0].split("=", 1)
+    values = [parse_yaml(v.strip(), f"--set {swept[0]}") for v in text.split(",") if v.strip()]
+    if len(values) < 2:
+        raise ConfigError(f"--set {swept[0]}: a sweep needs two or more values")
+    return key, values, [o for o in overrides if o != swept[0]]
+
+
+def run_sweep(
+    config_path: Path,
+    overrides: list[str],
+    out: Path,
+    quiet: bool = True,
+    console: Console | None = None,
+    episodes: int = 1000,
+) -> SweepResult:
+    """Train and evaluate one run per value of the swept key; draw the grid and the table.
+
+    Raises:
+        ConfigError: as `parse_sweep` and the config demand (checked for every value first).
+    """
+    from siamese.evaluation.embed import embed
+    from siamese.evaluation.run_evaluation import evaluate_run, evaluation_data
+    from siamese.plots import SweepPanel, plot_margin_sweep
+    from siamese.run_directory import load_model
+    from siamese.training_run import train_run
+
+    console = console or Console()
+    key, values, fixed = parse_sweep(overrides)
+    configs = [load_config(config_path, [*fixed, f"{key}={json.dumps(v)}"]) for v in values]
+    out.mkdir(parents=True, exist_ok=True)
+    runs, rows, panels = [], [], []
+    for value, config in zip(values, configs, strict=True):
+        run = out / f"{key}={value}"
+        finished = (run / "model.safetensors").exists()
+        if not finished:
+            console.print(f"[bold]{key} = {value}[/]: training into {run}")
+            train_run(
+                config, run, resume=(run / "config.yaml").exists(), quiet=quiet, console=console
+            )
+        evaluation = evaluate_run(run, ("verification", "retrieval", "fewshot"), episodes=episodes)
+        row = {key: value, **evaluation.headline}
+        rows.append(row)
+        runs.append(run)
+        data, _ = evaluation_data(config)
+        shown = _pick(data.y, per_class=100, classes=10)
+        z = embed(load_model(run), data.x[shown])
+        panel_metrics = {
+            name: evaluation.headline[name]
+            for name in ("precision@1", "MAP@R")
+            if name in evaluation.headline
+        }
+        panels.append(SweepPanel(float(value), z, data.y[shown], panel_metrics))
+        class_names = data.classes
+    figure = plot_margin_sweep(
+        panels, out / "sweep.png", f"Sweep of {key}", class_names=class_names
+    )
+    table = out / "sweep.md"
+    write_bytes_atomic(table, _markdown_table(rows).encode())
+    write_bytes_atomic(out / "sweep.json", (json.dumps(rows, indent=2) + "\n").encode())
+    return SweepResult(key, values, runs, rows, figure, table)
+
+
+def _pick(labels: torch.Tensor, per_class: int, classes: int) -> torch.Tensor:
+    """Indices of the first `per_class` examples of each of the first `classes` classes."""
+    picked = [
+        (labels == c).nonzero().squeeze(1)[:per_class] for c in torch.unique(labels)[:classes]
+    ]
+    return torch.cat(picked)
+
+
+def _markdown_table(rows: list[dict[str, Any]]) -> str:
+    names = list(rows[0])
+    lines = ["| " + " | ".join(names) + " |", "|" + "---|" * len(names)]
+    for row in rows:
+        cells = [f"{v:.4f}" if isinstance(v, float) else str(v) for v in row.values()]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
