@@ -247,9 +247,17 @@ def _fewshot(
                 values[f"{n_way}-way {k_shot}-shot"] = {"skipped": str(err)}
                 continue
             values[f"{n_way}-way {k_shot}-shot"] = {"accuracy": mean, "ci95": ci95}
+            if k_shot > 1:  # with one shot the two rules coincide
+                mean, ci95 = episodic_accuracy(
+                    z, data.y, n_way, k_shot, episodes, seed=seed, rule="nearest", metric=metric
+                )
+                values[f"{n_way}-way {k_shot}-shot, nearest shot"] = {
+                    "accuracy": mean,
+                    "ci95": ci95,
+                }
             if k_shot == 1:
                 result.headline[f"{n_way}-way 1-shot"] = mean
-    result.metrics["fewshot"] = {"episodes": episodes, "rule": "prototype", **values}
+    result.metrics["fewshot"] = {"episodes": episodes, "rule": "nearest prototype", **values}
     if data.x.dim() == 4 and n_classes >= 5:
         shown = sample_episodes(data.y, 5, 1, 6, seed=seed + 7)
         predicted = episode_predictions(z, shown, metric=metric)
