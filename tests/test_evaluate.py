@@ -63,6 +63,8 @@ def test_plot_draws_one_figure_and_errors_are_one_line(
     assert code == 1 and "unknown figure 'rock'" in out
     code, out = run_cli(["evaluate", str(digits_run), "--protocol", "novelty"], capsys)
     assert code == 1 and "needs out-of-distribution examples" in out
+    code, out = run_cli(["evaluate", str(digits_run), "--gallery", "train"], capsys)
+    assert code == 1 and "class-disjoint split" in out and "--gallery self" in out
     code, out = run_cli(["evaluate", str(digits_run), "--data", "mnist"], capsys)
     assert code == 1 and ("reads (1, 8, 8)" in out or "files not found" in out)
 
@@ -126,3 +128,10 @@ def test_novelty_of_an_mnist_model_against_fashion_mnist(
     # it is only checked to be a valid AUROC.
     assert novelty["distance"]["auroc"] > 0.8 and 0.0 <= novelty["gini"]["auroc"] <= 1.0
     assert novelty["gini"]["n_out"] == 10_000
+    # The tutorials' 1-NN test accuracy: MNIST test queries against the 60,000 training images.
+    argv = ["evaluate", str(run), "--protocol", "retrieval", "--gallery", "train"]
+    code, out = run_cli(argv, capsys)
+    assert code == 0 and "1-NN accuracy (gallery: training set)" in out
+    retrieval = json.loads((run / "metrics.json").read_text())["metrics"]["retrieval"]
+    assert retrieval["gallery"] == "training examples" and retrieval["queries"] == 10_000
+    assert retrieval["precision_at_1"] > 0.5  # 40 steps of training; chance is 0.1

@@ -35,6 +35,14 @@ def evaluate(
     episodes: Annotated[
         int, typer.Option("--episodes", min=10, help="Few-shot episodes per setting.")
     ] = 1000,
+    gallery: Annotated[
+        str,
+        typer.Option(
+            "--gallery",
+            help="Retrieval gallery: 'self' (leave-one-out) or 'train' (the run's training "
+            "examples: the tutorials' 1-NN test accuracy).",
+        ),
+    ] = "self",
 ) -> None:
     """Measure a trained run and write metrics.json, report.md and report.html into it."""
     from rich.console import Console
@@ -46,7 +54,7 @@ def evaluate(
     protocols = tuple(protocol or ("verification", "retrieval", "fewshot"))
     if ood is not None and "novelty" not in protocols:
         protocols = (*protocols, "novelty")
-    result = evaluate_run(run, protocols, data, split, ood, seed, episodes)
+    result = evaluate_run(run, protocols, data, split, ood, seed, episodes, gallery)
     paths = write_reports(result)
     console = Console(highlight=False, soft_wrap=True)
     table = Table(title=f"{run.name} on {result.data}")

@@ -83,6 +83,7 @@ def evaluate_run(
     ood: str | None = None,
     seed: int = 0,
     episodes: int = 1000,
+    gallery: str = "self",
 ) -> Evaluation:
     """Embed the evaluation data with the run's model and measure each protocol.
 
@@ -94,11 +95,16 @@ def evaluate_run(
             same input shape, for the novelty protocol.
         seed: seeds the pair sample, the episodes and the figures' picks.
         episodes: few-shot episodes per setting.
+        gallery: retrieval against the evaluation data itself, leave-one-out ("self"), or
+            against the run's training examples ("train": the 1-NN test accuracy of the
+            tutorials, e.g. MNIST test queries against the 60,000 training images).
     Raises:
         ConfigError: unknown protocol, novelty without `ood`. DataError, CheckpointError.
     """
     from siamese.run_directory import load_model
 
+    if gallery not in ("self", "train"):
+        raise ConfigError(f"unknown gallery {gallery!r}: choose self or train")
     unknown = [p for p in protocols if p not in PROTOCOLS]
     if unknown:
         raise ConfigError(f"unknown protocol {unknown[0]!r}: choose from {', '.join(PROTOCOLS)}")
@@ -126,7 +132,19 @@ def evaluate_run(
     if "verification" in protocols:
         _verification(result, data, z, metric, figures_dir, seed)
     if "retrieval" in protocols:
-        _retrieval(result, data, z, metric, figures_dir, seed)
+        reference = None
+        if gallery == "train":
+            from siamese.training_setup import load_training_data
+
+            train, _, _ = load_training_data(config)
+            if not bool(torch.isin(data.y, train.y).any()):
+                raise DataError(
+                    f"--gallery train: none of the classes of {description} are among the "
+                    "run's training classes (a class-disjoint split), so no query has a match "
+                    "in that gallery; use --gallery self"
+                )
+            reference = (embed(model, train.x), train.y)
+        _retrieval(result, data, z, metric, figures_dir, seed, reference)
     if "fewshot" in protocols:
         _fewshot(result, data, z, metric, figures_dir, seed, episodes)
     if "novelty" in protocols and ood is not None:
@@ -191,16 +209,34 @@ def _verification(
 
 
 def _retrieval(
-    result: Evaluation, data: LabeledData, z: torch.Tensor, metric: str, folder: Path, seed: int
+    result: Evaluation,
+    data: LabeledData,
+    z: torch.Tensor,
+    metric: str,
+    folder: Path,
+    seed: int,
+    reference: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> None:
     from siamese.evaluation.retrieval import answerable_queries, retrieval_metrics
     from siamese.plots import plot_retrieval_grid
 
-    report = retrieval_metrics(z, data.y, metric=metric)
-    values = asdict(report)
+    if reference is None:
+        report = retrieval_metrics(z, data.y, metric=metric)
+    else:
+        report = retrieval_metrics(z, data.y, reference[0], reference[1], metric=metric)
+    values: dict[str, Any] = asdict(report)
     values["recall_at_k"] = {str(k): v for k, v in report.recall_at_k.items()}
+    values["gallery"] = "leave-one-out" if reference is None else "training examples"
     result.metrics["retrieval"] = values
-    result.headline.update({"precision@1": report.precision_at_1, "MAP@R": report.map_at_r})
+    if reference is None:
+        result.headline.update({"precision@1": report.precision_at_1, "MAP@R": report.map_at_r})
+    else:
+        result.headline.update(
+            {
+                "1-NN accuracy (gallery: training set)": report.precision_at_1,
+                "MAP@R (gallery: training set)": report.map_at_r,
+            }
+        )
     if data.x.dim() != 4:
         return
     g = torch.Generator().manual_seed(seed)
