@@ -68,10 +68,8 @@ def run_sweep(
     Raises:
         ConfigError: as `parse_sweep` and the config demand (checked for every value first).
     """
-    from siamese.evaluation.embed import embed
-    from siamese.evaluation.run_evaluation import evaluate_run, evaluation_data
+    from siamese.evaluation.run_evaluation import evaluate_run
     from siamese.plots import SweepPanel, plot_margin_sweep
-    from siamese.run_directory import load_model
     from siamese.training_run import train_run
 
     console = console or Console()
@@ -91,9 +89,9 @@ def run_sweep(
         row = {key: value, **evaluation.headline}
         rows.append(row)
         runs.append(run)
-        data, _ = evaluation_data(config)
+        data, embeddings = evaluation.labeled, evaluation.embeddings
         shown = _pick(data.y, per_class=100, classes=10)
-        z = embed(load_model(run), data.x[shown])
+        z = embeddings[shown]
         panel_metrics = {
             name: evaluation.headline[name]
             for name in ("precision@1", "MAP@R")

@@ -38,6 +38,10 @@ class Evaluation:
     metrics: dict[str, Any] = field(default_factory=dict)
     figures: dict[str, Path] = field(default_factory=dict)
     headline: dict[str, float] = field(default_factory=dict)
+    labeled: LabeledData | None = None
+    """The evaluation examples themselves (for callers that draw more figures)."""
+    embeddings: torch.Tensor | None = None
+    """(N, D) their embeddings by the run's model."""
 
 
 def evaluation_data(
@@ -126,29 +130,39 @@ def evaluate_run(
     z = embed(model, data.x)
     metric = config.loss.metric
     result = Evaluation(run_dir, description, len(data), int(torch.unique(data.y).numel()))
+    result.labeled, result.embeddings = data, z
     figures_dir = run_dir / "figures"
     figures_dir.mkdir(parents=True, exist_ok=True)
     _embedding_figures(result, data, z, figures_dir, seed)
     if "verification" in protocols:
         _verification(result, data, z, metric, figures_dir, seed)
-    if "retrieval" in protocols:
-        reference = None
-        if gallery == "train":
+    trained: list[tuple[torch.Tensor, torch.Tensor]] = []
+
+    def training_embeddings() -> tuple[torch.Tensor, torch.Tensor]:
+        """(embeddings, labels) of the run's training examples, loaded and embedded once
+        for the retrieval gallery and the novelty detectors alike."""
+        if not trained:
             from siamese.training_setup import load_training_data
 
             train, _, _ = load_training_data(config)
-            if not bool(torch.isin(data.y, train.y).any()):
+            trained.append((embed(model, train.x), train.y))
+        return trained[0]
+
+    if "retrieval" in protocols:
+        reference = None
+        if gallery == "train":
+            reference = training_embeddings()
+            if not bool(torch.isin(data.y, reference[1]).any()):
                 raise DataError(
                     f"--gallery train: none of the classes of {description} are among the "
                     "run's training classes (a class-disjoint split), so no query has a match "
                     "in that gallery; use --gallery self"
                 )
-            reference = (embed(model, train.x), train.y)
         _retrieval(result, data, z, metric, figures_dir, seed, reference)
     if "fewshot" in protocols:
         _fewshot(result, data, z, metric, figures_dir, seed, episodes)
     if "novelty" in protocols and ood is not None:
-        _novelty(result, config, model, z, data, ood, metric)
+        _novelty(result, config, model, z, data, ood, metric, training_embeddings())
     return result
 
 
@@ -315,6 +329,7 @@ def _novelty(
     data_in: LabeledData,
     ood: str,
     metric: str,
+    training: tuple[torch.Tensor, torch.Tensor],
 ) -> None:
     from siamese.data.sources import load_dataset
     from siamese.evaluation.novelty import (
@@ -322,7 +337,6 @@ def _novelty(
         nearest_gallery_distance,
         novelty_metrics,
     )
-    from siamese.training_setup import load_training_data
 
     name, _, split = ood.partition(":")
     data_dir = Path(config.data.data_dir) if config.data.data_dir else None
@@ -333,9 +347,8 @@ def _novelty(
             f"has {tuple(data_in.x.shape[1:])}; resize them to the same shape"
         )
     z_out = embed(model, out.x)
-    train, _, _ = load_training_data(config)
-    z_train = embed(model, train.x)
-    detector = GiniDetector.fit(z_train, train.y)
+    z_train, y_train = training
+    detector = GiniDetector.fit(z_train, y_train)
     gini = novelty_metrics(detector.scores(z_in), detector.scores(z_out))
     gallery = (
         nearest_gallery_distance(z_in, z_train, metric),
