@@ -117,6 +117,11 @@ def evaluate_run(
             "the novelty protocol needs out-of-distribution examples: --ood NAME[:SPLIT] "
             "(e.g. --ood omniglot:evaluation for a digits model, resized to the same shape)"
         )
+    if not (run_dir / "config.yaml").is_file():
+        raise ConfigError(
+            f"{run_dir} is not a run directory (no config.yaml): give the --out directory of "
+            "a `siamese train` run"
+        )
     config = load_config(run_dir / "config.yaml")
     model = load_model(run_dir)
     data, description = evaluation_data(config, data_name, split)
