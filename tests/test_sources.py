@@ -33,6 +33,19 @@ def test_mnist_layout_reads_images_and_labels(tmp_path: Path) -> None:
     assert tuple(data.x.shape) == (12, 1, 28, 28) and data.y.tolist() == [*range(10), 0, 1]
 
 
+def test_named_datasets_resize_to_image_size(tmp_path: Path) -> None:
+    root = _mnist_dir(tmp_path)
+    full = siamese.load_dataset("mnist", data_dir=root)
+    small = siamese.load_dataset("mnist", data_dir=root, image_size=[14, 7])
+    assert small.x.dtype == torch.uint8 and tuple(small.x.shape) == (12, 1, 14, 7)
+    assert torch.equal(small.y, full.y)
+    square = siamese.load_dataset("mnist", data_dir=root, image_size=14)
+    assert tuple(square.x.shape[-2:]) == (14, 14)
+    for bad in ((0, 5), "28", (28,), True, (2.5, 3)):
+        with pytest.raises(ConfigError, match="mnist: image_size must be"):
+            siamese.load_dataset("mnist", data_dir=root, image_size=bad)
+
+
 def test_labels_count_differs_from_images(tmp_path: Path) -> None:
     with pytest.raises(
         DataError,
@@ -65,8 +78,10 @@ def test_unknown_names_splits_and_options() -> None:
         ConfigError, match="omniglot has the splits 'background', 'evaluation', not 'train'"
     ):
         siamese.load_dataset("omniglot", "train")
-    with pytest.raises(ConfigError, match=r"mnist: unknown option\(s\) \['image_size'\]"):
-        siamese.load_dataset("mnist", image_size=(28, 28))
+    with pytest.raises(
+        ConfigError, match=r"mnist: unknown option\(s\) \['size'\]; valid options: image_size"
+    ):
+        siamese.load_dataset("mnist", size=(28, 28))
     with pytest.raises(ConfigError, match="give a path after 'folder:'"):
         siamese.load_dataset("folder:")
 

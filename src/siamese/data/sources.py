@@ -50,9 +50,10 @@ def load_dataset(
         options: source options: for folders and 5-celebrity-faces image_size (H, W),
             channels (1 or 3), resize ("stretch", "crop", "pad"), on_bad_file ("error" or
             "skip"), workers, use_cache, max_pixels (5-celebrity-faces defaults to
-            image_size (160, 160), resize "crop", channels 3); for glyphs held_out, seed, fonts,
-            alphabets, variants, use_cache; for omniglot use_cache; for arrays labels,
-            label_column.
+            image_size (160, 160), resize "crop", channels 3); for every other named image
+            dataset image_size (H, W) (bilinear, antialiased: ORL at 56×46, Omniglot at 28×28);
+            for glyphs held_out, seed, fonts, alphabets, variants, use_cache; for omniglot
+            use_cache; for arrays labels, label_column.
     Returns:
         LabeledData: x uint8 (N, C, H, W) for images ((N, F) or (N, T, F) for arrays),
         y int64 (N,), class names, per-example metadata.
@@ -81,7 +82,16 @@ def load_dataset(
             f"{name} has the splits {', '.join(repr(s) for s in info.splits)}, not {split!r}"
         )
     root = resolve_data_dir(data_dir)
-    return _NAMED[name](split, root, options)
+    if name == "5-celebrity-faces":  # a folder source: it resizes while decoding
+        return _NAMED[name](split, root, options)
+    options = dict(options)
+    size = options.pop("image_size", None)
+    data = _NAMED[name](split, root, options)
+    if size is None:
+        return data
+    from siamese.data.resizing import image_size_option, resized
+
+    return resized(data, image_size_option(name, size))
 
 
 def _user_path(name: str, prefix: str) -> Path:
@@ -94,7 +104,9 @@ def _user_path(name: str, prefix: str) -> Path:
 def _check_options(name: str, options: dict[str, Any], allowed: tuple[str, ...]) -> None:
     unknown = sorted(set(options) - set(allowed))
     if unknown:
-        valid = ", ".join(allowed) if allowed else "none"
+        # The named image datasets also take image_size (handled in `load_dataset`).
+        resizable = name in _NAMED and name != "5-celebrity-faces"
+        valid = ", ".join(allowed + (("image_size",) if resizable else ())) or "none"
         raise ConfigError(f"{name}: unknown option(s) {unknown}; valid options: {valid}")
 
 

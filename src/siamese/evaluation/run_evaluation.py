@@ -16,6 +16,7 @@ import torch
 
 from siamese.config import RunConfig, load_config
 from siamese.data.labeled import LabeledData
+from siamese.data.resizing import fitted_to
 from siamese.distances import paired_distances, pairwise_distances
 from siamese.errors import ConfigError, DataError
 from siamese.evaluation.embed import embed
@@ -58,7 +59,10 @@ def evaluation_data(
 
     data_dir = Path(config.data.data_dir) if config.data.data_dir else None
     if data_name is not None:
-        return load_dataset(data_name, split, data_dir), f"{data_name} ({split or 'default split'})"
+        # The run's own dataset keeps the run's source options (e.g. its image_size).
+        options = dict(config.data.options) if data_name == config.data.name else {}
+        data = load_dataset(data_name, split, data_dir, **options)
+        return data, f"{data_name} ({split or 'default split'})"
     name = config.data.name
     if split is None and config.data.validation == "split":
         split = config.data.validation_split
@@ -95,8 +99,9 @@ def evaluate_run(
         run_dir: a finished run (model.safetensors + model.json + config.yaml).
         protocols: any of `PROTOCOLS`; "novelty" needs `ood`.
         data_name, split: evaluate on this dataset instead of the default.
-        ood: a dataset name (NAME or NAME:SPLIT) of out-of-distribution examples with the
-            same input shape, for the novelty protocol.
+        ood: a dataset name (NAME or NAME:SPLIT) of out-of-distribution examples with as
+            many channels, for the novelty protocol (resized to the input size if needed).
+            Evaluation data of another image size is resized to fit the model too.
         seed: seeds the pair sample, the episodes and the figures' picks.
         episodes: few-shot episodes per setting.
         gallery: retrieval against the evaluation data itself, leave-one-out ("self"), or
@@ -115,7 +120,8 @@ def evaluate_run(
     if "novelty" in protocols and ood is None:
         raise ConfigError(
             "the novelty protocol needs out-of-distribution examples: --ood NAME[:SPLIT] "
-            "(e.g. --ood omniglot:evaluation for a digits model, resized to the same shape)"
+            "(e.g. --ood omniglot:evaluation for a digits model; it is resized to the model's "
+            "input size)"
         )
     if not (run_dir / "config.yaml").is_file():
         raise ConfigError(
@@ -126,12 +132,16 @@ def evaluate_run(
     model = load_model(run_dir)
     data, description = evaluation_data(config, data_name, split)
     expected = tuple(_input_shape(run_dir))
-    if tuple(data.x.shape[1:]) != expected:
+    try:
+        data, note = fitted_to(data, expected, description)
+    except ConfigError:
         raise DataError(
             f"{description} has examples of shape {tuple(data.x.shape[1:])}, but the model of "
             f"{run_dir} reads {expected}: choose data of that shape (folder: sources take "
             "image_size and channels options)"
-        )
+        ) from None
+    if note:
+        description = f"{description}, {note}"
     z = embed(model, data.x)
     metric = config.loss.metric
     result = Evaluation(run_dir, description, len(data), int(torch.unique(data.y).numel()))
@@ -346,11 +356,14 @@ def _novelty(
     name, _, split = ood.partition(":")
     data_dir = Path(config.data.data_dir) if config.data.data_dir else None
     out = load_dataset(name, split or None, data_dir)
-    if tuple(out.x.shape[1:]) != tuple(data_in.x.shape[1:]):
+    try:
+        out, note = fitted_to(out, data_in.x.shape[1:], f"--ood {ood}")
+    except ConfigError:
         raise DataError(
             f"--ood {ood}: examples of shape {tuple(out.x.shape[1:])}, but the evaluation data "
-            f"has {tuple(data_in.x.shape[1:])}; resize them to the same shape"
-        )
+            f"has {tuple(data_in.x.shape[1:])}; give out-of-distribution data with as many "
+            "channels (images of another size are resized to fit)"
+        ) from None
     z_out = embed(model, out.x)
     z_train, y_train = training
     detector = GiniDetector.fit(z_train, y_train)
@@ -362,6 +375,8 @@ def _novelty(
     distance = novelty_metrics(*gallery)
     result.metrics["novelty"] = {
         "ood": ood,
+        "ood_examples": len(out),
+        "ood_resized": note,
         "gini": gini.as_dict(),
         "distance": distance.as_dict(),
     }
