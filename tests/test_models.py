@@ -362,3 +362,13 @@ def test_siamese_net_uses_the_given_head_and_trains_it() -> None:
     loss.backward()
     assert head.head.weight.grad is not None
     assert net(x1, x2).shape == (3,)
+
+
+def test_seed_cnn_takes_the_orl_tutorials_two_dropout_rates() -> None:
+    net = SeedCNN((1, 56, 46), (6, 12), hidden=(128,), dropout=0.25, dense_dropout=0.1)
+    rates = [m.p for m in net.modules() if isinstance(m, nn.Dropout)]
+    assert rates == [0.25, 0.25, 0.1]
+    assert net.encoder_options["dense_dropout"] == 0.1
+    assert SeedCNN((1, 28, 28), dropout=0.3, hidden=(8,)).encoder_options["dense_dropout"] == 0.3
+    with pytest.raises(ConfigError, match="dropout"):
+        SeedCNN((1, 28, 28), dense_dropout=1.5)

@@ -28,11 +28,15 @@ class DataConfig:
     """The data directory (None: $SIAMESE_DATA_DIR, else ~/.cache/siamese)."""
     options: dict[str, Any] = field(default_factory=dict)
     """Extra options of the source (e.g. image_size, channels for folders)."""
-    validation: Literal["classes", "samples", "split", "none"] = "classes"
+    validation: Literal["classes", "samples", "split", "pairs", "none"] = "classes"
     """How validation examples are chosen: held-out classes (open-set, the default),
-    a stratified share of every class, the dataset's own split (`validation_split`), or none."""
+    a stratified share of every class, the dataset's own split (`validation_split`), held-out
+    pairs (the pair tutorials' closed-set protocol: `pairs` fixed pairs over all examples, a
+    share held out; needs batches.kind pairs; evaluation scores the held-out pairs), or none."""
     validation_fraction: float = 0.2
-    """Share of the classes (or samples) held out for validation."""
+    """Share of the classes (or samples, or pairs) held out for validation."""
+    pairs: int = 20000
+    """With validation: pairs, how many fixed balanced pairs to draw (half genuine)."""
     validation_split: str | None = None
     """With validation: split, the dataset split to validate on (e.g. `test`)."""
 
@@ -325,6 +329,13 @@ def check_config(config: RunConfig, source: str) -> None:
             f"{source}: data.validation is 'split' but data.validation_split is not set; "
             "name the dataset's split to validate on (e.g. test)"
         )
+    if config.data.validation == "pairs" and config.batches.kind != "pairs":
+        raise ConfigError(
+            f"{source}: data.validation 'pairs' holds out pairs of a fixed pair set, which "
+            f"needs batches.kind 'pairs' (got {config.batches.kind!r})"
+        )
+    if config.data.validation == "pairs" and config.data.pairs < 4:
+        raise ConfigError(f"{source}: data.pairs = {config.data.pairs} must be >= 4")
     if config.batches.kind == "pairs" and config.loss.name == "triplet":
         raise ConfigError(
             f"{source}: loss.name 'triplet' cannot train on batches.kind 'pairs'; use "

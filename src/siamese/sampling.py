@@ -281,6 +281,34 @@ def draw_triplets(
     return anchor, positive, order[offset]
 
 
+def pair_split(
+    labels: torch.Tensor, n_pairs: int, fraction: float, seed: int = 0
+) -> tuple[tuple[torch.Tensor, ...], tuple[torch.Tensor, ...]]:
+    """The pair tutorials' protocol (e.g. the AT&T-faces contrastive tutorial): one fixed set
+    of `n_pairs` balanced pairs over all examples (`balanced_pairs`, drawn with replacement),
+    shuffled, the last `round(fraction · n_pairs)` of them held out for testing. Held-out pairs
+    may share examples, and even whole pairs, with the training pairs: this is the tutorials'
+    closed-set protocol, not an open-set one.
+
+    Args:
+        labels: (N,) int64 labels; n_pairs: pairs in all (>= 4); fraction: held-out share in
+        (0, 1); seed: seeds the draw and the shuffle.
+    Returns:
+        (train, test): each `(i, j, same)`, (P,) int64 indices into `labels` and pair labels
+        (1 = genuine, 0 = impostor).
+    """
+    if n_pairs < 4:
+        raise ConfigError(f"the pair protocol needs at least 4 pairs, got {n_pairs}")
+    if not 0 < fraction < 1:
+        raise ConfigError(f"the held-out share of pairs must be in (0, 1), got {fraction}")
+    i, j, same = balanced_pairs(labels.cpu(), n_pairs, seed)
+    order = torch.randperm(n_pairs, generator=torch.Generator().manual_seed(seed + 1))
+    i, j, same = i[order], j[order], same[order]
+    n_test = min(max(round(fraction * n_pairs), 1), n_pairs - 1)
+    cut = n_pairs - n_test
+    return (i[:cut], j[:cut], same[:cut]), (i[cut:], j[cut:], same[cut:])
+
+
 class TupleBatches:
     """Batches of offline pairs or triplets for the pair- and triplet-based tutorials.
 
@@ -294,12 +322,16 @@ class TupleBatches:
     `rank, rank + world_size, ...`; the batch count is rounded up to a multiple of
     `world_size` (the extra batches wrap around the epoch's tuples).
 
+    With `fixed` pairs (the tutorials' fixed training pairs, see `pair_split`) every epoch
+    is one pass over them in a fresh seeded order instead, and `per_epoch` is their number.
+
     Args:
         labels: (N,) int64 labels of the training examples.
         kind: "pairs" or "triplets".
         size: tuples per batch.
-        per_epoch: tuples per epoch.
+        per_epoch: tuples per epoch (ignored with `fixed`).
         seed: base seed; rank, world_size: this process's shard.
+        fixed: (i, j, same) pairs, (P,) int64 each, to pass over every epoch; kind "pairs".
     """
 
     def __init__(
@@ -311,9 +343,15 @@ class TupleBatches:
         seed: int = 0,
         rank: int = 0,
         world_size: int = 1,
+        fixed: tuple[torch.Tensor, ...] | None = None,
     ) -> None:
         if kind not in ("pairs", "triplets"):
             raise ConfigError(f"TupleBatches kind must be 'pairs' or 'triplets', got {kind!r}")
+        if fixed is not None:
+            if kind != "pairs" or len(fixed) != 3:
+                raise ConfigError("fixed tuples are (i, j, same) pairs, for kind 'pairs'")
+            per_epoch = int(fixed[0].numel())
+        self.fixed = fixed
         if size < 1 or per_epoch < size:
             raise ConfigError(
                 f"{kind}: need 1 <= batch size <= tuples per epoch, got size={size}, "
@@ -341,7 +379,10 @@ class TupleBatches:
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, ...]]:
         seed = self.seed * 1_000_003 + self.epoch
-        if self.kind == "pairs":
+        if self.fixed is not None:
+            order = torch.randperm(self.per_epoch, generator=torch.Generator().manual_seed(seed))
+            columns = tuple(c[order] for c in self.fixed)
+        elif self.kind == "pairs":
             i, j, same = balanced_pairs(self.labels, self.per_epoch, seed)
             order = torch.randperm(self.per_epoch, generator=torch.Generator().manual_seed(seed))
             columns: tuple[torch.Tensor, ...] = (i[order], j[order], same[order])

@@ -29,6 +29,10 @@ def load_training_data(
     record: dict[str, Any] = {"dataset": data_cfg.name, "split": data_cfg.split}
     if data_cfg.validation == "none":
         return data, None, {**record, "method": "none"}
+    if data_cfg.validation == "pairs":
+        # Training and held-out pairs both come from all examples (`protocol_pairs`).
+        pairs = {"pairs": data_cfg.pairs, "fraction": data_cfg.validation_fraction}
+        return data, None, {**record, "method": "pairs", **pairs, "seed": config.seed}
     if data_cfg.validation == "split":
         val = load_dataset(data_cfg.name, data_cfg.validation_split, data_dir, **data_cfg.options)
         return data, val, {**record, "method": "split", "validation": data_cfg.validation_split}
@@ -81,14 +85,30 @@ def model_spec(config: RunConfig, data: LabeledData) -> dict[str, Any]:
     }
 
 
+def protocol_pairs(
+    config: RunConfig, labels: torch.Tensor
+) -> tuple[tuple[torch.Tensor, ...], tuple[torch.Tensor, ...]]:
+    """With `data.validation: pairs`, the run's fixed (training, held-out) pairs over all
+    examples (`sampling.pair_split`), the same for training and evaluation.
+
+    Returns:
+        (train, test): each `(i, j, same)`, (P,) int64.
+    """
+    from siamese.sampling import pair_split
+
+    data_cfg = config.data
+    return pair_split(labels, data_cfg.pairs, data_cfg.validation_fraction, config.seed)
+
+
 def build_batches(config: RunConfig, labels: torch.Tensor, group: ProcessGroup) -> Any:
     """The batch plan of `batches.kind`: `PKSampler` or `TupleBatches`, sharded by rank."""
     b = config.batches
     if b.kind == "pk":
         return PKSampler(labels, b.p, b.k, config.seed, group.rank, group.world_size)
     per_epoch = b.per_epoch or labels.numel()
+    fixed = protocol_pairs(config, labels)[0] if config.data.validation == "pairs" else None
     return TupleBatches(
-        labels, b.kind, b.size, per_epoch, config.seed, group.rank, group.world_size
+        labels, b.kind, b.size, per_epoch, config.seed, group.rank, group.world_size, fixed
     )
 
 

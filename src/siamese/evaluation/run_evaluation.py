@@ -58,6 +58,13 @@ def evaluation_data(
     from siamese.training_setup import load_training_data
 
     data_dir = Path(config.data.data_dir) if config.data.data_dir else None
+    if data_name is None and split is None and config.data.validation == "pairs":
+        data, _, _ = load_training_data(config)
+        share = f"{config.data.validation_fraction:.0%}"
+        return (
+            data,
+            f"{config.data.name} (the run's held-out {share} of {config.data.pairs:,} pairs)",
+        )
     if data_name is not None:
         # The run's own dataset keeps the run's source options (e.g. its image_size).
         options = dict(config.data.options) if data_name == config.data.name else {}
@@ -142,15 +149,24 @@ def evaluate_run(
         ) from None
     if note:
         description = f"{description}, {note}"
+    pairs = None
+    if data_name is None and split is None and config.data.validation == "pairs":
+        # The pair tutorials' protocol: only the held-out pairs are unseen, not the examples,
+        # so retrieval and few-shot episodes (which need unseen examples) are not measured.
+        protocols = tuple(p for p in protocols if p in ("verification", "novelty"))
+        pairs = _protocol_pairs(config, data.y)
     z = embed(model, data.x)
     metric = config.loss.metric
     result = Evaluation(run_dir, description, len(data), int(torch.unique(data.y).numel()))
+    if pairs is not None:
+        result.metrics["pair_protocol"] = pairs[1]
     result.labeled, result.embeddings = data, z
     figures_dir = run_dir / "figures"
     figures_dir.mkdir(parents=True, exist_ok=True)
     _embedding_figures(result, data, z, figures_dir, seed)
     if "verification" in protocols:
-        _verification(result, data, z, metric, figures_dir, seed)
+        held_out = None if pairs is None else pairs[0]
+        _verification(result, data, z, metric, figures_dir, seed, held_out, config)
     trained: list[tuple[torch.Tensor, torch.Tensor]] = []
 
     def training_embeddings() -> tuple[torch.Tensor, torch.Tensor]:
@@ -214,13 +230,50 @@ def _embedding_figures(
             result.figures["training"] = plot_training_curves(rows, folder / "training.png")
 
 
+def _protocol_pairs(
+    config: RunConfig, labels: torch.Tensor
+) -> tuple[tuple[torch.Tensor, ...], dict[str, Any]]:
+    """The run's held-out pairs, and how many of them the training pairs already held."""
+    from siamese.training_setup import protocol_pairs
+
+    train, test = protocol_pairs(config, labels)
+    n = labels.numel()
+
+    def keys(i: torch.Tensor, j: torch.Tensor) -> torch.Tensor:  # unordered pair → one int
+        return torch.minimum(i, j) * n + torch.maximum(i, j)
+
+    seen = torch.isin(keys(test[0], test[1]), keys(train[0], train[1]))
+    in_training = torch.zeros(n, dtype=torch.bool)
+    in_training[train[0]] = in_training[train[1]] = True
+    info = {
+        "pairs": int(train[0].numel() + test[0].numel()),
+        "training_pairs": int(train[0].numel()),
+        "held_out_pairs": int(test[0].numel()),
+        "held_out_pairs_also_training_pairs": float(seen.double().mean()),
+        "held_out_pairs_with_both_examples_trained_on": float(
+            (in_training[test[0]] & in_training[test[1]]).double().mean()
+        ),
+    }
+    return test, info
+
+
 def _verification(
-    result: Evaluation, data: LabeledData, z: torch.Tensor, metric: str, folder: Path, seed: int
+    result: Evaluation,
+    data: LabeledData,
+    z: torch.Tensor,
+    metric: str,
+    folder: Path,
+    seed: int,
+    pairs: tuple[torch.Tensor, ...] | None = None,
+    config: RunConfig | None = None,
 ) -> None:
     from siamese.evaluation.verification import labelled_pairs, roc_curve, verification_metrics
     from siamese.plots import plot_distance_histograms, plot_roc
 
-    i, j, same = labelled_pairs(data.y, max_pairs=200_000, seed=seed)
+    if pairs is None:
+        i, j, same = labelled_pairs(data.y, max_pairs=200_000, seed=seed)
+    else:
+        i, j, same = pairs
     d = paired_distances(z[i], z[j], metric)
     report = verification_metrics(d, same, seed=seed)
     values = report.as_dict()
@@ -228,6 +281,14 @@ def _verification(
     result.headline.update(
         {"ROC AUC": report.auc, "EER": report.eer, "10-fold accuracy": report.ten_fold_mean}
     )
+    if config is not None and config.loss.name == "contrastive":
+        # The contrastive tutorials' fixed rule: genuine when the distance is below half the
+        # margin (0.5 for their margin of 1), with no threshold fitted to the test pairs.
+        rule = config.loss.margin / 2
+        accuracy = float(((d < rule).long() == same.long()).double().mean())
+        values["half_margin_threshold"] = rule
+        values["accuracy_at_half_margin"] = accuracy
+        result.headline[f"accuracy (d < {rule:g})"] = accuracy
     curve = roc_curve(d, same)
     result.figures["roc"] = plot_roc(
         {"model": (curve, report.auc, report.eer)}, folder / "roc.png", f"ROC on {result.data}"

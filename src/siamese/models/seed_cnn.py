@@ -11,8 +11,8 @@ ReLU and dropout per entry of `hidden`.
 - The default, channels (32, 64) on (1, 28, 28), is the MNIST triplet tutorial's CNN:
   18,816 parameters and a 1,600-d feature (64 × 5 × 5); with its 10-d embedding
   (`EmbeddingNet(embedding_dim=10, ...)`) 34,826.
-- The ORL contrastive tutorial: channels (6, 12), hidden (128,), dropout 0.25 (the tutorial
-  uses 0.25 after the convolutions and 0.1 after the dense layer; one rate here) on
+- The ORL contrastive tutorial: channels (6, 12), hidden (128,), dropout 0.25 after the
+  convolutions and dense_dropout 0.1 after the dense layer, on
   (1, 56, 46): 185,168 parameters and a 128-d feature; with its 50-d embedding 191,618.
 """
 
@@ -40,7 +40,8 @@ class SeedCNN(nn.Module):
     channels: output channels of each convolution layer.
     kernel_size: side of the square convolution kernels.
     hidden: width of each dense layer after flattening; empty: the flattened map is the output.
-    dropout: dropout probability after each pooling and each dense layer.
+    dropout: dropout probability after each pooling (and each dense layer).
+    dense_dropout: dropout probability after each dense layer; None: `dropout`.
 
     `out_features` is the last hidden width, or the flattened size of the last feature map.
     """
@@ -54,6 +55,7 @@ class SeedCNN(nn.Module):
         kernel_size: int = 3,
         hidden: Sequence[int] = (),
         dropout: float = 0.0,
+        dense_dropout: float | None = None,
     ) -> None:
         super().__init__()
         self.input_shape = checked_input_shape("seed_cnn", input_shape)
@@ -61,6 +63,7 @@ class SeedCNN(nn.Module):
         kernel = checked_positive("seed_cnn", "kernel_size", kernel_size)
         dense = checked_sizes("seed_cnn", "hidden", hidden)
         rate = checked_dropout("seed_cnn", dropout)
+        dense_rate = rate if dense_dropout is None else checked_dropout("seed_cnn", dense_dropout)
         c, h, w = self.input_shape
         conv: list[nn.Module] = []
         for i, width in enumerate(widths):
@@ -79,7 +82,7 @@ class SeedCNN(nn.Module):
         layers: list[nn.Module] = [nn.Flatten()]
         features = c * h * w
         for width in dense:
-            layers += [nn.Linear(features, width), nn.ReLU(inplace=True), nn.Dropout(rate)]
+            layers += [nn.Linear(features, width), nn.ReLU(inplace=True), nn.Dropout(dense_rate)]
             features = width
         self.head = nn.Sequential(*layers)
         self.out_features = features
@@ -88,6 +91,7 @@ class SeedCNN(nn.Module):
             "kernel_size": kernel,
             "hidden": list(dense),
             "dropout": rate,
+            "dense_dropout": dense_rate,
         }
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
