@@ -39,6 +39,7 @@ def test_evaluate_writes_the_three_reports(
     code, out = run_cli(["evaluate", str(digits_run), "--episodes", "200"], capsys)
     assert code == 0, out
     assert "ROC AUC" in out and "precision@1" in out and "5-way 1-shot" in out
+    assert "20-way" not in out  # 5 classes: 5-way is every class at once
     metrics = json.loads((digits_run / "metrics.json").read_text())
     assert metrics["data"] == "digits (the run's held-out validation part)"
     assert metrics["classes"] == 5
@@ -128,7 +129,15 @@ def test_novelty_of_an_mnist_model_against_fashion_mnist(
     # Gini detector needs a longer-trained model (0.97 after 150 steps by hand), so here
     # it is only checked to be a valid AUROC.
     assert novelty["distance"]["auroc"] > 0.8 and 0.0 <= novelty["gini"]["auroc"] <= 1.0
-    assert novelty["gini"]["n_out"] == 10_000
+    assert novelty["gini"]["n_out"] == 10_000 and novelty["ood_resized"] == ""
+    assert 0.5 < novelty["probe_accuracy"] <= 1 and "probe accuracy" in out
+    # Omniglot's 105×105 characters are resized to the model's 28×28 input.
+    argv = ["evaluate", str(run), "--protocol", "novelty", "--ood", "omniglot:evaluation"]
+    code, out = run_cli(argv, capsys)
+    assert code == 0, out
+    novelty = json.loads((run / "metrics.json").read_text())["metrics"]["novelty"]
+    assert novelty["ood_resized"] == "resized from 105×105 to 28×28"
+    assert novelty["ood_examples"] == 13_180 and novelty["distance"]["auroc"] > 0.6
     # The tutorials' 1-NN test accuracy: MNIST test queries against the 60,000 training images.
     argv = ["evaluate", str(run), "--protocol", "retrieval", "--gallery", "train"]
     code, out = run_cli(argv, capsys)

@@ -214,6 +214,18 @@ def test_sigmoid_output_lies_in_the_unit_interval() -> None:
     assert net.spec["output_activation"] == "sigmoid"
 
 
+def test_relu_output_is_non_negative_and_rebuilt_from_its_spec() -> None:
+    torch.manual_seed(0)
+    net = EmbeddingNet(build_encoder("mlp", (1, 28, 28)), 32, output_activation="relu")
+    net.eval()
+    x = torch.randint(0, 256, (50, 1, 28, 28), dtype=torch.uint8)
+    raw = net.projection(net.encoder((x.float() / 255 - net.input_mean) / net.input_std))
+    z = net(x)
+    assert (z >= 0).all() and bool((raw < 0).any())
+    torch.testing.assert_close(z, torch.nn.functional.normalize(raw.clamp(min=0), dim=1))
+    assert build_embedding_net(net.spec, (1, 28, 28)).output_activation == "relu"
+
+
 def test_embedding_net_default_behaviour_is_unchanged() -> None:
     torch.manual_seed(0)
     net = EmbeddingNet(ConvNet(widths=(8, 16)), embedding_dim=4)

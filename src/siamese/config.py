@@ -74,8 +74,9 @@ class ModelConfig:
     """D, the size of the embedding."""
     normalize: bool = True
     """L2-normalise the embeddings (distances then lie in [0, 2])."""
-    output_activation: Literal["none", "sigmoid"] = "none"
-    """`sigmoid` squashes each embedding coordinate into (0, 1), as the Keras tutorial does."""
+    output_activation: Literal["none", "sigmoid", "relu"] = "none"
+    """`sigmoid` squashes each embedding coordinate into (0, 1), as the Keras tutorial does;
+    `relu` keeps them non-negative, as the ORL contrastive tutorial does."""
 
 
 @dataclass

@@ -361,7 +361,10 @@ def _fewshot(
 
     n_classes = int(torch.unique(data.y).numel())
     values: dict[str, Any] = {}
-    for n_way in (5, 20):
+    # 5- and 20-way (Omniglot's settings), and every class at once when there are fewer
+    # than 20 (e.g. 10-way among ORL's 10 held-out people).
+    ways = [5, 20] if n_classes >= 20 else sorted({5, n_classes} - {0, 1})
+    for n_way in ways:
         for k_shot in (1, 5):
             if n_way > n_classes:
                 continue
@@ -434,8 +437,17 @@ def _novelty(
         nearest_gallery_distance(z_out, z_train, metric),
     )
     distance = novelty_metrics(*gallery)
+    # The tutorial's softmax classifier on the embeddings, whose output the Gini detector
+    # reads: its accuracy on the evaluation data (when those classes were trained on).
+    known = torch.isin(data_in.y, y_train)
+    probe_accuracy = None
+    if bool(known.all()):
+        predicted = detector.probe.predict(z_in)
+        probe_accuracy = float((predicted == data_in.y).double().mean())
+        result.headline["probe accuracy"] = probe_accuracy
     result.metrics["novelty"] = {
         "ood": ood,
+        "probe_accuracy": probe_accuracy,
         "ood_examples": len(out),
         "ood_resized": note,
         "gini": gini.as_dict(),

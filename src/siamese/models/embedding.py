@@ -12,7 +12,7 @@ from torch import nn
 from siamese.errors import ConfigError
 from siamese.models.builder import build_encoder
 
-OUTPUT_ACTIVATIONS: tuple[str, ...] = ("none", "sigmoid")
+OUTPUT_ACTIVATIONS: tuple[str, ...] = ("none", "sigmoid", "relu")
 SPEC_KEYS: tuple[str, ...] = (
     "encoder",
     "encoder_options",
@@ -37,7 +37,8 @@ class EmbeddingNet(nn.Module):
         normalize: L2-normalise the embeddings (distances then lie in [0, 2]).
         mean, std: input standardisation, applied after scaling uint8 to [0, 1].
         output_activation: applied after the projection, before normalisation: "none", or
-            "sigmoid" (each coordinate in (0, 1), as the Keras MNIST tutorial).
+            "sigmoid" (each coordinate in (0, 1), as the Keras MNIST tutorial) or "relu"
+            (non-negative coordinates, as the ORL contrastive tutorial's last dense layer).
     """
 
     def __init__(
@@ -79,6 +80,8 @@ class EmbeddingNet(nn.Module):
         z = self.projection(self.encoder(x)).float()
         if self.output_activation == "sigmoid":
             z = torch.sigmoid(z)
+        elif self.output_activation == "relu":
+            z = torch.relu(z)
         return nn.functional.normalize(z, dim=1) if self.normalize else z
 
     @property

@@ -1,0 +1,413 @@
+"""Every recipe in `configs/`, run as a user runs it, and measured against its goal and peers.
+
+For each recipe: `siamese train` (or `siamese sweep`) in a fresh process, timed from start to
+the saved model; then `siamese evaluate` with the recipe's protocol; the figures are read
+from the run's metrics.json. Peers run in the same invocation on the same machine:
+pytorch-metric-learning's standard MNIST recipe beside `mnist_triplet` (its accuracy at our
+training time, and the time it needs to reach ours), and the Keras tutorial itself (Keras 3,
+torch backend) beside `mnist_keras_tutorial`.
+
+Writes `benchmarks/results/recipe_<name>.json` per recipe (machine, versions, seed, wall
+times, figures, goals), its BENCHMARKS.md section, and README's Results table.
+
+    python benchmarks/bench_recipes.py                  # every recipe (about an hour here)
+    python benchmarks/bench_recipes.py --quick          # the few-minute subset
+    python benchmarks/bench_recipes.py mnist_triplet    # named recipes only
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+sys.path.insert(0, str(HERE))
+# isort: split
+from machine import describe_machine
+from markdown_tables import publish_results, replace_section
+
+RUNS = ROOT / "runs" / "bench"
+
+
+@dataclass(frozen=True)
+class Goal:
+    """A figure the recipe must reach: `path` into metrics.json's `metrics` (or a result key
+    such as `train_seconds`), compared with `at_least` or `at_most`."""
+
+    label: str
+    path: str
+    at_least: float | None = None
+    at_most: float | None = None
+
+    def met(self, value: float | None) -> bool | None:
+        if value is None:
+            return None
+        if self.at_least is not None and value < self.at_least:
+            return False
+        return not (self.at_most is not None and value > self.at_most)
+
+
+@dataclass(frozen=True)
+class Recipe:
+    name: str
+    what: str
+    evaluate: tuple[str, ...]
+    figures: tuple[tuple[str, str], ...]
+    """(label, path): the figures reported, paths into metrics.json's `metrics`."""
+    goals: tuple[Goal, ...] = ()
+    tutorial: str = ""
+    anchor: str = ""
+    quick: bool = False
+    sweep: tuple[str, ...] = ()
+    """`--set KEY=V1,V2,...` for recipes that are sweeps."""
+    peer: str = ""
+    figures_drawn: tuple[str, ...] = field(default=())
+
+
+ONE_NN = "retrieval.precision_at_1"
+RECIPES: tuple[Recipe, ...] = (
+    Recipe(
+        "mnist_keras_tutorial",
+        "the Keras MNIST triplet tutorial reproduced (MLP 784-64-64 sigmoid, random triplets)",
+        ("--protocol", "retrieval", "--gallery", "train"),
+        (("1-NN accuracy (gallery: 60k training)", ONE_NN), ("MAP@R", "retrieval.map_at_r")),
+        tutorial="≈ 90 % 1-NN (issue 7's measurement of the tutorial)",
+        anchor="Keras tutorial (no paper)",
+        quick=True,
+        peer="keras",
+    ),
+    Recipe(
+        "mnist_triplet",
+        "our best MNIST recipe: ConvNet, semi-hard triplets, light affine augmentation",
+        ("--protocol", "retrieval", "--gallery", "train"),
+        (("1-NN accuracy (gallery: 60k training)", ONE_NN), ("MAP@R", "retrieval.map_at_r")),
+        goals=(
+            Goal("1-NN accuracy ≥ 99.4 %", ONE_NN, at_least=0.994),
+            Goal("training ≤ 3 minutes", "train_seconds", at_most=180),
+        ),
+        tutorial="≈ 90 % (Keras tutorial); PML's recipe 98.1 % after 1 epoch",
+        anchor="PML MNIST example (peer, measured here)",
+        peer="pml",
+    ),
+    Recipe(
+        "mnist_margin_sweep",
+        "the triplet-CNN tutorial (10-d embedding) trained at margins 0 … 0.9",
+        (),
+        (),
+        tutorial="a grid of embedding plots over margins 0 … 0.9",
+        anchor="tutorial (no paper)",
+        sweep=("loss.margin=0,0.1,0.2,0.3,0.4,0.5,0.6,0.7,0.8,0.9",),
+    ),
+    Recipe(
+        "mnist_novelty",
+        "softmax probe, Gini and distance novelty detectors vs Omniglot characters",
+        ("--protocol", "novelty", "--ood", "omniglot:evaluation"),
+        (
+            ("probe accuracy (MNIST test)", "novelty.probe_accuracy"),
+            ("AUROC, Gini impurity", "novelty.gini.auroc"),
+            ("AUROC, distance to nearest training digit", "novelty.distance.auroc"),
+        ),
+        goals=(
+            Goal("probe accuracy ≥ 99 %", "novelty.probe_accuracy", at_least=0.99),
+            Goal("Gini AUROC ≥ 0.99", "novelty.gini.auroc", at_least=0.99),
+            Goal("distance AUROC ≥ 0.99", "novelty.distance.auroc", at_least=0.99),
+        ),
+        tutorial="softmax classifier on the embeddings 88 %; Gini test rejects non-digits",
+        anchor="tutorial (no paper)",
+    ),
+    Recipe(
+        "orl_contrastive_tutorial",
+        "the AT&T-faces contrastive tutorial's network and its 75/25 split of 20,000 pairs",
+        (),
+        (
+            ("pair accuracy at the tutorial's rule d < 0.5", "verification.accuracy_at_half_margin"),
+            ("10-fold accuracy", "verification.ten_fold_mean"),
+            ("ROC AUC", "verification.auc"),
+            ("held-out pairs that are also training pairs", "pair_protocol.held_out_pairs_also_training_pairs"),
+        ),
+        tutorial="97.8 % pair accuracy",
+        anchor="Hadsell, Chopra & LeCun 2006 (contrastive loss)",
+        quick=True,
+    ),
+    Recipe(
+        "orl_verification",
+        "open-set faces: trained on 30 people, tested on the 10 never seen",
+        ("--protocol", "verification", "--protocol", "fewshot"),
+        (
+            ("10-fold verification accuracy", "verification.ten_fold_mean"),
+            ("EER", "verification.eer"),
+            ("ROC AUC", "verification.auc"),
+            ("10-way 1-shot accuracy", "fewshot.10-way 1-shot.accuracy"),
+        ),
+        goals=(
+            Goal("10-fold accuracy ≥ 99 %", "verification.ten_fold_mean", at_least=0.99),
+            Goal("EER ≤ 2 %", "verification.eer", at_most=0.02),
+        ),
+        tutorial="the tutorial's network on 10 unseen people: 83 % accuracy, EER 16 %",
+        anchor="issue 7's measurement of the tutorial's network, open-set",
+        quick=True,
+    ),
+    Recipe(
+        "omniglot_oneshot",
+        "Omniglot background → evaluation alphabets, 28×28, ConvNet-4, semi-hard triplets",
+        ("--protocol", "fewshot"),
+        (
+            ("5-way 1-shot", "fewshot.5-way 1-shot.accuracy"),
+            ("20-way 1-shot", "fewshot.20-way 1-shot.accuracy"),
+            ("20-way 5-shot", "fewshot.20-way 5-shot.accuracy"),
+        ),
+        goals=(
+            Goal("20-way 1-shot ≥ 96 %", "fewshot.20-way 1-shot.accuracy", at_least=0.96),
+            Goal("training ≤ 30 minutes", "train_seconds", at_most=1800),
+        ),
+        tutorial="one-shot by similarity, no retraining for new classes",
+        anchor="Koch et al. 2015: 92.0 % 20-way 1-shot; Prototypical Networks: 96.0 %",
+    ),
+    Recipe(
+        "mnist_sequences",
+        "a shared LSTM reading each digit row by row (28 steps of 28 pixels)",
+        ("--protocol", "retrieval", "--gallery", "train"),
+        (("1-NN accuracy (gallery: 60k training)", ONE_NN), ("MAP@R", "retrieval.map_at_r")),
+        goals=(Goal("1-NN accuracy ≥ 97 %", ONE_NN, at_least=0.97),),
+        tutorial="a shared LSTM for sequences",
+        anchor="tutorial (no paper)",
+    ),
+)
+
+
+def lookup(document: dict[str, Any], path: str) -> Any:
+    """`document["a"]["b"]` for "a.b" (keys may contain spaces and hyphens); None if absent."""
+    node: Any = document
+    for key in path.split("."):
+        if not isinstance(node, dict) or key not in node:
+            return None
+        node = node[key]
+    return node
+
+
+def timed(argv: list[str], env: dict[str, str]) -> tuple[float, str]:
+    """Run a command; (wall seconds, its output). Fails loudly with the output."""
+    start = time.perf_counter()
+    done = subprocess.run(argv, env=env, capture_output=True, text=True, cwd=ROOT)
+    seconds = time.perf_counter() - start
+    if done.returncode != 0:
+        raise SystemExit(f"{' '.join(argv)} failed ({done.returncode}):\n{done.stdout}{done.stderr}")
+    return seconds, done.stdout + done.stderr
+
+
+def last_json(output: str) -> dict[str, Any]:
+    """The last line of `output` that is a JSON object."""
+    for line in reversed(output.splitlines()):
+        if line.startswith("{"):
+            return json.loads(line)
+    raise SystemExit(f"no JSON result in:\n{output}")
+
+
+def run_recipe(recipe: Recipe, env: dict[str, str], data_dir: str | None) -> dict[str, Any]:
+    """Train and evaluate one recipe (and its peer); the results document."""
+    siamese = [sys.executable, "-m", "siamese"]
+    config = f"configs/{recipe.name}.yaml"
+    run = RUNS / recipe.name
+    shutil.rmtree(run, ignore_errors=True)
+    wall = time.perf_counter()
+    result: dict[str, Any] = {"recipe": recipe.name, "config": config}
+    if recipe.sweep:
+        argv = [*siamese, "sweep", config, "--out", str(run), "--episodes", "200"]
+        for value in recipe.sweep:
+            argv += ["--set", value]
+        seconds, _ = timed(argv, env)
+        result["sweep_seconds"] = round(seconds, 1)
+        rows = json.loads((run / "sweep.json").read_text())
+        result["sweep"] = rows
+        result["figures_drawn"] = ["sweep.png (embedding grid, one panel per margin)", "sweep.md"]
+    else:
+        seconds, output = timed([*siamese, "train", config, "--out", str(run), "--quiet"], env)
+        result["train_seconds"] = round(seconds, 1)
+        result["train_summary"] = output.strip().splitlines()[-1]
+        seconds, _ = timed([*siamese, "evaluate", str(run), *recipe.evaluate], env)
+        result["evaluate_seconds"] = round(seconds, 1)
+        metrics = json.loads((run / "metrics.json").read_text())
+        result["evaluated_on"] = metrics["data"]
+        result["metrics"] = metrics["metrics"]
+        result["figures"] = {label: lookup(metrics["metrics"], path) for label, path in recipe.figures}
+        result["figures_drawn"] = sorted(metrics["figures"])
+    result["goals"] = [
+        {
+            "goal": goal.label,
+            "value": lookup({**result.get("metrics", {}), **result}, goal.path),
+            "met": goal.met(lookup({**result.get("metrics", {}), **result}, goal.path)),
+        }
+        for goal in recipe.goals
+    ]
+    if recipe.peer == "pml":
+        result["peer"] = run_pml_peer(result, env, data_dir)
+    if recipe.peer == "keras":
+        result["peer"] = run_keras_peer(result, env, data_dir)
+    result["wall_seconds"] = round(time.perf_counter() - wall, 1)
+    return result
+
+
+def run_pml_peer(ours: dict[str, Any], env: dict[str, str], data_dir: str | None) -> dict[str, Any]:
+    """PML's recipe trained for our training time (at least one epoch, at most 10)."""
+    target = ours["figures"]["1-NN accuracy (gallery: 60k training)"]
+    argv = [sys.executable, str(HERE / "peers" / "pml_mnist.py"), "--budget", str(ours["train_seconds"])]
+    argv += ["--target", str(target)] + (["--data-dir", data_dir] if data_dir else [])
+    _, output = timed(argv, env)
+    peer = last_json(output)
+    epochs = peer["epochs"]
+    within = [e for e in epochs if e["train_seconds"] <= ours["train_seconds"]] or epochs[:1]
+    reached = next((e for e in epochs if e["accuracy_1nn"] >= target), None)
+    peer["accuracy_at_our_time"] = within[-1]["accuracy_1nn"]
+    peer["seconds_to_our_accuracy"] = None if reached is None else reached["train_seconds"]
+    peer["our_accuracy"], peer["our_train_seconds"] = target, ours["train_seconds"]
+    return peer
+
+
+def run_keras_peer(ours: dict[str, Any], env: dict[str, str], data_dir: str | None) -> dict[str, Any]:
+    """The Keras tutorial itself, for its time and accuracy beside our reproduction."""
+    argv = [sys.executable, str(HERE / "peers" / "keras_mnist_tutorial.py")]
+    argv += ["--data-dir", data_dir] if data_dir else []
+    seconds, output = timed(argv, {**env, "KERAS_BACKEND": "torch"})
+    peer = last_json(output)
+    peer["process_seconds"] = round(seconds, 1)
+    return peer
+
+
+def percent(value: Any) -> str:
+    return "—" if value is None else f"{100 * value:.1f} %"
+
+
+def figure_text(label: str, value: Any) -> str:
+    if value is None:
+        return "—"
+    if "AUC" in label or "MAP" in label:
+        return f"{value:.3f}"
+    return percent(value)
+
+
+def benchmarks_section(result: dict[str, Any], recipe: Recipe) -> str:
+    """The recipe's BENCHMARKS.md section."""
+    m = result["machine"]
+    lines = [
+        f"`{result['config']}` — {recipe.what}. Tutorial: {recipe.tutorial}. "
+        f"Anchor: {recipe.anchor}.",
+        "",
+        "| figure | value |",
+        "|---|---|",
+    ]
+    if "sweep" in result:
+        lines = lines[:2] + ["| margin | 1-NN accuracy (leave-one-out, test) | MAP@R |", "|---|---|---|"]
+        for row in result["sweep"]:
+            lines.append(f"| {row['loss.margin']} | {percent(row.get('precision@1'))} | {row.get('MAP@R', 0):.3f} |")
+        lines.append(f"\nThe whole sweep (10 runs, each trained and evaluated): {result['sweep_seconds']:.0f} s.")
+    else:
+        for label, value in result["figures"].items():
+            lines.append(f"| {label} | {figure_text(label, value)} |")
+        lines.append(f"| training time (process start to saved model) | {result['train_seconds']:.0f} s |")
+        lines.append(f"\nEvaluated on {result['evaluated_on']}.")
+    for goal in result["goals"]:
+        verdict = {True: "met", False: "**not met**", None: "not measured"}[goal["met"]]
+        lines.append(f"- Goal {goal['goal']}: {verdict}.")
+    peer = result.get("peer")
+    if peer and "epochs" in peer:
+        reach = peer["seconds_to_our_accuracy"]
+        reach_text = (
+            f"{reach:.0f} s ({reach / result['train_seconds']:.2f}× our time)"
+            if reach is not None
+            else f"not reached in {peer['epochs'][-1]['train_seconds']:.0f} s "
+            f"({len(peer['epochs'])} epochs, best {percent(max(e['accuracy_1nn'] for e in peer['epochs']))})"
+        )
+        lines.append(
+            f"- Peer, {peer['peer']} (same run): 1-NN accuracy at our training time "
+            f"{percent(peer['accuracy_at_our_time'])} vs our {percent(peer['our_accuracy'])}; "
+            f"time to our accuracy: {reach_text}. Per epoch: "
+            + ", ".join(f"{e['train_seconds']:.0f} s → {percent(e['accuracy_1nn'])}" for e in peer["epochs"])
+            + "."
+        )
+    elif peer:
+        ours = result["figures"]["1-NN accuracy (gallery: 60k training)"]
+        lines.append(
+            f"- Peer, {peer['peer']} (same run, {peer['steps']} steps as ours): 1-NN accuracy "
+            f"{percent(peer['accuracy_1nn'])} in {peer['train_seconds']:.1f} s of training; ours "
+            f"{percent(ours)} in {result['train_seconds']:.0f} s of process time "
+            f"(accuracy ratio {ours / peer['accuracy_1nn']:.3f})."
+        )
+    lines.append(f"- Figures drawn: {', '.join(result['figures_drawn'])}.")
+    lines.append(f"\nMeasured {result['date']} on {m['cpu']} ({m['cores']} cores).")
+    return "\n".join(lines)
+
+
+def readme_table(results: dict[str, dict[str, Any]]) -> str:
+    """README's Results table: one row per measured recipe, its headline figures."""
+    lines = ["| recipe | headline (measured) | training | goal |", "|---|---|---|---|"]
+    for recipe in RECIPES:
+        result = results.get(recipe.name)
+        if result is None:
+            continue
+        if "sweep" in result:
+            best = max(result["sweep"], key=lambda r: r.get("precision@1", 0))
+            headline = f"best margin {best['loss.margin']}: 1-NN {percent(best.get('precision@1'))}"
+            budget = f"{result['sweep_seconds']:.0f} s (10 runs)"
+        else:
+            headline = ", ".join(
+                f"{label} {figure_text(label, value)}" for label, value in result["figures"].items()
+            )
+            budget = f"{result['train_seconds']:.0f} s"
+        goals = "; ".join(
+            f"{g['goal']}: {'met' if g['met'] else 'not met'}" for g in result["goals"]
+        ) or "reproduction"
+        lines.append(f"| `{recipe.name}` | {headline} | {budget} | {goals} |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("recipes", nargs="*", help="recipe names (default: all, or --quick)")
+    parser.add_argument("--quick", action="store_true", help="only the few-minute subset")
+    parser.add_argument("--data-dir", default=os.environ.get("SIAMESE_DATA_DIR"))
+    args = parser.parse_args()
+    known = {r.name: r for r in RECIPES}
+    unknown = sorted(set(args.recipes) - set(known))
+    if unknown:
+        raise SystemExit(f"unknown recipe(s) {unknown}; known: {', '.join(known)}")
+    chosen = [known[n] for n in args.recipes] if args.recipes else [
+        r for r in RECIPES if r.quick or not args.quick
+    ]
+    if not args.data_dir:
+        raise SystemExit("set SIAMESE_DATA_DIR (or --data-dir) to the directory with the datasets")
+    env = {**os.environ, "SIAMESE_DATA_DIR": args.data_dir}
+    import torch
+
+    for recipe in chosen:
+        print(f"{recipe.name} ...", flush=True)
+        result = run_recipe(recipe, env, args.data_dir)
+        document = {
+            "benchmark": f"recipe_{recipe.name}",
+            "date": time.strftime("%Y-%m-%d"),
+            "machine": describe_machine(),
+            "versions": {"torch": torch.__version__, "python": sys.version.split()[0]},
+            "seed": 0,
+            **result,
+        }
+        section = benchmarks_section(document, recipe)
+        publish_results(f"recipe_{recipe.name}", document, section)
+        print(section, flush=True)
+    results = {}
+    for recipe in RECIPES:
+        path = HERE / "results" / f"recipe_{recipe.name}.json"
+        if path.is_file():
+            results[recipe.name] = json.loads(path.read_text())
+    replace_section(ROOT / "README.md", "recipe-results", readme_table(results))
+
+
+if __name__ == "__main__":
+    main()
