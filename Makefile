@@ -10,7 +10,7 @@ RUNTIME := $(VENV)/.installed-runtime
 DEV := $(VENV)/.installed-dev
 BENCH := $(VENV)/.installed-bench
 
-.PHONY: demo test lint format bench clean venv venv-dev
+.PHONY: demo test lint format bench bench-quick clean venv venv-dev
 
 demo: $(RUNTIME)
 	$(PY) -m siamese demo
@@ -29,10 +29,17 @@ format: $(DEV)
 	$(PY) -m ruff check --fix src tests benchmarks
 	$(PY) -m ruff format src tests benchmarks
 
+# The recipes read the real datasets from SIAMESE_DATA_DIR (see ../shared/data/README.md).
 bench: $(BENCH)
 	$(PY) benchmarks/bench_demo.py
 	$(PY) benchmarks/bench_losses.py
 	$(PY) benchmarks/bench_training.py
+	$(PY) benchmarks/bench_data.py
+	$(PY) benchmarks/bench_recipes.py
+
+# A few minutes: the quick recipes (the two tutorial reproductions and open-set ORL).
+bench-quick: $(BENCH)
+	$(PY) benchmarks/bench_recipes.py --quick
 
 venv: $(RUNTIME)
 venv-dev: $(DEV)

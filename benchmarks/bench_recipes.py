@@ -28,13 +28,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-HERE = Path(__file__).resolve().parent
-ROOT = HERE.parent
-sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 # isort: split
 from machine import describe_machine
 from markdown_tables import publish_results, replace_section
 
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
 RUNS = ROOT / "runs" / "bench"
 
 
@@ -129,10 +129,16 @@ RECIPES: tuple[Recipe, ...] = (
         "the AT&T-faces contrastive tutorial's network and its 75/25 split of 20,000 pairs",
         (),
         (
-            ("pair accuracy at the tutorial's rule d < 0.5", "verification.accuracy_at_half_margin"),
+            (
+                "pair accuracy at the tutorial's rule d < 0.5",
+                "verification.accuracy_at_half_margin",
+            ),
             ("10-fold accuracy", "verification.ten_fold_mean"),
             ("ROC AUC", "verification.auc"),
-            ("held-out pairs that are also training pairs", "pair_protocol.held_out_pairs_also_training_pairs"),
+            (
+                "held-out pairs that are also training pairs",
+                "pair_protocol.held_out_pairs_also_training_pairs",
+            ),
         ),
         tutorial="97.8 % pair accuracy",
         anchor="Hadsell, Chopra & LeCun 2006 (contrastive loss)",
@@ -200,7 +206,9 @@ def timed(argv: list[str], env: dict[str, str]) -> tuple[float, str]:
     done = subprocess.run(argv, env=env, capture_output=True, text=True, cwd=ROOT)
     seconds = time.perf_counter() - start
     if done.returncode != 0:
-        raise SystemExit(f"{' '.join(argv)} failed ({done.returncode}):\n{done.stdout}{done.stderr}")
+        raise SystemExit(
+            f"{' '.join(argv)} failed ({done.returncode}):\n{done.stdout}{done.stderr}"
+        )
     return seconds, done.stdout + done.stderr
 
 
@@ -238,7 +246,9 @@ def run_recipe(recipe: Recipe, env: dict[str, str], data_dir: str | None) -> dic
         metrics = json.loads((run / "metrics.json").read_text())
         result["evaluated_on"] = metrics["data"]
         result["metrics"] = metrics["metrics"]
-        result["figures"] = {label: lookup(metrics["metrics"], path) for label, path in recipe.figures}
+        result["figures"] = {
+            label: lookup(metrics["metrics"], path) for label, path in recipe.figures
+        }
         result["figures_drawn"] = sorted(metrics["figures"])
     result["goals"] = [
         {
@@ -259,7 +269,12 @@ def run_recipe(recipe: Recipe, env: dict[str, str], data_dir: str | None) -> dic
 def run_pml_peer(ours: dict[str, Any], env: dict[str, str], data_dir: str | None) -> dict[str, Any]:
     """PML's recipe trained for our training time (at least one epoch, at most 10)."""
     target = ours["figures"]["1-NN accuracy (gallery: 60k training)"]
-    argv = [sys.executable, str(HERE / "peers" / "pml_mnist.py"), "--budget", str(ours["train_seconds"])]
+    argv = [
+        sys.executable,
+        str(HERE / "peers" / "pml_mnist.py"),
+        "--budget",
+        str(ours["train_seconds"]),
+    ]
     argv += ["--target", str(target)] + (["--data-dir", data_dir] if data_dir else [])
     _, output = timed(argv, env)
     peer = last_json(output)
@@ -272,7 +287,9 @@ def run_pml_peer(ours: dict[str, Any], env: dict[str, str], data_dir: str | None
     return peer
 
 
-def run_keras_peer(ours: dict[str, Any], env: dict[str, str], data_dir: str | None) -> dict[str, Any]:
+def run_keras_peer(
+    ours: dict[str, Any], env: dict[str, str], data_dir: str | None
+) -> dict[str, Any]:
     """The Keras tutorial itself, for its time and accuracy beside our reproduction."""
     argv = [sys.executable, str(HERE / "peers" / "keras_mnist_tutorial.py")]
     argv += ["--data-dir", data_dir] if data_dir else []
@@ -305,14 +322,24 @@ def benchmarks_section(result: dict[str, Any], recipe: Recipe) -> str:
         "|---|---|",
     ]
     if "sweep" in result:
-        lines = lines[:2] + ["| margin | 1-NN accuracy (leave-one-out, test) | MAP@R |", "|---|---|---|"]
+        lines = [
+            *lines[:2],
+            "| margin | 1-NN accuracy (leave-one-out, test) | MAP@R |",
+            "|---|---|---|",
+        ]
         for row in result["sweep"]:
-            lines.append(f"| {row['loss.margin']} | {percent(row.get('precision@1'))} | {row.get('MAP@R', 0):.3f} |")
-        lines.append(f"\nThe whole sweep (10 runs, each trained and evaluated): {result['sweep_seconds']:.0f} s.")
+            lines.append(
+                f"| {row['loss.margin']} | {percent(row.get('precision@1'))} | {row.get('MAP@R', 0):.3f} |"
+            )
+        lines.append(
+            f"\nThe whole sweep (10 runs, each trained and evaluated): {result['sweep_seconds']:.0f} s."
+        )
     else:
         for label, value in result["figures"].items():
             lines.append(f"| {label} | {figure_text(label, value)} |")
-        lines.append(f"| training time (process start to saved model) | {result['train_seconds']:.0f} s |")
+        lines.append(
+            f"| training time (process start to saved model) | {result['train_seconds']:.0f} s |"
+        )
         lines.append(f"\nEvaluated on {result['evaluated_on']}.")
     for goal in result["goals"]:
         verdict = {True: "met", False: "**not met**", None: "not measured"}[goal["met"]]
@@ -330,7 +357,9 @@ def benchmarks_section(result: dict[str, Any], recipe: Recipe) -> str:
             f"- Peer, {peer['peer']} (same run): 1-NN accuracy at our training time "
             f"{percent(peer['accuracy_at_our_time'])} vs our {percent(peer['our_accuracy'])}; "
             f"time to our accuracy: {reach_text}. Per epoch: "
-            + ", ".join(f"{e['train_seconds']:.0f} s → {percent(e['accuracy_1nn'])}" for e in peer["epochs"])
+            + ", ".join(
+                f"{e['train_seconds']:.0f} s → {percent(e['accuracy_1nn'])}" for e in peer["epochs"]
+            )
             + "."
         )
     elif peer:
@@ -362,9 +391,10 @@ def readme_table(results: dict[str, dict[str, Any]]) -> str:
                 f"{label} {figure_text(label, value)}" for label, value in result["figures"].items()
             )
             budget = f"{result['train_seconds']:.0f} s"
-        goals = "; ".join(
-            f"{g['goal']}: {'met' if g['met'] else 'not met'}" for g in result["goals"]
-        ) or "reproduction"
+        goals = (
+            "; ".join(f"{g['goal']}: {'met' if g['met'] else 'not met'}" for g in result["goals"])
+            or "reproduction"
+        )
         lines.append(f"| `{recipe.name}` | {headline} | {budget} | {goals} |")
     return "\n".join(lines)
 
@@ -379,9 +409,11 @@ def main() -> None:
     unknown = sorted(set(args.recipes) - set(known))
     if unknown:
         raise SystemExit(f"unknown recipe(s) {unknown}; known: {', '.join(known)}")
-    chosen = [known[n] for n in args.recipes] if args.recipes else [
-        r for r in RECIPES if r.quick or not args.quick
-    ]
+    chosen = (
+        [known[n] for n in args.recipes]
+        if args.recipes
+        else [r for r in RECIPES if r.quick or not args.quick]
+    )
     if not args.data_dir:
         raise SystemExit("set SIAMESE_DATA_DIR (or --data-dir) to the directory with the datasets")
     env = {**os.environ, "SIAMESE_DATA_DIR": args.data_dir}

@@ -36,6 +36,7 @@ data:
   validation: split
   validation_fraction: 0.25
   validation_split: evaluation
+  pairs: 5000
 augment:
   preset: koch
   degrees: 10

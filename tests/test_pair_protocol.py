@@ -57,9 +57,9 @@ def test_fixed_pairs_are_each_seen_once_per_epoch_in_a_new_order() -> None:
 
 
 def test_pairs_validation_needs_pair_batches() -> None:
-    with pytest.raises(ConfigError, match="needs batches.kind 'pairs'"):
+    with pytest.raises(ConfigError, match=r"needs batches\.kind 'pairs'"):
         load_config(None, ["data.validation=pairs"])
-    with pytest.raises(ConfigError, match="data.pairs = 2 must be >= 4"):
+    with pytest.raises(ConfigError, match=r"data\.pairs = 2 must be >= 4"):
         load_config(
             None,
             [

@@ -23,13 +23,13 @@ import time
 
 os.environ.setdefault("KERAS_BACKEND", "torch")
 
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
+import keras
+import numpy as np
+import torch
 
-from siamese.allocator import keep_large_allocations_in_heap  # noqa: E402
-from siamese.data.sources import load_dataset  # noqa: E402
-from siamese.evaluation.retrieval import retrieval_metrics  # noqa: E402
+from siamese.allocator import keep_large_allocations_in_heap
+from siamese.data.sources import load_dataset
+from siamese.evaluation.retrieval import retrieval_metrics
 
 EMBEDDING, MARGIN, BATCH, EPOCHS = 64, 0.2, 2048, 10
 
@@ -43,7 +43,7 @@ def triplet_loss(y_true: object, y_pred: torch.Tensor) -> torch.Tensor:
     return keras.ops.maximum(positive - negative + MARGIN, 0.0)
 
 
-def triplets(x: np.ndarray, y: np.ndarray, seed: int):  # noqa: ANN201 - a generator
+def triplets(x: np.ndarray, y: np.ndarray, seed: int):
     rng = np.random.default_rng(seed)
     by_class = [np.flatnonzero(y == c) for c in range(10)]
     outside = [np.flatnonzero(y != c) for c in range(10)]

@@ -1,0 +1,78 @@
+"""The recipes, their committed results and README's Results table agree."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+import bench_recipes  # noqa: E402
+
+
+def _section(text: str, name: str) -> str:
+    start, end = f"<!-- {name}:start -->\n", f"\n<!-- {name}:end -->"
+    assert start in text and end in text, f"no {name} section"
+    return text.split(start, 1)[1].split(end, 1)[0]
+
+
+def _results() -> dict[str, dict]:
+    results = {}
+    for recipe in bench_recipes.RECIPES:
+        path = ROOT / "benchmarks" / "results" / f"recipe_{recipe.name}.json"
+        if path.is_file():
+            results[recipe.name] = json.loads(path.read_text())
+    return results
+
+
+def test_every_benchmarked_recipe_is_a_config_and_every_tutorial_config_is_benchmarked() -> None:
+    benchmarked = {r.name for r in bench_recipes.RECIPES}
+    configs = {p.stem for p in (ROOT / "configs").glob("*.yaml")}
+    assert benchmarked <= configs
+    assert configs - benchmarked == {"glyphs_triplet"}  # the quick start's, measured by bench_demo
+
+
+def test_every_recipe_has_committed_results_with_the_machine() -> None:
+    results = _results()
+    assert set(results) == {r.name for r in bench_recipes.RECIPES}
+    for name, result in results.items():
+        assert result["machine"]["cores"] >= 1 and result["versions"]["torch"], name
+        assert result["wall_seconds"] > 0 and result["seed"] == 0, name
+
+
+def test_readme_results_table_is_built_from_the_committed_results() -> None:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert _section(readme, "recipe-results") == bench_recipes.readme_table(_results())
+
+
+def test_benchmarks_sections_are_built_from_the_committed_results() -> None:
+    text = (ROOT / "benchmarks" / "BENCHMARKS.md").read_text(encoding="utf-8")
+    results = _results()
+    for recipe in bench_recipes.RECIPES:
+        expected = bench_recipes.benchmarks_section(results[recipe.name], recipe)
+        assert _section(text, f"recipe_{recipe.name}") == expected, recipe.name
+
+
+@pytest.mark.parametrize(
+    ("goal", "value", "met"),
+    [
+        (bench_recipes.Goal("≥", "x", at_least=0.99), 0.99, True),
+        (bench_recipes.Goal("≥", "x", at_least=0.99), 0.9899, False),
+        (bench_recipes.Goal("≤", "x", at_most=180), 181.0, False),
+        (bench_recipes.Goal("≤", "x", at_most=180), 179.5, True),
+        (bench_recipes.Goal("≤", "x", at_most=180), None, None),
+    ],
+)
+def test_goals_compare_as_stated(
+    goal: bench_recipes.Goal, value: float | None, met: bool | None
+) -> None:
+    assert goal.met(value) is met
+
+
+def test_lookup_walks_keys_with_spaces_and_hyphens() -> None:
+    document = {"fewshot": {"20-way 1-shot": {"accuracy": 0.9}}}
+    assert bench_recipes.lookup(document, "fewshot.20-way 1-shot.accuracy") == 0.9
+    assert bench_recipes.lookup(document, "fewshot.5-way 1-shot.accuracy") is None
