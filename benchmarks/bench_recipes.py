@@ -36,6 +36,7 @@ from markdown_tables import publish_results, replace_section
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 RUNS = ROOT / "runs" / "bench"
+PEER_TIME_FACTOR = 2  # PML's recipe may train up to this multiple of our training time
 
 
 @dataclass(frozen=True)
@@ -267,13 +268,14 @@ def run_recipe(recipe: Recipe, env: dict[str, str], data_dir: str | None) -> dic
 
 
 def run_pml_peer(ours: dict[str, Any], env: dict[str, str], data_dir: str | None) -> dict[str, Any]:
-    """PML's recipe trained for our training time (at least one epoch, at most 10)."""
+    """PML's recipe trained until it reaches our accuracy or twice our training time (at
+    least one epoch, at most 10), measured after every epoch."""
     target = ours["figures"]["1-NN accuracy (gallery: 60k training)"]
     argv = [
         sys.executable,
         str(HERE / "peers" / "pml_mnist.py"),
         "--budget",
-        str(ours["train_seconds"]),
+        str(PEER_TIME_FACTOR * ours["train_seconds"]),
     ]
     argv += ["--target", str(target)] + (["--data-dir", data_dir] if data_dir else [])
     _, output = timed(argv, env)
@@ -375,6 +377,16 @@ def benchmarks_section(result: dict[str, Any], recipe: Recipe) -> str:
     return "\n".join(lines)
 
 
+def committed_results() -> dict[str, dict[str, Any]]:
+    """The results file of every recipe that has one, by recipe name."""
+    results = {}
+    for recipe in RECIPES:
+        path = HERE / "results" / f"recipe_{recipe.name}.json"
+        if path.is_file():
+            results[recipe.name] = json.loads(path.read_text())
+    return results
+
+
 def readme_table(results: dict[str, dict[str, Any]]) -> str:
     """README's Results table: one row per measured recipe, its headline figures."""
     lines = ["| recipe | headline (measured) | training | goal |", "|---|---|---|---|"]
@@ -433,12 +445,7 @@ def main() -> None:
         section = benchmarks_section(document, recipe)
         publish_results(f"recipe_{recipe.name}", document, section)
         print(section, flush=True)
-    results = {}
-    for recipe in RECIPES:
-        path = HERE / "results" / f"recipe_{recipe.name}.json"
-        if path.is_file():
-            results[recipe.name] = json.loads(path.read_text())
-    replace_section(ROOT / "README.md", "recipe-results", readme_table(results))
+    replace_section(ROOT / "README.md", "recipe-results", readme_table(committed_results()))
 
 
 if __name__ == "__main__":

@@ -107,6 +107,9 @@ def main() -> None:
     replace_section(README, "data-results", data_table(data))
     training = json.loads((HERE / "results" / "training.json").read_text())
     replace_section(README, "training-results", training_table(training))
+    from bench_recipes import committed_results, readme_table
+
+    replace_section(README, "recipe-results", readme_table(committed_results()))
 
 
 if __name__ == "__main__":

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
@@ -20,12 +19,7 @@ def _section(text: str, name: str) -> str:
 
 
 def _results() -> dict[str, dict]:
-    results = {}
-    for recipe in bench_recipes.RECIPES:
-        path = ROOT / "benchmarks" / "results" / f"recipe_{recipe.name}.json"
-        if path.is_file():
-            results[recipe.name] = json.loads(path.read_text())
-    return results
+    return bench_recipes.committed_results()
 
 
 def test_every_benchmarked_recipe_is_a_config_and_every_tutorial_config_is_benchmarked() -> None:

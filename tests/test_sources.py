@@ -41,6 +41,13 @@ def test_named_datasets_resize_to_image_size(tmp_path: Path) -> None:
     assert torch.equal(small.y, full.y)
     square = siamese.load_dataset("mnist", data_dir=root, image_size=14)
     assert tuple(square.x.shape[-2:]) == (14, 14)
+    turned = siamese.load_dataset("mnist", data_dir=root, image_size=14, rotated_classes=True)
+    assert tuple(turned.x.shape) == (48, 1, 14, 14) and len(turned.classes) == 40
+    assert torch.equal(turned.x[:12], square.x) and turned.y[12:24].tolist() == [
+        y + 10 for y in full.y.tolist()
+    ]
+    with pytest.raises(ConfigError, match="rotated_classes must be true or false"):
+        siamese.load_dataset("mnist", data_dir=root, rotated_classes="yes")
     for bad in ((0, 5), "28", (28,), True, (2.5, 3)):
         with pytest.raises(ConfigError, match="mnist: image_size must be"):
             siamese.load_dataset("mnist", data_dir=root, image_size=bad)

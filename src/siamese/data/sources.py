@@ -29,6 +29,8 @@ FOLDER_OPTIONS = (
 )
 GLYPH_OPTIONS = ("held_out", "seed", "fonts", "alphabets", "variants", "use_cache")
 ARRAY_OPTIONS = ("labels", "label_column")
+TRAINING_ONLY_OPTIONS = ("rotated_classes",)
+"""Options that shape the training data only: evaluation reads its data without them."""
 
 
 def load_dataset(
@@ -51,7 +53,9 @@ def load_dataset(
             channels (1 or 3), resize ("stretch", "crop", "pad"), on_bad_file ("error" or
             "skip"), workers, use_cache, max_pixels (5-celebrity-faces defaults to
             image_size (160, 160), resize "crop", channels 3); for every other named image
-            dataset image_size (H, W) (bilinear, antialiased: ORL at 56×46, Omniglot at 28×28);
+            dataset image_size (H, W) (bilinear, antialiased: ORL at 56×46, Omniglot at 28×28)
+            and rotated_classes (each class turned by 90°, 180°, 270° as three new classes, as
+            Prototypical Networks train on Omniglot; square images);
             for glyphs held_out, seed, fonts, alphabets, variants, use_cache; for omniglot
             use_cache; for arrays labels, label_column.
     Returns:
@@ -86,12 +90,19 @@ def load_dataset(
         return _NAMED[name](split, root, options)
     options = dict(options)
     size = options.pop("image_size", None)
+    rotated = options.pop("rotated_classes", False)
+    if not isinstance(rotated, bool):
+        raise ConfigError(f"{name}: rotated_classes must be true or false, got {rotated!r}")
     data = _NAMED[name](split, root, options)
-    if size is None:
-        return data
-    from siamese.data.resizing import image_size_option, resized
+    if size is not None:
+        from siamese.data.resizing import image_size_option, resized
 
-    return resized(data, image_size_option(name, size))
+        data = resized(data, image_size_option(name, size))
+    if rotated:  # after resizing: four copies of the smaller images
+        from siamese.data.rotated_classes import with_rotated_classes
+
+        data = with_rotated_classes(data)
+    return data
 
 
 def _user_path(name: str, prefix: str) -> Path:
@@ -104,9 +115,10 @@ def _user_path(name: str, prefix: str) -> Path:
 def _check_options(name: str, options: dict[str, Any], allowed: tuple[str, ...]) -> None:
     unknown = sorted(set(options) - set(allowed))
     if unknown:
-        # The named image datasets also take image_size (handled in `load_dataset`).
+        # The named image datasets also take these (handled in `load_dataset`).
         resizable = name in _NAMED and name != "5-celebrity-faces"
-        valid = ", ".join(allowed + (("image_size",) if resizable else ())) or "none"
+        generic = ("image_size", "rotated_classes") if resizable else ()
+        valid = ", ".join(allowed + generic) or "none"
         raise ConfigError(f"{name}: unknown option(s) {unknown}; valid options: {valid}")
 
 

@@ -54,8 +54,12 @@ def evaluation_data(
         ConfigError: `split` given without `data_name` for a dataset without splits.
     """
     from siamese.data.catalog import DATASETS
-    from siamese.data.sources import load_dataset
+    from siamese.data.sources import TRAINING_ONLY_OPTIONS, load_dataset
     from siamese.training_setup import load_training_data
+
+    # The run's source options less those that only shape training data (e.g. Omniglot's
+    # rotated_classes: the evaluation alphabets are evaluated as they are).
+    run_options = {k: v for k, v in config.data.options.items() if k not in TRAINING_ONLY_OPTIONS}
 
     data_dir = Path(config.data.data_dir) if config.data.data_dir else None
     if data_name is None and split is None and config.data.validation == "pairs":
@@ -67,7 +71,7 @@ def evaluation_data(
         )
     if data_name is not None:
         # The run's own dataset keeps the run's source options (e.g. its image_size).
-        options = dict(config.data.options) if data_name == config.data.name else {}
+        options = run_options if data_name == config.data.name else {}
         data = load_dataset(data_name, split, data_dir, **options)
         return data, f"{data_name} ({split or 'default split'})"
     name = config.data.name
@@ -79,8 +83,7 @@ def evaluation_data(
         others = [s for s in info.splits if s not in (trained, "all")]
         split = others[0] if others else None
     if split is not None:
-        options = dict(config.data.options)
-        return load_dataset(name, split, data_dir, **options), f"{name} ({split})"
+        return load_dataset(name, split, data_dir, **run_options), f"{name} ({split})"
     _, validation, _ = load_training_data(config)
     if validation is None:
         raise ConfigError(
