@@ -335,8 +335,20 @@ def check_config(config: RunConfig, source: str) -> None:
             f"{source}: data.validation 'pairs' holds out pairs of a fixed pair set, which "
             f"needs batches.kind 'pairs' (got {config.batches.kind!r})"
         )
-    if config.data.validation == "pairs" and config.data.pairs < 4:
-        raise ConfigError(f"{source}: data.pairs = {config.data.pairs} must be >= 4")
+    if config.data.validation == "pairs":
+        held_out = round(config.data.validation_fraction * (config.data.pairs // 2))
+        if config.data.pairs < 4 or held_out < 2:
+            raise ConfigError(
+                f"{source}: data.pairs = {config.data.pairs} with validation_fraction "
+                f"{config.data.validation_fraction} holds out {held_out} genuine pair(s); "
+                "verification needs at least 2 genuine and 2 impostor pairs: raise data.pairs"
+            )
+        if config.batches.per_epoch:
+            raise ConfigError(
+                f"{source}: batches.per_epoch = {config.batches.per_epoch} does not apply with "
+                "data.validation 'pairs' (an epoch is one pass over the training pairs); "
+                "remove it and set data.pairs instead"
+            )
     if config.batches.kind == "pairs" and config.loss.name == "triplet":
         raise ConfigError(
             f"{source}: loss.name 'triplet' cannot train on batches.kind 'pairs'; use "

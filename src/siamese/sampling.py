@@ -286,7 +286,8 @@ def pair_split(
 ) -> tuple[tuple[torch.Tensor, ...], tuple[torch.Tensor, ...]]:
     """The pair tutorials' protocol (e.g. the AT&T-faces contrastive tutorial): one fixed set
     of `n_pairs` balanced pairs over all examples (`balanced_pairs`, drawn with replacement),
-    shuffled, the last `round(fraction · n_pairs)` of them held out for testing. Held-out pairs
+    `round(fraction · n)` of the genuine and of the impostor pairs (at least one of each, never
+    all) held out for testing, each part shuffled. Held-out pairs
     may share examples, and even whole pairs, with the training pairs: this is the tutorials'
     closed-set protocol, not an open-set one.
 
@@ -302,11 +303,20 @@ def pair_split(
     if not 0 < fraction < 1:
         raise ConfigError(f"the held-out share of pairs must be in (0, 1), got {fraction}")
     i, j, same = balanced_pairs(labels.cpu(), n_pairs, seed)
-    order = torch.randperm(n_pairs, generator=torch.Generator().manual_seed(seed + 1))
-    i, j, same = i[order], j[order], same[order]
-    n_test = min(max(round(fraction * n_pairs), 1), n_pairs - 1)
-    cut = n_pairs - n_test
-    return (i[:cut], j[:cut], same[:cut]), (i[cut:], j[cut:], same[cut:])
+    g = torch.Generator().manual_seed(seed + 1)
+    # Stratified: the held-out share of the genuine and of the impostor pairs separately.
+    train_rows, test_rows = [], []
+    for kind in (1, 0):
+        rows = (same == kind).nonzero().squeeze(1)
+        rows = rows[torch.randperm(rows.numel(), generator=g)]
+        n_test = min(max(round(fraction * rows.numel()), 1), rows.numel() - 1)
+        train_rows.append(rows[: rows.numel() - n_test])
+        test_rows.append(rows[rows.numel() - n_test :])
+    parts = []
+    for rows in (torch.cat(train_rows), torch.cat(test_rows)):
+        rows = rows[torch.randperm(rows.numel(), generator=g)]
+        parts.append((i[rows], j[rows], same[rows]))
+    return parts[0], parts[1]
 
 
 class TupleBatches:

@@ -30,7 +30,9 @@ FOLDER_OPTIONS = (
 GLYPH_OPTIONS = ("held_out", "seed", "fonts", "alphabets", "variants", "use_cache")
 ARRAY_OPTIONS = ("labels", "label_column")
 TRAINING_ONLY_OPTIONS = ("rotated_classes",)
-"""Options that shape the training data only: evaluation reads its data without them."""
+"""Options that shape the training data only: evaluation reads another split, or another
+dataset, without them (a run's own held-out validation part is a share of the data as it was
+trained on, so it keeps them)."""
 
 
 def load_dataset(

@@ -157,6 +157,12 @@ def evaluate_run(
         # The pair tutorials' protocol: only the held-out pairs are unseen, not the examples,
         # so retrieval and few-shot episodes (which need unseen examples) are not measured.
         protocols = tuple(p for p in protocols if p in ("verification", "novelty"))
+        if not protocols:
+            raise ConfigError(
+                f"{run_dir} holds out pairs, not examples (data.validation: pairs): only the "
+                "verification protocol applies to them; for retrieval or few-shot name unseen "
+                "examples with --data NAME [--split SPLIT]"
+            )
         pairs = _protocol_pairs(config, data.y)
     z = embed(model, data.x)
     metric = config.loss.metric
@@ -171,6 +177,7 @@ def evaluate_run(
         held_out = None if pairs is None else pairs[0]
         _verification(result, data, z, metric, figures_dir, seed, held_out, config)
     trained: list[tuple[torch.Tensor, torch.Tensor]] = []
+    trained_classes: list[list[str]] = []
 
     def training_embeddings() -> tuple[torch.Tensor, torch.Tensor]:
         """(embeddings, labels) of the run's training examples, loaded and embedded once
@@ -180,6 +187,7 @@ def evaluate_run(
 
             train, _, _ = load_training_data(config)
             trained.append((embed(model, train.x), train.y))
+            trained_classes.append(train.classes)
         return trained[0]
 
     if "retrieval" in protocols:
@@ -196,7 +204,10 @@ def evaluate_run(
     if "fewshot" in protocols:
         _fewshot(result, data, z, metric, figures_dir, seed, episodes)
     if "novelty" in protocols and ood is not None:
-        _novelty(result, config, model, z, data, ood, metric, training_embeddings())
+        reference = training_embeddings()
+        # Labels are comparable only when both sides number the same class list.
+        same_classes = trained_classes[0] == data.classes
+        _novelty(result, config, model, z, data, ood, metric, reference, same_classes)
     return result
 
 
@@ -291,7 +302,7 @@ def _verification(
         accuracy = float(((d < rule).long() == same.long()).double().mean())
         values["half_margin_threshold"] = rule
         values["accuracy_at_half_margin"] = accuracy
-        result.headline[f"accuracy (d < {rule:g})"] = accuracy
+        result.headline["accuracy at d < margin/2"] = accuracy
     curve = roc_curve(d, same)
     result.figures["roc"] = plot_roc(
         {"model": (curve, report.auc, report.eer)}, folder / "roc.png", f"ROC on {result.data}"
@@ -412,6 +423,7 @@ def _novelty(
     ood: str,
     metric: str,
     training: tuple[torch.Tensor, torch.Tensor],
+    same_classes: bool = True,
 ) -> None:
     from siamese.data.sources import load_dataset
     from siamese.evaluation.novelty import (
@@ -441,10 +453,11 @@ def _novelty(
     )
     distance = novelty_metrics(*gallery)
     # The tutorial's softmax classifier on the embeddings, whose output the Gini detector
-    # reads: its accuracy on the evaluation data (when those classes were trained on).
+    # reads: its accuracy on the evaluation data (when those classes were trained on, under
+    # the same class list).
     known = torch.isin(data_in.y, y_train)
     probe_accuracy = None
-    if bool(known.all()):
+    if same_classes and bool(known.all()):
         predicted = detector.probe.predict(z_in)
         probe_accuracy = float((predicted == data_in.y).double().mean())
         result.headline["probe accuracy"] = probe_accuracy
