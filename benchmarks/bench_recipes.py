@@ -267,13 +267,10 @@ def run_recipe(recipe: Recipe, env: dict[str, str], data_dir: str | None) -> dic
             label: lookup(metrics["metrics"], path) for label, path in recipe.figures
         }
         result["figures_drawn"] = sorted(metrics["figures"])
+    measured = {**result.get("metrics", {}), **result}
+    values = [(goal, lookup(measured, goal.path)) for goal in recipe.goals]
     result["goals"] = [
-        {
-            "goal": goal.label,
-            "value": lookup({**result.get("metrics", {}), **result}, goal.path),
-            "met": goal.met(lookup({**result.get("metrics", {}), **result}, goal.path)),
-        }
-        for goal in recipe.goals
+        {"goal": goal.label, "value": value, "met": goal.met(value)} for goal, value in values
     ]
     if recipe.peer == "pml":
         result["peer"] = run_pml_peer(result, env, data_dir)

@@ -29,6 +29,9 @@ FOLDER_OPTIONS = (
 )
 GLYPH_OPTIONS = ("held_out", "seed", "fonts", "alphabets", "variants", "use_cache")
 ARRAY_OPTIONS = ("labels", "label_column")
+NAMED_IMAGE_OPTIONS = ("image_size", "rotated_classes")
+"""Options every named image dataset takes on top of its own, applied after loading (the
+folder-backed 5-celebrity-faces resizes while decoding instead: see FOLDER_OPTIONS)."""
 TRAINING_ONLY_OPTIONS = ("rotated_classes",)
 """Options that shape the training data only: evaluation reads another split, or another
 dataset, without them (a run's own held-out validation part is a share of the data as it was
@@ -88,7 +91,7 @@ def load_dataset(
             f"{name} has the splits {', '.join(repr(s) for s in info.splits)}, not {split!r}"
         )
     root = resolve_data_dir(data_dir)
-    if name == "5-celebrity-faces":  # a folder source: it resizes while decoding
+    if not _takes_named_image_options(name):
         return _NAMED[name](split, root, options)
     options = dict(options)
     size = options.pop("image_size", None)
@@ -114,12 +117,15 @@ def _user_path(name: str, prefix: str) -> Path:
     return Path(raw).expanduser()
 
 
+def _takes_named_image_options(name: str) -> bool:
+    """Whether `load_dataset` applies NAMED_IMAGE_OPTIONS to this source after loading."""
+    return name in _NAMED and name != "5-celebrity-faces"
+
+
 def _check_options(name: str, options: dict[str, Any], allowed: tuple[str, ...]) -> None:
     unknown = sorted(set(options) - set(allowed))
     if unknown:
-        # The named image datasets also take these (handled in `load_dataset`).
-        resizable = name in _NAMED and name != "5-celebrity-faces"
-        generic = ("image_size", "rotated_classes") if resizable else ()
+        generic = NAMED_IMAGE_OPTIONS if _takes_named_image_options(name) else ()
         valid = ", ".join(allowed + generic) or "none"
         raise ConfigError(f"{name}: unknown option(s) {unknown}; valid options: {valid}")
 

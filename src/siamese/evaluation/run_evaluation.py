@@ -62,7 +62,7 @@ def evaluation_data(
     run_options = {k: v for k, v in config.data.options.items() if k not in TRAINING_ONLY_OPTIONS}
 
     data_dir = Path(config.data.data_dir) if config.data.data_dir else None
-    if data_name is None and split is None and config.data.validation == "pairs":
+    if _pair_protocol(config, data_name, split):
         data, _, _ = load_training_data(config)
         share = f"{config.data.validation_fraction:.0%}"
         return (
@@ -153,7 +153,7 @@ def evaluate_run(
     if note:
         description = f"{description}, {note}"
     pairs = None
-    if data_name is None and split is None and config.data.validation == "pairs":
+    if _pair_protocol(config, data_name, split):
         # The pair tutorials' protocol: only the held-out pairs are unseen, not the examples,
         # so retrieval and few-shot episodes (which need unseen examples) are not measured.
         protocols = tuple(p for p in protocols if p in ("verification", "novelty"))
@@ -242,6 +242,12 @@ def _embedding_figures(
         rows = read_metrics(metrics_csv)
         if rows:
             result.figures["training"] = plot_training_curves(rows, folder / "training.png")
+
+
+def _pair_protocol(config: RunConfig, data_name: str | None, split: str | None) -> bool:
+    """Whether the evaluation is the run's own held-out pairs (`data.validation: pairs` and
+    no other data named)."""
+    return data_name is None and split is None and config.data.validation == "pairs"
 
 
 def _protocol_pairs(
