@@ -147,7 +147,7 @@ def pk_batches(labels):  # type: ignore[no-untyped-def]
     """siamese's P×K batches, epoch after epoch, as index tensors."""
     import torch
 
-    from siamese.sampling import PKSampler
+    from siamese.data.pk_sampler import PKSampler
 
     sampler = PKSampler(labels, P, K, SEED)
     for epoch in itertools.count():
@@ -242,10 +242,10 @@ def engine_loop(job: dict[str, Any]) -> dict[str, Any]:
     import torch
 
     from siamese.config import load_config
-    from siamese.objectives import Objective
-    from siamese.optimization import build_optimizer, build_schedule
-    from siamese.sampling import PKSampler
-    from siamese.training import TrainingLoop
+    from siamese.data.pk_sampler import PKSampler
+    from siamese.training.loop import TrainingLoop
+    from siamese.training.objectives import Objective
+    from siamese.training.optimization import build_optimizer, build_schedule
 
     config = load_config(Path(job["config"]))
     data = load_mnist(job["data_dir"])
@@ -295,7 +295,7 @@ def engine_loop(job: dict[str, Any]) -> dict[str, Any]:
 def allocator_probe(_: dict[str, Any]) -> dict[str, Any]:
     """What the `siamese` command's start does to the allocator, then the heap probe (run
     with the environment of a CLI run: the CLI process itself cannot be probed)."""
-    from siamese.allocator import keep_large_allocations_in_heap
+    from siamese.training.allocator import keep_large_allocations_in_heap
 
     return {
         "mallopt_applied": keep_large_allocations_in_heap(),

@@ -26,3 +26,9 @@ def data_dir() -> Path | None:
     """The real datasets' directory from SIAMESE_DATA_DIR, or None."""
     value = os.environ.get("SIAMESE_DATA_DIR")
     return Path(value) if value and Path(value).is_dir() else None
+
+
+@pytest.fixture
+def repo_root() -> Path:
+    """The repository's root folder (where configs/ and README.md are)."""
+    return Path(__file__).resolve().parent.parent

@@ -2,7 +2,7 @@ import platform
 
 import pytest
 
-from siamese.allocator import keep_large_allocations_in_heap
+from siamese.training.allocator import keep_large_allocations_in_heap
 
 
 def test_can_be_switched_off(monkeypatch) -> None:

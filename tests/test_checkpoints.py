@@ -16,8 +16,9 @@ import pytest
 import torch
 from torch import nn
 
-from siamese.atomic_write import write_bytes_atomic
-from siamese.checkpoints import (
+from siamese.atomic_files import write_bytes_atomic
+from siamese.errors import CheckpointError, OutputError
+from siamese.training.checkpoints import (
     CHECKPOINT_FORMAT,
     CheckpointWarning,
     last_checkpoint_path,
@@ -29,8 +30,7 @@ from siamese.checkpoints import (
     save_step_checkpoint,
     step_checkpoint_path,
 )
-from siamese.errors import CheckpointError, OutputError
-from siamese.rng_state import capture_rng_state, restore_rng_state
+from siamese.training.rng_state import capture_rng_state, restore_rng_state
 
 
 class _Opaque:

@@ -26,6 +26,34 @@ def test_help_lists_the_demo() -> None:
     assert "demo" in result.stdout
 
 
+def test_version_and_short_help() -> None:
+    import siamese
+
+    result = run_cli("--version")
+    assert result.returncode == 0 and result.stdout.strip() == f"siamese {siamese.__version__}"
+    for args in (["-h"], ["train", "-h"], ["datasets", "check", "-h"]):
+        result = run_cli(*args)
+        assert result.returncode == 0 and "Usage: siamese" in result.stdout, args
+
+
+def test_the_progress_bar_fits_an_80_column_terminal() -> None:
+    import io
+
+    from rich.console import Console
+
+    from siamese.training.loop import progress_bar, progress_status
+
+    console = Console(file=io.StringIO(), width=80, force_terminal=False, color_system=None)
+    record = {"loss": 0.123456, "active_fraction": 0.42, "images_per_s": 123456.0}
+    with progress_bar(True, console) as progress:
+        task = progress.add_task("training", total=12345, completed=0, status="")
+        progress.update(task, completed=1234, status=progress_status(10, 10, record))
+    line = console.file.getvalue().strip().splitlines()[-1]
+    assert len(line) <= 80 and "…" not in line, line
+    assert "1234/12345" in line and "123,456 img/s" in line
+    assert line.count(":") >= 4, line  # both clocks whole (h:mm:ss, or -:--:-- when unknown)
+
+
 @pytest.mark.parametrize(
     ("args", "expected"),
     [

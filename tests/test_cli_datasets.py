@@ -183,3 +183,28 @@ def test_a_bad_download_is_judged_alone_not_rescued_by_a_good_copy_beside_it(
     assert not (data_dir / "orl_faces" / "orl_faces.tar.gz").exists()
     assert [p.name for p in (data_dir / "orl_faces").iterdir()] == ["orl_faces"]  # no scratch
     assert len(siamese.load_dataset("orl", data_dir=data_dir)) == 400  # the good copy stays
+
+
+def test_check_of_everything_fails_when_datasets_are_missing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out = run(["datasets", "check", "--data-dir", str(tmp_path)], capsys)
+    assert code == 1 and "mnist missing" in out and "siamese datasets download mnist" in out
+    code, out = run(["datasets", "check", "glyphs", "--data-dir", str(tmp_path)], capsys)
+    assert code == 0 and "glyphs bundled" in out
+
+
+def test_digits_says_it_needs_scikit_learn_when_it_is_not_installed(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "sklearn" else real(name, *a)
+    )
+    code, out = run(["datasets", "check", "digits", "--data-dir", str(tmp_path)], capsys)
+    assert code == 1 and "needs scikit-learn" in out and "pip install scikit-learn" in out
+    monkeypatch.setenv("COLUMNS", "200")  # the table's row on one line
+    code, out = run(["datasets", "list", "--data-dir", str(tmp_path)], capsys)
+    assert code == 0 and "needs scikit-learn" in out

@@ -21,9 +21,9 @@ from siamese.config import (
     check_config,
     load_config,
 )
-from siamese.config_help import describe_options
-from siamese.config_loading import apply_overrides, field_types, from_dict, unwrap_optional
-from siamese.config_yaml import dump_yaml, read_yaml, save_config_atomic, to_dict
+from siamese.config.help import describe_options
+from siamese.config.loading import apply_overrides, field_types, from_dict, unwrap_optional
+from siamese.config.yaml_dialect import dump_yaml, read_yaml, save_config_atomic, to_dict
 from siamese.errors import ConfigError, OutputError
 
 FULL_RECIPE = """\

@@ -13,8 +13,8 @@ import yaml
 
 import siamese
 from siamese.config import LossConfig
-from siamese.objectives import Objective
-from siamese.telemetry import read_metrics
+from siamese.training.objectives import Objective
+from siamese.training.telemetry import read_metrics
 
 SCRIPTS = Path(__file__).parent / "scripts"
 

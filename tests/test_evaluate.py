@@ -11,7 +11,7 @@ from PIL import Image
 
 from cli_runner import run_cli
 from siamese.config import load_config
-from siamese.training_run import train_run
+from siamese.training.run import train_run
 
 
 @pytest.fixture(scope="module")

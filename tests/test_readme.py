@@ -9,10 +9,14 @@ README = Path(__file__).resolve().parents[1] / "README.md"
 
 
 @pytest.mark.slow
-def test_readme_python_example_runs() -> None:
+def test_readme_python_example_runs(tmp_path, monkeypatch) -> None:
+    import siamese
+
+    monkeypatch.chdir(tmp_path)  # the example saves into runs/
     blocks = re.findall(r"```python\n(.*?)```", README.read_text(encoding="utf-8"), flags=re.S)
     assert blocks, "README has no Python example"
     for block in blocks:
         namespace: dict = {}
         exec(compile(block, str(README), "exec"), namespace)
     assert 0.5 < namespace["mean"] <= 1.0 and namespace["ci95"] < 0.05
+    assert siamese.load_model(tmp_path / "runs" / "mine").spec["embedding_dim"] == 64

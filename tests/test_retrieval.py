@@ -183,8 +183,10 @@ def test_tiny_blocks_give_the_same_report(with_reference):
 
 
 def test_retrieval_never_holds_an_n_by_n_matrix(monkeypatch):
+    import siamese.distances
+
     shapes: list[tuple[int, int]] = []
-    original = retrieval.pairwise_distances
+    original = siamese.distances.pairwise_distances
 
     def recording(*args, **kwargs):
         block = original(*args, **kwargs)
@@ -192,7 +194,7 @@ def test_retrieval_never_holds_an_n_by_n_matrix(monkeypatch):
         return block
 
     limit = 2**16
-    monkeypatch.setattr(retrieval, "pairwise_distances", recording)
+    monkeypatch.setattr(siamese.distances, "pairwise_distances", recording)
     monkeypatch.setattr(retrieval, "BLOCK_ELEMENTS", limit)
     x, y = _continuous_set(3000, 50, 0)
     report = retrieval_metrics(x, y)

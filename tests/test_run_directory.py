@@ -1,12 +1,9 @@
-import hashlib
-import json
+"""Claiming a run directory: never beside a user's files, never two runs mixed."""
 
 import pytest
-import torch
 
 from siamese.errors import OutputError
-from siamese.models import build_embedding_net
-from siamese.run_directory import load_model, prepare_run_directory, save_model, write_json_atomic
+from siamese.training.run_directory import claim_run_directory, prepare_run_directory
 
 
 def test_prepare_creates_and_rejects(tmp_path) -> None:
@@ -19,54 +16,45 @@ def test_prepare_creates_and_rejects(tmp_path) -> None:
         prepare_run_directory(tmp_path / "f" / "sub")
 
 
-def test_model_round_trip_without_pickle(tmp_path) -> None:
-    spec = {"encoder": "convnet", "encoder_options": {"widths": [8, 16]}, "embedding_dim": 4}
-    model = build_embedding_net(spec, (1, 28, 28))
-    save_model(tmp_path, model, (1, 28, 28), {"steps": 3})
-    description = json.loads((tmp_path / "model.json").read_text())
-    weights = (tmp_path / "model.safetensors").read_bytes()
-    assert description["sha256"] == hashlib.sha256(weights).hexdigest()
-    assert description["architecture"]["encoder_options"]["widths"] == [8, 16]
-    assert description["steps"] == 3
-    clone = load_model(tmp_path)
-    x = torch.randint(0, 255, (3, 1, 28, 28), dtype=torch.uint8)
-    model.eval()
-    clone.eval()
-    torch.testing.assert_close(model(x), clone(x))
-    assert not list(tmp_path.glob("*.tmp"))
+def test_claim_accepts_empty_or_missing_folders(tmp_path) -> None:
+    claim_run_directory(tmp_path / "new")
+    (tmp_path / "empty").mkdir()
+    claim_run_directory(tmp_path / "empty")
+    (tmp_path / "dot").mkdir()
+    (tmp_path / "dot" / ".DS_Store").write_text("")
+    claim_run_directory(tmp_path / "dot")
 
 
-def test_json_is_written_atomically(tmp_path) -> None:
-    write_json_atomic(tmp_path / "m.json", {"b": 1.5, "a": [1, 2]})
-    assert json.loads((tmp_path / "m.json").read_text()) == {"a": [1, 2], "b": 1.5}
-    assert [p.name for p in tmp_path.iterdir()] == ["m.json"]
+def test_claim_refuses_a_folder_of_other_files_even_with_force(tmp_path) -> None:
+    (tmp_path / "photo.jpg").write_text("mine")
+    (tmp_path / "notes.txt").write_text("mine")
+    for force in (False, True):
+        with pytest.raises(
+            OutputError, match=r"files that are not a siamese run \(notes.txt, photo.jpg\)"
+        ):
+            claim_run_directory(tmp_path, force=force)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt", "photo.jpg"]
 
 
-def test_load_model_refuses_altered_missing_and_foreign_files(tmp_path) -> None:
-    from siamese.errors import CheckpointError
-
-    spec = {"encoder": "mlp", "encoder_options": {"hidden": [8]}, "embedding_dim": 4}
-    save_model(tmp_path, build_embedding_net(spec, (6,)), (6,))
-    assert load_model(tmp_path)(torch.zeros(2, 6)).shape == (2, 4)
-    weights = tmp_path / "model.safetensors"
-    payload = bytearray(weights.read_bytes())
-    payload[-1] ^= 1
-    weights.write_bytes(bytes(payload))
-    with pytest.raises(CheckpointError, match="does not match the fingerprint"):
-        load_model(tmp_path)
-    description = json.loads((tmp_path / "model.json").read_text())
-    (tmp_path / "model.json").write_text(json.dumps({**description, "format": "other/9"}))
-    with pytest.raises(CheckpointError, match="format 'other/9'"):
-        load_model(tmp_path)
-    with pytest.raises(CheckpointError, match="holds no finished model"):
-        load_model(tmp_path / "nothing")
+def test_claim_describes_another_tools_config(tmp_path) -> None:
+    (tmp_path / "config.yaml").write_text("learning_rate: 0.1\nlayers: 3\n")
+    with pytest.raises(
+        OutputError, match=r"a config\.yaml that is not a siamese run config"
+    ) as err:
+        claim_run_directory(tmp_path, force=True)
+    assert "learning_rate" in str(err.value)
+    assert (tmp_path / "config.yaml").read_text().startswith("learning_rate")
 
 
-def test_atomic_files_get_the_usual_permissions(tmp_path) -> None:
-    import os
-    import stat
-
-    write_json_atomic(tmp_path / "m.json", {"a": 1})
-    mask = os.umask(0)
-    os.umask(mask)
-    assert stat.S_IMODE((tmp_path / "m.json").stat().st_mode) == 0o666 & ~mask
+def test_claim_refuses_a_run_unless_forced_and_force_replaces_it_whole(tmp_path) -> None:
+    (tmp_path / "config.yaml").write_text("seed: 1\n")
+    (tmp_path / "checkpoints").mkdir()
+    (tmp_path / "checkpoints" / "last.pt").write_bytes(b"x")
+    (tmp_path / "model.json").write_text("{}")
+    (tmp_path / "figures").mkdir()
+    with pytest.raises(OutputError, match="already holds a siamese run: pass --resume"):
+        claim_run_directory(tmp_path)
+    claim_run_directory(tmp_path, resume=True)  # resuming is the caller's business
+    assert (tmp_path / "model.json").exists()
+    claim_run_directory(tmp_path, force=True)
+    assert list(tmp_path.iterdir()) == []

@@ -4,8 +4,9 @@ import numpy as np
 import pytest
 import torch
 
+from siamese.data.pk_sampler import PKSampler
+from siamese.data.tuples import balanced_pairs
 from siamese.errors import ConfigError, DataError
-from siamese.sampling import PKSampler, balanced_pairs
 
 
 def make_labels() -> np.ndarray:
@@ -95,30 +96,24 @@ def test_balanced_genuine_pairs_are_uniform_over_same_class_pairs() -> None:
     assert all(abs(c / 8000 - 1 / 8) < 0.02 for c in counts.values())
 
 
-def test_pair_dataset_is_balanced_and_resamples() -> None:
-    from siamese.data.labeled import LabeledData
-    from siamese.sampling import PairDataset
+def test_tuple_batches_pairs_are_balanced_and_redrawn_each_epoch() -> None:
+    from siamese.data.tuples import TupleBatches
 
     labels = torch.tensor(make_labels())
-    data = LabeledData(x=torch.arange(labels.numel())[:, None], y=labels, classes=[])
-    pairs = PairDataset(data, 200, seed=0)
-    items = [pairs[i] for i in range(len(pairs))]
-    assert sum(int(s) for _, _, s in items) == 100
-    for x1, x2, same in items:
-        assert (labels[x1] == labels[x2]).item() == bool(same) and x1 != x2
-    first = pairs.i.clone()
-    pairs.set_epoch(1)
-    assert not torch.equal(first, pairs.i)
+    batches = TupleBatches(labels, "pairs", size=200, per_epoch=200, seed=0)
+    ((i, j, same),) = list(batches)
+    assert int(same.sum()) == 100
+    assert torch.equal(labels[i] == labels[j], same.bool()) and bool((i != j).all())
+    batches.set_epoch(1)
+    ((i1, _, _),) = list(batches)
+    assert not torch.equal(i, i1)
 
 
-def test_triplet_dataset_draws_valid_uniform_triplets() -> None:
-    from siamese.data.labeled import LabeledData
-    from siamese.sampling import TripletDataset
+def test_draw_triplets_gives_valid_uniform_triplets() -> None:
+    from siamese.data.tuples import draw_triplets
 
     labels = torch.tensor([0, 0, 0, 1, 1, 2, 3])  # class 2 and 3 have no positive
-    data = LabeledData(x=torch.arange(7)[:, None], y=labels, classes=[])
-    triplets = TripletDataset(data, 20000, seed=0)
-    a, p, n = triplets.anchor, triplets.positive, triplets.negative
+    a, p, n = draw_triplets(labels, 20000, seed=0)
     assert (labels[a] == labels[p]).all() and (a != p).all() and (labels[n] != labels[a]).all()
     assert set(a.tolist()) == {0, 1, 2, 3, 4}
     # Negatives of anchors in class 0 are uniform over the 4 other examples.
@@ -126,7 +121,5 @@ def test_triplet_dataset_draws_valid_uniform_triplets() -> None:
     assert set(counts) == {3, 4, 5, 6}
     total = sum(counts.values())
     assert all(abs(c / total - 0.25) < 0.02 for c in counts.values())
-    xa, xp, xn = triplets[0]
-    assert int(xa) == int(a[0]) and int(xp) == int(p[0]) and int(xn) == int(n[0])
     with pytest.raises(DataError, match="2\\+ classes"):
-        TripletDataset(LabeledData(x=torch.zeros(3, 1), y=torch.tensor([0, 1, 2]), classes=[]), 5)
+        draw_triplets(torch.tensor([0, 1, 2]), 5)

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from siamese import telemetry
-from siamese.telemetry import MetricsLog, read_metrics
+from siamese.training import telemetry
+from siamese.training.telemetry import MetricsLog, read_metrics
 
 
 class RecordingWriter:

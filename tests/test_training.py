@@ -2,11 +2,11 @@ import pytest
 import torch
 
 from siamese.data.labeled import LabeledData
+from siamese.data.pk_sampler import PKSampler
 from siamese.errors import ConfigError, TrainingDivergedError
 from siamese.losses import TripletLoss
 from siamese.models import ConvNet, EmbeddingNet
-from siamese.sampling import PKSampler
-from siamese.training import fit, warmup_cosine
+from siamese.training.loop import fit, warmup_cosine
 
 
 def toy_data(n_classes: int = 6, per_class: int = 16) -> LabeledData:

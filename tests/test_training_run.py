@@ -18,8 +18,8 @@ import siamese
 from cli_runner import run_cli
 from siamese.config import load_config
 from siamese.errors import CheckpointError, ConfigError, OutputError, TrainingDivergedError
-from siamese.telemetry import read_metrics
-from siamese.training_run import train_run
+from siamese.training.run import train_run
+from siamese.training.telemetry import read_metrics
 
 DIGITS = {
     "seed": 3,
@@ -47,7 +47,7 @@ def write_config(path: Path, overrides: dict | None = None) -> Path:
 
 def poison_the_loss(monkeypatch: pytest.MonkeyPatch, from_step: int, value: float) -> None:
     """From the `from_step`-th training step on, every loss is multiplied by `value`."""
-    from siamese.objectives import Objective
+    from siamese.training.objectives import Objective
 
     real_step = Objective.step
     calls = {"n": 0}
@@ -173,7 +173,7 @@ def test_existing_runs_are_never_overwritten_and_resume_needs_a_good_checkpoint(
     assert run_cli(["train", str(config), "--out", str(run), "--quiet"], capsys)[0] == 0
     before = (run / "model.safetensors").read_bytes()
     code, out = run_cli(["train", str(config), "--out", str(run), "--quiet"], capsys)
-    assert code == 1 and "already holds a run: pass --resume" in out
+    assert code == 1 and "already holds a siamese run: pass --resume" in out and "--force" in out
     assert (run / "model.safetensors").read_bytes() == before
     code, out = run_cli(["train", "--resume", "--out", str(tmp_path / "none")], capsys)
     assert code == 1 and "holds no run to continue" in out
@@ -206,7 +206,7 @@ def test_config_errors_reach_the_user_as_one_line(
 def test_a_nan_loss_stops_with_a_clear_error_and_keeps_the_last_good_checkpoint(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from siamese.checkpoints import load_checkpoint
+    from siamese.training.checkpoints import load_checkpoint
 
     poison_the_loss(monkeypatch, from_step=11, value=float("nan"))
     config = load_config(write_config(tmp_path / "c.yaml", {"train": {"checkpoint_every": 5}}))
@@ -266,7 +266,7 @@ def test_early_stopping_stops_and_keeps_the_best_weights(tmp_path: Path) -> None
 
 def test_optimisers_and_schedules(tmp_path: Path) -> None:
     from siamese.config import OptimizerConfig, ScheduleConfig
-    from siamese.optimization import build_optimizer, build_schedule, lr_factor
+    from siamese.training.optimization import build_optimizer, build_schedule, lr_factor
 
     params = [torch.nn.Parameter(torch.zeros(3))]
     for name in ("adam", "adamw", "sgd", "rmsprop"):
@@ -293,7 +293,7 @@ def test_optimisers_and_schedules(tmp_path: Path) -> None:
 
 
 def test_collapse_alarm_warns_once_with_advice() -> None:
-    from siamese.telemetry import CollapseAlarm
+    from siamese.training.telemetry import CollapseAlarm
 
     alarm = CollapseAlarm(margin=0.2, embedding_dim=64)
     healthy = {
@@ -344,7 +344,7 @@ def test_the_glyphs_recipe_trains_from_the_command_line(
 
 def test_help_lists_every_config_key(capsys: pytest.CaptureFixture[str]) -> None:
     from siamese.config import RunConfig
-    from siamese.config_help import describe_options
+    from siamese.config.help import describe_options
 
     code, out = run_cli(["train", "--help"], capsys)
     assert code == 0
@@ -415,7 +415,7 @@ def test_resume_refuses_changes_that_make_another_run(
 def test_a_run_that_failed_before_its_first_checkpoint_resumes_from_step_0(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from siamese.training import TrainingLoop
+    from siamese.training.loop import TrainingLoop
 
     config = write_config(tmp_path / "c.yaml", {"train": {"epochs": 1}})
     run = tmp_path / "run"
@@ -433,3 +433,105 @@ def test_a_run_that_failed_before_its_first_checkpoint_resumes_from_step_0(
     assert code == 0, out
     assert "no checkpoint yet: starting from step 0" in (run / "train.log").read_text()
     assert siamese.load_model(run) is not None
+
+
+def test_train_refuses_a_folder_of_the_users_files_and_force_replaces_a_run_whole(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = write_config(tmp_path / "c.yaml", {"train": {"steps": 3, "epochs": None}})
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "thesis.tex").write_text("keep")
+    code, out = run_cli(["train", str(config), "--out", str(mine), "--quiet"], capsys)
+    assert code == 1 and "thesis.tex" in out and "nothing was changed" in out
+    assert [p.name for p in mine.iterdir()] == ["thesis.tex"]
+    (mine / "config.yaml").write_text("epochs: 3\nbatch_size: 32\n")
+    (mine / "thesis.tex").unlink()
+    code, out = run_cli(["train", str(config), "--out", str(mine), "--quiet", "--force"], capsys)
+    assert code == 1 and "a config.yaml that is not a siamese run config" in out
+
+    run = tmp_path / "run"
+    assert run_cli(["train", str(config), "--out", str(run), "--quiet"], capsys)[0] == 0
+    (run / "figures").mkdir()
+    (run / "figures" / "old.png").write_bytes(b"x")
+    (run / "checkpoints" / "step-999.pt").write_bytes(b"x")
+    other = write_config(tmp_path / "o.yaml", {"train": {"steps": 4, "epochs": None}})
+    code, out = run_cli(["train", str(other), "--out", str(run), "--quiet", "--force"], capsys)
+    assert code == 0, out
+    assert not (run / "figures").exists() and not (run / "checkpoints" / "step-999.pt").exists()
+    assert load_config(run / "config.yaml").train.steps == 4
+    assert (run / "train.log").read_text().count("training convnet") == 1
+
+
+def test_ctrl_c_says_what_was_kept_and_how_to_resume(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from siamese.training.objectives import Objective
+
+    config = write_config(tmp_path / "c.yaml", {"train": {"epochs": 2, "checkpoint_every": 10}})
+    real_step = Objective.step
+    calls = {"n": 0}
+
+    def interrupted(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        calls["n"] += 1
+        if calls["n"] == 15:
+            raise KeyboardInterrupt
+        return real_step(self, *args, **kwargs)
+
+    monkeypatch.setattr(Objective, "step", interrupted)
+    run = tmp_path / "run"
+    code, out = run_cli(["train", str(config), "--out", str(run), "--quiet"], capsys)
+    assert code == 130
+    assert "interrupted at step 14 of 88" in out and "checkpoint of step 10" in out
+    assert f"siamese train --resume --out {run}" in out and "Traceback" not in out
+    assert "interrupted at step 14" in (run / "train.log").read_text()
+    monkeypatch.setattr(Objective, "step", real_step)
+    code, out = run_cli(["train", "--resume", "--out", str(run), "--quiet"], capsys)
+    assert code == 0 and "resumed from" in out
+
+
+def test_resume_rebuilds_missing_or_damaged_model_files_of_a_finished_run(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = write_config(tmp_path / "c.yaml", {"train": {"steps": 5, "epochs": None}})
+    run = tmp_path / "run"
+    assert run_cli(["train", str(config), "--out", str(run), "--quiet"], capsys)[0] == 0
+    good = (run / "model.safetensors").read_bytes()
+    damaged = bytearray(good)
+    damaged[-1] ^= 1
+    (run / "model.safetensors").write_bytes(bytes(damaged))
+    with pytest.raises(CheckpointError) as err:
+        siamese.load_model(run)
+    command = f"siamese train --resume --out {run}"
+    assert command in str(err.value)
+    code, out = run_cli([*command.split()[1:], "--quiet"], capsys)
+    assert code == 0 and "rebuilding them from its checkpoints" in out
+    assert (run / "model.safetensors").read_bytes() == good
+    (run / "model.json").unlink()
+    assert run_cli([*command.split()[1:], "--quiet"], capsys)[0] == 0
+    siamese.load_model(run)
+
+
+def test_data_warnings_reach_the_console_and_train_log_as_the_commands_own(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    y = np.repeat(np.arange(5), 12)
+    y[-1] = 5  # class 5 has one example
+    np.savez(tmp_path / "data.npz", x=rng.random((60, 6)).astype("float32"), y=y)
+    config = write_config(
+        tmp_path / "c.yaml",
+        {
+            "data": {"name": f"arrays:{tmp_path / 'data.npz'}", "validation": "none"},
+            "model": {"encoder": "mlp", "options": {"hidden": [8]}, "embedding_dim": 4},
+            "batches": {"p": 3, "k": 4},
+            "train": {"steps": 2, "epochs": None},
+        },
+    )
+    run = tmp_path / "run"
+    code, out = run_cli(["train", str(config), "--out", str(run), "--quiet"], capsys)
+    assert code == 0, out
+    assert "warning: " in out and "single example" in out and "UserWarning" not in out
+    assert "warning: " in (run / "train.log").read_text()

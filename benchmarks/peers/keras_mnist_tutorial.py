@@ -27,9 +27,9 @@ import keras
 import numpy as np
 import torch
 
-from siamese.allocator import keep_large_allocations_in_heap
 from siamese.data.sources import load_dataset
 from siamese.evaluation.retrieval import retrieval_metrics
+from siamese.training.allocator import keep_large_allocations_in_heap
 
 EMBEDDING, MARGIN, BATCH, EPOCHS = 64, 0.2, 2048, 10
 

@@ -26,9 +26,9 @@ import torch
 from pytorch_metric_learning import distances, losses, miners, reducers
 from torch import nn
 
-from siamese.allocator import keep_large_allocations_in_heap
 from siamese.data.sources import load_dataset
 from siamese.evaluation.retrieval import retrieval_metrics
+from siamese.training.allocator import keep_large_allocations_in_heap
 
 
 class PMLNet(nn.Module):

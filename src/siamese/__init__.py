@@ -35,20 +35,20 @@ _PUBLIC: dict[str, str] = {
     "contrastive_loss": "siamese.losses",
     "ConvNet": "siamese.models.convnet",
     "EmbeddingNet": "siamese.models.embedding",
-    "PKSampler": "siamese.sampling",
-    "TupleBatches": "siamese.sampling",
+    "PKSampler": "siamese.data.pk_sampler",
+    "TupleBatches": "siamese.data.tuples",
     "RunConfig": "siamese.config",
     "load_config": "siamese.config",
-    "train_run": "siamese.training_run",
-    "fit": "siamese.training",
-    "load_model": "siamese.run_directory",
-    "load_siamese_net": "siamese.run_directory",
+    "train_run": "siamese.training.run",
+    "fit": "siamese.training.loop",
+    "load_model": "siamese.models.files",
+    "load_siamese_net": "siamese.models.files",
+    "save_model": "siamese.models.files",
+    "evaluate_run": "siamese.evaluation.run",
     "build_embedding_net": "siamese.models.embedding",
     "build_encoder": "siamese.models.builder",
     "ENCODERS": "siamese.models.builder",
     "SiameseNet": "siamese.models.siamese_net",
-    "PairDataset": "siamese.sampling",
-    "TripletDataset": "siamese.sampling",
 }
 
 __all__ = sorted(_PUBLIC)
@@ -57,10 +57,13 @@ if TYPE_CHECKING:
     from siamese.config import RunConfig, load_config
     from siamese.data.glyphs import load_glyphs
     from siamese.data.labeled import LabeledData, SkippedFile
+    from siamese.data.pk_sampler import PKSampler
     from siamese.data.sources import load_dataset
     from siamese.data.splits import DataSplit, split_data
+    from siamese.data.tuples import TupleBatches
     from siamese.distances import pairwise_distances
     from siamese.errors import CheckpointError, ConfigError, DataError, OutputError, SiameseError
+    from siamese.evaluation.run import evaluate_run
     from siamese.losses import (
         ContrastiveLoss,
         LossOutput,
@@ -71,10 +74,9 @@ if TYPE_CHECKING:
     )
     from siamese.models.convnet import ConvNet
     from siamese.models.embedding import EmbeddingNet, build_embedding_net
-    from siamese.run_directory import load_model, load_siamese_net
-    from siamese.sampling import PairDataset, PKSampler, TripletDataset, TupleBatches
-    from siamese.training import fit
-    from siamese.training_run import train_run
+    from siamese.models.files import load_model, load_siamese_net, save_model
+    from siamese.training.loop import fit
+    from siamese.training.run import train_run
 
 
 def __getattr__(name: str) -> Any:

@@ -209,17 +209,24 @@ def distance_blocks(
     y: torch.Tensor | None = None,
     metric: Metric | str = "euclidean",
     block_rows: int = 1024,
+    exclude_self: bool = False,
 ) -> Iterator[tuple[int, torch.Tensor]]:
     """`pairwise_distances(x, y)` one block of query rows at a time, so that memory stays at
-    `block_rows × M` however large N is (for nearest neighbours and other reductions).
+    `block_rows × M` however large N is: the one loop over distance blocks that nearest
+    neighbours, retrieval metrics and novelty scores share.
 
-    With `y` omitted, each row's distance to itself is exactly 0, as in `pairwise_distances`.
+    With `y` omitted, each row's distance to itself is exactly 0, as in `pairwise_distances`,
+    or +inf with `exclude_self` (so that a leave-one-out search never finds the query).
+
+    The caller should drop its reference to a block (`del block`) before asking for the next
+    one; then only one block exists at a time.
 
     Args:
         x: (N, D) queries.
         y: (M, D) references, or None for `x` itself.
         metric: "euclidean", "sqeuclidean" or "cosine".
         block_rows: query rows per block.
+        exclude_self: with `y` None, set each query's own column to +inf.
     Yields:
         (start, block): block is the (min(block_rows, N − start), M) distances of rows
         start, start + 1, … of `x`.
@@ -228,10 +235,11 @@ def distance_blocks(
     if block_rows < 1:
         raise ValueError(f"block_rows must be >= 1, got {block_rows}")
     reference = x if y is None else y
+    self_distance = float("inf") if exclude_self else 0.0
     for start in range(0, x.shape[0], block_rows):
         block = pairwise_distances(x[start : start + block_rows], reference, metric)
         if y is None:
             rows = torch.arange(block.shape[0], device=block.device)
-            block[rows, rows + start] = 0.0
+            block[rows, rows + start] = self_distance
         yield start, block
-        del block  # the caller's copy is the only one left while the next block is computed
+        del block  # the caller's reference is the only one left while the next is computed

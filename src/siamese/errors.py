@@ -29,3 +29,7 @@ class CheckpointError(SiameseError):
 
 class TrainingDivergedError(SiameseError):
     """The loss became NaN or infinite during training."""
+
+
+class RunInterrupted(SiameseError):
+    """The user stopped a run (Ctrl-C); the message says what was kept and how to resume."""

@@ -16,10 +16,10 @@ import torch
 
 from siamese.config import LossConfig
 from siamese.data.sources import load_dataset
-from siamese.distributed import gather_keeping_gradient, join_from_environment, leave
 from siamese.models.embedding import build_embedding_net
-from siamese.objectives import Objective
-from siamese.training import TrainingLoop
+from siamese.training.distributed import gather_keeping_gradient, join_from_environment, leave
+from siamese.training.loop import TrainingLoop
+from siamese.training.objectives import Objective
 
 SPEC = {"encoder": "mlp", "encoder_options": {"hidden": [32]}, "embedding_dim": 8}
 

@@ -1,4 +1,8 @@
-"""Data sources, the `LabeledData` they produce, splits and batch transforms.
+"""Data: the named sources and folders/arrays (`sources`, `catalog`, one module per format),
+download and checksums, the `LabeledData` they produce, splits (`splits`), batch transforms
+(`transforms`) and how examples are grouped for training: P×K batches (`pk_sampler`),
+offline pairs and triplets (`tuples`), the pair tutorials' protocol (`pair_protocol`).
+May import `errors` and `atomic_files` only: data knows nothing of models or training.
 
 Names are imported on first use: decoding worker processes import
 `siamese.data.image_files`, which must not pay for importing torch.

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from siamese.atomic_write import write_bytes_atomic
+from siamese.atomic_files import write_bytes_atomic
 
 
 def cache_dir() -> Path:

@@ -67,6 +67,7 @@ class DatasetInfo:
     terms: str = ""
     citation: str = ""
     bundled: bool = False  # generated or shipped with a package: nothing to download
+    requires: str | None = None  # the Python package a bundled dataset ships in, if not ours
 
     def find_layout(self, folder: Path, split: str) -> tuple[Layout, Path] | None:
         """The first layout present in `folder` (the dataset's folder) that holds `split`,
@@ -281,6 +282,7 @@ DATASETS: dict[str, DatasetInfo] = {
             splits=("all",),
             default_split="all",
             bundled=True,
+            requires="sklearn",
             manual="ships with scikit-learn: pip install scikit-learn",
             terms="BSD (scikit-learn); UCI Optical Recognition of Handwritten Digits",
         ),

@@ -5,6 +5,7 @@ Backs `siamese datasets list | check | download`.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
 import tempfile
@@ -42,7 +43,8 @@ class FileStatus:
 
 @dataclass(frozen=True)
 class DatasetStatus:
-    """A dataset's state in the data directory: "ready", "missing", "corrupt", "bundled"."""
+    """A dataset's state in the data directory: "ready", "missing", "corrupt", "bundled"
+    (nothing to download), or "needs <package>" (bundled in a package that is not installed)."""
 
     info: DatasetInfo
     folder: Path
@@ -75,6 +77,9 @@ def dataset_status(name: str, data_dir: Path, verify: bool = True) -> DatasetSta
     info = dataset_info(name)
     folder = data_dir / info.folder
     if info.bundled:
+        if info.requires is not None and importlib.util.find_spec(info.requires) is None:
+            package = {"sklearn": "scikit-learn"}.get(info.requires, info.requires)
+            return DatasetStatus(info, folder, f"needs {package}", ())
         return DatasetStatus(info, folder, "bundled", ())
     files = [_file_status(folder / f.name, f.checksum, verify) for f in info.files]
     listed = {f.name for f in info.files}

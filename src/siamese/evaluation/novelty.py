@@ -146,6 +146,7 @@ def nearest_gallery_distance(
     out = torch.empty(embeddings.shape[0], dtype=torch.float32, device=embeddings.device)
     for start, block in distance_blocks(embeddings, gallery, metric, block_rows):
         out[start : start + block.shape[0]] = block.min(dim=1).values
+        del block
     return out
 
 

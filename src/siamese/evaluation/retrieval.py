@@ -38,7 +38,7 @@ from dataclasses import dataclass
 
 import torch
 
-from siamese.distances import Metric, check_metric, distance_blocks, pairwise_distances
+from siamese.distances import Metric, check_metric, distance_blocks
 from siamese.errors import ConfigError, DataError
 
 # Elements of one block × gallery distance matrix (float32: 128 MB). The block's top-R
@@ -109,11 +109,10 @@ def nearest_neighbours(
         embeddings: (N, D) queries; ref_embeddings: (M, D) gallery or None for the queries.
     """
     out = torch.empty(embeddings.shape[0], dtype=torch.long)
-    for start, block in distance_blocks(embeddings, ref_embeddings, metric, block_rows):
-        if ref_embeddings is None:
-            rows = torch.arange(block.shape[0])
-            block[rows, rows + start] = float("inf")
+    blocks = distance_blocks(embeddings, ref_embeddings, metric, block_rows, exclude_self=True)
+    for start, block in blocks:
         out[start : start + block.shape[0]] = block.argmin(dim=1)
+        del block
     return out
 
 
@@ -259,16 +258,13 @@ def _rank_pass(
     )
     fixed_depth = max([1, *recall_ks, *([knn_k] if knn_k is not None else [])])
     rows_per_block = block_rows or max(1, BLOCK_ELEMENTS // size)
-    gallery = embeddings if ref_embeddings is None else ref_embeddings
-    # Not `distance_blocks`: a generator keeps its last block alive while the next one is
-    # computed, two blocks at once.
-    for start in range(0, labels.shape[0], rows_per_block):
-        block = pairwise_distances(embeddings[start : start + rows_per_block], gallery, metric)
+    # The query itself ranks last in leave-one-out (and is never within `available`).
+    blocks = distance_blocks(
+        embeddings, ref_embeddings, metric, rows_per_block, exclude_self=leave_one_out
+    )
+    for start, block in blocks:
         rows = block.shape[0]
         stop = start + rows
-        if leave_one_out:  # the query itself ranks last (and is never within `available`)
-            local = torch.arange(rows, device=block.device)
-            block[local, local + start] = float("inf")
         r = relevant[start:stop].to(block.device)
         depth = max(fixed_depth, int(r.max())) if at_r else fixed_depth
         index = _ranked(block, depth)

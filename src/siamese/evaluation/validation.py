@@ -1,6 +1,6 @@
 """The validation a training run does every few epochs: on held-out examples, how well the
-embedding retrieves (leave-one-out precision@1) and verifies pairs (ROC AUC and EER over a
-seeded balanced sample of pairs)."""
+embedding retrieves (leave-one-out precision@1) and verifies pairs (ROC AUC and EER over the
+same pairs `siamese evaluate` draws: `verification.labelled_pairs`)."""
 
 from __future__ import annotations
 
@@ -10,8 +10,7 @@ from siamese.data.labeled import LabeledData
 from siamese.distances import Metric, paired_distances
 from siamese.evaluation.embed import embed
 from siamese.evaluation.retrieval import answerable_queries, precision_at_1
-from siamese.evaluation.verification import roc_curve
-from siamese.sampling import balanced_pairs
+from siamese.evaluation.verification import labelled_pairs, roc_curve
 
 HIGHER_IS_BETTER: dict[str, bool] = {"precision_at_1": True, "roc_auc": True, "eer": False}
 
@@ -29,7 +28,8 @@ def validate(
         model: maps (B, ...) inputs to (B, D) embeddings.
         data: held-out examples (other classes than training for open-set validation).
         metric: the distance the model is trained for.
-        n_pairs: genuine + impostor pairs drawn (seeded) for ROC AUC and EER.
+        n_pairs: the most pairs used for ROC AUC and EER (`labelled_pairs`: all of them when
+            there are no more, else a seeded balanced sample).
     Returns:
         `precision_at_1`, `roc_auc`, `eer` and `queries` (the answerable queries); a metric
         that the data cannot give (a single class, classes of one example) is NaN.
@@ -41,7 +41,7 @@ def validate(
     if queries:
         out["precision_at_1"] = precision_at_1(z, data.y, metric=metric)
     if queries and int(torch.unique(data.y).numel()) >= 2:
-        i, j, same = balanced_pairs(data.y, n_pairs, seed=seed)
+        i, j, same = labelled_pairs(data.y, max_pairs=n_pairs, seed=seed)
         curve = roc_curve(paired_distances(z[i], z[j], metric), same)
         out["roc_auc"], out["eer"] = curve.auc(), curve.eer()
     return out

@@ -13,8 +13,8 @@ from dataclasses import asdict, dataclass
 
 import torch
 
+from siamese.data.tuples import balanced_pairs
 from siamese.errors import ConfigError, DataError
-from siamese.sampling import balanced_pairs
 
 
 @dataclass

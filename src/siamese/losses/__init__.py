@@ -10,6 +10,8 @@ value and its derivative with respect to every distance without autograd, and re
 distance matrix only. That keeps one (B, R) tensor in the graph instead of a chain of them
 (a third of the memory and time at batch 4,096). Gradients are exact to first order;
 second derivatives through these losses are not available.
+
+May import `distances`, `mining` and `errors` only: losses know nothing of data or training.
 """
 
 from siamese.losses.contrastive import ContrastiveLoss, contrastive_loss

@@ -5,7 +5,9 @@ parameter count: `mlp` (feature vectors, small images flattened), `seed_cnn` (th
 two-convolution network), `convnet` (four conv blocks, the few-shot backbone), `resnet` (a
 small residual network for faces), `lstm` / `gru` (sequences, or images read row by row).
 `EmbeddingNet` = encoder + projection to D + optional L2 normalisation; `SiameseNet` adds the
-pair head of `PairClassifierLoss`.
+pair head of `PairClassifierLoss`. Model files (`files`: `save_model`, `load_model`,
+`load_siamese_net`) are safetensors + JSON, never pickle. May import `losses` (for the pair
+head), `errors` and `atomic_files`; knows nothing of runs, configs or data sources.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 from siamese.models.builder import ENCODERS, build_encoder, encoder_options
 from siamese.models.convnet import ConvNet
 from siamese.models.embedding import EmbeddingNet, build_embedding_net
+from siamese.models.files import load_model, load_siamese_net, save_model
 from siamese.models.mlp import MLP
 from siamese.models.recurrent import RecurrentEncoder
 from siamese.models.resnet import ResNet
@@ -31,4 +34,7 @@ __all__ = [
     "build_embedding_net",
     "build_encoder",
     "encoder_options",
+    "load_model",
+    "load_siamese_net",
+    "save_model",
 ]

@@ -5,7 +5,8 @@ path.
 One module per figure family: `embedding` (2-D scatter, evolution over epochs), `curves`
 (training curves), `verification` (ROC, distance histograms), `grids` (triplets, pairs,
 retrieval, one-shot episodes), `sweep` (margin sweep); `style` holds the shared palette,
-figure creation and saving, and image display.
+figure creation and saving, and image display. Functions take tensors and paths, never runs
+or configs; may import `evaluation` (ROC curves, projections) and `errors` only.
 """
 
 from __future__ import annotations

@@ -17,9 +17,9 @@ from typing import Any
 import torch
 from rich.console import Console
 
-from siamese.atomic_write import write_bytes_atomic
+from siamese.atomic_files import write_bytes_atomic
 from siamese.config import load_config
-from siamese.config_yaml import parse_yaml
+from siamese.config.yaml_dialect import parse_yaml
 from siamese.errors import ConfigError
 
 
@@ -68,9 +68,9 @@ def run_sweep(
     Raises:
         ConfigError: as `parse_sweep` and the config demand (checked for every value first).
     """
-    from siamese.evaluation.run_evaluation import evaluate_run
+    from siamese.evaluation.run.evaluator import evaluate_run
     from siamese.plots import SweepPanel, plot_margin_sweep
-    from siamese.training_run import train_run
+    from siamese.training.run import train_run
 
     console = console or Console()
     key, values, fixed = parse_sweep(overrides)

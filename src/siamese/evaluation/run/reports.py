@@ -7,11 +7,12 @@ from __future__ import annotations
 import base64
 import html
 import json
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from siamese.atomic_write import write_bytes_atomic
-from siamese.evaluation.run_evaluation import Evaluation
+from siamese.atomic_files import write_bytes_atomic
+from siamese.evaluation.run.result import Evaluation
 
 _FIGURE_TITLES = {
     "embedding": "Embedding",
@@ -23,11 +24,26 @@ _FIGURE_TITLES = {
 }
 
 
-def write_reports(evaluation: Evaluation) -> dict[str, Path]:
+@dataclass
+class Preamble:
+    """What a report built on top of the evaluation (the demo's) says before the generic part:
+    a title, paragraphs (Markdown inline marks are kept as they are in HTML), a table whose
+    first row is the header, notes as a bulleted list, and a flat `summary` of numbers added
+    to metrics.json."""
+
+    title: str
+    paragraphs: list[str] = field(default_factory=list)
+    table: list[list[str]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    summary: dict[str, float] = field(default_factory=dict)
+
+
+def write_reports(evaluation: Evaluation, preamble: Preamble | None = None) -> dict[str, Path]:
     """Write metrics.json, report.md and report.html into the run directory; return their
-    paths by name."""
+    paths by name. A `preamble` opens both reports, and its summary goes into metrics.json."""
     run = evaluation.run_dir
     document = {
+        **({"summary": preamble.summary} if preamble is not None else {}),
         "data": evaluation.data,
         "examples": evaluation.examples,
         "classes": evaluation.classes,
@@ -41,8 +57,8 @@ def write_reports(evaluation: Evaluation) -> dict[str, Path]:
         "html": run / "report.html",
     }
     write_bytes_atomic(paths["metrics"], (json.dumps(document, indent=2) + "\n").encode())
-    write_bytes_atomic(paths["markdown"], markdown_report(evaluation).encode())
-    write_bytes_atomic(paths["html"], html_report(evaluation).encode())
+    write_bytes_atomic(paths["markdown"], markdown_report(evaluation, preamble).encode())
+    write_bytes_atomic(paths["html"], html_report(evaluation, preamble).encode())
     return paths
 
 
@@ -62,11 +78,26 @@ def _rows(metrics: dict[str, Any], prefix: str = "") -> list[tuple[str, str]]:
     return rows
 
 
-def markdown_report(evaluation: Evaluation) -> str:
+def markdown_report(evaluation: Evaluation, preamble: Preamble | None = None) -> str:
     """The report as Markdown, figures linked from `figures/`."""
     lines = [
-        f"# Evaluation of {evaluation.run_dir.name}",
+        f"# {preamble.title}" if preamble else f"# Evaluation of {evaluation.run_dir.name}",
         "",
+    ]
+    if preamble is not None:
+        for paragraph in preamble.paragraphs:
+            lines += [paragraph, ""]
+        if preamble.table:
+            header, *body = preamble.table
+            lines += [
+                "| " + " | ".join(header) + " |",
+                "|" + "---|" * len(header),
+                *("| " + " | ".join(row) + " |" for row in body),
+                "",
+            ]
+        lines += [f"- {note}" for note in preamble.notes]
+        lines += ["", "## Every measure", ""] if preamble.notes else ["## Every measure", ""]
+    lines += [
         f"Data: {evaluation.data}, {evaluation.examples:,} examples of {evaluation.classes} classes.",
         "",
         "| measure | value |",
@@ -84,9 +115,23 @@ def markdown_report(evaluation: Evaluation) -> str:
     return "\n".join(lines) + "\n"
 
 
-def html_report(evaluation: Evaluation) -> str:
+def html_report(evaluation: Evaluation, preamble: Preamble | None = None) -> str:
     """The report as one HTML file with every figure embedded as a PNG data URI."""
     e = html.escape
+    title = preamble.title if preamble else f"Evaluation of {evaluation.run_dir.name}"
+    opening: list[str] = []
+    if preamble is not None:
+        opening += [f"<p>{e(p)}</p>" for p in preamble.paragraphs]
+        if preamble.table:
+            header, *body = preamble.table
+            cells = "".join(f"<th>{e(h)}</th>" for h in header)
+            rows = "".join(
+                "<tr>" + "".join(f"<td>{e(c)}</td>" for c in row) + "</tr>" for row in body
+            )
+            opening.append(f"<table><tr>{cells}</tr>{rows}</table>")
+        if preamble.notes:
+            opening.append("<ul>" + "".join(f"<li>{e(n)}</li>" for n in preamble.notes) + "</ul>")
+        opening.append("<h2>Every measure</h2>")
 
     def table(rows: list[tuple[str, str]]) -> str:
         body = "".join(f"<tr><td>{e(k)}</td><td>{e(v)}</td></tr>" for k, v in rows)
@@ -94,12 +139,13 @@ def html_report(evaluation: Evaluation) -> str:
 
     parts = [
         "<!doctype html><html><head><meta charset='utf-8'>",
-        f"<title>Evaluation of {e(evaluation.run_dir.name)}</title>",
+        f"<title>{e(title)}</title>",
         "<style>body{font-family:system-ui,sans-serif;max-width:1000px;margin:2em auto;"
         "color:#222}table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;"
         "padding:4px 10px;text-align:left}th{background:#f3f3f3}img{max-width:100%}</style>",
         "</head><body>",
-        f"<h1>Evaluation of {e(evaluation.run_dir.name)}</h1>",
+        f"<h1>{e(title)}</h1>",
+        *opening,
         f"<p>Data: {e(evaluation.data)}, {evaluation.examples:,} examples of "
         f"{evaluation.classes} classes.</p>",
         table([(k, _format(v)) for k, v in evaluation.headline.items()]),

@@ -2,7 +2,7 @@
 
 Every field has a default, so a recipe names only what differs. `load_config` reads a YAML
 file, applies `--set a.b=c` overrides and checks every key and type
-(`siamese.config_loading`): an unknown key names the nearest valid one, a wrong type names the
+(`siamese.config.loading`): an unknown key names the nearest valid one, a wrong type names the
 key and the type expected.
 """
 
@@ -99,7 +99,7 @@ class LossConfig:
 
 @dataclass
 class BatchConfig:
-    """How examples are grouped into training batches (`siamese.sampling`)."""
+    """How examples are grouped into training batches (`siamese.data.tuples`)."""
 
     kind: Literal["pk", "pairs", "triplets"] = "pk"
     """`pk`: P classes × K examples, mined online; `pairs`: balanced genuine/impostor pairs;
@@ -205,8 +205,8 @@ def load_config(path: Path | None, overrides: list[str] | tuple[str, ...] = ()) 
     Raises:
         ConfigError: unreadable file, invalid YAML, unknown key, wrong type or value.
     """
-    from siamese.config_loading import apply_overrides, from_dict
-    from siamese.config_yaml import read_yaml
+    from siamese.config.loading import apply_overrides, from_dict
+    from siamese.config.yaml_dialect import read_yaml
 
     raw = read_yaml(path) if path is not None else {}
     source = str(path) if path is not None else "the defaults"
@@ -380,7 +380,7 @@ different run."""
 
 def config_changes(before: RunConfig, after: RunConfig) -> list[str]:
     """The dotted keys whose values differ between two configs, sorted."""
-    from siamese.config_yaml import to_dict
+    from siamese.config.yaml_dialect import to_dict
 
     a, b = _flatten(to_dict(before)), _flatten(to_dict(after))
     return sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))

@@ -1,69 +1,49 @@
-"""The run directory: one folder holding everything about one run.
+"""Model files: `model.safetensors` (the weights) + `model.json` (what rebuilds them), and a
+pair classifier's head (`pair_head.safetensors`). Nothing is ever unpickled.
 
-Files are written with `write_bytes_atomic`, so an interrupted run never leaves a half-written
-file that looks complete.
+Files are written atomically (`siamese.atomic_files`), so an interrupted save never leaves a
+half-written file that looks complete.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import safetensors.torch
 import torch
 
-from siamese.atomic_write import write_bytes_atomic
-from siamese.errors import CheckpointError, OutputError, SiameseError
+from siamese.atomic_files import write_bytes_atomic, write_json_atomic
+from siamese.errors import CheckpointError, SiameseError
 from siamese.models.embedding import EmbeddingNet, build_embedding_net
 from siamese.models.siamese_net import SiameseNet
-
-
-def prepare_run_directory(out: Path) -> Path:
-    """Create `out` (and parents) and check it can be written, before any long work.
-
-    Raises:
-        OutputError: `out` is a file, or cannot be created or written.
-    """
-    if out.exists() and not out.is_dir():
-        raise OutputError(f"--out {out} is a file, not a directory: choose a directory path")
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        fd, probe = tempfile.mkstemp(dir=out, prefix=".write-test-")
-        os.close(fd)
-        os.unlink(probe)
-    except OSError as err:
-        reason = err.strerror or str(err)
-        raise OutputError(
-            f"cannot write the run directory {out}: {reason}. Choose a writable path with --out."
-        ) from None
-    return out
-
-
-def write_json_atomic(path: Path, value: Any) -> None:
-    """Write `value` as indented JSON, atomically."""
-    write_bytes_atomic(path, (json.dumps(value, indent=2, sort_keys=True) + "\n").encode())
-
 
 MODEL_FORMAT = "siamese-model/1"
 
 
 def save_model(
-    out: Path,
+    out: Path | str,
     model: EmbeddingNet,
     input_shape: tuple[int, ...],
     extra: dict[str, Any] | None = None,
 ) -> None:
     """Save `model.safetensors` (the weights) and `model.json` (what rebuilds it: the
     architecture spec, the input shape, a SHA-256 fingerprint of the weights file, and
-    `extra` facts about the training).
+    `extra` facts about the training) into the folder `out`, created if needed.
+
+    Args:
+        out: the folder (a run directory, or any other).
+        model: an `EmbeddingNet` (e.g. what `fit` trained).
+        input_shape: the shape of one input, e.g. (1, 28, 28).
+        extra: facts written into model.json beside the description.
 
     Raises:
         ConfigError: the model's encoder is not one of `siamese.models`' (no spec).
     """
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
     spec = model.spec
     state = {name: t.detach().contiguous() for name, t in model.state_dict().items()}
     payload = safetensors.torch.save(state)
@@ -84,6 +64,47 @@ def save_model(
     write_json_atomic(out / "model.json", description)
 
 
+def read_model_files(run_dir: Path | str) -> tuple[dict[str, Any], bytes]:
+    """`model.json` as a dict and the bytes of `model.safetensors`, checked against each other
+    (format and SHA-256 fingerprint) without building the model.
+
+    Raises:
+        CheckpointError: files missing, unreadable, altered, or from another format; the
+            message gives the command that rebuilds them from the run's checkpoints.
+    """
+    run_dir = Path(run_dir)
+    json_path, weights_path = run_dir / "model.json", run_dir / "model.safetensors"
+    rebuild = (
+        f"`siamese train --resume --out {run_dir}` rebuilds them from its last good checkpoint"
+    )
+    for path in (json_path, weights_path):
+        if not path.is_file():
+            raise CheckpointError(
+                f"{path} not found: {run_dir} holds no finished model (a run writes it when "
+                f"training ends). If it is a run directory, {rebuild}, or continues an "
+                "interrupted run"
+            )
+    try:
+        description = json.loads(json_path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise CheckpointError(
+            f"{json_path}: not readable JSON ({err}). If {run_dir} is a run directory, {rebuild}"
+        ) from None
+    if not isinstance(description, dict) or description.get("format") != MODEL_FORMAT:
+        found = description.get("format") if isinstance(description, dict) else None
+        raise CheckpointError(
+            f"{json_path}: format {found!r}, expected {MODEL_FORMAT!r}: it was not written by "
+            "this version of siamese"
+        )
+    payload = weights_path.read_bytes()
+    if hashlib.sha256(payload).hexdigest() != description.get("sha256"):
+        raise CheckpointError(
+            f"{weights_path} does not match the fingerprint in {json_path}: the file was "
+            f"changed or damaged after training. {rebuild[0].upper()}{rebuild[1:]}."
+        )
+    return description, payload
+
+
 def load_model(run_dir: Path | str) -> EmbeddingNet:
     """The trained model of a run directory (or of a folder holding `model.json` and
     `model.safetensors`), in evaluation mode: it maps inputs to (N, D) embeddings.
@@ -95,30 +116,7 @@ def load_model(run_dir: Path | str) -> EmbeddingNet:
         CheckpointError: files missing, unreadable, altered, or from another format.
     """
     run_dir = Path(run_dir)
-    json_path, weights_path = run_dir / "model.json", run_dir / "model.safetensors"
-    for path in (json_path, weights_path):
-        if not path.is_file():
-            raise CheckpointError(
-                f"{path} not found: {run_dir} holds no finished model (a run writes it when "
-                "training ends; resume an interrupted run with `siamese train --resume --out "
-                f"{run_dir}`)"
-            )
-    try:
-        description = json.loads(json_path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise CheckpointError(f"{json_path}: not readable JSON ({err})") from None
-    if not isinstance(description, dict) or description.get("format") != MODEL_FORMAT:
-        found = description.get("format") if isinstance(description, dict) else None
-        raise CheckpointError(
-            f"{json_path}: format {found!r}, expected {MODEL_FORMAT!r}: it was not written by "
-            "this version of siamese"
-        )
-    payload = weights_path.read_bytes()
-    if hashlib.sha256(payload).hexdigest() != description.get("sha256"):
-        raise CheckpointError(
-            f"{weights_path} does not match the fingerprint in {json_path}: the file was "
-            "changed or damaged after training. Restore it from the run's checkpoints."
-        )
+    description, payload = read_model_files(run_dir)
     try:
         model = build_embedding_net(description["architecture"], description["input_shape"])
         state = safetensors.torch.load(payload)

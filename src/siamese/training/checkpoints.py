@@ -1,5 +1,5 @@
 """Training checkpoints: saving, loading and the checkpoint directory (the random generators'
-state they hold comes from `siamese.rng_state`).
+state they hold comes from `siamese.training.rng_state`).
 
 A checkpoint is one `torch.save` zip archive holding a dict of plain data (tensors, dicts,
 lists, tuples, str, int, float, bool, None) plus the tag `"format": CHECKPOINT_FORMAT`.
@@ -36,7 +36,7 @@ from typing import Any
 
 import torch
 
-from siamese.atomic_write import write_bytes_atomic
+from siamese.atomic_files import write_bytes_atomic
 from siamese.errors import CheckpointError, OutputError
 
 CHECKPOINT_FORMAT = "siamese-checkpoint/1"

@@ -12,14 +12,14 @@ import textwrap
 from collections.abc import Mapping
 from typing import Any
 
-from siamese.config_loading import (
+from siamese.config.loading import (
     field_types,
     is_section,
     join_key,
     type_name,
     unwrap_optional,
 )
-from siamese.config_yaml import to_dict
+from siamese.config.yaml_dialect import to_dict
 
 
 def describe_options(cls: type) -> list[tuple[str, str, str, str]]:

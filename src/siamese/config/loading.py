@@ -2,7 +2,7 @@
 
 `apply_overrides` applies `--set a.b=c` strings, `from_dict` checks every key and type against
 a dataclass schema and builds the instances. Reading and writing the files is
-`siamese.config_yaml`; the option list for `--help` is `siamese.config_help`.
+`siamese.config.yaml_dialect`; the option list for `--help` is `siamese.config.help`.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import typing
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal, TypeVar, get_args, get_origin
 
-from siamese.config_yaml import kind_of, parse_yaml
+from siamese.config.yaml_dialect import kind_of, parse_yaml
 from siamese.errors import ConfigError
 
 T = TypeVar("T")

@@ -20,6 +20,7 @@ rank only); rank 0 alone writes the run directory.
 from __future__ import annotations
 
 import time
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,44 +29,41 @@ import torch
 import torch.distributed as dist
 from rich.console import Console
 
-from siamese.checkpoints import (
+from siamese.atomic_files import write_json_atomic
+from siamese.config import RunConfig, check_resume_changes
+from siamese.config.loading import from_dict
+from siamese.config.yaml_dialect import save_config_atomic, to_dict
+from siamese.errors import CheckpointError, OutputError, RunInterrupted, TrainingDivergedError
+from siamese.evaluation.validation import HIGHER_IS_BETTER, validate
+from siamese.losses import PairClassifierLoss
+from siamese.models.embedding import build_embedding_net
+from siamese.models.files import read_model_files, save_model, save_pair_head
+from siamese.training.checkpoints import (
     best_checkpoint_path,
     load_checkpoint,
     load_latest_good,
     save_best,
     save_step_checkpoint,
 )
-from siamese.config import RunConfig, check_resume_changes
-from siamese.config_loading import from_dict
-from siamese.config_yaml import save_config_atomic, to_dict
-from siamese.distributed import (
+from siamese.training.distributed import (
     ProcessGroup,
     average_buffers,
     broadcast_parameters,
     join_from_environment,
     leave,
 )
-from siamese.errors import CheckpointError, OutputError, TrainingDivergedError
-from siamese.evaluation.validation import HIGHER_IS_BETTER, validate
-from siamese.losses import PairClassifierLoss
-from siamese.models.embedding import build_embedding_net
-from siamese.objectives import Objective
-from siamese.optimization import build_optimizer, build_schedule
-from siamese.rng_state import capture_rng_state, restore_rng_state
-from siamese.run_directory import (
-    prepare_run_directory,
-    save_model,
-    save_pair_head,
-    write_json_atomic,
-)
-from siamese.telemetry import CollapseAlarm, MetricsLog
-from siamese.training import Position, TrainingLoop, progress_bar
-from siamese.training_setup import (
+from siamese.training.loop import Position, TrainingLoop, progress_bar
+from siamese.training.objectives import Objective
+from siamese.training.optimization import build_optimizer, build_schedule
+from siamese.training.rng_state import capture_rng_state, restore_rng_state
+from siamese.training.run_directory import claim_run_directory
+from siamese.training.setup import (
     build_augmentation,
     build_batches,
     load_training_data,
     model_spec,
 )
+from siamese.training.telemetry import CollapseAlarm, MetricsLog
 
 
 @dataclass
@@ -102,6 +100,7 @@ def train_run(
     resume: bool = False,
     quiet: bool = False,
     console: Console | None = None,
+    force: bool = False,
 ) -> RunResult:
     """Train `config` into the run directory `out`.
 
@@ -111,15 +110,19 @@ def train_run(
         resume: continue from the newest good checkpoint in `out/checkpoints/` (from step 0
             when the run stopped before its first checkpoint).
         quiet: no progress bar; log lines only.
+        force: replace a run already in `out` as a whole (its run files only).
     Raises:
-        OutputError: `out` already holds a run and `resume` is False, or cannot be written.
+        OutputError: `out` holds files that are not a run, or a run while neither `resume`
+            nor `force` is given, or cannot be written. Nothing is changed then.
+        RunInterrupted: Ctrl-C; the message names the checkpoint kept and the resume command.
         CheckpointError: `resume` with checkpoints that are all damaged or do not fit.
         TrainingDivergedError: the loss became NaN or inf (the last good checkpoint stays).
         ConfigError, DataError: as the config and data demand.
     """
     group = join_from_environment()
     try:
-        return TrainingRun(config, Path(out), group, console or Console(), quiet).execute(resume)
+        run = TrainingRun(config, Path(out), group, console or Console(), quiet)
+        return run.execute(resume, force)
     finally:
         leave(group)
 
@@ -138,7 +141,12 @@ class TrainingRun:
         if config.train.threads is not None:
             torch.set_num_threads(config.train.threads)
         torch.manual_seed(config.seed)
-        self.train_data, self.val_data, self.split_record = load_training_data(config)
+        # Data warnings (classes of one example, skipped files) go to train.log as well as to
+        # the console, once the directory is claimed.
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            self.train_data, self.val_data, self.split_record = load_training_data(config)
+        self.data_warnings = [str(w.message) for w in caught]
         self.input_shape = tuple(self.train_data.x.shape[1:])
         self.model = build_embedding_net(model_spec(config, self.train_data), self.input_shape)
         self.objective = Objective.from_config(
@@ -182,9 +190,11 @@ class TrainingRun:
     # ----------------------------------------------------------------------------------------
     # The run
 
-    def execute(self, resume: bool) -> RunResult:
+    def execute(self, resume: bool, force: bool = False) -> RunResult:
         """Prepare the directory, restore a checkpoint when resuming, train, save the model."""
-        self._claim_directory(resume)
+        self._claim_directory(resume, force)
+        for text in self.data_warnings:
+            self.log.warn(text)
         restored = self._restore() if resume else False
         if not restored and self.group.is_main:
             save_config_atomic(self.out / "config.yaml", self.config)
@@ -199,6 +209,13 @@ class TrainingRun:
             broadcast_parameters(self.model)
             broadcast_parameters(self.objective)
         finished = self.loop.position.step >= self.total_steps or self.tracker.stopped_early
+        if finished and restored and self.group.is_main and not self._model_files_intact():
+            self.log.line(
+                f"the run is complete at step {self.loop.position.step} but its model files are "
+                "missing or damaged: rebuilding them from its checkpoints"
+            )
+            self._save_model()
+            return self._result(0.0)
         if finished and (self.out / "model.safetensors").exists():
             self.log.line(
                 f"the run is already complete at step {self.loop.position.step}; raise its "
@@ -213,21 +230,22 @@ class TrainingRun:
             self._save_model()
         return self._result(seconds)
 
-    def _claim_directory(self, resume: bool) -> None:
-        """Rank 0 checks that `out` can be written and holds no other run; every rank learns
-        the verdict, so all stop together."""
+    def _model_files_intact(self) -> bool:
+        try:
+            read_model_files(self.out)
+        except CheckpointError:
+            return False
+        return True
+
+    def _claim_directory(self, resume: bool, force: bool) -> None:
+        """Rank 0 checks that `out` can be written and holds no other run (or replaces it with
+        `force`); every rank learns the verdict, so all stop together."""
         problem = ""
         if self.group.is_main:
             try:
-                prepare_run_directory(self.out)
+                claim_run_directory(self.out, resume=resume, force=force)
             except OutputError as err:
                 problem = str(err)
-            has_run = (self.out / "config.yaml").exists() or any(self.checkpoint_dir.glob("*.pt"))
-            if not problem and not resume and has_run:
-                problem = (
-                    f"{self.out} already holds a run: pass --resume to continue it, or choose "
-                    "another --out (nothing was changed)"
-                )
         if self.group.distributed:
             verdict = [problem]
             dist.broadcast_object_list(verdict, src=0)
@@ -266,6 +284,7 @@ class TrainingRun:
         self.tracker = _Tracker(**saved["tracker"])
         if "train.early_stop.patience" in changed:  # a stopped run may go on with more patience
             self.tracker.stopped_early, self.tracker.stale = False, 0
+        self.last_checkpoint_step = self.loop.position.step
         self.log.line(f"resumed from {path} at step {self.loop.position.step}")
         if changed:
             self.log.line(f"changed on resume: {', '.join(changed)}")
@@ -294,9 +313,28 @@ class TrainingRun:
             kept = f"; the last good checkpoint is {last}" if last.exists() else ""
             self.log.line(f"stopped: {err}{kept}")
             raise TrainingDivergedError(f"{err}{kept}") from None
+        except KeyboardInterrupt:
+            message = self._interrupted_message()
+            self.log.line(f"stopped: {message}")
+            raise RunInterrupted(message) from None
         finally:
             if self.metrics is not None:
                 self.metrics.close()
+
+    def _interrupted_message(self) -> str:
+        """What a Ctrl-C kept, and the command that continues the run."""
+        step = self.loop.position.step
+        kept = self.last_checkpoint_step
+        resume = f"siamese train --resume --out {self.out}"
+        if kept < 0:
+            return (
+                f"interrupted at step {step} of {self.total_steps}, before the first checkpoint: "
+                f"nothing to keep but the config; `{resume}` starts it again from step 0"
+            )
+        return (
+            f"interrupted at step {step} of {self.total_steps}; the checkpoint of step {kept} "
+            f"is kept in {self.checkpoint_dir}. Continue with: {resume}"
+        )
 
     # ----------------------------------------------------------------------------------------
     # Hooks the training loop calls

@@ -8,13 +8,13 @@ from typing import Annotated
 import typer
 
 
-def _options_epilog() -> str:
+def options_epilog() -> str:
     """Every config key with its type, default and help, for `--help` (paragraphs, because
     typer's rich help joins the lines of one paragraph; brackets escaped from rich markup)."""
     from rich.markup import escape
 
     from siamese.config import RunConfig
-    from siamese.config_help import describe_options
+    from siamese.config.help import describe_options
 
     lines = ["[bold]Config keys[/] (YAML sections, or --set key=value):"]
     for key, type_name, default, help_text in describe_options(RunConfig):
@@ -45,7 +45,18 @@ def train(
         ),
     ] = None,
     resume: Annotated[
-        bool, typer.Option("--resume", help="Continue the run in --out from its last checkpoint.")
+        bool,
+        typer.Option(
+            "--resume",
+            help="Continue the run in --out from its last checkpoint (on a finished run: "
+            "rebuild missing or damaged model files from it).",
+        ),
+    ] = False,
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force", help="Replace the run already in --out as a whole (never other files)."
+        ),
     ] = False,
     quiet: Annotated[
         bool, typer.Option("--quiet", help="No progress bar; log lines only.")
@@ -56,7 +67,7 @@ def train(
 
     from siamese.config import check_resume_changes, load_config
     from siamese.errors import ConfigError
-    from siamese.training_run import train_run
+    from siamese.training.run import train_run
 
     console = Console(highlight=False, soft_wrap=True)
     overrides = overrides or []
@@ -66,6 +77,10 @@ def train(
         if config is None:
             raise ConfigError("--resume needs --out RUN: the run directory to continue")
         out = Path("runs") / config.stem
+    if resume and force:
+        raise ConfigError(
+            "--resume continues the run in --out and --force replaces it: give one of them"
+        )
     if resume:
         saved = out / "config.yaml"
         if not saved.is_file():
@@ -80,7 +95,7 @@ def train(
         check_resume_changes(load_config(saved), effective, source)
     else:
         effective = load_config(config, overrides)
-    result = train_run(effective, out, resume=resume, quiet=quiet, console=console)
+    result = train_run(effective, out, resume=resume, quiet=quiet, console=console, force=force)
     if not result.is_main:
         return
     if result.best:

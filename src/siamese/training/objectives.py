@@ -1,6 +1,6 @@
 """What one training step computes from a batch of indices: embeddings → loss + statistics.
 
-Three kinds of batches (`siamese.sampling`):
+Three kinds of batches (`siamese.data.tuples`):
 
 - `pk`: (indices,) of a P×K batch; the loss mines the batch online (triplet, contrastive or
   pair-classifier over every pair). With several processes the embeddings of every rank are

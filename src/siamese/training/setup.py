@@ -10,10 +10,11 @@ import torch
 
 from siamese.config import AugmentConfig, RunConfig
 from siamese.data.labeled import LabeledData
+from siamese.data.pk_sampler import PKSampler
 from siamese.data.splits import split_data
-from siamese.distributed import ProcessGroup
+from siamese.data.tuples import TupleBatches
 from siamese.errors import ConfigError
-from siamese.sampling import PKSampler, TupleBatches
+from siamese.training.distributed import ProcessGroup
 
 
 def load_training_data(
@@ -89,12 +90,12 @@ def protocol_pairs(
     config: RunConfig, labels: torch.Tensor
 ) -> tuple[tuple[torch.Tensor, ...], tuple[torch.Tensor, ...]]:
     """With `data.validation: pairs`, the run's fixed (training, held-out) pairs over all
-    examples (`sampling.pair_split`), the same for training and evaluation.
+    examples (`siamese.data.pair_protocol.pair_split`), the same for training and evaluation.
 
     Returns:
         (train, test): each `(i, j, same)`, (P,) int64.
     """
-    from siamese.sampling import pair_split
+    from siamese.data.pair_protocol import pair_split
 
     data_cfg = config.data
     return pair_split(labels, data_cfg.pairs, data_cfg.validation_fraction, config.seed)

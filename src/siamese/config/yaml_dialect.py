@@ -15,7 +15,7 @@ from typing import Any
 
 import yaml
 
-from siamese.atomic_write import write_bytes_atomic
+from siamese.atomic_files import write_bytes_atomic
 from siamese.errors import ConfigError, OutputError
 
 _FLOAT_TAG = "tag:yaml.org,2002:float"

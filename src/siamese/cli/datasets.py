@@ -46,7 +46,7 @@ def list_datasets(data_dir: DataDirOption = None) -> None:
         table.add_column(column)
     for name in DATASETS:
         status = dataset_status(name, root, verify=False)
-        style = _STATE_STYLE[status.state]
+        style = _STATE_STYLE.get(status.state, "yellow")
         table.add_row(
             name, ", ".join(status.info.splits), f"[{style}]{status.state}[/]", status.info.summary
         )
@@ -68,19 +68,19 @@ def check(
         bool, typer.Option("--load", help="Also load every split and compare its counts.")
     ] = False,
 ) -> None:
-    """Verify the datasets' files against their checksums (exit 1 if one is missing or bad)."""
+    """Verify the datasets' files against their checksums (exit 1 if one is missing or bad:
+    name the ones you need, as a check of all of them fails while any is missing)."""
     from siamese.data.catalog import DATASETS, dataset_info, how_to_get, resolve_data_dir
     from siamese.data.local_copies import EXPECTED_COUNTS, check_counts, dataset_status
 
     root = resolve_data_dir(data_dir)
-    explicit = bool(names)
     for name in names or []:
         dataset_info(name)  # unknown names fail before any work
     console = Console(highlight=False, soft_wrap=True)  # paths and commands stay whole for copying
     failed = False
     for name in names or list(DATASETS):
         status = dataset_status(name, root)
-        style = _STATE_STYLE[status.state]
+        style = _STATE_STYLE.get(status.state, "yellow")
         console.print(f"[bold]{name}[/] [{style}]{status.state}[/]  {status.folder}")
         for f in status.files:
             if f.state == "missing" and status.state == "ready":
@@ -88,9 +88,8 @@ def check(
             console.print(
                 f"  [{_STATE_STYLE.get(f.state, 'yellow')}]{f.state:8}[/] {f.name}  {f.detail}"
             )
-        if status.state == "corrupt" or (status.state == "missing" and explicit):
+        if status.state not in ("ready", "bundled"):
             failed = True
-        if status.state == "missing":
             console.print(f"  get it: {how_to_get(status.info, root if data_dir else None)}")
         if load and status.state in ("ready", "bundled") and name in EXPECTED_COUNTS:
             for line in check_counts(name, root):

@@ -1,11 +1,16 @@
-"""Writing files so that a reader never sees a partial one."""
+"""Writing files so that a reader never sees a partial one.
+
+At the top level because three packages write such files: `training` (checkpoints, the run
+directory), `models` (model files) and `evaluation` (reports)."""
 
 from __future__ import annotations
 
 import errno
+import json
 import os
 import tempfile
 from pathlib import Path
+from typing import Any
 
 
 def write_bytes_atomic(path: Path, payload: bytes) -> None:
@@ -33,6 +38,11 @@ def write_bytes_atomic(path: Path, payload: bytes) -> None:
         Path(tmp).unlink(missing_ok=True)
         raise
     _fsync_directory(path.parent)
+
+
+def write_json_atomic(path: Path, value: Any) -> None:
+    """Write `value` as indented JSON with sorted keys, atomically."""
+    write_bytes_atomic(path, (json.dumps(value, indent=2, sort_keys=True) + "\n").encode())
 
 
 def _umask() -> int:

@@ -26,17 +26,17 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, Ti
 
 from siamese.data.labeled import LabeledData
 from siamese.data.transforms import Transform
-from siamese.distributed import ProcessGroup, average_gradients, gather_keeping_gradient
 from siamese.errors import ConfigError, TrainingDivergedError
 from siamese.losses import LossOutput
-from siamese.objectives import Objective
+from siamese.training.distributed import ProcessGroup, average_gradients, gather_keeping_gradient
+from siamese.training.objectives import Objective
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], LossOutput]
 _INPUTS_PER_ROW = {"pk": 1, "pairs": 2, "triplets": 3}
 
 
 class Batches(Protocol):
-    """A batch plan: `PKSampler` or `TupleBatches` (`siamese.sampling`)."""
+    """A batch plan: `PKSampler` or `TupleBatches` (`siamese.data.tuples`)."""
 
     def set_epoch(self, epoch: int) -> None: ...
     def __len__(self) -> int: ...
@@ -69,7 +69,7 @@ class TrainingLoop:
 
     Args:
         model: maps (B, ...) inputs to (B, D) embeddings.
-        objective: the loss for the batch kind (`siamese.objectives.Objective`).
+        objective: the loss for the batch kind (`siamese.training.objectives.Objective`).
         data: the training examples; batches index `data.x` and `data.y`.
         batches: the batch plan; `set_epoch` is called before each epoch.
         optimizer, schedule: stepped once per batch.
@@ -177,9 +177,9 @@ class TrainingLoop:
                         progress.update(
                             task,
                             completed=self.position.step,
-                            status=f"epoch {self.position.epoch + 1}/{self.total_epochs}  "
-                            f"loss {record['loss']:.4f}  active {record['active_fraction']:.0%}  "
-                            f"{record['images_per_s']:,.0f} img/s",
+                            status=progress_status(
+                                self.position.epoch + 1, self.total_epochs, record
+                            ),
                         )
                 if (after_step is not None and after_step(self.position)) or (
                     self.position.step >= self.total_steps
@@ -298,13 +298,29 @@ class TrainingLoop:
         return record
 
 
+def progress_status(epoch: int, epochs: int, record: dict[str, float]) -> str:
+    """The progress bar's status text: short, so that the whole bar fits in 80 columns."""
+    return (
+        f"ep {epoch}/{epochs} loss {record['loss']:.4f} act {record['active_fraction']:.0%} "
+        f"{record['images_per_s']:,.0f} img/s"
+    )
+
+
+_FIXED_COLUMNS_WIDTH = 70
+"""Width of the progress bar's columns besides the bar itself (counts, status, two clocks)."""
+
+
 def progress_bar(show: bool, console: Console | None = None) -> contextlib.AbstractContextManager:
-    """A rich progress bar for `TrainingLoop.run` (a no-op context when not `show`)."""
+    """A rich progress bar for `TrainingLoop.run` (a no-op context when not `show`).
+
+    The bar itself takes what the terminal leaves beside the other columns (10 to 40
+    characters), so that an 80-column terminal shows the clocks whole."""
     if not show:
         return contextlib.nullcontext(None)
+    console = console or Console()
+    bar_width = max(10, min(40, console.width - _FIXED_COLUMNS_WIDTH))
     return Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
+        BarColumn(bar_width=bar_width),
         TextColumn("{task.completed}/{task.total}"),
         TextColumn("{task.fields[status]}"),
         TimeElapsedColumn(),
@@ -317,7 +333,7 @@ def progress_bar(show: bool, console: Console | None = None) -> contextlib.Abstr
 def warmup_cosine(total_steps: int, warmup_steps: int) -> Callable[[int], float]:
     """Learning-rate factor: linear warm-up from 0 to 1, then cosine decay to 0."""
     from siamese.config import ScheduleConfig
-    from siamese.optimization import lr_factor
+    from siamese.training.optimization import lr_factor
 
     fraction = warmup_steps / max(1, total_steps)
     return lr_factor(ScheduleConfig("cosine", warmup_fraction=fraction), total_steps, 1)

@@ -15,7 +15,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from siamese.atomic_write import write_bytes_atomic
+from siamese.atomic_files import write_bytes_atomic
 
 TRAINING_COLUMNS: tuple[str, ...] = (
     "loss",

@@ -1,0 +1,84 @@
+"""`siamese evaluate RUN ...`: measure a trained run and write its reports."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+
+def evaluate(
+    run: Annotated[Path, typer.Argument(help="A finished run directory.", show_default=False)],
+    data: Annotated[
+        str | None,
+        typer.Option(
+            "--data", help="Evaluate on this dataset (default: data the run never trained on)."
+        ),
+    ] = None,
+    split: Annotated[str | None, typer.Option("--split", help="The dataset's split.")] = None,
+    protocol: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--protocol",
+            help="verification, retrieval, fewshot, novelty (repeatable; default: the first three).",
+            show_default=False,
+        ),
+    ] = None,
+    ood: Annotated[
+        str | None,
+        typer.Option(
+            "--ood", help="Out-of-distribution data NAME[:SPLIT] for the novelty protocol."
+        ),
+    ] = None,
+    seed: Annotated[int, typer.Option("--seed", min=0, help="Seed of pairs, episodes, picks.")] = 0,
+    episodes: Annotated[
+        int, typer.Option("--episodes", min=10, help="Few-shot episodes per setting.")
+    ] = 1000,
+    gallery: Annotated[
+        str,
+        typer.Option(
+            "--gallery",
+            help="Retrieval gallery: 'self' (leave-one-out) or 'train' (the run's training "
+            "examples: the tutorials' 1-NN test accuracy).",
+        ),
+    ] = "self",
+    fewshot_across: Annotated[
+        str | None,
+        typer.Option(
+            "--fewshot-across",
+            help="A per-example attribute (e.g. writer: the font of glyphs, the drawer of "
+            "Omniglot); each episode's support and queries come from different values of it.",
+        ),
+    ] = None,
+    baseline: Annotated[
+        bool,
+        typer.Option(
+            "--baseline",
+            help="Also measure verification and few-shot on the raw inputs (pixels), to show "
+            "what training added.",
+        ),
+    ] = False,
+) -> None:
+    """Measure a trained run and write metrics.json, report.md and report.html into it."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from siamese.evaluation.run.evaluator import evaluate_run
+    from siamese.evaluation.run.reports import write_reports
+
+    protocols = tuple(protocol or ("verification", "retrieval", "fewshot"))
+    if ood is not None and "novelty" not in protocols:
+        protocols = (*protocols, "novelty")
+    result = evaluate_run(
+        run, protocols, data, split, ood, seed, episodes, gallery, fewshot_across, baseline
+    )
+    paths = write_reports(result)
+    console = Console(highlight=False, soft_wrap=True)
+    table = Table(title=f"{run.name} on {result.data}")
+    table.add_column("measure")
+    table.add_column("value", justify="right")
+    for name, value in result.headline.items():
+        table.add_row(name, f"{value:.4f}")
+    console.print(table)
+    console.print(f"report: {paths['markdown']} and {paths['html']}")

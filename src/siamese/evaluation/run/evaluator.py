@@ -1,0 +1,193 @@
+"""Evaluating a trained run — what `siamese evaluate RUN` does: load its model, choose the data
+(`data`), embed it once, measure each protocol (`protocols`). Files are written by `reports`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from siamese.config import load_config
+from siamese.data.labeled import LabeledData
+from siamese.data.resizing import fitted_to
+from siamese.errors import ConfigError, DataError
+from siamese.evaluation.embed import embed
+from siamese.evaluation.run import protocols as measure
+from siamese.evaluation.run.data import evaluation_data, is_pair_protocol, protocol_pairs
+from siamese.evaluation.run.result import Evaluation
+
+PROTOCOLS: tuple[str, ...] = ("verification", "retrieval", "fewshot", "novelty")
+
+__all__ = ["PROTOCOLS", "Evaluation", "evaluate_run"]
+
+
+def evaluate_run(
+    run_dir: Path,
+    protocols: tuple[str, ...] = ("verification", "retrieval", "fewshot"),
+    data_name: str | None = None,
+    split: str | None = None,
+    ood: str | None = None,
+    seed: int = 0,
+    episodes: int = 1000,
+    gallery: str = "self",
+    fewshot_across: str | None = None,
+    baseline: bool = False,
+) -> Evaluation:
+    """Embed the evaluation data with the run's model and measure each protocol.
+
+    Args:
+        run_dir: a finished run (model.safetensors + model.json + config.yaml).
+        protocols: any of `PROTOCOLS`; "novelty" needs `ood`.
+        data_name, split: evaluate on this dataset instead of the default.
+        ood: a dataset name (NAME or NAME:SPLIT) of out-of-distribution examples with as
+            many channels, for the novelty protocol (resized to the input size if needed).
+            Evaluation data of another image size is resized to fit the model too.
+        seed: seeds the pair sample, the episodes and the figures' picks.
+        episodes: few-shot episodes per setting.
+        gallery: retrieval against the evaluation data itself, leave-one-out ("self"), or
+            against the run's training examples ("train": the 1-NN test accuracy of the
+            tutorials, e.g. MNIST test queries against the 60,000 training images).
+        fewshot_across: a per-example attribute of the data (`meta`, e.g. "writer": the font
+            of glyphs, the drawer of Omniglot); each episode's support and queries then come
+            from different values of it.
+        baseline: also measure verification and few-shot on the raw inputs (pixels scaled to
+            [0, 1]), to show what training added; the ROC figure draws both.
+    Raises:
+        ConfigError: unknown protocol, novelty without `ood`, unknown `fewshot_across`.
+            DataError, CheckpointError.
+    """
+    from siamese.models.files import load_model
+
+    if gallery not in ("self", "train"):
+        raise ConfigError(f"unknown gallery {gallery!r}: choose self or train")
+    unknown = [p for p in protocols if p not in PROTOCOLS]
+    if unknown:
+        raise ConfigError(f"unknown protocol {unknown[0]!r}: choose from {', '.join(PROTOCOLS)}")
+    if "novelty" in protocols and ood is None:
+        raise ConfigError(
+            "the novelty protocol needs out-of-distribution examples: --ood NAME[:SPLIT] "
+            "(e.g. --ood omniglot:evaluation for a digits model; it is resized to the model's "
+            "input size)"
+        )
+    if not (run_dir / "config.yaml").is_file():
+        raise ConfigError(
+            f"{run_dir} is not a run directory (no config.yaml): give the --out directory of "
+            "a `siamese train` run"
+        )
+    config = load_config(run_dir / "config.yaml")
+    model = load_model(run_dir)
+    chosen = evaluation_data(config, data_name, split)
+    data, description = chosen.data, chosen.description
+    expected = tuple(_input_shape(run_dir))
+    try:
+        data, note = fitted_to(data, expected, description)
+    except ConfigError:
+        raise DataError(
+            f"{description} has examples of shape {tuple(data.x.shape[1:])}, but the model of "
+            f"{run_dir} reads {expected}: choose data of that shape (folder: sources take "
+            "image_size and channels options)"
+        ) from None
+    if note:
+        description = f"{description}, {note}"
+    groups = None
+    if fewshot_across is not None:
+        if fewshot_across not in data.meta:
+            known = ", ".join(sorted(data.meta)) or "none"
+            raise ConfigError(
+                f"fewshot_across {fewshot_across!r}: {description} has no such per-example "
+                f"attribute (it has: {known})"
+            )
+        groups = data.meta[fewshot_across]
+    pairs = None
+    if is_pair_protocol(config, data_name, split):
+        # The pair tutorials' protocol: only the held-out pairs are unseen, not the examples,
+        # so retrieval and few-shot episodes (which need unseen examples) are not measured.
+        protocols = tuple(p for p in protocols if p in ("verification", "novelty"))
+        if not protocols:
+            raise ConfigError(
+                f"{run_dir} holds out pairs, not examples (data.validation: pairs): only the "
+                "verification protocol applies to them; for retrieval or few-shot name unseen "
+                "examples with --data NAME [--split SPLIT]"
+            )
+        pairs = protocol_pairs(config, data.y)
+    z = embed(model, data.x)
+    metric = config.loss.metric
+    result = Evaluation(run_dir, description, len(data), int(torch.unique(data.y).numel()))
+    if pairs is not None:
+        result.metrics["pair_protocol"] = pairs[1]
+    result.labeled, result.embeddings = data, z
+    figures_dir = run_dir / "figures"
+    figures_dir.mkdir(parents=True, exist_ok=True)
+    parts: list[tuple[LabeledData, LabeledData | None]] = []
+
+    def training_parts() -> tuple[LabeledData, LabeledData | None]:
+        """The run's training and validation examples, loaded once."""
+        if not parts:
+            from siamese.training.setup import load_training_data
+
+            train, validation, _ = load_training_data(config)
+            parts.append((train, validation))
+        return parts[0]
+
+    trained: list[tuple[torch.Tensor, torch.Tensor]] = []
+
+    def training_embeddings() -> tuple[torch.Tensor, torch.Tensor]:
+        """(embeddings, labels) of the run's training examples, embedded once for the
+        retrieval gallery and the novelty detectors alike."""
+        if not trained:
+            train = training_parts()[0]
+            trained.append((embed(model, train.x), train.y))
+        return trained[0]
+
+    base = None
+    if baseline:
+        base = measure.raw_input_baseline(
+            data,
+            protocols,
+            seed,
+            episodes,
+            groups,
+            held_out_pairs=None if pairs is None else pairs[0],
+        )
+        result.metrics["raw_inputs"] = base.metrics
+    measure.embedding_figures(result, data, z, figures_dir, seed)
+    if "verification" in protocols:
+        held_out = None if pairs is None else pairs[0]
+        threshold = None
+        if chosen.source in ("other_split", "named") and config.data.validation in (
+            "classes",
+            "samples",
+        ):
+            # A threshold chosen on the run's validation examples (never on the test pairs).
+            validation = training_parts()[1]
+            if validation is not None and len(validation) >= 2:
+                threshold = measure.validation_threshold(model, validation, metric, seed)
+        measure.verification(
+            result, data, z, metric, figures_dir, seed, held_out, config, threshold, base
+        )
+    if "retrieval" in protocols:
+        reference = None
+        if gallery == "train":
+            reference = training_embeddings()
+            if not bool(torch.isin(data.y, reference[1]).any()):
+                raise DataError(
+                    f"--gallery train: none of the classes of {description} are among the "
+                    "run's training classes (a class-disjoint split), so no query has a match "
+                    "in that gallery; use --gallery self"
+                )
+        measure.retrieval(result, data, z, metric, figures_dir, seed, reference)
+    if "fewshot" in protocols:
+        measure.fewshot(result, data, z, metric, figures_dir, seed, episodes, groups, base)
+    if "novelty" in protocols and ood is not None:
+        reference = training_embeddings()
+        # Labels are comparable only when both sides number the same class list.
+        same_classes = training_parts()[0].classes == data.classes
+        measure.novelty(result, config, model, z, data, ood, metric, reference, same_classes)
+    return result
+
+
+def _input_shape(run_dir: Path) -> list[int]:
+    import json
+
+    return json.loads((run_dir / "model.json").read_text(encoding="utf-8"))["input_shape"]

@@ -1,0 +1,364 @@
+"""Each evaluation protocol of a run — verification, retrieval, few-shot, novelty — measured
+with the metric functions of `siamese.evaluation` and drawn with `siamese.plots`; each adds its
+numbers, headline and figures to an `Evaluation`."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from siamese.config import RunConfig
+from siamese.data.labeled import LabeledData
+from siamese.data.resizing import fitted_to
+from siamese.distances import paired_distances, pairwise_distances
+from siamese.errors import ConfigError, DataError
+from siamese.evaluation.embed import embed
+from siamese.evaluation.run.result import Evaluation
+
+
+def embedding_figures(
+    result: Evaluation, data: LabeledData, z: torch.Tensor, folder: Path, seed: int
+) -> None:
+    from siamese.plots import plot_embedding_2d, plot_training_curves
+    from siamese.training.telemetry import read_metrics
+
+    g = torch.Generator().manual_seed(seed)
+    shown_classes = torch.unique(data.y)[:20]
+    mask = torch.isin(data.y, shown_classes)
+    index = mask.nonzero().squeeze(1)
+    index = index[torch.randperm(index.numel(), generator=g)[:2000]]
+    images = data.x[index] if data.x.dim() == 4 else None
+    result.figures["embedding"] = plot_embedding_2d(
+        z[index],
+        data.y[index],
+        data.classes,
+        folder / "embedding.png",
+        f"Embedding of {result.data} (PCA, {len(shown_classes)} classes)",
+        images=images,
+    )
+    metrics_csv = result.run_dir / "metrics.csv"
+    if metrics_csv.exists():
+        rows = read_metrics(metrics_csv)
+        if rows:
+            result.figures["training"] = plot_training_curves(rows, folder / "training.png")
+
+
+def validation_threshold(
+    model: torch.nn.Module, validation: LabeledData, metric: str, seed: int
+) -> float:
+    """The distance threshold with the best accuracy on pairs of the run's validation examples
+    (`verification.best_threshold`), for deciding test pairs without looking at them."""
+    from siamese.evaluation.verification import best_threshold, labelled_pairs
+
+    z = embed(model, validation.x)
+    i, j, same = labelled_pairs(validation.y, max_pairs=200_000, seed=seed + 1)
+    return best_threshold(_pair_distances(z, i, j, metric), same)[0]
+
+
+@dataclass
+class Baseline:
+    """The same protocols measured on the raw inputs (no model), for comparison."""
+
+    metrics: dict[str, Any] = field(default_factory=dict)
+    roc: tuple[Any, float, float] | None = None
+    """(RocCurve, AUC, EER) of the raw inputs' verification."""
+
+
+def raw_input_baseline(
+    data: LabeledData,
+    protocols: tuple[str, ...],
+    seed: int,
+    episodes: int,
+    groups: torch.Tensor | None = None,
+    held_out_pairs: tuple[torch.Tensor, ...] | None = None,
+) -> Baseline:
+    """Verification and few-shot episodes on the inputs themselves (pixels scaled to [0, 1],
+    flattened; Euclidean distance), with the same pairs and episodes as the model's."""
+    from siamese.evaluation.verification import roc_curve, verification_metrics
+
+    x = data.x.flatten(1).float()
+    z = x / 255.0 if data.x.dtype == torch.uint8 else x
+    out = Baseline()
+    if "verification" in protocols:
+        i, j, same = held_out_pairs if held_out_pairs is not None else _pairs(data, seed)
+        d = _pair_distances(z, i, j)
+        report = verification_metrics(d, same, seed=seed)
+        out.metrics["verification"] = report.as_dict()
+        out.roc = (roc_curve(d, same), report.auc, report.eer)
+    if "fewshot" in protocols:
+        out.metrics["fewshot"] = _fewshot_values(z, data.y, "euclidean", seed, episodes, groups)
+    return out
+
+
+def _pair_distances(
+    z: torch.Tensor, i: torch.Tensor, j: torch.Tensor, metric: str = "euclidean"
+) -> torch.Tensor:
+    """(P,) distances of the pairs (i, j) of (N, D) embeddings, gathered in chunks so that
+    wide inputs (raw pixels) never hold P × D values at once."""
+    chunk = max(1, (1 << 24) // max(1, z.shape[1]))
+    parts = [
+        paired_distances(z[i[s : s + chunk]], z[j[s : s + chunk]], metric)
+        for s in range(0, i.numel(), chunk)
+    ]
+    return torch.cat(parts) if parts else torch.empty(0)
+
+
+def _pairs(data: LabeledData, seed: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    from siamese.evaluation.verification import labelled_pairs
+
+    return labelled_pairs(data.y, max_pairs=200_000, seed=seed)
+
+
+def verification(
+    result: Evaluation,
+    data: LabeledData,
+    z: torch.Tensor,
+    metric: str,
+    folder: Path,
+    seed: int,
+    pairs: tuple[torch.Tensor, ...] | None = None,
+    config: RunConfig | None = None,
+    threshold: float | None = None,
+    baseline: Baseline | None = None,
+) -> None:
+    """ROC AUC, EER, TAR@FAR, 10-fold accuracy; the accuracy at `threshold` (chosen on
+    validation data) when given; the ROC (beside the baseline's) and distance figures."""
+    from siamese.evaluation.verification import (
+        accuracy_at_threshold,
+        roc_curve,
+        verification_metrics,
+    )
+    from siamese.plots import plot_distance_histograms, plot_roc
+
+    i, j, same = _pairs(data, seed) if pairs is None else pairs
+    d = _pair_distances(z, i, j, metric)
+    report = verification_metrics(d, same, seed=seed)
+    values = report.as_dict()
+    result.metrics["verification"] = values
+    result.headline.update(
+        {"ROC AUC": report.auc, "EER": report.eer, "10-fold accuracy": report.ten_fold_mean}
+    )
+    if threshold is not None:
+        accuracy = accuracy_at_threshold(d, same, threshold)
+        values["validation_threshold"] = threshold
+        values["accuracy_at_validation_threshold"] = accuracy
+        result.headline["accuracy at the validation threshold"] = accuracy
+    if config is not None and config.loss.name == "contrastive":
+        # The contrastive tutorials' fixed rule: genuine when the distance is below half the
+        # margin (0.5 for their margin of 1), with no threshold fitted to the test pairs.
+        rule = config.loss.margin / 2
+        accuracy = float(((d < rule).long() == same.long()).double().mean())
+        values["half_margin_threshold"] = rule
+        values["accuracy_at_half_margin"] = accuracy
+        result.headline["accuracy at d < margin/2"] = accuracy
+    curves = {"model": (roc_curve(d, same), report.auc, report.eer)}
+    if baseline is not None and baseline.roc is not None:
+        curves = {"Siamese embedding": curves["model"], "raw inputs": baseline.roc}
+    result.figures["roc"] = plot_roc(curves, folder / "roc.png", f"ROC on {result.data}")
+    result.figures["distances"] = plot_distance_histograms(
+        d,
+        same,
+        folder / "distances.png",
+        threshold=report.best_threshold if threshold is None else threshold,
+    )
+
+
+def retrieval(
+    result: Evaluation,
+    data: LabeledData,
+    z: torch.Tensor,
+    metric: str,
+    folder: Path,
+    seed: int,
+    reference: tuple[torch.Tensor, torch.Tensor] | None = None,
+) -> None:
+    from siamese.evaluation.retrieval import answerable_queries, retrieval_metrics
+    from siamese.plots import plot_retrieval_grid
+
+    if reference is None:
+        report = retrieval_metrics(z, data.y, metric=metric)
+    else:
+        report = retrieval_metrics(z, data.y, reference[0], reference[1], metric=metric)
+    values: dict[str, Any] = asdict(report)
+    values["recall_at_k"] = {str(k): v for k, v in report.recall_at_k.items()}
+    values["gallery"] = "leave-one-out" if reference is None else "training examples"
+    result.metrics["retrieval"] = values
+    if reference is None:
+        result.headline.update({"precision@1": report.precision_at_1, "MAP@R": report.map_at_r})
+    else:
+        result.headline.update(
+            {
+                "1-NN accuracy (gallery: training set)": report.precision_at_1,
+                "MAP@R (gallery: training set)": report.map_at_r,
+            }
+        )
+    if data.x.dim() != 4:
+        return
+    g = torch.Generator().manual_seed(seed)
+    candidates = answerable_queries(data.y).nonzero().squeeze(1)
+    queries = candidates[torch.randperm(candidates.numel(), generator=g)[:6]]
+    d = pairwise_distances(z[queries], z, metric)
+    d[torch.arange(queries.numel()), queries] = float("inf")  # not itself
+    k = min(5, z.shape[0] - 1)
+    distances, neighbours = d.topk(k, dim=1, largest=False)
+    result.figures["retrieval"] = plot_retrieval_grid(
+        data.x,
+        data.y,
+        queries,
+        neighbours,
+        folder / "retrieval.png",
+        distances=distances,
+        class_names=data.classes,
+    )
+
+
+def _fewshot_values(
+    z: torch.Tensor,
+    labels: torch.Tensor,
+    metric: str,
+    seed: int,
+    episodes: int,
+    groups: torch.Tensor | None,
+) -> dict[str, Any]:
+    """Accuracy and 95 % interval of every N-way K-shot setting the data allows."""
+    from siamese.evaluation.fewshot import episodic_accuracy
+
+    n_classes = int(torch.unique(labels).numel())
+    values: dict[str, Any] = {}
+    # 5- and 20-way (Omniglot's settings), and every class at once when there are fewer
+    # than 20 (e.g. 10-way among ORL's 10 held-out people).
+    ways = [5, 20] if n_classes >= 20 else sorted({5, n_classes} - {0, 1})
+    for n_way in ways:
+        for k_shot in (1, 5):
+            if n_way > n_classes:
+                continue
+            rules = ("prototype", "nearest") if k_shot > 1 else ("prototype",)
+            for rule in rules:  # with one shot the two rules coincide
+                name = f"{n_way}-way {k_shot}-shot" + (
+                    ", nearest shot" if rule == "nearest" else ""
+                )
+                try:
+                    mean, ci95 = episodic_accuracy(
+                        z,
+                        labels,
+                        n_way,
+                        k_shot,
+                        episodes,
+                        seed=seed,
+                        rule=rule,
+                        metric=metric,
+                        groups=groups,
+                    )
+                except DataError as err:  # too few examples per class for this setting
+                    values[name] = {"skipped": str(err)}
+                    break
+                values[name] = {"accuracy": mean, "ci95": ci95}
+    return values
+
+
+def fewshot(
+    result: Evaluation,
+    data: LabeledData,
+    z: torch.Tensor,
+    metric: str,
+    folder: Path,
+    seed: int,
+    episodes: int,
+    groups: torch.Tensor | None = None,
+    baseline: Baseline | None = None,
+) -> None:
+    """N-way K-shot episodes (support and queries from different `groups` when given) and a
+    figure of six 5-way 1-shot episodes."""
+    from siamese.evaluation.fewshot import episode_predictions, sample_episodes
+    from siamese.plots import plot_oneshot_episodes
+
+    values = _fewshot_values(z, data.y, metric, seed, episodes, groups)
+    for name, value in values.items():
+        if name.endswith("-way 1-shot") and "accuracy" in value:
+            result.headline[name] = value["accuracy"]
+    if baseline is not None and "fewshot" in baseline.metrics:
+        for name, value in baseline.metrics["fewshot"].items():
+            if name.endswith("-way 1-shot") and "accuracy" in value:
+                result.headline[f"{name} (raw inputs)"] = value["accuracy"]
+    across = {} if groups is None else {"support and queries": "from different groups"}
+    result.metrics["fewshot"] = {
+        "episodes": episodes,
+        "rule": "nearest prototype",
+        **across,
+        **values,
+    }
+    n_classes = int(torch.unique(data.y).numel())
+    if data.x.dim() == 4 and n_classes >= 5:
+        shown = sample_episodes(data.y, 5, 1, 6, seed=seed + 7, groups=groups)
+        predicted = episode_predictions(z, shown, metric=metric)
+        result.figures["oneshot"] = plot_oneshot_episodes(
+            data.x,
+            shown.support[..., 0],
+            shown.query[:, 0],
+            predicted[:, 0],
+            folder / "oneshot.png",
+            "5-way 1-shot episodes (query of way 0; its class is the first support)",
+        )
+
+
+def novelty(
+    result: Evaluation,
+    config: RunConfig,
+    model: torch.nn.Module,
+    z_in: torch.Tensor,
+    data_in: LabeledData,
+    ood: str,
+    metric: str,
+    training: tuple[torch.Tensor, torch.Tensor],
+    same_classes: bool = True,
+) -> None:
+    from siamese.data.sources import load_dataset
+    from siamese.evaluation.novelty import (
+        GiniDetector,
+        nearest_gallery_distance,
+        novelty_metrics,
+    )
+
+    name, _, split = ood.partition(":")
+    data_dir = Path(config.data.data_dir) if config.data.data_dir else None
+    out = load_dataset(name, split or None, data_dir)
+    try:
+        out, note = fitted_to(out, data_in.x.shape[1:], f"--ood {ood}")
+    except ConfigError:
+        raise DataError(
+            f"--ood {ood}: examples of shape {tuple(out.x.shape[1:])}, but the evaluation data "
+            f"has {tuple(data_in.x.shape[1:])}; give out-of-distribution data with as many "
+            "channels (images of another size are resized to fit)"
+        ) from None
+    z_out = embed(model, out.x)
+    z_train, y_train = training
+    detector = GiniDetector.fit(z_train, y_train)
+    gini = novelty_metrics(detector.scores(z_in), detector.scores(z_out))
+    gallery = (
+        nearest_gallery_distance(z_in, z_train, metric),
+        nearest_gallery_distance(z_out, z_train, metric),
+    )
+    distance = novelty_metrics(*gallery)
+    # The tutorial's softmax classifier on the embeddings, whose output the Gini detector
+    # reads: its accuracy on the evaluation data (when those classes were trained on, under
+    # the same class list).
+    known = torch.isin(data_in.y, y_train)
+    probe_accuracy = None
+    if same_classes and bool(known.all()):
+        predicted = detector.probe.predict(z_in)
+        probe_accuracy = float((predicted == data_in.y).double().mean())
+        result.headline["probe accuracy"] = probe_accuracy
+    result.metrics["novelty"] = {
+        "ood": ood,
+        "probe_accuracy": probe_accuracy,
+        "ood_examples": len(out),
+        "ood_resized": note,
+        "gini": gini.as_dict(),
+        "distance": distance.as_dict(),
+    }
+    result.headline.update(
+        {"novelty AUROC (Gini)": gini.auroc, "novelty AUROC (distance)": distance.auroc}
+    )

@@ -1,0 +1,32 @@
+"""What an evaluation of a run measured and drew (`Evaluation`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from siamese.data.labeled import LabeledData
+
+
+@dataclass
+class Evaluation:
+    """What an evaluation measured and drew.
+
+    `metrics` maps a protocol to its numbers; `figures` maps a figure name to its PNG path;
+    `headline` holds the few numbers the report's first table shows.
+    """
+
+    run_dir: Path
+    data: str
+    examples: int
+    classes: int
+    metrics: dict[str, Any] = field(default_factory=dict)
+    figures: dict[str, Path] = field(default_factory=dict)
+    headline: dict[str, float] = field(default_factory=dict)
+    labeled: LabeledData | None = None
+    """The evaluation examples themselves (for callers that draw more figures)."""
+    embeddings: torch.Tensor | None = None
+    """(N, D) their embeddings by the run's model."""
