@@ -55,6 +55,24 @@ def test_evaluate_writes_the_three_reports(
             assert image.size[0] > 300 and image.getextrema() != ((255, 255),) * 4
 
 
+def test_evaluate_measures_raw_inputs_beside_and_checks_the_episode_groups(
+    digits_run: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out = run_cli(["evaluate", str(digits_run), "--episodes", "100", "--baseline"], capsys)
+    assert code == 0, out
+    metrics = json.loads((digits_run / "metrics.json").read_text())
+    raw = metrics["metrics"]["raw_inputs"]
+    model = metrics["metrics"]["verification"]
+    # The same pairs: as many genuine and impostor pairs, another AUC.
+    assert raw["verification"]["n_genuine"] == model["n_genuine"]
+    assert 0.5 < raw["verification"]["auc"] <= 1 and raw["verification"]["auc"] != model["auc"]
+    assert "5-way 1-shot" in raw["fewshot"] and "5-way 1-shot (raw inputs)" in metrics["headline"]
+    # Evaluated on the run's own validation part: no threshold may be chosen there.
+    assert "accuracy_at_validation_threshold" not in model
+    code, out = run_cli(["evaluate", str(digits_run), "--fewshot-across", "writer"], capsys)
+    assert code == 1 and "has no such per-example attribute" in out and "Traceback" not in out
+
+
 def test_plot_draws_one_figure_and_errors_are_one_line(
     digits_run: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -160,8 +160,27 @@ def episodic_accuracy(
     if not torch.isfinite(embeddings).all():
         raise DataError("embeddings contain NaN or inf: check the model that produced them")
     sampled = sample_episodes(labels, n_way, k_shot, episodes, seed, groups)
-    correct = episode_predictions(embeddings, sampled, rule, metric) == torch.arange(n_way)
+    return accuracy_over_episodes(embeddings, sampled, rule, metric)
+
+
+def accuracy_over_episodes(
+    embeddings: torch.Tensor,
+    episodes: Episodes,
+    rule: str = "prototype",
+    metric: Metric | str = "euclidean",
+) -> tuple[float, float]:
+    """Mean accuracy over given episodes and its 95 % confidence half-width (see
+    `episodic_accuracy`), so that one set of episodes can score several embeddings or rules.
+
+    Args:
+        embeddings: (M, D) embeddings of the set the episodes were drawn from.
+        episodes: from `sample_episodes`.
+    Returns:
+        (mean accuracy, ci95).
+    """
+    e, n_way, _ = episodes.support.shape
+    correct = episode_predictions(embeddings, episodes, rule, metric) == torch.arange(n_way)
     per_episode = correct.double().mean(dim=1)
     # Population std: a single episode gives a 0-wide interval rather than NaN.
-    ci95 = 1.96 * float(per_episode.std(correction=0)) / math.sqrt(episodes)
+    ci95 = 1.96 * float(per_episode.std(correction=0)) / math.sqrt(e)
     return float(per_episode.mean()), ci95

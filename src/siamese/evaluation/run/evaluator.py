@@ -51,8 +51,9 @@ def evaluate_run(
         fewshot_across: a per-example attribute of the data (`meta`, e.g. "writer": the font
             of glyphs, the drawer of Omniglot); each episode's support and queries then come
             from different values of it.
-        baseline: also measure verification and few-shot on the raw inputs (pixels scaled to
-            [0, 1]), to show what training added; the ROC figure draws both.
+        baseline: also measure verification and 1-shot episodes on the raw inputs (pixels
+            scaled to [0, 1]), with the same pairs and episodes, to show what training added;
+            the ROC figure draws both.
     Raises:
         ConfigError: unknown protocol, novelty without `ood`, unknown `fewshot_across`.
             DataError, CheckpointError.
@@ -142,14 +143,8 @@ def evaluate_run(
 
     base = None
     if baseline:
-        base = measure.raw_input_baseline(
-            data,
-            protocols,
-            seed,
-            episodes,
-            groups,
-            held_out_pairs=None if pairs is None else pairs[0],
-        )
+        held_out = None if pairs is None else pairs[0]
+        base = measure.raw_input_baseline(data, protocols, seed, held_out)
         result.metrics["raw_inputs"] = base.metrics
     measure.embedding_figures(result, data, z, figures_dir, seed)
     if "verification" in protocols:

@@ -60,8 +60,11 @@ def validation_threshold(
 
 @dataclass
 class Baseline:
-    """The same protocols measured on the raw inputs (no model), for comparison."""
+    """The same protocols measured on the raw inputs (no model), for comparison: `features`
+    are the inputs flattened and scaled to [0, 1]; few-shot fills `metrics["fewshot"]` on the
+    model's own episodes (1-shot settings only: what the comparison is about)."""
 
+    features: torch.Tensor
     metrics: dict[str, Any] = field(default_factory=dict)
     roc: tuple[Any, float, float] | None = None
     """(RocCurve, AUC, EER) of the raw inputs' verification."""
@@ -71,25 +74,21 @@ def raw_input_baseline(
     data: LabeledData,
     protocols: tuple[str, ...],
     seed: int,
-    episodes: int,
-    groups: torch.Tensor | None = None,
     held_out_pairs: tuple[torch.Tensor, ...] | None = None,
 ) -> Baseline:
-    """Verification and few-shot episodes on the inputs themselves (pixels scaled to [0, 1],
-    flattened; Euclidean distance), with the same pairs and episodes as the model's."""
+    """Verification on the inputs themselves (pixels scaled to [0, 1], flattened; Euclidean
+    distance), with the same pairs as the model's; few-shot is added by `fewshot`, on the
+    model's episodes."""
     from siamese.evaluation.verification import roc_curve, verification_metrics
 
     x = data.x.flatten(1).float()
-    z = x / 255.0 if data.x.dtype == torch.uint8 else x
-    out = Baseline()
+    out = Baseline(features=x / 255.0 if data.x.dtype == torch.uint8 else x)
     if "verification" in protocols:
         i, j, same = held_out_pairs if held_out_pairs is not None else _pairs(data, seed)
-        d = _pair_distances(z, i, j)
+        d = _pair_distances(out.features, i, j)
         report = verification_metrics(d, same, seed=seed)
         out.metrics["verification"] = report.as_dict()
         out.roc = (roc_curve(d, same), report.auc, report.eer)
-    if "fewshot" in protocols:
-        out.metrics["fewshot"] = _fewshot_values(z, data.y, "euclidean", seed, episodes, groups)
     return out
 
 
@@ -222,12 +221,15 @@ def _fewshot_values(
     seed: int,
     episodes: int,
     groups: torch.Tensor | None,
+    baseline: Baseline | None = None,
 ) -> dict[str, Any]:
-    """Accuracy and 95 % interval of every N-way K-shot setting the data allows."""
-    from siamese.evaluation.fewshot import episodic_accuracy
+    """Accuracy and 95 % interval of every N-way K-shot setting the data allows; with a
+    baseline, its 1-shot accuracies on the same episodes go into `baseline.metrics`."""
+    from siamese.evaluation.fewshot import accuracy_over_episodes, sample_episodes
 
     n_classes = int(torch.unique(labels).numel())
     values: dict[str, Any] = {}
+    base_values: dict[str, Any] = {}
     # 5- and 20-way (Omniglot's settings), and every class at once when there are fewer
     # than 20 (e.g. 10-way among ORL's 10 held-out people).
     ways = [5, 20] if n_classes >= 20 else sorted({5, n_classes} - {0, 1})
@@ -235,27 +237,22 @@ def _fewshot_values(
         for k_shot in (1, 5):
             if n_way > n_classes:
                 continue
-            rules = ("prototype", "nearest") if k_shot > 1 else ("prototype",)
-            for rule in rules:  # with one shot the two rules coincide
-                name = f"{n_way}-way {k_shot}-shot" + (
-                    ", nearest shot" if rule == "nearest" else ""
-                )
-                try:
-                    mean, ci95 = episodic_accuracy(
-                        z,
-                        labels,
-                        n_way,
-                        k_shot,
-                        episodes,
-                        seed=seed,
-                        rule=rule,
-                        metric=metric,
-                        groups=groups,
-                    )
-                except DataError as err:  # too few examples per class for this setting
-                    values[name] = {"skipped": str(err)}
-                    break
-                values[name] = {"accuracy": mean, "ci95": ci95}
+            name = f"{n_way}-way {k_shot}-shot"
+            try:
+                drawn = sample_episodes(labels, n_way, k_shot, episodes, seed, groups)
+            except DataError as err:  # too few examples per class for this setting
+                values[name] = {"skipped": str(err)}
+                continue
+            mean, ci95 = accuracy_over_episodes(z, drawn, "prototype", metric)
+            values[name] = {"accuracy": mean, "ci95": ci95}
+            if k_shot > 1:  # with one shot the two rules coincide
+                mean, ci95 = accuracy_over_episodes(z, drawn, "nearest", metric)
+                values[f"{name}, nearest shot"] = {"accuracy": mean, "ci95": ci95}
+            elif baseline is not None:
+                mean, ci95 = accuracy_over_episodes(baseline.features, drawn)
+                base_values[name] = {"accuracy": mean, "ci95": ci95}
+    if baseline is not None:
+        baseline.metrics["fewshot"] = base_values
     return values
 
 
@@ -275,7 +272,7 @@ def fewshot(
     from siamese.evaluation.fewshot import episode_predictions, sample_episodes
     from siamese.plots import plot_oneshot_episodes
 
-    values = _fewshot_values(z, data.y, metric, seed, episodes, groups)
+    values = _fewshot_values(z, data.y, metric, seed, episodes, groups, baseline)
     for name, value in values.items():
         if name.endswith("-way 1-shot") and "accuracy" in value:
             result.headline[name] = value["accuracy"]
