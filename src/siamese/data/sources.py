@@ -198,8 +198,8 @@ def _glyphs(split: str, root: Path, options: dict[str, Any]) -> LabeledData:
     data = load_glyphs(**options)
     if split == "all":
         return data
-    # The same seeded class permutation as the quick-start demo: its first `held_out`
-    # characters are the test split.
+    # A seeded class permutation (the rendering seed): its first `held_out` characters are
+    # the test split, never trained on by the quick-start demo, which trains on `train`.
     test, train = split_classes(data.class_ids, [held_out], seed=seed)
     return data.with_classes(test if split == "test" else train)
 

@@ -61,18 +61,6 @@ class DataSplit:
     seed: int
     indices: dict[str, torch.Tensor]
 
-    @classmethod
-    def from_class_groups(
-        cls, data: LabeledData, groups: Mapping[str, torch.Tensor], seed: int
-    ) -> DataSplit:
-        """The class-disjoint split whose parts hold the classes in `groups` (name -> (c_i,)
-        int64 class ids, e.g. from `split_classes`)."""
-        indices = {
-            name: torch.isin(data.y, ids).nonzero().squeeze(1) for name, ids in groups.items()
-        }
-        parts = {name: data.subset(index) for name, index in indices.items()}
-        return cls(parts=parts, method="class", seed=seed, indices=indices)
-
     def record(self) -> dict[str, Any]:
         """A JSON-ready description: method, seed, and each part's classes and size (and, for
         a split by sample, its example indices), enough to rebuild the split exactly."""
