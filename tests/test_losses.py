@@ -336,3 +336,44 @@ def test_gradcheck_all_losses() -> None:
         ContrastiveLoss(margin=2.0),
     ):
         assert torch.autograd.gradcheck(lambda e, loss=loss: loss(e, y).loss, (x,))
+
+
+def _reference_semihard_negative_distances(dist: torch.Tensor, labels: torch.Tensor) -> list[float]:
+    """TensorFlow Addons' TripletSemiHardLoss choice, as plain loops in float64: for each
+    positive pair (a, p), in row-major order, d(a, n) of the negative with the smallest
+    distance *strictly* greater than d(a, p), else of the farthest negative."""
+    d = dist.double().tolist()
+    y = labels.tolist()
+    chosen = []
+    for a in range(len(y)):
+        negatives = [d[a][n] for n in range(len(y)) if y[n] != y[a]]
+        if not negatives:
+            continue
+        for p in range(len(y)):
+            if p == a or y[p] != y[a]:
+                continue
+            farther = [v for v in negatives if v > d[a][p]]
+            chosen.append(min(farther) if farther else max(negatives))
+    return chosen
+
+
+@pytest.mark.parametrize("counts", [(4, 4, 4, 4), (40, 40)])
+@pytest.mark.parametrize("seed", range(5))
+def test_semihard_ties_follow_tensorflow_addons(counts: tuple[int, ...], seed: int) -> None:
+    # Duplicate embeddings (distance exactly 0) and distances quantised to quarters: a
+    # negative at exactly d(a, p) is not semi-hard, the next farther one is. The autouse
+    # fixture above runs this through the direct and the sorted search alike.
+    g = torch.Generator().manual_seed(seed)
+    labels = torch.cat([torch.full((c,), i) for i, c in enumerate(counts)])
+    points = torch.randint(0, 4, (labels.numel(), 2), generator=g).double()
+    points[1] = points[0]  # an exact duplicate
+    dist = torch.cdist(points, points).mul(4).round().div(4)
+    dist.fill_diagonal_(0)
+    a, p, n = semihard_triplets(dist, labels)
+    expected = _reference_semihard_negative_distances(dist, labels)
+    order = torch.argsort(a * labels.numel() + p)
+    assert dist[a[order], n[order]].tolist() == expected
+    # Ties exist where it matters: some negative sits exactly at its positive's distance.
+    positive = labels[:, None] == labels[None, :]
+    ties = (dist[:, :, None] == dist[:, None, :]) & positive[:, :, None] & ~positive[:, None, :]
+    assert bool(ties.any())

@@ -275,3 +275,16 @@ def test_metrics_on_all_pairs_of_a_labelled_set() -> None:
     assert report.n_genuine == 6 * 28 and report.n_impostor == 48 * 47 // 2 - 6 * 28
     assert report.auc == pytest.approx(roc_auc_score(same.numpy(), -d.numpy()), abs=1e-12)
     assert 0.5 < report.auc <= 1.0 and 0.0 <= report.eer < 0.5
+
+
+def test_eer_is_interpolated_linearly_not_at_a_midpoint() -> None:
+    # Genuine at 1, 2, 5; impostors at 3 (four tied) and 6. Accepting d <= t: below 3 FAR = 0
+    # and FRR = 1/3; at 3 FAR jumps to 4/5 while FRR stays 1/3. FAR = FRR = 1/3 lies on that
+    # step, so the EER is exactly 1/3 (a midpoint of the two ROC points would say 0.4).
+    distances = torch.tensor([1.0, 2.0, 5.0, 3.0, 3.0, 3.0, 3.0, 6.0])
+    same = torch.tensor([1, 1, 1, 0, 0, 0, 0, 0])
+    assert eer(distances, same) == pytest.approx(1 / 3, abs=1e-12)
+    # Mirrored: FRR falls on a vertical step while FAR stays 1/4, so the EER is 1/4.
+    distances = torch.tensor([2.0, 2.0, 2.0, 5.0, 1.0, 3.0, 4.0, 6.0])
+    same = torch.tensor([1, 1, 1, 1, 0, 0, 0, 0])
+    assert eer(distances, same) == pytest.approx(1 / 4, abs=1e-12)
