@@ -118,6 +118,75 @@ def test_sweep_trains_one_run_per_value_and_draws_the_grid(
     assert code == 1 and "a sweep varies one key" in out
 
 
+def test_sweep_of_words_with_a_fixed_list_and_the_training_gallery(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import yaml
+
+    config = tmp_path / "c.yaml"
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "data": {"name": "digits", "validation": "samples"},
+                "model": {"embedding_dim": 8},
+                "batches": {"p": 5, "k": 4},
+                "train": {"steps": 4, "epochs": None, "log_every": 2},
+            }
+        )
+    )
+    out_dir = tmp_path / "sweep"
+    argv = ["sweep", str(config), "--out", str(out_dir), "--episodes", "20", "--gallery", "train"]
+    sets = ["--set", "model.options.widths=[8, 16]", "--set", "loss.mining=semihard,hard"]
+    code, out = run_cli([*argv, *sets], capsys)
+    assert code == 0, out
+    rows = json.loads((out_dir / "sweep.json").read_text())
+    assert [r["loss.mining"] for r in rows] == ["semihard", "hard"]
+    assert "1-NN accuracy (gallery: training set)" in rows[0]
+    run = out_dir / "loss.mining=hard"
+    assert load_config(run / "config.yaml").model.options["widths"] == [8, 16]
+
+
+def test_sweep_values_split_at_top_level_commas_only() -> None:
+    from siamese.pipelines.sweep import parse_sweep
+
+    key, values, fixed = parse_sweep(
+        ["model.options.widths=[8, 16]", "loss.margin=0.1, 0.2", "data.options={a: 1, b: 2}"]
+    )
+    assert key == "loss.margin" and values == [0.1, 0.2]
+    assert fixed == ["model.options.widths=[8, 16]", "data.options={a: 1, b: 2}"]
+    key, values, _ = parse_sweep(["model.options.widths=[8,16],[16,32]", "note='a,b'"])
+    assert key == "model.options.widths" and values == [[8, 16], [16, 32]]
+
+
+def test_the_retrieval_figure_of_a_training_gallery_shows_training_examples(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import torch
+
+    import siamese.plots
+    from siamese.data.labeled import LabeledData
+    from siamese.evaluation.run import protocols
+    from siamese.evaluation.run.result import Evaluation
+
+    drawn = {}
+
+    def capture(images, labels, queries, neighbours, path, title, **kwargs):  # type: ignore[no-untyped-def]
+        drawn.update(images=images, labels=labels, queries=queries, neighbours=neighbours)
+        return path
+
+    monkeypatch.setattr(siamese.plots, "plot_retrieval_grid", capture)
+    y = torch.arange(4).repeat_interleave(3)
+    test = LabeledData(x=torch.zeros(12, 1, 4, 4, dtype=torch.uint8), y=y, classes=list("abcd"))
+    gallery_x = torch.full((12, 1, 4, 4), 255, dtype=torch.uint8)
+    z = torch.nn.functional.one_hot(y, 4).float()
+    result = Evaluation(tmp_path, "test", 12, 4)
+    protocols.retrieval(result, test, z, "euclidean", tmp_path, 0, (z + 0.01, y), gallery_x)
+    images, neighbours = drawn["images"], drawn["neighbours"]
+    assert bool((images[drawn["queries"]] == 0).all())  # the queries: test images
+    assert bool((images[neighbours] == 255).all())  # their neighbours: training images
+    assert bool((drawn["labels"][neighbours[:, 0]] == drawn["labels"][drawn["queries"]]).all())
+
+
 @pytest.mark.skipif(
     not os.environ.get("SIAMESE_DATA_DIR"), reason="SIAMESE_DATA_DIR is not set to a directory"
 )

@@ -24,6 +24,14 @@ def sweep(
     episodes: Annotated[
         int, typer.Option("--episodes", min=10, help="Few-shot episodes per run.")
     ] = 1000,
+    gallery: Annotated[
+        str,
+        typer.Option(
+            "--gallery",
+            help="Retrieval gallery of each run's evaluation: 'self' (leave-one-out) or "
+            "'train' (its training examples).",
+        ),
+    ] = "self",
 ) -> None:
     """Train and evaluate one run per value of one config key; draw the grid and a table."""
     from rich.console import Console
@@ -33,7 +41,9 @@ def sweep(
 
     console = Console(highlight=False, soft_wrap=True)
     out = out or Path("runs") / f"{config.stem}-sweep"
-    result = run_sweep(config, overrides, out, quiet=True, console=console, episodes=episodes)
+    result = run_sweep(
+        config, overrides, out, quiet=True, console=console, episodes=episodes, gallery=gallery
+    )
     table = Table(title=f"sweep of {result.key}")
     for name in result.rows[0]:
         table.add_column(name, justify="right")

@@ -37,22 +37,44 @@ class SweepResult:
 
 def parse_sweep(overrides: list[str]) -> tuple[str, list[Any], list[str]]:
     """Split `--set` strings into the swept key with its values (the one whose value is a
-    comma-separated list) and the fixed overrides.
+    list of values separated by top-level commas: `loss.margin=0,0.1`, `loss.mining=hard,
+    semihard`, `model.options.widths=[8,16],[16,32]`) and the fixed overrides (a YAML list or
+    mapping such as `model.options.widths=[8, 16]` is one value, not a sweep).
 
     Raises:
         ConfigError: no override or more than one holds several values.
     """
-    swept = [o for o in overrides if "=" in o and "," in o.split("=", 1)[1]]
+    split = {o: _top_level_values(o.split("=", 1)[1]) if "=" in o else [] for o in overrides}
+    swept = [o for o, values in split.items() if len(values) > 1]
     if len(swept) != 1:
         raise ConfigError(
             "a sweep varies one key: give exactly one --set KEY=V1,V2,... (e.g. --set "
             f"loss.margin=0,0.1,0.2); got {len(swept)} with several values"
+            + (f" ({', '.join(o.split('=', 1)[0] for o in swept)})" if swept else "")
         )
-    key, text = swept[0].split("=", 1)
-    values = [parse_yaml(v.strip(), f"--set {swept[0]}") for v in text.split(",") if v.strip()]
-    if len(values) < 2:
-        raise ConfigError(f"--set {swept[0]}: a sweep needs two or more values")
+    key = swept[0].split("=", 1)[0]
+    values = [parse_yaml(v, f"--set {swept[0]}") for v in split[swept[0]]]
     return key, values, [o for o in overrides if o != swept[0]]
+
+
+def _top_level_values(text: str) -> list[str]:
+    """`text` cut at the commas outside brackets, braces and quotes, parts stripped, empty
+    parts dropped: "0,0.1" → ["0", "0.1"]; "[8, 16]" → ["[8, 16]"]."""
+    parts, depth, quote, start = [], 0, "", 0
+    for i, ch in enumerate(text):
+        if quote:
+            quote = "" if ch == quote else quote
+        elif ch in "\"'":
+            quote = ch
+        elif ch in "[{":
+            depth += 1
+        elif ch in "]}":
+            depth -= 1
+        elif ch == "," and depth == 0:
+            parts.append(text[start:i])
+            start = i + 1
+    parts.append(text[start:])
+    return [part.strip() for part in parts if part.strip()]
 
 
 def run_sweep(
@@ -62,8 +84,10 @@ def run_sweep(
     quiet: bool = True,
     console: Console | None = None,
     episodes: int = 1000,
+    gallery: str = "self",
 ) -> SweepResult:
     """Train and evaluate one run per value of the swept key; draw the grid and the table.
+    `gallery` is `evaluate`'s retrieval gallery ("self" or "train").
 
     Raises:
         ConfigError: as `parse_sweep` and the config demand (checked for every value first).
@@ -78,14 +102,16 @@ def run_sweep(
     out.mkdir(parents=True, exist_ok=True)
     runs, rows, panels = [], [], []
     for value, config in zip(values, configs, strict=True):
-        run = out / f"{key}={value}"
+        run = out / f"{key}={_folder_name(value)}"
         finished = (run / "model.safetensors").exists()
         if not finished:
             console.print(f"[bold]{key} = {value}[/]: training into {run}")
             train_run(
                 config, run, resume=(run / "config.yaml").exists(), quiet=quiet, console=console
             )
-        evaluation = evaluate_run(run, ("verification", "retrieval", "fewshot"), episodes=episodes)
+        evaluation = evaluate_run(
+            run, ("verification", "retrieval", "fewshot"), episodes=episodes, gallery=gallery
+        )
         row = {key: value, **evaluation.headline}
         rows.append(row)
         runs.append(run)
@@ -94,10 +120,10 @@ def run_sweep(
         z = embeddings[shown]
         panel_metrics = {
             name: evaluation.headline[name]
-            for name in ("precision@1", "MAP@R")
+            for name in ("precision@1", "MAP@R", *_TRAIN_GALLERY_HEADLINES)
             if name in evaluation.headline
         }
-        panels.append(SweepPanel(float(value), z, data.y[shown], panel_metrics))
+        panels.append(SweepPanel(value, z, data.y[shown], panel_metrics, key=key))
         class_names = data.classes
     figure = plot_margin_sweep(
         panels, out / "sweep.png", f"Sweep of {key}", class_names=class_names
@@ -106,6 +132,16 @@ def run_sweep(
     write_bytes_atomic(table, _markdown_table(rows).encode())
     write_bytes_atomic(out / "sweep.json", (json.dumps(rows, indent=2) + "\n").encode())
     return SweepResult(key, values, runs, rows, figure, table)
+
+
+_TRAIN_GALLERY_HEADLINES = ("1-NN accuracy (gallery: training set)",)
+
+
+def _folder_name(value: Any) -> str:
+    """A run folder's name for a swept value: numbers and words as they are, lists and
+    mappings as compact JSON without the characters a path cannot hold."""
+    text = value if isinstance(value, str) else json.dumps(value, separators=(",", ":"))
+    return text.replace("/", "_").replace(" ", "")
 
 
 def _pick(labels: torch.Tensor, per_class: int, classes: int) -> torch.Tensor:

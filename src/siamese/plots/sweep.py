@@ -7,6 +7,7 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -18,20 +19,27 @@ from siamese.plots.style import new_figure, save_figure
 
 @dataclass
 class SweepPanel:
-    """One margin's result.
+    """One run's result in a sweep.
 
     Attributes:
-        margin: the loss margin it trained with.
+        value: the swept key's value the run trained with (a number, a word, a list).
         embeddings: (N, D) embeddings of the plotted examples.
         labels: (N,) their class indices.
         metrics: name → value written in the title, e.g. {"accuracy": 0.88, "MAP@R": 0.71};
             values in 0…1 whose name suggests a rate are shown as percentages.
     """
 
-    margin: float
+    value: Any
     embeddings: torch.Tensor
     labels: torch.Tensor
     metrics: Mapping[str, float] = field(default_factory=dict)
+    key: str = "margin"
+    """The swept key, as the panel's title names it."""
+
+    def title(self) -> str:
+        """e.g. "margin 0.2", "loss.mining semihard"."""
+        shown = f"{self.value:g}" if isinstance(self.value, float) else str(self.value)
+        return f"{self.key} {shown}"
 
 
 _PERCENT_NAMES = ("accuracy", "acc", "precision", "recall", "eer", "p@1")
@@ -75,11 +83,11 @@ def plot_margin_sweep(
         ax = axes[k // cols, k % cols]
         y = panel.labels.detach().cpu().numpy().astype(np.int64)
         if y.shape != (panel.embeddings.shape[0],):
-            raise DataError(f"margin {panel.margin}: labels do not match the embeddings")
+            raise DataError(f"{panel.title()}: labels do not match the embeddings")
         xy = project_2d(panel.embeddings, "pca")
         _scatter_classes(ax, xy, y, class_names, point_size=8, name_at_centroid=False)
         metrics = ", ".join(_format_metric(n, float(v)) for n, v in panel.metrics.items())
-        ax.set_title(f"margin {panel.margin:g}" + (f"\n{metrics}" if metrics else ""), fontsize=9)
+        ax.set_title(panel.title() + (f"\n{metrics}" if metrics else ""), fontsize=9)
         ax.set_xticks([])
         ax.set_yticks([])
         for h, name in zip(*ax.get_legend_handles_labels(), strict=True):

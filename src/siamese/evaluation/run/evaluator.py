@@ -171,7 +171,8 @@ def evaluate_run(
                     "run's training classes (a class-disjoint split), so no query has a match "
                     "in that gallery; use --gallery self"
                 )
-        measure.retrieval(result, data, z, metric, figures_dir, seed, reference)
+        images = training_parts()[0].x if reference is not None and data.x.dim() == 4 else None
+        measure.retrieval(result, data, z, metric, figures_dir, seed, reference, images)
     if "fewshot" in protocols:
         measure.fewshot(result, data, z, metric, figures_dir, seed, episodes, groups, base)
     if "novelty" in protocols and ood is not None:

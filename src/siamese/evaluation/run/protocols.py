@@ -173,7 +173,11 @@ def retrieval(
     folder: Path,
     seed: int,
     reference: tuple[torch.Tensor, torch.Tensor] | None = None,
+    reference_images: torch.Tensor | None = None,
 ) -> None:
+    """Retrieval metrics leave-one-out, or against a gallery (`reference`: (M, D) embeddings
+    and (M,) labels of the run's training examples, `reference_images` their inputs); the
+    figure shows six queries and their nearest neighbours in that same gallery."""
     from siamese.evaluation.retrieval import answerable_queries, retrieval_metrics
     from siamese.plots import plot_retrieval_grid
 
@@ -197,18 +201,33 @@ def retrieval(
     if data.x.dim() != 4:
         return
     g = torch.Generator().manual_seed(seed)
-    candidates = answerable_queries(data.y).nonzero().squeeze(1)
+    gallery_labels = None if reference is None else reference[1]
+    candidates = answerable_queries(data.y, gallery_labels).nonzero().squeeze(1)
     queries = candidates[torch.randperm(candidates.numel(), generator=g)[:6]]
-    d = pairwise_distances(z[queries], z, metric)
-    d[torch.arange(queries.numel()), queries] = float("inf")  # not itself
-    k = min(5, z.shape[0] - 1)
+    if reference is None or reference_images is None:
+        d = pairwise_distances(z[queries], z, metric)
+        d[torch.arange(queries.numel()), queries] = float("inf")  # not itself
+        images, labels = data.x, data.y
+        title = "Retrieval: each query and its nearest neighbours (leave-one-out)"
+        shown_queries = queries
+    else:
+        # Queries first, then the gallery: one image tensor for the grid to index.
+        d = pairwise_distances(z[queries], reference[0], metric)
+        images = torch.cat([data.x[queries], reference_images])
+        labels = torch.cat([data.y[queries], reference[1]])
+        title = "Retrieval in the training set: each query and its nearest training examples"
+        shown_queries = torch.arange(queries.numel())
+    k = min(5, d.shape[1] - (1 if reference is None else 0))
     distances, neighbours = d.topk(k, dim=1, largest=False)
+    if reference is not None and reference_images is not None:
+        neighbours = neighbours + queries.numel()
     result.figures["retrieval"] = plot_retrieval_grid(
-        data.x,
-        data.y,
-        queries,
+        images,
+        labels,
+        shown_queries,
         neighbours,
         folder / "retrieval.png",
+        title,
         distances=distances,
         class_names=data.classes,
     )
