@@ -53,6 +53,21 @@ def test_evaluate_writes_the_three_reports(
     for figure in metrics["figures"].values():
         with Image.open(digits_run / figure) as image:
             assert image.size[0] > 300 and image.getextrema() != ((255, 255),) * 4
+    # pairs.csv re-derives the verification numbers: balanced pairs, the same AUC.
+    import csv
+
+    import torch
+
+    from siamese.evaluation.verification import roc_auc
+
+    with (digits_run / "pairs.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    same = torch.tensor([int(r["same"]) for r in rows])
+    distance = torch.tensor([float(r["distance"]) for r in rows], dtype=torch.float64)
+    assert (
+        int(same.sum()) == int((same == 0).sum()) == metrics["metrics"]["verification"]["n_genuine"]
+    )
+    assert roc_auc(distance, same) == pytest.approx(metrics["metrics"]["verification"]["auc"])
 
 
 def test_evaluate_measures_raw_inputs_beside_and_checks_the_episode_groups(

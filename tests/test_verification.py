@@ -213,12 +213,30 @@ def test_ten_fold_accuracy_on_separable_pairs_and_errors() -> None:
         ten_fold_accuracy(d, same, folds=1)
 
 
-def test_labelled_pairs_all_pairs_when_few() -> None:
-    labels = torch.tensor([3, 1, 3, 7, 1])
+def test_labelled_pairs_are_balanced_with_every_genuine_pair_of_a_small_set() -> None:
+    labels = torch.arange(10).repeat_interleave(10)  # 10 people x 10 photos, as ORL's test
     i, j, same = labelled_pairs(labels)
-    expected = list(itertools.combinations(range(5), 2))
-    assert list(zip(i.tolist(), j.tolist(), strict=True)) == expected
-    assert same.tolist() == [int(labels[a] == labels[b]) for a, b in expected]
+    assert (i < j).all() and torch.equal(same, (labels[i] == labels[j]).long())
+    assert int(same.sum()) == 450 and int((same == 0).sum()) == 450  # not 4,500 impostors
+    genuine = set(zip(i[same == 1].tolist(), j[same == 1].tolist(), strict=True))
+    assert genuine == {
+        (a, b) for a, b in itertools.combinations(range(100), 2) if labels[a] == labels[b]
+    }
+    assert len(set(zip(i.tolist(), j.tolist(), strict=True))) == 900  # no pair twice
+
+
+def test_labelled_pairs_draw_impostors_uniformly_over_class_pairs() -> None:
+    labels = torch.cat([torch.full((20,), 0), torch.full((20,), 1), torch.full((200,), 2)])
+    i, j, same = labelled_pairs(labels, max_pairs=2000, seed=1)
+    impostor = same == 0
+    pairs = torch.stack([labels[i[impostor]], labels[j[impostor]]]).sort(dim=0).values
+    shares = [
+        float(((pairs[0] == a) & (pairs[1] == b)).double().mean())
+        for a, b in ((0, 1), (0, 2), (1, 2))
+    ]
+    # Uniform over the 3 class pairs; uniform over example pairs would give class pair
+    # (0, 1) 400 / 8,400 of them.
+    assert all(0.25 < share < 0.42 for share in shares), shares
 
 
 def test_labelled_pairs_samples_when_many() -> None:
@@ -226,7 +244,7 @@ def test_labelled_pairs_samples_when_many() -> None:
     i, j, same = labelled_pairs(labels, max_pairs=1000, seed=5)
     assert i.numel() == 1000 and (i < j).all()
     assert torch.equal(same, (labels[i] == labels[j]).long())
-    assert int(same.sum()) == 500
+    assert int(same.sum()) == 500 and len(set(zip(i.tolist(), j.tolist(), strict=True))) == 1000
     again = labelled_pairs(labels, max_pairs=1000, seed=5)
     assert torch.equal(again[0], i) and torch.equal(again[1], j)
     assert not torch.equal(labelled_pairs(labels, max_pairs=1000, seed=6)[0], i)
@@ -265,14 +283,14 @@ def test_verification_metrics_on_few_pairs_lowers_the_folds() -> None:
         verification_metrics(d[:3], torch.tensor([1, 0, 0]))
 
 
-def test_metrics_on_all_pairs_of_a_labelled_set() -> None:
+def test_metrics_on_the_balanced_pairs_of_a_labelled_set() -> None:
     g = torch.Generator().manual_seed(0)
     labels = torch.arange(6).repeat_interleave(8)
     emb = torch.nn.functional.one_hot(labels, 6).float() + 0.4 * torch.randn(48, 6, generator=g)
     i, j, same = labelled_pairs(labels)
     d = paired_distances(emb[i], emb[j])
     report = verification_metrics(d, same)
-    assert report.n_genuine == 6 * 28 and report.n_impostor == 48 * 47 // 2 - 6 * 28
+    assert report.n_genuine == 6 * 28 and report.n_impostor == 6 * 28
     assert report.auc == pytest.approx(roc_auc_score(same.numpy(), -d.numpy()), abs=1e-12)
     assert 0.5 < report.auc <= 1.0 and 0.0 <= report.eer < 0.5
 

@@ -13,7 +13,6 @@ from dataclasses import asdict, dataclass
 
 import torch
 
-from siamese.data.tuples import balanced_pairs
 from siamese.errors import ConfigError, DataError
 
 
@@ -179,8 +178,9 @@ def threshold_at_far(distances: torch.Tensor, same: torch.Tensor, far: float) ->
 def ten_fold_accuracy(
     distances: torch.Tensor, same: torch.Tensor, folds: int = 10, seed: int = 0
 ) -> tuple[float, float]:
-    """Accuracy under the LFW protocol: for each fold, the threshold with the best accuracy on
-    the other folds is applied to the held-out fold.
+    """Cross-validated accuracy: for each fold, the threshold with the best accuracy on the
+    other folds is applied to the held-out fold (LFW's procedure, but over folds of pairs:
+    the folds may share identities, which LFW's do not, so it is not the LFW protocol).
 
     Folds are stratified (genuine and impostor pairs are each shuffled with `seed` and dealt
     round-robin), so every fold holds both kinds when each kind has >= `folds` pairs.
@@ -217,39 +217,130 @@ def ten_fold_accuracy(
     return float(accuracies.mean()), float(accuracies.std(correction=0))
 
 
-def labelled_pairs(
-    labels: torch.Tensor, max_pairs: int = 1_000_000, seed: int = 0
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Verification pairs of a labelled set: all of them when few enough, else a sample.
+_ENUMERATE_GENUINE_MAX = 4_000_000
+"""Genuine pairs up to this many are listed and drawn without replacement; beyond, drawn
+with replacement (repeats are then rare)."""
 
-    With N(N − 1)/2 <= `max_pairs`, every pair i < j, in row-major order. Otherwise a seeded
-    sample of `max_pairs` pairs, half genuine and half impostor (`sampling.balanced_pairs`,
-    drawn with replacement, reordered so that i < j).
+
+def labelled_pairs(
+    labels: torch.Tensor, max_pairs: int = 200_000, seed: int = 0
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Balanced verification pairs of a labelled set: the one way `siamese` draws the pairs
+    it verifies, in training-time validation and in `evaluate` alike.
+
+    As many impostor pairs as genuine ones. Genuine pairs are drawn uniformly among all
+    same-class pairs i < j, without replacement (so a small set gives every genuine pair
+    once): min(max_pairs // 2, all of them). Impostor pairs pick a pair of different classes
+    uniformly among the class pairs, then one example of each uniformly, without repeating a
+    pair while unused ones remain; when the set has fewer impostor pairs than genuine ones,
+    genuine pairs are dropped to match. The order is genuine first, then impostor.
 
     Args:
         labels: (N,) int64 labels.
-        max_pairs: largest number of pairs returned.
-        seed: random seed of the sample (unused when all pairs are returned).
+        max_pairs: largest number of pairs returned (>= 2).
+        seed: random seed.
     Returns:
         (i, j, same): (P,) int64 indices with i < j, and (P,) int64 pair labels,
-        1 = genuine, 0 = impostor.
+        1 = genuine, 0 = impostor; P is even.
+    Raises:
+        DataError: fewer than 2 classes, or no class with 2 examples.
     """
     labels = labels.detach().cpu().flatten()
     n = labels.numel()
     if max_pairs < 2:
         raise ConfigError(f"max_pairs must be >= 2, got {max_pairs}")
-    counts = torch.unique(labels, return_counts=True)[1]
+    _, inverse, counts = torch.unique(labels, return_inverse=True, return_counts=True)
     if counts.numel() < 2 or int(counts.max()) < 2:
         raise DataError(
             f"verification pairs need at least 2 classes and one class with 2 or more examples; "
             f"these {n} labels have {counts.numel()} classes and at most "
             f"{int(counts.max()) if n else 0} examples per class"
         )
-    if n * (n - 1) // 2 <= max_pairs:
-        i, j = torch.triu_indices(n, n, offset=1)
-        return i, j, (labels[i] == labels[j]).long()
-    a, b, same = balanced_pairs(labels, max_pairs, seed)
-    return torch.minimum(a, b), torch.maximum(a, b), same
+    g = torch.Generator().manual_seed(seed)
+    order = torch.argsort(inverse, stable=True)  # class blocks, in class order
+    starts = torch.cumsum(counts, 0) - counts
+    per_class = counts * (counts - 1) // 2
+    n_genuine_all = int(per_class.sum())
+    sizes = counts.double()
+    n_impostor_all = int((sizes.sum() ** 2 - (sizes**2).sum()) / 2)
+    wanted = min(max_pairs // 2, n_genuine_all, n_impostor_all)
+    gi, gj = _genuine_pairs(order, starts, counts, per_class, wanted, g)
+    ii, ij = _impostor_pairs(order, starts, counts, wanted, n_impostor_all, g)
+    i = torch.cat([gi, ii])
+    j = torch.cat([gj, ij])
+    same = torch.cat([torch.ones(wanted, dtype=torch.long), torch.zeros(wanted, dtype=torch.long)])
+    return torch.minimum(i, j), torch.maximum(i, j), same
+
+
+def _genuine_pairs(
+    order: torch.Tensor,
+    starts: torch.Tensor,
+    counts: torch.Tensor,
+    per_class: torch.Tensor,
+    wanted: int,
+    g: torch.Generator,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """`wanted` same-class pairs, uniform over all of them (without replacement when they
+    can be listed)."""
+    total = int(per_class.sum())
+    if total <= _ENUMERATE_GENUINE_MAX:
+        # Every same-class pair (a, b), a < b within its class block, then a random subset.
+        parts_a, parts_b = [], []
+        for c in torch.nonzero(counts >= 2).flatten().tolist():
+            a, b = torch.triu_indices(int(counts[c]), int(counts[c]), offset=1)
+            parts_a.append(order[starts[c] + a])
+            parts_b.append(order[starts[c] + b])
+        pick = torch.randperm(total, generator=g)[:wanted]
+        return torch.cat(parts_a)[pick], torch.cat(parts_b)[pick]
+    # A class with probability ∝ its pair count, then two distinct members uniformly.
+    c = torch.multinomial(per_class.double(), wanted, replacement=True, generator=g)
+    size = counts[c]
+    a = (torch.rand(wanted, generator=g, dtype=torch.float64) * size).long()
+    b = (torch.rand(wanted, generator=g, dtype=torch.float64) * (size - 1)).long()
+    b = b + (b >= a).long()  # skip a itself
+    return order[starts[c] + a], order[starts[c] + b]
+
+
+def _impostor_pairs(
+    order: torch.Tensor,
+    starts: torch.Tensor,
+    counts: torch.Tensor,
+    wanted: int,
+    available: int,
+    g: torch.Generator,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """`wanted` different-class pairs: a class pair uniformly, then a member of each
+    uniformly; repeated pairs are redrawn while unused ones remain."""
+    n_classes = counts.numel()
+    n = int(counts.sum())
+    keys = torch.empty(0, dtype=torch.long)
+    unique_possible = min(wanted, available)
+    for _ in range(64):  # each round draws the shortfall twice over
+        short = unique_possible - keys.numel()
+        if short <= 0:
+            break
+        draw = 2 * short + 16
+        c1 = torch.randint(n_classes, (draw,), generator=g)
+        c2 = torch.randint(n_classes - 1, (draw,), generator=g)
+        c2 = c2 + (c2 >= c1).long()  # a different class, uniform over the others
+        a = order[starts[c1] + (torch.rand(draw, generator=g) * counts[c1]).long()]
+        b = order[starts[c2] + (torch.rand(draw, generator=g) * counts[c2]).long()]
+        fresh = torch.minimum(a, b) * n + torch.maximum(a, b)
+        merged = torch.cat([keys, fresh])
+        # Keep the first occurrence of each pair, in draw order (so the seed fixes them).
+        keys = merged[_first_occurrences(merged).sort().values]
+    keys = keys[:wanted]
+    if keys.numel() < wanted:  # only possible with repeats: top up with them
+        extra = torch.randint(keys.numel(), (wanted - keys.numel(),), generator=g)
+        keys = torch.cat([keys, keys[extra]])
+    return keys // n, keys % n
+
+
+def _first_occurrences(values: torch.Tensor) -> torch.Tensor:
+    """The index of each distinct value's first occurrence in `values` (1-D)."""
+    unique, inverse = torch.unique(values, return_inverse=True)
+    first = torch.full((unique.numel(),), values.numel(), dtype=torch.long)
+    return first.scatter_reduce_(0, inverse, torch.arange(values.numel()), reduce="amin")
 
 
 @dataclass
@@ -262,7 +353,8 @@ class VerificationReport:
         tar_at_far_1e1, tar_at_far_1e2, tar_at_far_1e3: TAR at FAR <= 1e-1, 1e-2, 1e-3
             (see `tar_at_far` for FARs below 1 / n_impostor).
         best_accuracy, best_threshold: the best accuracy on these pairs and its threshold.
-        ten_fold_mean, ten_fold_std: accuracy under the LFW protocol, with `folds` folds.
+        ten_fold_mean, ten_fold_std: cross-validated accuracy over `folds` folds of these
+            pairs (`ten_fold_accuracy`; folds may share identities).
         n_genuine, n_impostor: pair counts.
     """
 
@@ -292,7 +384,7 @@ def verification_metrics(
     Args:
         distances: (P,) pair distances; same: (P,) 1 = genuine, 0 = impostor.
         seed: random seed of the cross-validation folds.
-        folds: folds of the LFW protocol; lowered to the smaller of the genuine and impostor
+        folds: folds of the cross-validated accuracy; lowered to the smaller of the genuine and impostor
             counts when there are fewer pairs of either kind (at least 2 of each are needed).
     Returns:
         VerificationReport.

@@ -134,6 +134,7 @@ def verification(
 
     i, j, same = _pairs(data, seed) if pairs is None else pairs
     d = _pair_distances(z, i, j, metric)
+    result.pairs = (i, j, same, d)
     report = verification_metrics(d, same, seed=seed)
     values = report.as_dict()
     result.metrics["verification"] = values

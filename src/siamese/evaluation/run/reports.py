@@ -5,7 +5,9 @@
 from __future__ import annotations
 
 import base64
+import csv
 import html
+import io
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -57,9 +59,28 @@ def write_reports(evaluation: Evaluation, preamble: Preamble | None = None) -> d
         "html": run / "report.html",
     }
     write_bytes_atomic(paths["metrics"], (json.dumps(document, indent=2) + "\n").encode())
+    if evaluation.pairs is not None:
+        paths["pairs"] = run / "pairs.csv"
+        write_bytes_atomic(paths["pairs"], pairs_csv(evaluation).encode())
     write_bytes_atomic(paths["markdown"], markdown_report(evaluation, preamble).encode())
     write_bytes_atomic(paths["html"], html_report(evaluation, preamble).encode())
     return paths
+
+
+def pairs_csv(evaluation: Evaluation) -> str:
+    """The verification pairs as CSV: `i,j,same,distance` (i, j: indices of the evaluation
+    examples; same: 1 = genuine, 0 = impostor), then `path_i,path_j` when the examples come
+    from files; enough to re-derive every verification number."""
+    assert evaluation.pairs is not None
+    i, j, same, d = (t.tolist() for t in evaluation.pairs)
+    paths = evaluation.labeled.paths if evaluation.labeled is not None else None
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(["i", "j", "same", "distance", *(["path_i", "path_j"] if paths else [])])
+    for a, b, s, dist in zip(i, j, same, d, strict=True):
+        row = [a, b, s, repr(float(dist))]
+        writer.writerow(row + ([paths[a], paths[b]] if paths else []))
+    return out.getvalue()
 
 
 def _format(value: Any) -> str:

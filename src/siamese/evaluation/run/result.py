@@ -30,3 +30,6 @@ class Evaluation:
     """The evaluation examples themselves (for callers that draw more figures)."""
     embeddings: torch.Tensor | None = None
     """(N, D) their embeddings by the run's model."""
+    pairs: tuple[torch.Tensor, ...] | None = None
+    """The verification pairs (i, j, same, distance), each (P,): i and j index the evaluation
+    examples, same is 1 = genuine, 0 = impostor; written to `pairs.csv`."""
