@@ -22,9 +22,9 @@ def test_demo_writes_report_metrics_and_figures(tmp_path, capsys) -> None:
     out = tmp_path / "demo"
     code, printed = run_cli(["demo", "--out", str(out), "--epochs", "1", "--quiet"], capsys)
     assert code == 0, printed
-    assert f"report: {out / 'report.md'}" in printed
+    assert f"report: {out / 'evaluation' / 'report.md'}" in printed
     summary = json.loads((out / "demo.json").read_text())
-    document = json.loads((out / "metrics.json").read_text())
+    document = json.loads((out / "evaluation" / "metrics.json").read_text())
     assert document["summary"]["oneshot_5way"] == summary["oneshot_5way"]
     assert summary["unseen_verification_auc"] >= 0.9
     # What training adds: the embedding beats raw pixels by a wide margin.
@@ -35,9 +35,9 @@ def test_demo_writes_report_metrics_and_figures(tmp_path, capsys) -> None:
     # Episodes draw support and query from different fonts.
     assert document["metrics"]["fewshot"]["support and queries"] == "from different groups"
     for name in ("embedding", "training", "roc", "oneshot"):
-        png = out / "figures" / f"{name}.png"
+        png = out / "evaluation" / "figures" / f"{name}.png"
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
-    report = (out / "report.md").read_text()
+    report = (out / "evaluation" / "report.md").read_text()
     assert report.startswith("# siamese demo")
     assert "figures/roc.png" in report and f"{summary['unseen_verification_auc']:.3f}" in report
     assert (out / "model.safetensors").is_file() and (out / "config.yaml").is_file()

@@ -27,6 +27,7 @@ def digits_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
             "batches.p=5",
             "batches.k=4",
             "train.epochs=2",
+            "train.validate_every=0",  # one validation, at the end: it chooses nothing
         ],
     )
     train_run(config, run, quiet=True)
@@ -40,18 +41,25 @@ def test_evaluate_writes_the_three_reports(
     assert code == 0, out
     assert "ROC AUC" in out and "precision@1" in out and "5-way 1-shot" in out
     assert "20-way" not in out  # 5 classes: 5-way is every class at once
-    metrics = json.loads((digits_run / "metrics.json").read_text())
+    metrics = json.loads((digits_run / "evaluation" / "metrics.json").read_text())
     assert metrics["data"] == "digits (the run's held-out validation part)"
     assert metrics["classes"] == 5
+    statement = metrics["statement"]
+    assert statement["classes_seen"] == 0 and statement["setting"].startswith("open-set")
+    assert statement["examples_trained_on"] == 0 and statement["warnings"] == []
+    assert "Classes seen in training: 0 of 5 (open-set" in out
     assert {"verification", "retrieval", "fewshot"} <= set(metrics["metrics"])
     assert 0.5 < metrics["metrics"]["verification"]["auc"] <= 1
     assert 0 <= metrics["metrics"]["retrieval"]["map_at_r"] <= 1
-    markdown = (digits_run / "report.md").read_text()
+    markdown = (digits_run / "evaluation" / "report.md").read_text()
+    assert markdown.splitlines()[2].startswith("Data: digits (the run's held-out validation part)")
+    assert markdown.splitlines()[3].startswith("Classes seen in training: 0 of 5")
+    assert markdown.splitlines()[4].startswith("Examples trained on: 0 of")
     assert "| ROC AUC |" in markdown and "![Verification ROC](figures/roc.png)" in markdown
-    page = (digits_run / "report.html").read_text()
+    page = (digits_run / "evaluation" / "report.html").read_text()
     assert page.count("data:image/png;base64,") == len(metrics["figures"]) >= 5
     for figure in metrics["figures"].values():
-        with Image.open(digits_run / figure) as image:
+        with Image.open(digits_run / "evaluation" / figure) as image:
             assert image.size[0] > 300 and image.getextrema() != ((255, 255),) * 4
     # pairs.csv re-derives the verification numbers: balanced pairs, the same AUC.
     import csv
@@ -60,7 +68,7 @@ def test_evaluate_writes_the_three_reports(
 
     from siamese.evaluation.verification import roc_auc
 
-    with (digits_run / "pairs.csv").open() as f:
+    with (digits_run / "evaluation" / "pairs.csv").open() as f:
         rows = list(csv.DictReader(f))
     same = torch.tensor([int(r["same"]) for r in rows])
     distance = torch.tensor([float(r["distance"]) for r in rows], dtype=torch.float64)
@@ -75,7 +83,7 @@ def test_evaluate_measures_raw_inputs_beside_and_checks_the_episode_groups(
 ) -> None:
     code, out = run_cli(["evaluate", str(digits_run), "--episodes", "100", "--baseline"], capsys)
     assert code == 0, out
-    metrics = json.loads((digits_run / "metrics.json").read_text())
+    metrics = json.loads((digits_run / "evaluation" / "metrics.json").read_text())
     raw = metrics["metrics"]["raw_inputs"]
     model = metrics["metrics"]["verification"]
     # The same pairs: as many genuine and impostor pairs, another AUC.
@@ -86,6 +94,85 @@ def test_evaluate_measures_raw_inputs_beside_and_checks_the_episode_groups(
     assert "accuracy_at_validation_threshold" not in model
     code, out = run_cli(["evaluate", str(digits_run), "--fewshot-across", "writer"], capsys)
     assert code == 1 and "has no such per-example attribute" in out and "Traceback" not in out
+
+
+def test_evaluate_refuses_data_that_chose_the_checkpoint_and_warns_on_trained_examples(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run = tmp_path / "run"
+    config = load_config(
+        None,
+        [
+            "data.name=digits",
+            "data.validation_fraction=0.5",
+            "model.options.widths=[8]",
+            "model.embedding_dim=8",
+            "batches.p=5",
+            "batches.k=4",
+            "train.steps=4",
+            "train.epochs=null",
+            "train.checkpoint_every=2",
+            "train.validate_every=1",
+        ],
+    )
+    config.train.epochs = 2
+    config.train.steps = None
+    train_run(config, run, quiet=True)
+    code, out = run_cli(["evaluate", str(run), "--episodes", "20"], capsys)
+    assert code == 1 and "validated 2 times" in out and "--data" in out
+    assert not (run / "evaluation").exists()
+    # Asked for explicitly, data the run trained on is evaluated, with a warning.
+    code, out = run_cli(["evaluate", str(run), "--data", "digits", "--episodes", "20"], capsys)
+    assert code == 0, out
+    statement = json.loads((run / "evaluation" / "metrics.json").read_text())["statement"]
+    assert statement["setting"] == "partly seen classes" and statement["classes_seen"] == 5
+    assert 800 <= statement["examples_trained_on"] <= 1000  # the 5 training digits
+    assert "were trained on" in statement["warnings"][0] and "Warning:" in out
+
+
+def test_a_run_on_all_of_a_dataset_is_not_evaluated_on_one_of_its_splits() -> None:
+    from siamese.evaluation.run.data import evaluation_data
+
+    config = load_config(None, ["data.name=glyphs", "data.split=all", "data.validation=classes"])
+    chosen = evaluation_data(config)
+    assert chosen.source == "validation"  # not glyphs "train", which "all" contains
+    trained = load_config(None, ["data.name=glyphs", "data.split=train"])
+    assert evaluation_data(trained).description == "glyphs (test)"
+
+
+def test_a_failed_evaluation_leaves_the_earlier_one_intact_and_out_chooses_the_folder(
+    digits_run: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    from siamese.evaluation.run import protocols
+
+    code, out = run_cli(["evaluate", str(digits_run), "--episodes", "50"], capsys)
+    assert code == 0, out
+    folder = digits_run / "evaluation"
+    before = {p.relative_to(folder): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+    assert Path("figures/embedding.png") in before and Path("pairs.csv") in before
+
+    def broken(*args, **kwargs):  # type: ignore[no-untyped-def]
+        raise RuntimeError("the disk filled up")
+
+    # Fails after the embedding figure and the verification were drawn.
+    monkeypatch.setattr(protocols, "retrieval", broken)
+    with pytest.raises(RuntimeError, match="disk filled up"):
+        run_cli(["evaluate", str(digits_run), "--episodes", "60", "--seed", "3"], capsys)
+    after = {p.relative_to(folder): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+    assert after == before
+    assert [p.name for p in digits_run.iterdir() if p.name.startswith(".evaluation")] == []
+    monkeypatch.undo()
+    elsewhere = tmp_path / "reports" / "digits"
+    code, out = run_cli(
+        ["evaluate", str(digits_run), "--episodes", "50", "--out", str(elsewhere)], capsys
+    )
+    assert code == 0 and str(elsewhere / "report.md") in out
+    assert (elsewhere / "figures" / "roc.png").is_file()
+    after = {p.relative_to(folder): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+    assert after == before
 
 
 def test_plot_draws_one_figure_and_errors_are_one_line(
@@ -194,7 +281,7 @@ def test_the_retrieval_figure_of_a_training_gallery_shows_training_examples(
     test = LabeledData(x=torch.zeros(12, 1, 4, 4, dtype=torch.uint8), y=y, classes=list("abcd"))
     gallery_x = torch.full((12, 1, 4, 4), 255, dtype=torch.uint8)
     z = torch.nn.functional.one_hot(y, 4).float()
-    result = Evaluation(tmp_path, "test", 12, 4)
+    result = Evaluation(tmp_path, "test", 12, 4, tmp_path)
     protocols.retrieval(result, test, z, "euclidean", tmp_path, 0, (z + 0.01, y), gallery_x)
     images, neighbours = drawn["images"], drawn["neighbours"]
     assert bool((images[drawn["queries"]] == 0).all())  # the queries: test images
@@ -225,7 +312,7 @@ def test_novelty_of_an_mnist_model_against_fashion_mnist(
     argv = ["evaluate", str(run), "--protocol", "novelty", "--ood", "fashion-mnist:test"]
     code, out = run_cli(argv, capsys)
     assert code == 0, out
-    novelty = json.loads((run / "metrics.json").read_text())["metrics"]["novelty"]
+    novelty = json.loads((run / "evaluation" / "metrics.json").read_text())["metrics"]["novelty"]
     assert novelty["ood"] == "fashion-mnist:test"
     # Even a briefly trained digit embedding tells clothes from digits by distance; the
     # Gini detector needs a longer-trained model (0.97 after 150 steps by hand), so here
@@ -237,13 +324,15 @@ def test_novelty_of_an_mnist_model_against_fashion_mnist(
     argv = ["evaluate", str(run), "--protocol", "novelty", "--ood", "omniglot:evaluation"]
     code, out = run_cli(argv, capsys)
     assert code == 0, out
-    novelty = json.loads((run / "metrics.json").read_text())["metrics"]["novelty"]
+    novelty = json.loads((run / "evaluation" / "metrics.json").read_text())["metrics"]["novelty"]
     assert novelty["ood_resized"] == "resized from 105×105 to 28×28"
     assert novelty["ood_examples"] == 13_180 and novelty["distance"]["auroc"] > 0.6
     # The tutorials' 1-NN test accuracy: MNIST test queries against the 60,000 training images.
     argv = ["evaluate", str(run), "--protocol", "retrieval", "--gallery", "train"]
     code, out = run_cli(argv, capsys)
     assert code == 0 and "1-NN accuracy (gallery: training set)" in out
-    retrieval = json.loads((run / "metrics.json").read_text())["metrics"]["retrieval"]
+    retrieval = json.loads((run / "evaluation" / "metrics.json").read_text())["metrics"][
+        "retrieval"
+    ]
     assert retrieval["gallery"] == "training examples" and retrieval["queries"] == 10_000
     assert retrieval["precision_at_1"] > 0.5  # 40 steps of training; chance is 0.1

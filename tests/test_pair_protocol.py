@@ -95,7 +95,7 @@ def test_a_pair_protocol_run_is_evaluated_on_its_held_out_pairs(
     code, out = run_cli(["evaluate", str(run)], capsys)
     assert code == 0, out
     assert "accuracy at d < margin/2" in out and "precision@1" not in out
-    metrics = json.loads((run / "metrics.json").read_text())
+    metrics = json.loads((run / "evaluation" / "metrics.json").read_text())
     assert metrics["data"] == "digits (the run's held-out 25% of 2,000 pairs)"
     protocol = metrics["metrics"]["pair_protocol"]
     assert protocol["held_out_pairs"] == 500 and protocol["training_pairs"] == 1500

@@ -5,10 +5,13 @@ directory), `models` (model files) and `evaluation` (reports)."""
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import os
+import shutil
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +41,33 @@ def write_bytes_atomic(path: Path, payload: bytes) -> None:
         Path(tmp).unlink(missing_ok=True)
         raise
     _fsync_directory(path.parent)
+
+
+@contextlib.contextmanager
+def atomic_directory(final: Path) -> Iterator[Path]:
+    """A folder written as a whole: the caller fills the yielded temporary folder (a sibling
+    of `final`); when the block ends without an error it replaces `final` (an earlier folder
+    there is removed only after the new one is in place); on an error it is removed and
+    `final` stays as it was.
+
+    Raises:
+        OSError: the parent of `final` cannot be written.
+    """
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{final.name}.", suffix=".tmp"))
+    try:
+        yield tmp
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    old = None
+    if final.exists():
+        old = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{final.name}.", suffix=".old"))
+        os.replace(final, old / final.name)
+    os.replace(tmp, final)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+    _fsync_directory(final.parent)
 
 
 def write_json_atomic(path: Path, value: Any) -> None:

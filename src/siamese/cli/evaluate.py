@@ -59,26 +59,46 @@ def evaluate(
             "what training added.",
         ),
     ] = False,
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            "--out",
+            help="The evaluation's folder (default: RUN/evaluation); replaced as a whole once "
+            "the evaluation is complete.",
+        ),
+    ] = None,
 ) -> None:
-    """Measure a trained run and write metrics.json, report.md and report.html into it."""
+    """Measure a trained run: metrics.json, report.md, report.html, pairs.csv and figures/ in
+    RUN/evaluation (or --out)."""
     from rich.console import Console
     from rich.table import Table
 
-    from siamese.evaluation.run.evaluator import evaluate_run
-    from siamese.evaluation.run.reports import write_reports
+    from siamese.evaluation.run.reports import evaluate_into
+    from siamese.evaluation.run.result import statement_lines
 
     protocols = tuple(protocol or ("verification", "retrieval", "fewshot"))
     if ood is not None and "novelty" not in protocols:
         protocols = (*protocols, "novelty")
-    result = evaluate_run(
-        run, protocols, data, split, ood, seed, episodes, gallery, fewshot_across, baseline
+    result, paths = evaluate_into(
+        run,
+        out,
+        protocols=protocols,
+        data_name=data,
+        split=split,
+        ood=ood,
+        seed=seed,
+        episodes=episodes,
+        gallery=gallery,
+        fewshot_across=fewshot_across,
+        baseline=baseline,
     )
-    paths = write_reports(result)
     console = Console(highlight=False, soft_wrap=True)
     table = Table(title=f"{run.name} on {result.data}")
     table.add_column("measure")
     table.add_column("value", justify="right")
     for name, value in result.headline.items():
         table.add_row(name, f"{value:.4f}")
+    for line in statement_lines(result.statement):
+        console.print(line)
     console.print(table)
     console.print(f"report: {paths['markdown']} and {paths['html']}")

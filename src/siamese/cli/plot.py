@@ -18,6 +18,9 @@ def plot(
     seed: Annotated[int, typer.Option("--seed", min=0, help="Seed of the figure's picks.")] = 0,
 ) -> None:
     """Draw one figure of a run into RUN/figures/KIND.png."""
+    import tempfile
+
+    from siamese.atomic_files import write_bytes_atomic
     from siamese.errors import ConfigError
     from siamese.evaluation.run.evaluator import evaluate_run
 
@@ -30,7 +33,13 @@ def plot(
         "oneshot": "fewshot",
     }
     protocols = (needs[kind],) if kind in needs else ()
-    result = evaluate_run(run, protocols, seed=seed, episodes=10)
-    if kind not in result.figures:
-        raise ConfigError(f"{run} cannot draw {kind!r}: its data has no images or no training log")
-    typer.echo(str(result.figures[kind]))
+    with tempfile.TemporaryDirectory() as scratch:  # the evaluation's other figures go
+        result = evaluate_run(run, protocols, seed=seed, episodes=10, out=Path(scratch))
+        if kind not in result.figures:
+            raise ConfigError(
+                f"{run} cannot draw {kind!r}: its data has no images or no training log"
+            )
+        target = run / "figures" / f"{kind}.png"
+        target.parent.mkdir(exist_ok=True)
+        write_bytes_atomic(target, result.figures[kind].read_bytes())
+    typer.echo(str(target))

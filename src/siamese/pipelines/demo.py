@@ -23,8 +23,8 @@ from rich.table import Table
 from siamese.atomic_files import write_json_atomic
 from siamese.config import RunConfig, load_config
 from siamese.errors import ConfigError, OutputError
-from siamese.evaluation.run import Evaluation, evaluate_run
-from siamese.evaluation.run.reports import Preamble, write_reports
+from siamese.evaluation.run import Evaluation
+from siamese.evaluation.run.reports import Preamble, evaluate_into
 from siamese.training.run import train_run
 from siamese.training.run_directory import describe_contents, holds_run
 
@@ -68,7 +68,7 @@ def run_demo(
     force: bool = False,
 ) -> DemoResult:
     """Train the demo recipe into `out`, evaluate it on the held-out characters and write the
-    demo's report (`report.md`, `report.html`, `metrics.json` with a `summary`).
+    demo's report (`evaluation/report.md`, `report.html`, `metrics.json` with a `summary`).
 
     An earlier demo in `out` is replaced as a whole; any other run only with `force`; a folder
     with other files is refused.
@@ -86,14 +86,23 @@ def run_demo(
             "or pass --force to replace that run (nothing was changed)"
         )
     run = train_run(config, out, quiet=quiet, console=console, force=replace)
-    evaluation = evaluate_run(
-        out, seed=seed, episodes=EPISODES, fewshot_across="writer", baseline=True
+    summary: dict[str, float] = {}
+
+    def preamble(evaluation: Evaluation) -> Preamble:
+        summary.update(demo_summary(evaluation))
+        summary["train_seconds"] = run.seconds
+        summary["train_images_per_second"] = run.images_per_s
+        summary["total_seconds"] = time.perf_counter() - started
+        return demo_preamble(evaluation, config, summary)
+
+    _, paths = evaluate_into(
+        out,
+        preamble=preamble,
+        seed=seed,
+        episodes=EPISODES,
+        fewshot_across="writer",
+        baseline=True,
     )
-    summary = demo_summary(evaluation)
-    summary["train_seconds"] = run.seconds
-    summary["train_images_per_second"] = run.images_per_s
-    summary["total_seconds"] = time.perf_counter() - started
-    paths = write_reports(evaluation, demo_preamble(evaluation, config, summary))
     write_json_atomic(out / DEMO_MARKER, {"epochs": epochs, "seed": seed, **summary})
     return DemoResult(summary, paths["markdown"], paths["html"])
 

@@ -92,7 +92,7 @@ def run_sweep(
     Raises:
         ConfigError: as `parse_sweep` and the config demand (checked for every value first).
     """
-    from siamese.evaluation.run.evaluator import evaluate_run
+    from siamese.evaluation.run.reports import evaluate_into
     from siamese.plots import SweepPanel, plot_margin_sweep
     from siamese.training.run import train_run
 
@@ -109,8 +109,11 @@ def run_sweep(
             train_run(
                 config, run, resume=(run / "config.yaml").exists(), quiet=quiet, console=console
             )
-        evaluation = evaluate_run(
-            run, ("verification", "retrieval", "fewshot"), episodes=episodes, gallery=gallery
+        evaluation, _ = evaluate_into(
+            run,
+            protocols=("verification", "retrieval", "fewshot"),
+            episodes=episodes,
+            gallery=gallery,
         )
         row = {key: value, **evaluation.headline}
         rows.append(row)

@@ -26,6 +26,7 @@ RUN_FILES: frozenset[str] = frozenset(
         "model.safetensors",
         "model.json",
         "pair_head.safetensors",
+        "evaluation",
         "metrics.json",
         "report.md",
         "report.html",
@@ -33,7 +34,9 @@ RUN_FILES: frozenset[str] = frozenset(
         "demo.json",
     }
 )
-"""Everything a run (training, evaluation, the demo's report) writes at a run directory's top."""
+"""Everything a run writes at a run directory's top: training's files, `evaluation/` (and, from
+earlier versions, the evaluation files that were written at the top), `figures/` (`siamese
+plot`) and the demo's marker."""
 
 
 def prepare_run_directory(out: Path) -> Path:

@@ -63,11 +63,14 @@ def evaluation_data(
     name = config.data.name
     if split is None and config.data.validation == "split":
         split = config.data.validation_split
+        data = load_dataset(name, split, data_dir, **run_options)
+        return ChosenData(data, f"{name} ({split}, the run's validation split)", "validation")
     info = DATASETS.get(name)
     if split is None and info is not None and len(info.splits) > 1:
         trained = config.data.split or info.default_split
+        # A split other than the trained one; none is disjoint from "all".
         others = [s for s in info.splits if s not in (trained, "all")]
-        split = others[0] if others else None
+        split = others[0] if others and trained != "all" else None
     if split is not None:
         data = load_dataset(name, split, data_dir, **run_options)
         return ChosenData(data, f"{name} ({split})", "other_split")

@@ -33,6 +33,7 @@ def evaluate_run(
     gallery: str = "self",
     fewshot_across: str | None = None,
     baseline: bool = False,
+    out: Path | None = None,
 ) -> Evaluation:
     """Embed the evaluation data with the run's model and measure each protocol.
 
@@ -51,6 +52,8 @@ def evaluate_run(
         fewshot_across: a per-example attribute of the data (`meta`, e.g. "writer": the font
             of glyphs, the drawer of Omniglot); each episode's support and queries then come
             from different values of it.
+        out: the folder the figures are drawn into (`out/figures/`) and the reports belong
+            in (default: RUN/evaluation). `evaluate_into` fills it as a whole or not at all.
         baseline: also measure verification and 1-shot episodes on the raw inputs (pixels
             scaled to [0, 1]), with the same pairs and episodes, to show what training added;
             the ROC figure draws both.
@@ -112,14 +115,6 @@ def evaluate_run(
                 "examples with --data NAME [--split SPLIT]"
             )
         pairs = protocol_pairs(config, data.y)
-    z = embed(model, data.x)
-    metric = config.loss.metric
-    result = Evaluation(run_dir, description, len(data), int(torch.unique(data.y).numel()))
-    if pairs is not None:
-        result.metrics["pair_protocol"] = pairs[1]
-    result.labeled, result.embeddings = data, z
-    figures_dir = run_dir / "figures"
-    figures_dir.mkdir(parents=True, exist_ok=True)
     parts: list[tuple[LabeledData, LabeledData | None]] = []
 
     def training_parts() -> tuple[LabeledData, LabeledData | None]:
@@ -130,6 +125,19 @@ def evaluate_run(
             train, validation, _ = load_training_data(config)
             parts.append((train, validation))
         return parts[0]
+
+    if chosen.source == "validation":
+        _refuse_a_validation_that_chose(run_dir, description)
+    z = embed(model, data.x)
+    metric = config.loss.metric
+    out = run_dir / "evaluation" if out is None else out
+    result = Evaluation(run_dir, description, len(data), int(torch.unique(data.y).numel()), out)
+    result.statement = data_statement(data, training_parts()[0], chosen.source)
+    if pairs is not None:
+        result.metrics["pair_protocol"] = pairs[1]
+    result.labeled, result.embeddings = data, z
+    figures_dir = out / "figures"
+    figures_dir.mkdir(parents=True, exist_ok=True)
 
     trained: list[tuple[torch.Tensor, torch.Tensor]] = []
 
@@ -181,6 +189,61 @@ def evaluate_run(
         same_classes = training_parts()[0].classes == data.classes
         measure.novelty(result, config, model, z, data, ood, metric, reference, same_classes)
     return result
+
+
+def data_statement(data: LabeledData, train: LabeledData, source: str) -> dict[str, object]:
+    """How the evaluation data relates to the run's training data: classes seen (by name),
+    examples trained on (by content), open- or closed-set, and warnings."""
+    from siamese.data.fingerprints import shared_examples
+
+    present = torch.unique(data.y).tolist()
+    trained_classes = {train.classes[c] for c in torch.unique(train.y).tolist()}
+    names = [data.classes[c] if c < len(data.classes) else str(c) for c in present]
+    seen = sum(name in trained_classes for name in names)
+    trained_on = int(shared_examples(data.x, train.x).sum())
+    setting = (
+        "open-set: no class was seen in training"
+        if seen == 0
+        else "closed-set: every class was seen in training"
+        if seen == len(names)
+        else "partly seen classes"
+    )
+    warnings = []
+    if trained_on and source != "pairs":
+        warnings.append(
+            f"{trained_on:,} of these {len(data):,} examples were trained on: the figures are "
+            "optimistic for them"
+        )
+    if source == "pairs":
+        warnings.append(
+            "the pair tutorials' closed-set protocol: held-out pairs of examples that were "
+            "trained on, in other pairs"
+        )
+    return {
+        "examples": len(data),
+        "classes": len(names),
+        "classes_seen": seen,
+        "setting": setting,
+        "examples_trained_on": trained_on,
+        "warnings": warnings,
+    }
+
+
+def _refuse_a_validation_that_chose(run_dir: Path, description: str) -> None:
+    """Raise when the run validated on its validation data more than once: that data then
+    chose the checkpoint (and early stopping), so numbers on it would be optimistic."""
+    from siamese.training.telemetry import read_metrics
+
+    path = run_dir / "metrics.csv"
+    rows = read_metrics(path) if path.is_file() else []
+    validations = sum(1 for row in rows if row.get("kind") == "validation")
+    if validations > 1:
+        raise ConfigError(
+            f"{run_dir} validated {validations} times on {description}, which chose its "
+            "checkpoint: evaluating there would flatter it, and the run has no other held-out "
+            "data. Name unseen data with --data NAME [--split SPLIT], or train with "
+            "train.validate_every: 0 (one validation, at the end) or a dataset with a test split"
+        )
 
 
 def _input_shape(run_dir: Path) -> list[int]:

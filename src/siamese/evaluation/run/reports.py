@@ -9,12 +9,14 @@ import csv
 import html
 import io
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from siamese.atomic_files import write_bytes_atomic
-from siamese.evaluation.run.result import Evaluation
+from siamese.atomic_files import atomic_directory, write_bytes_atomic
+from siamese.errors import OutputError
+from siamese.evaluation.run.result import Evaluation, statement_lines
 
 _FIGURE_TITLES = {
     "embedding": "Embedding",
@@ -40,13 +42,52 @@ class Preamble:
     summary: dict[str, float] = field(default_factory=dict)
 
 
+def evaluate_into(
+    run_dir: Path,
+    out: Path | None = None,
+    preamble: Callable[[Evaluation], Preamble] | None = None,
+    **options: Any,
+) -> tuple[Evaluation, dict[str, Path]]:
+    """`evaluate_run` and `write_reports` into the folder `out` (default RUN/evaluation) as a
+    whole: everything is written into a temporary sibling first, which replaces `out` only
+    when complete, so a failed or interrupted evaluation leaves an earlier one intact.
+
+    Args:
+        run_dir: a finished run.
+        out: the evaluation's folder.
+        preamble: builds a report opening from the finished evaluation (the demo's).
+        options: `evaluate_run`'s (protocols, data_name, split, ood, seed, episodes, ...).
+    Returns:
+        The evaluation (its figure paths inside `out`) and the report paths by name.
+    Raises:
+        OutputError: `out` cannot be written. As `evaluate_run` otherwise.
+    """
+    from siamese.evaluation.run.evaluator import evaluate_run
+
+    final = run_dir / "evaluation" if out is None else out
+    try:
+        with atomic_directory(final) as tmp:
+            evaluation = evaluate_run(run_dir, out=tmp, **options)
+            paths = write_reports(evaluation, preamble(evaluation) if preamble else None)
+    except OSError as err:
+        raise OutputError(
+            f"cannot write the evaluation into {final}: {err.strerror or err}. Choose a "
+            "writable folder with --out."
+        ) from None
+    evaluation.out_dir = final
+    evaluation.figures = {k: final / p.relative_to(tmp) for k, p in evaluation.figures.items()}
+    return evaluation, {k: final / p.relative_to(tmp) for k, p in paths.items()}
+
+
 def write_reports(evaluation: Evaluation, preamble: Preamble | None = None) -> dict[str, Path]:
-    """Write metrics.json, report.md and report.html into the run directory; return their
-    paths by name. A `preamble` opens both reports, and its summary goes into metrics.json."""
-    run = evaluation.run_dir
+    """Write metrics.json, report.md, report.html (and pairs.csv) into the evaluation's
+    folder; return their paths by name. A `preamble` opens both reports, and its summary
+    goes into metrics.json."""
+    run = evaluation.out_dir
     document = {
         **({"summary": preamble.summary} if preamble is not None else {}),
         "data": evaluation.data,
+        "statement": evaluation.statement,
         "examples": evaluation.examples,
         "classes": evaluation.classes,
         "headline": evaluation.headline,
@@ -104,6 +145,9 @@ def markdown_report(evaluation: Evaluation, preamble: Preamble | None = None) ->
     lines = [
         f"# {preamble.title}" if preamble else f"# Evaluation of {evaluation.run_dir.name}",
         "",
+        f"Data: {evaluation.data}, {evaluation.examples:,} examples of {evaluation.classes} classes.  ",
+        *(f"{line}  " for line in statement_lines(evaluation.statement)),
+        "",
     ]
     if preamble is not None:
         for paragraph in preamble.paragraphs:
@@ -119,8 +163,6 @@ def markdown_report(evaluation: Evaluation, preamble: Preamble | None = None) ->
         lines += [f"- {note}" for note in preamble.notes]
         lines += ["", "## Every measure", ""] if preamble.notes else ["## Every measure", ""]
     lines += [
-        f"Data: {evaluation.data}, {evaluation.examples:,} examples of {evaluation.classes} classes.",
-        "",
         "| measure | value |",
         "|---|---|",
         *(f"| {name} | {_format(value)} |" for name, value in evaluation.headline.items()),
@@ -132,7 +174,7 @@ def markdown_report(evaluation: Evaluation, preamble: Preamble | None = None) ->
         lines += ["", "## Figures"]
         for name, path in evaluation.figures.items():
             title = _FIGURE_TITLES.get(name, name)
-            lines += ["", f"![{title}]({path.relative_to(evaluation.run_dir).as_posix()})"]
+            lines += ["", f"![{title}]({path.relative_to(evaluation.out_dir).as_posix()})"]
     return "\n".join(lines) + "\n"
 
 
@@ -166,9 +208,10 @@ def html_report(evaluation: Evaluation, preamble: Preamble | None = None) -> str
         "padding:4px 10px;text-align:left}th{background:#f3f3f3}img{max-width:100%}</style>",
         "</head><body>",
         f"<h1>{e(title)}</h1>",
-        *opening,
         f"<p>Data: {e(evaluation.data)}, {evaluation.examples:,} examples of "
         f"{evaluation.classes} classes.</p>",
+        *(f"<p>{e(line)}</p>" for line in statement_lines(evaluation.statement)),
+        *opening,
         table([(k, _format(v)) for k, v in evaluation.headline.items()]),
     ]
     for protocol, values in evaluation.metrics.items():
