@@ -2,7 +2,7 @@
 
 For each recipe: `siamese train` (or `siamese sweep`) in a fresh process, timed from start to
 the saved model; then `siamese evaluate` with the recipe's protocol; the figures are read
-from the run's metrics.json. Peers run in the same invocation on the same machine:
+from the run's evaluation/metrics.json. Peers run in the same invocation on the same machine:
 pytorch-metric-learning's standard MNIST recipe beside `mnist_triplet` (its accuracy at our
 training time, and the time it needs to reach ours), and the Keras tutorial itself (Keras 3,
 torch backend) beside `mnist_keras_tutorial`.
@@ -260,8 +260,9 @@ def run_recipe(recipe: Recipe, env: dict[str, str], data_dir: str | None) -> dic
         result["train_summary"] = output.strip().splitlines()[-1]
         seconds, _ = timed([*siamese, "evaluate", str(run), *recipe.evaluate], env)
         result["evaluate_seconds"] = round(seconds, 1)
-        metrics = json.loads((run / "metrics.json").read_text())
+        metrics = json.loads((run / "evaluation" / "metrics.json").read_text())
         result["evaluated_on"] = metrics["data"]
+        result["data_statement"] = metrics["statement"]
         result["metrics"] = metrics["metrics"]
         result["figures"] = {
             label: lookup(metrics["metrics"], path) for label, path in recipe.figures
