@@ -175,6 +175,62 @@ def test_a_failed_evaluation_leaves_the_earlier_one_intact_and_out_chooses_the_f
     assert after == before
 
 
+def test_a_pair_classifier_run_is_scored_by_its_head(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import csv
+
+    import torch
+
+    import siamese
+    from siamese.data.sources import load_dataset
+    from siamese.training.telemetry import read_metrics
+
+    run = tmp_path / "run"
+    config = load_config(
+        None,
+        [
+            "data.name=digits",
+            "data.validation_fraction=0.5",
+            "model.options.widths=[8]",
+            "model.embedding_dim=8",
+            "loss.name=pair_classifier",
+            "batches.p=5",
+            "batches.k=4",
+            "train.epochs=1",
+            "train.validate_every=0",
+        ],
+    )
+    train_run(config, run, quiet=True)
+    code, out = run_cli(["evaluate", str(run), "--protocol", "verification"], capsys)
+    assert code == 0, out
+    folder = run / "evaluation"
+    verification = json.loads((folder / "metrics.json").read_text())["metrics"]["verification"]
+    assert verification["score"] == "1 - p(same) from the pair classifier's head"
+    with (folder / "pairs.csv").open() as f:
+        rows = list(csv.DictReader(f))[:50]
+    net = siamese.load_siamese_net(run)
+    data = load_dataset("digits")
+    i = torch.tensor([int(r["i"]) for r in rows])
+    j = torch.tensor([int(r["j"]) for r in rows])
+    held_out = json.loads((run / "split.json").read_text())["parts"]["validation"]["class_ids"]
+    x = data.x[torch.isin(data.y, torch.tensor(held_out))]
+    with torch.no_grad():
+        expected = 1 - net.probability(x[i], x[j])
+    got = torch.tensor([float(r["distance"]) for r in rows])
+    torch.testing.assert_close(got, expected.float(), atol=1e-5, rtol=1e-4)
+    # Training-time validation scored the same way: its AUC is the head's, not a distance's.
+    from siamese.evaluation.validation import validate
+    from siamese.training.setup import load_training_data
+
+    _, val_data, _ = load_training_data(config)
+    rows = [r for r in read_metrics(run / "metrics.csv") if r["kind"] == "validation"]
+    logged = float(rows[-1]["val_roc_auc"])
+    by_head = validate(net.embedding_net, val_data, seed=config.seed, head=net.head)["roc_auc"]
+    by_distance = validate(net.embedding_net, val_data, seed=config.seed)["roc_auc"]
+    assert logged == pytest.approx(by_head, abs=1e-5) and by_head != by_distance
+
+
 def test_plot_draws_one_figure_and_errors_are_one_line(
     digits_run: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

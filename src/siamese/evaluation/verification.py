@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
+from typing import Protocol
 
 import torch
 
+from siamese.distances import Metric, paired_distances
 from siamese.errors import ConfigError, DataError
 
 
@@ -215,6 +217,35 @@ def ten_fold_accuracy(
         threshold, _ = best_threshold(distances[~test], same[~test])
         accuracies[k] = ((distances[test] <= threshold) == same[test]).double().mean()
     return float(accuracies.mean()), float(accuracies.std(correction=0))
+
+
+class PairHead(Protocol):
+    """A trained pair classifier (e.g. `PairClassifierLoss`): logits of "same class"."""
+
+    def logits(self, x1: torch.Tensor, x2: torch.Tensor) -> torch.Tensor: ...
+
+
+def pair_dissimilarity(
+    z1: torch.Tensor,
+    z2: torch.Tensor,
+    metric: Metric | str = "euclidean",
+    head: PairHead | None = None,
+) -> torch.Tensor:
+    """How unalike each pair is, lower meaning more alike, as every verification metric here
+    reads it: the distance between the embeddings, or for a run that trained a pair
+    classifier, 1 − p(same) = σ(−logit) from its head (the score it was trained to give).
+
+    Args:
+        z1, z2: (P, D) embeddings of the pairs' two sides.
+        metric: the distance, when there is no head.
+        head: the run's pair classifier, or None.
+    Returns:
+        (P,) float32 (distances) or float32 in (0, 1) (head).
+    """
+    if head is None:
+        return paired_distances(z1, z2, metric)
+    with torch.no_grad():
+        return torch.sigmoid(-head.logits(z1, z2)).float()
 
 
 _ENUMERATE_GENUINE_MAX = 4_000_000

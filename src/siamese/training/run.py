@@ -388,7 +388,11 @@ class TrainingRun:
         rng = self._rng_states()  # a collective: every rank, before rank 0 alone goes on
         if not self.group.is_main:
             return
-        result = validate(self.model, self.val_data, self.config.loss.metric, seed=self.config.seed)
+        loss = self.objective.loss
+        head = loss if isinstance(loss, PairClassifierLoss) else None
+        result = validate(
+            self.model, self.val_data, self.config.loss.metric, seed=self.config.seed, head=head
+        )
         tracker = self.tracker
         tracker.last_validation = result
         if self.metrics is not None:

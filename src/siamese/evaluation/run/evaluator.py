@@ -81,6 +81,7 @@ def evaluate_run(
         )
     config = load_config(run_dir / "config.yaml")
     model = load_model(run_dir)
+    head = _pair_head(run_dir)
     chosen = evaluation_data(config, data_name, split)
     data, description = chosen.data, chosen.description
     expected = tuple(_input_shape(run_dir))
@@ -165,9 +166,9 @@ def evaluate_run(
             # A threshold chosen on the run's validation examples (never on the test pairs).
             validation = training_parts()[1]
             if validation is not None and len(validation) >= 2:
-                threshold = measure.validation_threshold(model, validation, metric, seed)
+                threshold = measure.validation_threshold(model, validation, metric, seed, head)
         measure.verification(
-            result, data, z, metric, figures_dir, seed, held_out, config, threshold, base
+            result, data, z, metric, figures_dir, seed, held_out, config, threshold, base, head
         )
     if "retrieval" in protocols:
         reference = None
@@ -244,6 +245,15 @@ def _refuse_a_validation_that_chose(run_dir: Path, description: str) -> None:
             "data. Name unseen data with --data NAME [--split SPLIT], or train with "
             "train.validate_every: 0 (one validation, at the end) or a dataset with a test split"
         )
+
+
+def _pair_head(run_dir: Path) -> torch.nn.Module | None:
+    """The pair classifier's head of a run that trained one (pairs are then scored by it)."""
+    from siamese.models.files import PAIR_HEAD_FILE, load_siamese_net
+
+    if not (run_dir / PAIR_HEAD_FILE).is_file():
+        return None
+    return load_siamese_net(run_dir).head
 
 
 def _input_shape(run_dir: Path) -> list[int]:

@@ -13,10 +13,11 @@ import torch
 from siamese.config import RunConfig
 from siamese.data.labeled import LabeledData
 from siamese.data.resizing import fitted_to
-from siamese.distances import paired_distances, pairwise_distances
+from siamese.distances import pairwise_distances
 from siamese.errors import ConfigError, DataError
 from siamese.evaluation.embed import embed
 from siamese.evaluation.run.result import Evaluation
+from siamese.evaluation.verification import PairHead
 
 
 def embedding_figures(
@@ -47,15 +48,20 @@ def embedding_figures(
 
 
 def validation_threshold(
-    model: torch.nn.Module, validation: LabeledData, metric: str, seed: int
+    model: torch.nn.Module,
+    validation: LabeledData,
+    metric: str,
+    seed: int,
+    head: PairHead | None = None,
 ) -> float:
-    """The distance threshold with the best accuracy on pairs of the run's validation examples
-    (`verification.best_threshold`), for deciding test pairs without looking at them."""
+    """The threshold (on distance, or on 1 − p(same) with a pair head) with the best accuracy
+    on pairs of the run's validation examples (`verification.best_threshold`), for deciding
+    test pairs without looking at them."""
     from siamese.evaluation.verification import best_threshold, labelled_pairs
 
     z = embed(model, validation.x)
     i, j, same = labelled_pairs(validation.y, max_pairs=200_000, seed=seed + 1)
-    return best_threshold(_pair_distances(z, i, j, metric), same)[0]
+    return best_threshold(_pair_distances(z, i, j, metric, head), same)[0]
 
 
 @dataclass
@@ -93,13 +99,20 @@ def raw_input_baseline(
 
 
 def _pair_distances(
-    z: torch.Tensor, i: torch.Tensor, j: torch.Tensor, metric: str = "euclidean"
+    z: torch.Tensor,
+    i: torch.Tensor,
+    j: torch.Tensor,
+    metric: str = "euclidean",
+    head: PairHead | None = None,
 ) -> torch.Tensor:
-    """(P,) distances of the pairs (i, j) of (N, D) embeddings, gathered in chunks so that
-    wide inputs (raw pixels) never hold P × D values at once."""
+    """(P,) dissimilarities of the pairs (i, j) of (N, D) embeddings (`pair_dissimilarity`:
+    distances, or 1 − p(same) with a pair head), gathered in chunks so that wide inputs (raw
+    pixels) never hold P × D values at once."""
+    from siamese.evaluation.verification import pair_dissimilarity
+
     chunk = max(1, (1 << 24) // max(1, z.shape[1]))
     parts = [
-        paired_distances(z[i[s : s + chunk]], z[j[s : s + chunk]], metric)
+        pair_dissimilarity(z[i[s : s + chunk]], z[j[s : s + chunk]], metric, head)
         for s in range(0, i.numel(), chunk)
     ]
     return torch.cat(parts) if parts else torch.empty(0)
@@ -122,9 +135,11 @@ def verification(
     config: RunConfig | None = None,
     threshold: float | None = None,
     baseline: Baseline | None = None,
+    head: PairHead | None = None,
 ) -> None:
     """ROC AUC, EER, TAR@FAR, 10-fold accuracy; the accuracy at `threshold` (chosen on
-    validation data) when given; the ROC (beside the baseline's) and distance figures."""
+    validation data) when given; the ROC (beside the baseline's) and distance figures. With a
+    pair head (a run that trained the pair classifier) pairs are scored by it."""
     from siamese.evaluation.verification import (
         accuracy_at_threshold,
         roc_curve,
@@ -133,10 +148,13 @@ def verification(
     from siamese.plots import plot_distance_histograms, plot_roc
 
     i, j, same = _pairs(data, seed) if pairs is None else pairs
-    d = _pair_distances(z, i, j, metric)
+    d = _pair_distances(z, i, j, metric, head)
     result.pairs = (i, j, same, d)
     report = verification_metrics(d, same, seed=seed)
     values = report.as_dict()
+    values["score"] = (
+        "1 - p(same) from the pair classifier's head" if head is not None else f"{metric} distance"
+    )
     result.metrics["verification"] = values
     result.headline.update(
         {"ROC AUC": report.auc, "EER": report.eer, "10-fold accuracy": report.ten_fold_mean}
@@ -146,7 +164,7 @@ def verification(
         values["validation_threshold"] = threshold
         values["accuracy_at_validation_threshold"] = accuracy
         result.headline["accuracy at the validation threshold"] = accuracy
-    if config is not None and config.loss.name == "contrastive":
+    if config is not None and config.loss.name == "contrastive" and head is None:
         # The contrastive tutorials' fixed rule: genuine when the distance is below half the
         # margin (0.5 for their margin of 1), with no threshold fitted to the test pairs.
         rule = config.loss.margin / 2
