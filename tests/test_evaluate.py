@@ -375,6 +375,7 @@ def test_novelty_of_an_mnist_model_against_fashion_mnist(
     # it is only checked to be a valid AUROC.
     assert novelty["distance"]["auroc"] > 0.8 and 0.0 <= novelty["gini"]["auroc"] <= 1.0
     assert novelty["gini"]["n_out"] == 10_000 and novelty["ood_resized"] == ""
+    assert novelty["gini"]["n_in"] == novelty["gini"]["n_calibration"] == 5_000
     assert 0.5 < novelty["probe_accuracy"] <= 1 and "probe accuracy" in out
     # Omniglot's 105×105 characters are resized to the model's 28×28 input.
     argv = ["evaluate", str(run), "--protocol", "novelty", "--ood", "omniglot:evaluation"]

@@ -140,3 +140,19 @@ def test_novelty_metrics_report() -> None:
     assert report.auroc == pytest.approx(novelty_auroc(a, b))
     assert (report.n_in, report.n_out) == (10, 4)
     assert all(not math.isnan(float(v)) for v in report.as_dict().values())
+
+
+def test_the_false_alarm_rate_is_measured_on_scores_that_did_not_set_the_threshold() -> None:
+    g = torch.Generator().manual_seed(0)
+    calibration = torch.rand(1000, generator=g)
+    # The reported in-distribution scores drift higher than the calibration ones: a held-out
+    # threshold shows it, a threshold set on the reported scores would hide it (0.05 exactly).
+    reported = torch.rand(1000, generator=g) * 1.2
+    out = torch.rand(200, generator=g) + 1.0
+    held_out = novelty_metrics(reported, out, 0.05, calibration_scores=calibration)
+    circular = novelty_metrics(reported, out, 0.05)
+    assert circular.false_alarm_rate == pytest.approx(0.05, abs=0.002)
+    assert held_out.threshold == pytest.approx(float(calibration.quantile(0.95)), abs=0.01)
+    expected = float((reported > held_out.threshold).double().mean())
+    assert held_out.false_alarm_rate == pytest.approx(expected) and expected > 0.15
+    assert (held_out.n_calibration, circular.n_calibration) == (1000, 0)

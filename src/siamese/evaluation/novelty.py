@@ -172,11 +172,15 @@ class NoveltyReport:
 
     Attributes:
         auroc: see `novelty_auroc`.
-        threshold: calibrated on the in-distribution scores to `target_false_alarm_rate`.
+        threshold: calibrated to `target_false_alarm_rate` on held-out in-distribution
+            scores (`n_calibration` of them), or on the reported ones when none were given.
         target_false_alarm_rate: the rate asked for.
-        false_alarm_rate: share of in-distribution inputs flagged at the threshold.
+        false_alarm_rate: share of the reported in-distribution inputs flagged at the
+            threshold (a fair estimate only when the calibration scores are held out).
         detection_rate: share of out-of-distribution inputs flagged at the threshold.
         n_in, n_out: set sizes.
+        n_calibration: held-out in-distribution scores the threshold was set on (0: the
+            threshold was set on the reported scores themselves).
     """
 
     auroc: float
@@ -186,6 +190,7 @@ class NoveltyReport:
     detection_rate: float
     n_in: int
     n_out: int
+    n_calibration: int = 0
 
     def as_dict(self) -> dict[str, float | int]:
         """The fields by name, for JSON and report tables."""
@@ -193,19 +198,27 @@ class NoveltyReport:
 
 
 def novelty_metrics(
-    in_scores: torch.Tensor, out_scores: torch.Tensor, false_alarm_rate: float = 0.05
+    in_scores: torch.Tensor,
+    out_scores: torch.Tensor,
+    false_alarm_rate: float = 0.05,
+    calibration_scores: torch.Tensor | None = None,
 ) -> NoveltyReport:
-    """AUROC and the detection rate at a threshold calibrated on the in-distribution scores.
+    """AUROC, and the false-alarm and detection rates at a threshold calibrated on held-out
+    in-distribution scores.
 
     Args:
         in_scores: (N,) scores of in-distribution inputs; out_scores: (M,) of
             out-of-distribution inputs (higher = more novel, from either detector).
         false_alarm_rate: target share of in-distribution inputs flagged.
+        calibration_scores: (K,) scores of other in-distribution inputs that set the
+            threshold; without them the threshold is set on `in_scores`, and the false-alarm
+            rate reported on those same scores is met by construction.
     Returns:
         NoveltyReport.
     """
     a, b = _scores(in_scores, "in_scores"), _scores(out_scores, "out_scores")
-    threshold = novelty_threshold(a, false_alarm_rate)
+    calibration = a if calibration_scores is None else _scores(calibration_scores, "calibration")
+    threshold = novelty_threshold(calibration, false_alarm_rate)
     return NoveltyReport(
         auroc=novelty_auroc(a, b),
         threshold=threshold,
@@ -214,4 +227,5 @@ def novelty_metrics(
         detection_rate=float((b > threshold).double().mean()),
         n_in=a.numel(),
         n_out=b.numel(),
+        n_calibration=0 if calibration_scores is None else calibration.numel(),
     )

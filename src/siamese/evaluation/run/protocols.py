@@ -371,12 +371,21 @@ def novelty(
     z_out = embed(model, out.x)
     z_train, y_train = training
     detector = GiniDetector.fit(z_train, y_train)
-    gini = novelty_metrics(detector.scores(z_in), detector.scores(z_out))
-    gallery = (
-        nearest_gallery_distance(z_in, z_train, metric),
-        nearest_gallery_distance(z_out, z_train, metric),
+    # Half of the in-distribution examples set each threshold, the other half report the
+    # false-alarm rate at it (and the AUROC): calibrating and reporting on the same scores
+    # would meet the target rate by construction.
+    order = torch.randperm(z_in.shape[0], generator=torch.Generator().manual_seed(11))
+    calibrate, report = order[: z_in.shape[0] // 2], order[z_in.shape[0] // 2 :]
+    gini_in = detector.scores(z_in)
+    gini = novelty_metrics(
+        gini_in[report], detector.scores(z_out), calibration_scores=gini_in[calibrate]
     )
-    distance = novelty_metrics(*gallery)
+    distance_in = nearest_gallery_distance(z_in, z_train, metric)
+    distance = novelty_metrics(
+        distance_in[report],
+        nearest_gallery_distance(z_out, z_train, metric),
+        calibration_scores=distance_in[calibrate],
+    )
     # The tutorial's softmax classifier on the embeddings, whose output the Gini detector
     # reads: its accuracy on the evaluation data (when those classes were trained on, under
     # the same class list).
