@@ -242,9 +242,37 @@ def test_plot_draws_one_figure_and_errors_are_one_line(
     assert code == 1 and "needs out-of-distribution examples" in out
     code, out = run_cli(["evaluate", str(digits_run), "--gallery", "train"], capsys)
     assert code == 1 and "class-disjoint split" in out and "--gallery self" in out
-    # Three-channel photos cannot be fitted to a one-channel model (another size could).
-    code, out = run_cli(["evaluate", str(digits_run), "--data", "5-celebrity-faces"], capsys)
-    assert code == 1 and ("reads (1, 8, 8)" in out or "not found" in out)
+    code, out = run_cli(["evaluate", str(digits_run), "--data-option", "channels=1"], capsys)
+    assert code == 1 and "give --data" in out
+
+
+def test_photos_are_fitted_to_the_model_or_read_with_data_options(
+    digits_run: Path, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    for name in ("cat", "dog", "owl"):
+        (tmp_path / "photos" / name).mkdir(parents=True)
+        for k in range(4):
+            pixels = rng.integers(0, 256, (20, 24, 3), dtype=np.uint8)
+            Image.fromarray(pixels).save(tmp_path / "photos" / name / f"{k}.png")
+    data = f"folder:{tmp_path / 'photos'}"
+    base = ["evaluate", str(digits_run), "--data", data, "--episodes", "20"]
+    code, out = run_cli([*base, "--out", str(tmp_path / "fitted")], capsys)
+    assert code == 0, out
+    document = json.loads((tmp_path / "fitted" / "metrics.json").read_text())
+    assert "converted from 3 channels to 1, resized from 20×24 to 8×8" in document["data"]
+    assert document["statement"]["classes_seen"] == 0
+    options = ["--data-option", "image_size=8,8", "--data-option", "channels=1"]
+    code, out = run_cli([*base, *options, "--out", str(tmp_path / "options")], capsys)
+    assert code == 0, out
+    document = json.loads((tmp_path / "options" / "metrics.json").read_text())
+    assert "resized" not in document["data"] and "converted" not in document["data"]
+    code, out = run_cli(
+        [*base, "--data-option", "image_size", "--out", str(tmp_path / "x")], capsys
+    )
+    assert code == 1 and "expected KEY=VALUE" in out and not (tmp_path / "x").exists()
 
 
 def test_sweep_trains_one_run_per_value_and_draws_the_grid(

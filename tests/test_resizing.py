@@ -52,3 +52,28 @@ def test_fitted_to_resizes_only_when_channels_match() -> None:
         fitted_to(data, (3, 28, 28), "ood")
     with pytest.raises(ConfigError, match="needs images"):
         resize_images(torch.zeros(3, 4), (2, 2))
+
+
+def test_colour_to_grey_matches_pillow_and_grey_to_colour_repeats() -> None:
+    import numpy as np
+    from PIL import Image
+
+    from siamese.data.labeled import LabeledData
+    from siamese.data.resizing import fitted_to, with_channels
+
+    rng = np.random.default_rng(0)
+    rgb = rng.integers(0, 256, (4, 9, 7, 3), dtype=np.uint8)
+    data = LabeledData(
+        x=torch.from_numpy(rgb).permute(0, 3, 1, 2).contiguous(), y=torch.arange(4), classes=[]
+    )
+    grey = with_channels(data, 1).x
+    pillow = np.stack([np.asarray(Image.fromarray(image).convert("L")) for image in rgb])
+    assert grey.shape == (4, 1, 9, 7)
+    assert int((grey[:, 0].int() - torch.from_numpy(pillow).int()).abs().max()) <= 1
+    again = with_channels(with_channels(data, 1), 3).x
+    assert again.shape == (4, 3, 9, 7) and torch.equal(again[:, 0], again[:, 2])
+    fitted, note = fitted_to(data, (1, 18, 14), "photos")
+    assert (
+        fitted.x.shape == (4, 1, 18, 14)
+        and note == "converted from 3 channels to 1, resized from 9×7 to 18×14"
+    )

@@ -59,6 +59,16 @@ def evaluate(
             "what training added.",
         ),
     ] = False,
+    data_option: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--data-option",
+            help="A source option of --data, KEY=VALUE (repeatable), e.g. image_size=56,46 or "
+            "channels=1; without them the data is fitted to the model's input.",
+            show_default=False,
+        ),
+    ] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar.")] = False,
     out: Annotated[
         Path | None,
         typer.Option(
@@ -73,8 +83,11 @@ def evaluate(
     from rich.console import Console
     from rich.table import Table
 
+    from siamese.config.yaml_dialect import parse_key_value
     from siamese.evaluation.run.reports import evaluate_into
     from siamese.evaluation.run.result import statement_lines
+
+    options = dict(parse_key_value(o, "--data-option") for o in data_option or [])
 
     protocols = tuple(protocol or ("verification", "retrieval", "fewshot"))
     if ood is not None and "novelty" not in protocols:
@@ -91,6 +104,8 @@ def evaluate(
         gallery=gallery,
         fewshot_across=fewshot_across,
         baseline=baseline,
+        data_options=options,
+        progress=not quiet,
     )
     console = Console(highlight=False, soft_wrap=True)
     table = Table(title=f"{run.name} on {result.data}")

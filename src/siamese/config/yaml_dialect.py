@@ -183,3 +183,37 @@ def kind_of(value: Any) -> str:
     """'a list', 'a string'...: what a YAML value is."""
     names = {list: "a list", str: "a string", int: "a number", float: "a number", bool: "a boolean"}
     return names.get(type(value), f"a {type(value).__name__}")
+
+
+def split_top_level(text: str) -> list[str]:
+    """`text` cut at the commas outside brackets, braces and quotes, parts stripped, empty
+    parts dropped: "0,0.1" → ["0", "0.1"]; "[8, 16]" → ["[8, 16]"]."""
+    parts, depth, quote, start = [], 0, "", 0
+    for i, ch in enumerate(text):
+        if quote:
+            quote = "" if ch == quote else quote
+        elif ch in "\"'":
+            quote = ch
+        elif ch in "[{":
+            depth += 1
+        elif ch in "]}":
+            depth -= 1
+        elif ch == "," and depth == 0:
+            parts.append(text[start:i])
+            start = i + 1
+    parts.append(text[start:])
+    return [part.strip() for part in parts if part.strip()]
+
+
+def parse_key_value(text: str, source: str) -> tuple[str, Any]:
+    """`KEY=VALUE` with VALUE in YAML, where top-level commas make a list: `image_size=56,46`
+    → ("image_size", [56, 46]); `channels=1` → ("channels", 1).
+
+    Raises:
+        ConfigError: no `=`, or an empty key, or a value that is not YAML.
+    """
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip():
+        raise ConfigError(f"{source} {text!r}: expected KEY=VALUE, e.g. image_size=56,46")
+    parts = [parse_yaml(part, f"{source} {text}") for part in split_top_level(value)]
+    return key.strip(), parts[0] if len(parts) == 1 else parts

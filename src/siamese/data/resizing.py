@@ -64,21 +64,49 @@ def resized(data: LabeledData, size: tuple[int, int]) -> LabeledData:
 
 
 def fitted_to(data: LabeledData, shape: Sequence[int], what: str) -> tuple[LabeledData, str]:
-    """Resize `data`'s images to a model's input `shape` (C, H, W) when only H and W differ.
+    """Fit `data`'s images to a model's input `shape` (C, H, W), as the model's own
+    preprocessing would: colour to grey (ITU-R 601 luma, as Pillow's "L") or grey to three
+    equal channels, then resized (antialiased bilinear) when H and W differ.
 
     Returns:
         the data, and a note for reports ("" when nothing changed), e.g.
-        "resized from 105×105 to 28×28".
+        "converted from 3 channels to 1, resized from 105×105 to 28×28".
     Raises:
-        ConfigError: a different number of channels, or not images.
+        ConfigError: not images, or channel counts that cannot be converted (other than 1/3).
     """
     have, want = tuple(data.x.shape[1:]), tuple(shape)
     if have == want:
         return data, ""
-    if len(have) != 3 or len(want) != 3 or have[0] != want[0]:
+    if len(have) != 3 or len(want) != 3 or {have[0], want[0]} - {1, 3}:
         raise ConfigError(
-            f"{what}: examples of shape {have}, but the model takes {want}; only images with the "
-            "same number of channels can be resized to fit"
+            f"{what}: examples of shape {have}, but the model takes {want}; only images (1 or 3 "
+            "channels) can be converted and resized to fit"
         )
-    note = f"resized from {have[1]}×{have[2]} to {want[1]}×{want[2]}"
-    return resized(data, (int(want[1]), int(want[2]))), note
+    notes = []
+    if have[0] != want[0]:
+        data = with_channels(data, int(want[0]))
+        notes.append(f"converted from {have[0]} channels to {want[0]}")
+    if have[1:] != want[1:]:
+        data = resized(data, (int(want[1]), int(want[2])))
+        notes.append(f"resized from {have[1]}×{have[2]} to {want[1]}×{want[2]}")
+    return data, ", ".join(notes)
+
+
+_LUMA = (0.299, 0.587, 0.114)  # ITU-R 601-2, Pillow's RGB → L
+
+
+def with_channels(data: LabeledData, channels: int) -> LabeledData:
+    """`data` with images of 1 or 3 channels converted to `channels` (1 or 3): RGB → grey by
+    ITU-R 601 luma, rounded like Pillow's "L"; grey → RGB by repeating the channel."""
+    x = data.x
+    if x.shape[1] == channels:
+        return data
+    if channels == 3:
+        converted = x.expand(-1, 3, -1, -1).contiguous()
+    else:
+        weights = torch.tensor(_LUMA, dtype=torch.float64).view(1, 3, 1, 1)
+        grey = (x.double() * weights).sum(dim=1, keepdim=True)
+        converted = (
+            grey.round().clamp(0, 255).to(x.dtype) if x.dtype == torch.uint8 else grey.to(x.dtype)
+        )
+    return dataclasses.replace(data, x=converted)

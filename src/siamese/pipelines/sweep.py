@@ -19,7 +19,7 @@ from rich.console import Console
 
 from siamese.atomic_files import write_bytes_atomic
 from siamese.config import load_config
-from siamese.config.yaml_dialect import parse_yaml
+from siamese.config.yaml_dialect import parse_yaml, split_top_level
 from siamese.errors import ConfigError
 
 
@@ -44,7 +44,7 @@ def parse_sweep(overrides: list[str]) -> tuple[str, list[Any], list[str]]:
     Raises:
         ConfigError: no override or more than one holds several values.
     """
-    split = {o: _top_level_values(o.split("=", 1)[1]) if "=" in o else [] for o in overrides}
+    split = {o: split_top_level(o.split("=", 1)[1]) if "=" in o else [] for o in overrides}
     swept = [o for o, values in split.items() if len(values) > 1]
     if len(swept) != 1:
         raise ConfigError(
@@ -55,26 +55,6 @@ def parse_sweep(overrides: list[str]) -> tuple[str, list[Any], list[str]]:
     key = swept[0].split("=", 1)[0]
     values = [parse_yaml(v, f"--set {swept[0]}") for v in split[swept[0]]]
     return key, values, [o for o in overrides if o != swept[0]]
-
-
-def _top_level_values(text: str) -> list[str]:
-    """`text` cut at the commas outside brackets, braces and quotes, parts stripped, empty
-    parts dropped: "0,0.1" → ["0", "0.1"]; "[8, 16]" → ["[8, 16]"]."""
-    parts, depth, quote, start = [], 0, "", 0
-    for i, ch in enumerate(text):
-        if quote:
-            quote = "" if ch == quote else quote
-        elif ch in "\"'":
-            quote = ch
-        elif ch in "[{":
-            depth += 1
-        elif ch in "]}":
-            depth -= 1
-        elif ch == "," and depth == 0:
-            parts.append(text[start:i])
-            start = i + 1
-    parts.append(text[start:])
-    return [part.strip() for part in parts if part.strip()]
 
 
 def run_sweep(

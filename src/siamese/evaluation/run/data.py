@@ -31,9 +31,14 @@ class ChosenData:
 
 
 def evaluation_data(
-    config: RunConfig, data_name: str | None = None, split: str | None = None
+    config: RunConfig,
+    data_name: str | None = None,
+    split: str | None = None,
+    data_options: dict[str, Any] | None = None,
 ) -> ChosenData:
     """The examples to evaluate on, a description for the report, and their source.
+    `data_options` are source options for `data_name` (e.g. a folder's image_size, channels),
+    over the run's own when it is the run's dataset.
 
     Raises:
         ConfigError: `split` given without `data_name` for a dataset without splits.
@@ -55,10 +60,12 @@ def evaluation_data(
             f"{config.data.name} (the run's held-out {share} of {config.data.pairs:,} pairs)",
             "pairs",
         )
+    if data_options and data_name is None:
+        raise ConfigError("--data-option sets options of the dataset named by --data: give --data")
     if data_name is not None:
         # The run's own dataset keeps the run's source options (e.g. its image_size).
         options = run_options if data_name == config.data.name else {}
-        data = load_dataset(data_name, split, data_dir, **options)
+        data = load_dataset(data_name, split, data_dir, **{**options, **(data_options or {})})
         return ChosenData(data, f"{data_name} ({split or 'default split'})", "named")
     name = config.data.name
     if split is None and config.data.validation == "split":

@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -34,6 +35,8 @@ def evaluate_run(
     fewshot_across: str | None = None,
     baseline: bool = False,
     out: Path | None = None,
+    data_options: dict[str, Any] | None = None,
+    progress: bool = False,
 ) -> Evaluation:
     """Embed the evaluation data with the run's model and measure each protocol.
 
@@ -52,6 +55,10 @@ def evaluate_run(
         fewshot_across: a per-example attribute of the data (`meta`, e.g. "writer": the font
             of glyphs, the drawer of Omniglot); each episode's support and queries then come
             from different values of it.
+        data_options: source options for `data_name` (e.g. {"image_size": [56, 46],
+            "channels": 1} for a photo folder); without them the examples are fitted to the
+            model's input (channels converted, images resized) as its preprocessing would.
+        progress: show a progress bar while embedding large sets.
         out: the folder the figures are drawn into (`out/figures/`) and the reports belong
             in (default: RUN/evaluation). `evaluate_into` fills it as a whole or not at all.
         baseline: also measure verification and 1-shot episodes on the raw inputs (pixels
@@ -82,7 +89,7 @@ def evaluate_run(
     config = load_config(run_dir / "config.yaml")
     model = load_model(run_dir)
     head = _pair_head(run_dir)
-    chosen = evaluation_data(config, data_name, split)
+    chosen = evaluation_data(config, data_name, split, data_options)
     data, description = chosen.data, chosen.description
     expected = tuple(_input_shape(run_dir))
     try:
@@ -90,8 +97,9 @@ def evaluate_run(
     except ConfigError:
         raise DataError(
             f"{description} has examples of shape {tuple(data.x.shape[1:])}, but the model of "
-            f"{run_dir} reads {expected}: choose data of that shape (folder: sources take "
-            "image_size and channels options)"
+            f"{run_dir} reads {expected}, and only 1- or 3-channel images can be converted: "
+            "choose data of that shape, or set its source options with --data-option (e.g. "
+            "--data-option image_size=H,W --data-option channels=C for a folder)"
         ) from None
     if note:
         description = f"{description}, {note}"
@@ -129,7 +137,7 @@ def evaluate_run(
 
     if chosen.source == "validation":
         _refuse_a_validation_that_chose(run_dir, description)
-    z = embed(model, data.x)
+    z = embed(model, data.x, progress=progress)
     metric = config.loss.metric
     out = run_dir / "evaluation" if out is None else out
     result = Evaluation(run_dir, description, len(data), int(torch.unique(data.y).numel()), out)
