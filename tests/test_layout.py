@@ -38,7 +38,15 @@ MAY_IMPORT: dict[str, set[str]] = {
         "training.telemetry",
     },
     "pipelines": {"atomic_files", "config", "evaluation.run", "plots", "training"},
-    "cli": {"<version>", "config", "data", "evaluation.run", "pipelines", "training"},
+    "cli": {
+        "<version>",
+        "atomic_files",
+        "config",
+        "data",
+        "evaluation.run",
+        "pipelines",
+        "training",
+    },
 }
 
 

@@ -37,7 +37,7 @@ def test_same_size_is_returned_unchanged_and_chunks_agree_with_one_call() -> Non
     assert torch.equal(resize_images(x, (5, 6))[:10], once)
 
 
-def test_fitted_to_resizes_only_when_channels_match() -> None:
+def test_fitted_to_resizes_and_converts_only_images_of_1_or_3_channels() -> None:
     data = LabeledData(
         x=torch.zeros(4, 1, 105, 105, dtype=torch.uint8), y=torch.arange(4), classes=list("abcd")
     )
@@ -45,11 +45,14 @@ def test_fitted_to_resizes_only_when_channels_match() -> None:
     assert same is data and note == ""
     small, note = fitted_to(data, (1, 28, 28), "ood")
     assert tuple(small.x.shape) == (4, 1, 28, 28) and note == "resized from 105×105 to 28×28"
+    colour, note = fitted_to(data, (3, 28, 28), "ood")
+    assert tuple(colour.x.shape) == (4, 3, 28, 28)
+    assert note == "converted from 1 channels to 3, resized from 105×105 to 28×28"
     with pytest.raises(
         ConfigError,
-        match=r"ood: examples of shape \(1, 105, 105\), but the model takes \(3, 28, 28\)",
+        match=r"ood: examples of shape \(1, 105, 105\), but the model takes \(4, 28, 28\)",
     ):
-        fitted_to(data, (3, 28, 28), "ood")
+        fitted_to(data, (4, 28, 28), "ood")
     with pytest.raises(ConfigError, match="needs images"):
         resize_images(torch.zeros(3, 4), (2, 2))
 
