@@ -47,7 +47,7 @@ def test_fitted_to_resizes_and_converts_only_images_of_1_or_3_channels() -> None
     assert tuple(small.x.shape) == (4, 1, 28, 28) and note == "resized from 105×105 to 28×28"
     colour, note = fitted_to(data, (3, 28, 28), "ood")
     assert tuple(colour.x.shape) == (4, 3, 28, 28)
-    assert note == "converted from 1 channels to 3, resized from 105×105 to 28×28"
+    assert note == "converted from 1 channel to 3, resized from 105×105 to 28×28"
     with pytest.raises(
         ConfigError,
         match=r"ood: examples of shape \(1, 105, 105\), but the model takes \(4, 28, 28\)",

@@ -85,7 +85,8 @@ def fitted_to(data: LabeledData, shape: Sequence[int], what: str) -> tuple[Label
     notes = []
     if have[0] != want[0]:
         data = with_channels(data, int(want[0]))
-        notes.append(f"converted from {have[0]} channels to {want[0]}")
+        plural = "s" if have[0] > 1 else ""
+        notes.append(f"converted from {have[0]} channel{plural} to {want[0]}")
     if have[1:] != want[1:]:
         data = resized(data, (int(want[1]), int(want[2])))
         notes.append(f"resized from {have[1]}×{have[2]} to {want[1]}×{want[2]}")
