@@ -426,9 +426,10 @@ def reference(result: dict[str, Any], recipe: Recipe) -> str:
 def readme_table(results: dict[str, dict[str, Any]]) -> str:
     """README's Results table: one row per measured recipe, its headline figures."""
     lines = [
-        "| recipe | headline (measured) | training | reference | goal |",
-        "|---|---|---|---|---|",
+        "| recipe | headline (measured) | training | reference | goal | measured |",
+        "|---|---|---|---|---|---|",
     ]
+    old_protocol = False
     for recipe in RECIPES:
         result = results.get(recipe.name)
         if result is None:
@@ -446,9 +447,21 @@ def readme_table(results: dict[str, dict[str, Any]]) -> str:
             "; ".join(f"{g['goal']}: {VERDICTS[g['met']]}" for g in result["goals"])
             or "reproduction"
         )
+        # Results with a data statement come from the evaluation with balanced pairs, the
+        # data statement and held-out novelty calibration; older ones are marked.
+        marker = "" if "data_statement" in result or "sweep" in result else " †"
+        old_protocol |= bool(marker)
         lines.append(
-            f"| `{recipe.name}` | {headline} | {budget} | {reference(result, recipe)} | {goals} |"
+            f"| `{recipe.name}` | {headline} | {budget} | {reference(result, recipe)} | {goals} "
+            f"| {result['date']}{marker} |"
         )
+    if old_protocol:
+        lines += [
+            "",
+            "† measured before the evaluation fixes of 2026-11-28 (verification on every pair "
+            "of a small set, unbalanced; novelty false alarms calibrated on the scores they are "
+            "reported on); not yet re-measured.",
+        ]
     return "\n".join(lines)
 
 
