@@ -476,3 +476,20 @@ def test_messages_start_with_the_source(tmp_path: Path) -> None:
     path = write(tmp_path, "train:\n  epochs: ten\n")
     with pytest.raises(ConfigError, match=rf"^{re.escape(str(path))}: train\.epochs must be"):
         load_config(path)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["data.test_fraction=0.7"], "between 0 and 0.5"),
+        (["data.test_fraction=0.25", "data.test_fold=4"], "choose 0 to 3"),
+        (["data.test_fraction=0.25", "data.validation=split"], "not 'split'"),
+        (
+            ["data.test_fraction=0.25", "data.options={rotated_classes: true}"],
+            "rotated_classes",
+        ),
+    ],
+)
+def test_test_classes_options_are_checked(overrides: list[str], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        load_config(None, overrides)

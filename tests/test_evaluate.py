@@ -231,6 +231,54 @@ def test_a_pair_classifier_run_is_scored_by_its_head(
     assert logged == pytest.approx(by_head, abs=1e-5) and by_head != by_distance
 
 
+def test_test_classes_are_held_out_by_folds_and_evaluated_with_a_validation_threshold(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import yaml
+
+    from siamese.training.setup import load_training_data
+
+    base = ["data.name=digits", "data.test_fraction=0.25", "data.validation_fraction=0.3"]
+    tests = []
+    for fold in range(4):
+        config = load_config(None, [*base, f"data.test_fold={fold}"])
+        train, validation, record = load_training_data(config)
+        test = set(record["test"]["class_names"])
+        assert not test & {train.classes[c] for c in train.class_ids.tolist()}
+        assert not test & {validation.classes[c] for c in validation.class_ids.tolist()}
+        tests.append(test)
+    assert set().union(*tests) == {str(d) for d in range(10)}
+    assert sum(len(t) for t in tests) == 10  # the folds partition the classes
+
+    config = tmp_path / "c.yaml"
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "data": {"name": "digits", "test_fraction": 0.5, "validation_fraction": 0.4},
+                "model": {"options": {"widths": [8]}, "embedding_dim": 8},
+                "batches": {"p": 3, "k": 4},
+                "train": {"steps": 4, "epochs": None, "log_every": 2},
+            }
+        )
+    )
+    out_dir = tmp_path / "folds"
+    argv = ["sweep", str(config), "--out", str(out_dir), "--episodes", "20"]
+    code, out = run_cli([*argv, "--set", "data.test_fold=0,1"], capsys)
+    assert code == 0, out
+    document = json.loads((out_dir / "sweep.json").read_text())
+    assert len(document["folds"]) == 2 and "EER" in document["mean_std"]
+    assert "mean ± std over 2 folds" in (out_dir / "sweep.md").read_text()
+    metrics = json.loads((out_dir / "data.test_fold=1" / "evaluation" / "metrics.json").read_text())
+    assert metrics["data"].startswith("digits (held-out test classes: fold 1 of 2)")
+    assert (
+        metrics["statement"]["classes_seen"] == 0
+        and metrics["statement"]["examples_trained_on"] == 0
+    )
+    assert "accuracy_at_validation_threshold" in metrics["metrics"]["verification"]
+    code, out = run_cli([*argv, "--set", "data.test_fold=0,2"], capsys)
+    assert code == 1 and "test_fold = 2" in out and "choose 0 to 1" in out
+
+
 def test_plot_draws_one_figure_and_errors_are_one_line(
     digits_run: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

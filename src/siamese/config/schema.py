@@ -39,6 +39,14 @@ class DataConfig:
     """With validation: pairs, how many fixed balanced pairs to draw (half genuine)."""
     validation_split: str | None = None
     """With validation: split, the dataset split to validate on (e.g. `test`)."""
+    test_fraction: float = 0.0
+    """Share of the classes held out as a test part that neither training nor validation
+    sees (open-set recipes on datasets without a test split, e.g. ORL); `evaluate` reports on
+    it, and validation (checkpoint, threshold) comes from the other classes. 0: none."""
+    test_fold: int = 0
+    """Which of the round(1 / test_fraction) disjoint class folds is the test part: train
+    one run per fold (`siamese sweep --set data.test_fold=0,1,2,3`) and report the mean ±
+    std over the folds."""
 
 
 @dataclass
@@ -325,6 +333,28 @@ def check_config(config: RunConfig, source: str) -> None:
             raise ConfigError(f"{source}: {key} = {value!r} must be {expected}")
     if train.epochs is None and train.steps is None:
         raise ConfigError(f"{source}: set a budget, train.epochs or train.steps")
+    if config.data.test_fraction:
+        folds = round(1 / config.data.test_fraction) if 0 < config.data.test_fraction < 1 else 0
+        if folds < 2:
+            raise ConfigError(
+                f"{source}: data.test_fraction = {config.data.test_fraction}: give a share of the "
+                "classes between 0 and 0.5 (e.g. 0.25 for 4 folds), or 0 for no test part"
+            )
+        if not 0 <= config.data.test_fold < folds:
+            raise ConfigError(
+                f"{source}: data.test_fold = {config.data.test_fold}, but test_fraction "
+                f"{config.data.test_fraction} makes {folds} folds: choose 0 to {folds - 1}"
+            )
+        if config.data.validation in ("split", "pairs"):
+            raise ConfigError(
+                f"{source}: data.test_fraction holds out classes; it goes with data.validation "
+                f"classes, samples or none, not {config.data.validation!r}"
+            )
+        if config.data.options.get("rotated_classes"):
+            raise ConfigError(
+                f"{source}: data.test_fraction with rotated_classes would hold out turned "
+                "copies of training classes; use one of them"
+            )
     if config.data.validation == "split" and not config.data.validation_split:
         raise ConfigError(
             f"{source}: data.validation is 'split' but data.validation_split is not set; "

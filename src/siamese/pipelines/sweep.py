@@ -33,6 +33,8 @@ class SweepResult:
     rows: list[dict[str, Any]]
     figure: Path
     table: Path
+    summary: dict[str, dict[str, float]] | None = None
+    """Over identity folds (a sweep of `data.test_fold`): each headline's mean and std."""
 
 
 def parse_sweep(overrides: list[str]) -> tuple[str, list[Any], list[str]]:
@@ -112,9 +114,26 @@ def run_sweep(
         panels, out / "sweep.png", f"Sweep of {key}", class_names=class_names
     )
     table = out / "sweep.md"
-    write_bytes_atomic(table, _markdown_table(rows).encode())
-    write_bytes_atomic(out / "sweep.json", (json.dumps(rows, indent=2) + "\n").encode())
-    return SweepResult(key, values, runs, rows, figure, table)
+    summary = fold_summary(rows, key) if key == "data.test_fold" else None
+    text = _markdown_table(rows)
+    if summary is not None:
+        cells = [f"{v['mean']:.4f} ± {v['std']:.4f}" for v in summary.values()]
+        text += f"| mean ± std over {len(rows)} folds | " + " | ".join(cells) + " |\n"
+    write_bytes_atomic(table, text.encode())
+    document: Any = rows if summary is None else {"folds": rows, "mean_std": summary}
+    write_bytes_atomic(out / "sweep.json", (json.dumps(document, indent=2) + "\n").encode())
+    return SweepResult(key, values, runs, rows, figure, table, summary)
+
+
+def fold_summary(rows: list[dict[str, Any]], key: str) -> dict[str, dict[str, float]]:
+    """Mean and population std over the runs of every numeric headline (identity folds: each
+    run tested on other classes, so the spread is the figure's uncertainty)."""
+    names = [n for n in rows[0] if n != key and isinstance(rows[0][n], float)]
+    out = {}
+    for name in names:
+        values = torch.tensor([float(r[name]) for r in rows], dtype=torch.float64)
+        out[name] = {"mean": float(values.mean()), "std": float(values.std(correction=0))}
+    return out
 
 
 _TRAIN_GALLERY_HEADLINES = ("1-NN accuracy (gallery: training set)",)

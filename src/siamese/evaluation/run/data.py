@@ -22,8 +22,9 @@ from siamese.errors import ConfigError
 @dataclass
 class ChosenData:
     """The evaluation examples, a description for the report, and where they came from:
-    "pairs" (the run's held-out pairs), "named" (`--data`), "other_split" (the dataset's
-    split the run did not train on) or "validation" (the run's validation part)."""
+    "pairs" (the run's held-out pairs), "named" (`--data`), "test" (the run's held-out test
+    classes, `data.test_fraction`), "other_split" (the dataset's split the run did not train
+    on) or "validation" (the run's validation part)."""
 
     data: LabeledData
     description: str
@@ -68,6 +69,14 @@ def evaluation_data(
         data = load_dataset(data_name, split, data_dir, **{**options, **(data_options or {})})
         return ChosenData(data, f"{data_name} ({split or 'default split'})", "named")
     name = config.data.name
+    if config.data.test_fraction and split is None:
+        from siamese.training.setup import split_off_test_classes
+
+        everything = load_dataset(name, config.data.split, data_dir, **run_options)
+        _, test = split_off_test_classes(everything, config)
+        folds = round(1 / config.data.test_fraction)
+        description = f"{name} (held-out test classes: fold {config.data.test_fold} of {folds})"
+        return ChosenData(test, description, "test")
     if split is None and config.data.validation == "split":
         split = config.data.validation_split
         data = load_dataset(name, split, data_dir, **run_options)

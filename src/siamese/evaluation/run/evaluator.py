@@ -167,7 +167,7 @@ def evaluate_run(
     if "verification" in protocols:
         held_out = None if pairs is None else pairs[0]
         threshold = None
-        if chosen.source in ("other_split", "named") and config.data.validation in (
+        if chosen.source in ("other_split", "named", "test") and config.data.validation in (
             "classes",
             "samples",
         ):
