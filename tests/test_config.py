@@ -33,10 +33,12 @@ data:
   split: background
   data_dir: /tmp/data
   options: {image_size: [64, 64], channels: 1}
-  validation: split
+  validation: samples
   validation_fraction: 0.25
   validation_split: evaluation
   pairs: 5000
+  test_fraction: 0.25
+  test_fold: 1
 augment:
   preset: koch
   degrees: 10
