@@ -14,6 +14,19 @@ from siamese.config import load_config
 from siamese.training.run import train_run
 
 
+def small_digits_config(*overrides: str):  # type: ignore[no-untyped-def]
+    """A seconds-long digits run: 5 classes to train on, 5 held out."""
+    base = [
+        "data.name=digits",
+        "data.validation_fraction=0.5",
+        "model.options.widths=[8]",
+        "model.embedding_dim=8",
+        "batches.p=5",
+        "batches.k=4",
+    ]
+    return load_config(None, [*base, *overrides])
+
+
 @pytest.fixture(scope="module")
 def digits_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     run = tmp_path_factory.mktemp("evaluate") / "run"
@@ -100,23 +113,7 @@ def test_evaluate_refuses_data_that_chose_the_checkpoint_and_warns_on_trained_ex
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     run = tmp_path / "run"
-    config = load_config(
-        None,
-        [
-            "data.name=digits",
-            "data.validation_fraction=0.5",
-            "model.options.widths=[8]",
-            "model.embedding_dim=8",
-            "batches.p=5",
-            "batches.k=4",
-            "train.steps=4",
-            "train.epochs=null",
-            "train.checkpoint_every=2",
-            "train.validate_every=1",
-        ],
-    )
-    config.train.epochs = 2
-    config.train.steps = None
+    config = small_digits_config("train.epochs=2", "train.validate_every=1")
     train_run(config, run, quiet=True)
     code, out = run_cli(["evaluate", str(run), "--episodes", "20"], capsys)
     assert code == 1 and "validated 2 times" in out and "--data" in out
@@ -187,19 +184,8 @@ def test_a_pair_classifier_run_is_scored_by_its_head(
     from siamese.training.telemetry import read_metrics
 
     run = tmp_path / "run"
-    config = load_config(
-        None,
-        [
-            "data.name=digits",
-            "data.validation_fraction=0.5",
-            "model.options.widths=[8]",
-            "model.embedding_dim=8",
-            "loss.name=pair_classifier",
-            "batches.p=5",
-            "batches.k=4",
-            "train.epochs=1",
-            "train.validate_every=0",
-        ],
+    config = small_digits_config(
+        "loss.name=pair_classifier", "train.epochs=1", "train.validate_every=0"
     )
     train_run(config, run, quiet=True)
     code, out = run_cli(["evaluate", str(run), "--protocol", "verification"], capsys)
