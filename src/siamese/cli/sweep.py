@@ -51,5 +51,7 @@ def sweep(
         table.add_row(*(f"{v:.4f}" if isinstance(v, float) else str(v) for v in row.values()))
     console.print(table)
     for name, value in (result.summary or {}).items():
-        console.print(f"{name}: {value['mean']:.4f} ± {value['std']:.4f} over {len(result.rows)} folds")
+        console.print(
+            f"{name}: {value['mean']:.4f} ± {value['std']:.4f} over {len(result.rows)} folds"
+        )
     console.print(f"figure: {result.figure}; table: {result.table}")
