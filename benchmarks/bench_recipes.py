@@ -275,14 +275,7 @@ def run_recipe(recipe: Recipe, env: dict[str, str], data_dir: str | None) -> dic
         result["evaluate_seconds"] = round(seconds, 1)
         result["train_seconds"] = committed_train_seconds(recipe.run_of)
         result["trained_by"] = recipe.run_of
-        metrics = json.loads((run / "metrics.json").read_text())
-        result["evaluated_on"] = metrics["data"]
-        result["data_statement"] = metrics["statement"]
-        result["metrics"] = metrics["metrics"]
-        result["figures"] = {
-            label: lookup(metrics["metrics"], path) for label, path in recipe.figures
-        }
-        result["figures_drawn"] = sorted(metrics["figures"])
+        result.update(read_evaluation(run, recipe))
     elif recipe.folds:
         values = ",".join(str(k) for k in range(recipe.folds))
         argv = [*siamese, "sweep", config, "--out", str(run), "--set", f"data.test_fold={values}"]
@@ -316,14 +309,7 @@ def run_recipe(recipe: Recipe, env: dict[str, str], data_dir: str | None) -> dic
         result["train_summary"] = output.strip().splitlines()[-1]
         seconds, _ = timed([*siamese, "evaluate", str(run), *recipe.evaluate], env)
         result["evaluate_seconds"] = round(seconds, 1)
-        metrics = json.loads((run / "evaluation" / "metrics.json").read_text())
-        result["evaluated_on"] = metrics["data"]
-        result["data_statement"] = metrics["statement"]
-        result["metrics"] = metrics["metrics"]
-        result["figures"] = {
-            label: lookup(metrics["metrics"], path) for label, path in recipe.figures
-        }
-        result["figures_drawn"] = sorted(metrics["figures"])
+        result.update(read_evaluation(run / "evaluation", recipe))
     measured = {**result.get("metrics", {}), **result}
     values = [(goal, lookup(measured, goal.path)) for goal in recipe.goals]
     result["goals"] = [
@@ -487,6 +473,19 @@ def benchmarks_section(result: dict[str, Any], recipe: Recipe) -> str:
     lines.append(f"- Figures drawn: {', '.join(result['figures_drawn'])}.")
     lines.append(f"\nMeasured {result['date']} on {m['cpu']} ({m['cores']} cores).")
     return "\n".join(lines)
+
+
+def read_evaluation(folder: Path, recipe: Recipe) -> dict[str, Any]:
+    """What a recipe's result keeps of an evaluation folder: its data and data statement,
+    every metric, the recipe's figures and the names of the figures drawn."""
+    metrics = json.loads((folder / "metrics.json").read_text())
+    return {
+        "evaluated_on": metrics["data"],
+        "data_statement": metrics["statement"],
+        "metrics": metrics["metrics"],
+        "figures": {label: lookup(metrics["metrics"], path) for label, path in recipe.figures},
+        "figures_drawn": sorted(metrics["figures"]),
+    }
 
 
 def committed_train_seconds(name: str) -> float | None:

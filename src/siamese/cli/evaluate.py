@@ -7,6 +7,16 @@ from typing import Annotated
 
 import typer
 
+GalleryOption = Annotated[
+    str,
+    typer.Option(
+        "--gallery",
+        help="Retrieval gallery: 'self' (leave-one-out) or 'train' (the run's training "
+        "examples: the tutorials' 1-NN test accuracy).",
+    ),
+]
+"""`--gallery`, shared by `evaluate` and `sweep`."""
+
 
 def evaluate(
     run: Annotated[Path, typer.Argument(help="A finished run directory.", show_default=False)],
@@ -35,14 +45,7 @@ def evaluate(
     episodes: Annotated[
         int, typer.Option("--episodes", min=10, help="Few-shot episodes per setting.")
     ] = 1000,
-    gallery: Annotated[
-        str,
-        typer.Option(
-            "--gallery",
-            help="Retrieval gallery: 'self' (leave-one-out) or 'train' (the run's training "
-            "examples: the tutorials' 1-NN test accuracy).",
-        ),
-    ] = "self",
+    gallery: GalleryOption = "self",
     fewshot_across: Annotated[
         str | None,
         typer.Option(

@@ -7,6 +7,8 @@ from typing import Annotated
 
 import typer
 
+from siamese.cli.evaluate import GalleryOption
+
 
 def sweep(
     config: Annotated[Path, typer.Argument(help="A YAML run config.", show_default=False)],
@@ -24,14 +26,7 @@ def sweep(
     episodes: Annotated[
         int, typer.Option("--episodes", min=10, help="Few-shot episodes per run.")
     ] = 1000,
-    gallery: Annotated[
-        str,
-        typer.Option(
-            "--gallery",
-            help="Retrieval gallery of each run's evaluation: 'self' (leave-one-out) or "
-            "'train' (its training examples).",
-        ),
-    ] = "self",
+    gallery: GalleryOption = "self",
 ) -> None:
     """Train and evaluate one run per value of one config key; draw the grid and a table."""
     from rich.console import Console

@@ -36,10 +36,12 @@ def evaluation_data(
     data_name: str | None = None,
     split: str | None = None,
     data_options: dict[str, Any] | None = None,
+    training: tuple[LabeledData, LabeledData | None] | None = None,
 ) -> ChosenData:
     """The examples to evaluate on, a description for the report, and their source.
     `data_options` are source options for `data_name` (e.g. a folder's image_size, channels),
-    over the run's own when it is the run's dataset.
+    over the run's own when it is the run's dataset. `training` is the run's (training,
+    validation) examples when the caller has loaded them already (else loaded when needed).
 
     Raises:
         ConfigError: `split` given without `data_name` for a dataset without splits.
@@ -52,9 +54,15 @@ def evaluation_data(
     # rotated_classes: the evaluation alphabets are evaluated as they are).
     run_options = {k: v for k, v in config.data.options.items() if k not in TRAINING_ONLY_OPTIONS}
 
+    def training_parts() -> tuple[LabeledData, LabeledData | None]:
+        if training is not None:
+            return training
+        train, validation, _ = load_training_data(config)
+        return train, validation
+
     data_dir = Path(config.data.data_dir) if config.data.data_dir else None
     if is_pair_protocol(config, data_name, split):
-        data, _, _ = load_training_data(config)
+        data = training_parts()[0]
         share = f"{config.data.validation_fraction:.0%}"
         return ChosenData(
             data,
@@ -90,7 +98,7 @@ def evaluation_data(
     if split is not None:
         data = load_dataset(name, split, data_dir, **run_options)
         return ChosenData(data, f"{name} ({split})", "other_split")
-    _, validation, _ = load_training_data(config)
+    validation = training_parts()[1]
     if validation is None:
         raise ConfigError(
             f"the run trained on all of {name} and validated on nothing: name data to evaluate "

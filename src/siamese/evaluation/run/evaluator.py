@@ -68,7 +68,7 @@ def evaluate_run(
         ConfigError: unknown protocol, novelty without `ood`, unknown `fewshot_across`.
             DataError, CheckpointError.
     """
-    from siamese.models.files import load_model
+    from siamese.training.setup import load_training_data
 
     if gallery not in ("self", "train"):
         raise ConfigError(f"unknown gallery {gallery!r}: choose self or train")
@@ -87,9 +87,10 @@ def evaluate_run(
             "a `siamese train` run"
         )
     config = load_config(run_dir / "config.yaml")
-    model = load_model(run_dir)
-    head = _pair_head(run_dir)
-    chosen = evaluation_data(config, data_name, split, data_options)
+    model, head = _model_and_head(run_dir)
+    # The run's own examples: the data statement always compares with them.
+    train, validation, _ = load_training_data(config)
+    chosen = evaluation_data(config, data_name, split, data_options, (train, validation))
     data, description = chosen.data, chosen.description
     expected = tuple(_input_shape(run_dir))
     try:
@@ -124,24 +125,13 @@ def evaluate_run(
                 "examples with --data NAME [--split SPLIT]"
             )
         pairs = protocol_pairs(config, data.y)
-    parts: list[tuple[LabeledData, LabeledData | None]] = []
-
-    def training_parts() -> tuple[LabeledData, LabeledData | None]:
-        """The run's training and validation examples, loaded once."""
-        if not parts:
-            from siamese.training.setup import load_training_data
-
-            train, validation, _ = load_training_data(config)
-            parts.append((train, validation))
-        return parts[0]
-
     if chosen.source == "validation":
         _refuse_a_validation_that_chose(run_dir, description)
     z = embed(model, data.x, progress=progress)
     metric = config.loss.metric
     out = run_dir / "evaluation" if out is None else out
     result = Evaluation(run_dir, description, len(data), int(torch.unique(data.y).numel()), out)
-    result.statement = data_statement(data, training_parts()[0], chosen.source)
+    result.statement = data_statement(data, train, chosen.source)
     if pairs is not None:
         result.metrics["pair_protocol"] = pairs[1]
     result.labeled, result.embeddings = data, z
@@ -154,25 +144,22 @@ def evaluate_run(
         """(embeddings, labels) of the run's training examples, embedded once for the
         retrieval gallery and the novelty detectors alike."""
         if not trained:
-            train = training_parts()[0]
             trained.append((embed(model, train.x), train.y))
         return trained[0]
 
+    held_out = None if pairs is None else pairs[0]
     base = None
     if baseline:
-        held_out = None if pairs is None else pairs[0]
         base = measure.raw_input_baseline(data, protocols, seed, held_out)
         result.metrics["raw_inputs"] = base.metrics
     measure.embedding_figures(result, data, z, figures_dir, seed)
     if "verification" in protocols:
-        held_out = None if pairs is None else pairs[0]
         threshold = None
         if chosen.source in ("other_split", "named", "test") and config.data.validation in (
             "classes",
             "samples",
         ):
             # A threshold chosen on the run's validation examples (never on the test pairs).
-            validation = training_parts()[1]
             if validation is not None and len(validation) >= 2:
                 threshold = measure.validation_threshold(model, validation, metric, seed, head)
         measure.verification(
@@ -188,14 +175,14 @@ def evaluate_run(
                     "run's training classes (a class-disjoint split), so no query has a match "
                     "in that gallery; use --gallery self"
                 )
-        images = training_parts()[0].x if reference is not None and data.x.dim() == 4 else None
+        images = train.x if reference is not None and data.x.dim() == 4 else None
         measure.retrieval(result, data, z, metric, figures_dir, seed, reference, images)
     if "fewshot" in protocols:
         measure.fewshot(result, data, z, metric, figures_dir, seed, episodes, groups, base)
     if "novelty" in protocols and ood is not None:
         reference = training_embeddings()
         # Labels are comparable only when both sides number the same class list.
-        same_classes = training_parts()[0].classes == data.classes
+        same_classes = train.classes == data.classes
         measure.novelty(result, config, model, z, data, ood, metric, reference, same_classes)
     return result
 
@@ -255,13 +242,15 @@ def _refuse_a_validation_that_chose(run_dir: Path, description: str) -> None:
         )
 
 
-def _pair_head(run_dir: Path) -> torch.nn.Module | None:
-    """The pair classifier's head of a run that trained one (pairs are then scored by it)."""
-    from siamese.models.files import PAIR_HEAD_FILE, load_siamese_net
+def _model_and_head(run_dir: Path) -> tuple[torch.nn.Module, torch.nn.Module | None]:
+    """The run's embedding model, and the pair classifier's head of a run that trained one
+    (pairs are then scored by it); the model files are read once either way."""
+    from siamese.models.files import PAIR_HEAD_FILE, load_model, load_siamese_net
 
     if not (run_dir / PAIR_HEAD_FILE).is_file():
-        return None
-    return load_siamese_net(run_dir).head
+        return load_model(run_dir), None
+    net = load_siamese_net(run_dir)
+    return net.embedding_net, net.head
 
 
 def _input_shape(run_dir: Path) -> list[int]:

@@ -57,10 +57,10 @@ def validation_threshold(
     """The threshold (on distance, or on 1 − p(same) with a pair head) with the best accuracy
     on pairs of the run's validation examples (`verification.best_threshold`), for deciding
     test pairs without looking at them."""
-    from siamese.evaluation.verification import best_threshold, labelled_pairs
+    from siamese.evaluation.verification import best_threshold
 
     z = embed(model, validation.x)
-    i, j, same = labelled_pairs(validation.y, max_pairs=200_000, seed=seed + 1)
+    i, j, same = _pairs(validation, seed + 1)
     return best_threshold(_pair_distances(z, i, j, metric, head), same)[0]
 
 
