@@ -73,3 +73,37 @@ def test_lookup_walks_keys_with_spaces_and_hyphens() -> None:
     document = {"fewshot": {"20-way 1-shot": {"accuracy": 0.9}}}
     assert bench_recipes.lookup(document, "fewshot.20-way 1-shot.accuracy") == 0.9
     assert bench_recipes.lookup(document, "fewshot.5-way 1-shot.accuracy") is None
+
+
+def test_readme_reference_column_sets_only_same_protocol_figures_beside_ours() -> None:
+    # A figure measured under another protocol (another split, unbalanced pairs, other image
+    # sizes) is not a comparison: without a peer in the same run, the reference column
+    # carries a figure only when the recipe states it was published under its own protocol.
+    results = _results()
+    for recipe in bench_recipes.RECIPES:
+        text = bench_recipes.reference(results[recipe.name], recipe)
+        if "peer" not in results[recipe.name] and not recipe.claim:
+            assert "%" not in text, (recipe.name, text)
+
+
+def test_peers_run_in_the_same_invocation_under_the_same_protocol() -> None:
+    results = _results()
+    triplet = results["mnist_triplet"]
+    # PML's recipe with its own network and with ours: library and recipe told apart
+    assert triplet["peer"]["network"] == "pml"
+    assert triplet["peer_our_network"]["network"] == "ours"
+    orl = results["orl_verification"]
+    peer = orl["peer"]
+    assert peer["same_people"] is True
+    assert [f["data.test_fold"] for f in peer["folds"]] == [
+        f["data.test_fold"] for f in orl["folds"]
+    ]
+    assert "configs/orl_contrastive_tutorial.yaml" == peer["config"]
+
+
+def test_paired_wins_counts_folds_where_ours_is_strictly_better() -> None:
+    ours = [{"EER": 0.1, "acc": 0.9}, {"EER": 0.2, "acc": 0.8}, {"EER": 0.3}]
+    theirs = [{"EER": 0.2, "acc": 0.9}, {"EER": 0.2, "acc": 0.7}, {"EER": 0.1}]
+    assert bench_recipes.paired_wins(ours, theirs, "EER", lower=True) == (1, 3)
+    assert bench_recipes.paired_wins(ours, theirs, "acc", lower=False) == (1, 2)
+    assert bench_recipes.paired_wins(ours, theirs, "AUC", lower=False) is None
