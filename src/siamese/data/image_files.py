@@ -117,6 +117,33 @@ def decode_image(
     return _finish(converted, channels, size, resize)
 
 
+def image_array(
+    image: Image.Image,
+    name: str,
+    channels: int | None = None,
+    size: tuple[int, int] | None = None,
+    resize: str = "stretch",
+) -> np.ndarray:
+    """An image already in memory (a PIL image) prepared exactly as `decode_image` prepares a
+    decoded file: converted to 8-bit grey or RGB (transparency onto white), then to
+    `channels` and `size`.
+
+    Args:
+        image: a loaded PIL image (any mode `decode_image` accepts).
+        name: how errors name it (e.g. "image 3 of the call").
+    Returns:
+        uint8 (C, H, W) array, C = 1 or 3.
+    Raises:
+        BadImageError: a pixel mode this cannot convert.
+    """
+    if resize not in RESIZE_MODES:
+        raise ValueError(f"resize must be one of {RESIZE_MODES}, got {resize!r}")
+    converted = _to_gray_or_rgb(image)
+    if converted is None:
+        raise BadImageError(name, _unsupported_mode_reason(image.mode))
+    return _finish(converted, channels, size, resize)
+
+
 def decode_images(
     paths: list[str],
     channels: int | None,

@@ -33,11 +33,19 @@ from siamese.atomic_files import write_json_atomic
 from siamese.config import RunConfig, check_resume_changes
 from siamese.config.loading import from_dict
 from siamese.config.yaml_dialect import save_config_atomic, to_dict
-from siamese.errors import CheckpointError, OutputError, RunInterrupted, TrainingDivergedError
+from siamese.errors import (
+    CheckpointError,
+    DataError,
+    OutputError,
+    RunInterrupted,
+    TrainingDivergedError,
+)
+from siamese.evaluation.embed import embed
 from siamese.evaluation.validation import HIGHER_IS_BETTER, validate
 from siamese.losses import PairClassifierLoss
 from siamese.models.embedding import build_embedding_net
 from siamese.models.files import read_model_files, save_model, save_pair_head
+from siamese.recognition.thresholds import Thresholds, calibrate
 from siamese.training.checkpoints import (
     best_checkpoint_path,
     load_checkpoint,
@@ -478,11 +486,45 @@ class TrainingRun:
             "loss": self.config.loss.name,
             "metric": self.config.loss.metric,
             "steps": self.loop.position.step,
+            "preprocessing": {"resize": str(self.config.data.options.get("resize", "stretch"))},
         }
+        thresholds = self._calibrated_thresholds()
+        if thresholds is not None:
+            facts["thresholds"] = thresholds.as_dict()
         save_model(self.out, self.model, self.input_shape, facts)
         if isinstance(self.objective.loss, PairClassifierLoss):
             save_pair_head(self.out, self.objective.loss)
         self.log.line(f"done: {self.loop.position.step} steps; model ({weights}) in {self.out}")
+
+    def _calibrated_thresholds(self) -> Thresholds | None:
+        """Decision thresholds at stated false-accept rates, measured with the saved weights
+        on the validation classes (never trained on); None without validation classes."""
+        if self.val_data is None or self.config.data.validation != "classes":
+            self.log.line(
+                "no validation classes: the model carries no calibrated thresholds; measure "
+                f"them with `siamese calibrate {self.out} --data ...` on labelled classes it "
+                "did not train on"
+            )
+            return None
+        loss = self.objective.loss
+        head = loss if isinstance(loss, PairClassifierLoss) else None
+        data = self.val_data
+        z = embed(self.model, data.x)
+        n_classes = int(torch.unique(data.y).numel())
+        described = (
+            f"the run's validation classes ({n_classes} classes, {len(data):,} examples, "
+            "never trained on)"
+        )
+        try:
+            thresholds = calibrate(z, data.y, self.config.loss.metric, described, head=head)
+        except DataError as err:
+            self.log.warn(f"thresholds not calibrated: {err}")
+            return None
+        rates = ", ".join(f"{f:g}" for f in thresholds.at_far) or "none"
+        self.log.line(
+            f"thresholds calibrated on {described}: FAR {rates}; EER {thresholds.eer:.4f}"
+        )
+        return thresholds
 
     def _result(self, seconds: float) -> RunResult:
         session = self.loop.history.seconds

@@ -1,0 +1,173 @@
+"""What a user hands a recogniser — image files, PIL images, arrays, tensors — turned into the
+model's input: uint8 (N, C, H, W) at the model's size and channel count.
+
+Files go through the same decoder as training folders (`siamese.data.image_files`: EXIF
+orientation applied, 16-bit, palette and transparent images converted), and every other kind
+through the same conversion, so an image gives the same pixels whichever way it arrives.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+
+from siamese.data.image_files import BadImageError, decode_image, image_array
+from siamese.errors import DataError
+
+ImageInput = str | Path | Image.Image | np.ndarray | torch.Tensor
+"""One image: a file path; a PIL image; a numpy array (H, W) or (H, W, C) as image libraries
+lay them out; or a torch tensor (C, H, W) or (H, W). Arrays and tensors hold uint8 values or
+floats in [0, 1]. A 4-D array or tensor (N, H, W, C) / (N, C, H, W) is a batch of images."""
+
+
+@dataclass(frozen=True)
+class Preprocessing:
+    """How a model's inputs are made from images.
+
+    Attributes:
+        input_shape: (C, H, W) the model takes (or any other shape, for non-image models).
+        resize: how an image of another aspect ratio reaches (H, W): "stretch", "crop" (centre)
+            or "pad" (`siamese.data.image_files.decode_image`).
+    """
+
+    input_shape: tuple[int, ...]
+    resize: str = "stretch"
+
+    @property
+    def is_image(self) -> bool:
+        return len(self.input_shape) == 3 and self.input_shape[0] in (1, 3)
+
+
+def as_image_list(images: ImageInput | Sequence[ImageInput]) -> list[ImageInput]:
+    """A list of single images from one image, a batch array/tensor, or a sequence of them."""
+    if isinstance(images, (str, Path, Image.Image)):
+        return [images]
+    if isinstance(images, np.ndarray):
+        return list(images) if images.ndim == 4 else [images]
+    if isinstance(images, torch.Tensor):
+        return list(images) if images.ndim == 4 else [images]
+    if isinstance(images, Sequence):
+        out: list[ImageInput] = []
+        for item in images:
+            if isinstance(item, (np.ndarray, torch.Tensor)) and item.ndim == 4:
+                out.extend(list(item))
+            else:
+                out.append(item)
+        return out
+    raise DataError(
+        f"cannot read images from a {type(images).__name__}: give file paths, PIL images, "
+        "numpy arrays (H, W[, C]) or torch tensors (C, H, W), or a list of them"
+    )
+
+
+def describe(image: ImageInput, index: int) -> str:
+    """How messages and results name an input: its path, or "image N" (1-based)."""
+    return str(image) if isinstance(image, (str, Path)) else f"image {index + 1}"
+
+
+def model_input(images: Sequence[ImageInput], pre: Preprocessing) -> torch.Tensor:
+    """Each image prepared for the model.
+
+    Args:
+        images: single images (`as_image_list`).
+        pre: the model's preprocessing.
+    Returns:
+        (N, *input_shape) uint8 for image models; float32 for others (uint8 examples
+        scaled to [0, 1], as the model scales them).
+    Raises:
+        DataError: a file missing, unreadable or not an image; an array of a shape or value
+            range that is not an image. The message names the input (path or position); the
+            caller has written nothing yet.
+    """
+    if not images:
+        raise DataError("no images given: pass at least one image (a path, array or tensor)")
+    if not pre.is_image:
+        return torch.stack([_vector(image, i, pre) for i, image in enumerate(images)])
+    arrays = [_image(image, i, pre) for i, image in enumerate(images)]
+    return torch.from_numpy(np.stack(arrays))
+
+
+def _image(image: ImageInput, index: int, pre: Preprocessing) -> np.ndarray:
+    channels, height, width = pre.input_shape
+    size = (int(height), int(width))
+    name = describe(image, index)
+    try:
+        if isinstance(image, (str, Path)):
+            path = Path(image)
+            if not path.is_file():
+                raise DataError(
+                    f"{path}: no such file" + (" (it is a folder)" if path.is_dir() else "")
+                )
+            return decode_image(str(path), int(channels), size, pre.resize)
+        if isinstance(image, Image.Image):
+            return image_array(image, name, int(channels), size, pre.resize)
+        if isinstance(image, (np.ndarray, torch.Tensor)):
+            return image_array(_pil(image, name), name, int(channels), size, pre.resize)
+    except BadImageError as err:
+        raise DataError(f"{err.path}: {err.reason}") from None
+    raise DataError(
+        f"{name}: a {type(image).__name__} is not an image; give a file path, a PIL image, a "
+        "numpy array (H, W[, C]) or a torch tensor (C, H, W)"
+    )
+
+
+def _pil(array: np.ndarray | torch.Tensor, name: str) -> Image.Image:
+    """A PIL image of an (H, W), (H, W, C) numpy or (H, W), (C, H, W) torch image."""
+    if isinstance(array, torch.Tensor):
+        t = array.detach().cpu()
+        values = t.numpy() if t.ndim == 2 else t.permute(1, 2, 0).numpy()
+    else:
+        values = array
+    if values.ndim == 3 and values.shape[2] == 1:
+        values = values[:, :, 0]
+    if values.ndim not in (2, 3) or (values.ndim == 3 and values.shape[2] not in (3, 4)):
+        layout = "(H, W) or (C, H, W)" if isinstance(array, torch.Tensor) else "(H, W[, C])"
+        raise DataError(
+            f"{name}: an array of shape {tuple(array.shape)} is not an image: give {layout} "
+            "with 1, 3 or 4 channels"
+        )
+    values = _as_uint8(values, name)
+    mode = "L" if values.ndim == 2 else ("RGB" if values.shape[2] == 3 else "RGBA")
+    return Image.fromarray(np.ascontiguousarray(values), mode)
+
+
+def _as_uint8(values: np.ndarray, name: str) -> np.ndarray:
+    if values.dtype == np.uint8:
+        return values
+    if values.dtype.kind == "f":
+        if not np.isfinite(values).all() or values.min() < 0 or values.max() > 1:
+            raise DataError(
+                f"{name}: float pixels must lie in [0, 1] (found {values.min():g} … "
+                f"{values.max():g}); scale them, or pass uint8 values 0 … 255"
+            )
+        return np.rint(values * 255).astype(np.uint8)  # 8 bits, as an image file holds
+    if values.dtype.kind in "iu" and values.min() >= 0 and values.max() <= 255:
+        return values.astype(np.uint8)
+    raise DataError(
+        f"{name}: pixels of type {values.dtype} are not 8-bit image values; give uint8 "
+        "(0 … 255) or floats in [0, 1]"
+    )
+
+
+def _vector(example: Any, index: int, pre: Preprocessing) -> torch.Tensor:
+    """A non-image example: a tensor or array of exactly the model's input shape."""
+    name = describe(example, index)
+    if isinstance(example, np.ndarray):
+        example = torch.from_numpy(np.asarray(example))
+    if not isinstance(example, torch.Tensor):
+        raise DataError(
+            f"{name}: this model takes inputs of shape {pre.input_shape}, not images; give "
+            "tensors or arrays of that shape"
+        )
+    if tuple(example.shape) != pre.input_shape:
+        raise DataError(
+            f"{name}: shape {tuple(example.shape)}, but the model takes {pre.input_shape}"
+        )
+    # uint8 scaled as the model scales it, so one batch can mix uint8 and float examples
+    return example.float() / 255 if example.dtype == torch.uint8 else example.float()

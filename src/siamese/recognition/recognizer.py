@@ -1,0 +1,216 @@
+"""A trained model put to use: embed images, compare two of them against a calibrated threshold.
+
+from siamese.recognition import Recognizer
+
+recognizer = Recognizer.load("runs/orl")          # a run directory or a model folder
+z = recognizer.embed(["a.png", "b.png"])          # (2, D) float32
+result = recognizer.compare("a.png", "b.png")     # distance, threshold, FAR, decision
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from siamese.errors import CheckpointError, ConfigError
+from siamese.evaluation.embed import embed as embed_inputs
+from siamese.evaluation.verification import pair_dissimilarity
+from siamese.models.files import PAIR_HEAD_FILE, load_model, load_siamese_net, read_model_files
+from siamese.recognition.images import (
+    ImageInput,
+    Preprocessing,
+    as_image_list,
+    model_input,
+)
+from siamese.recognition.thresholds import Thresholds, read_thresholds
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """The verdict on two images.
+
+    Attributes:
+        distance: their dissimilarity on the model's scale (`metric`); lower is more alike.
+        threshold: accepted as the same identity when distance <= threshold.
+        far: the false-accept rate the threshold was calibrated at (None for a threshold the
+            caller gave).
+        same: the decision.
+        metric: the scale ("euclidean", "cosine", …, or "pair_head": 1 − p(same)).
+        calibrated_on: the data the threshold was measured on, in words.
+    """
+
+    distance: float
+    threshold: float
+    far: float | None
+    same: bool
+    metric: str
+    calibrated_on: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "distance": self.distance,
+            "threshold": self.threshold,
+            "far": self.far,
+            "same": self.same,
+            "metric": self.metric,
+            "calibrated_on": self.calibrated_on,
+        }
+
+
+class Recognizer:
+    """A trained model with its preprocessing, distance and calibrated thresholds.
+
+    Attributes:
+        model: the embedding network, in evaluation mode.
+        head: the pair classifier of a run that trained one (decisions use 1 − p(same)), or None.
+        description: the model's model.json.
+        model_dir: where the model files are.
+    """
+
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        description: dict[str, Any],
+        model_dir: Path,
+        head: torch.nn.Module | None = None,
+    ) -> None:
+        self.model = model.eval()
+        self.head = head
+        self.description = description
+        self.model_dir = model_dir
+        shape = tuple(int(v) for v in description["input_shape"])
+        resize = description.get("preprocessing", {}).get("resize", "stretch")
+        self.preprocessing = Preprocessing(shape, resize)
+
+    @classmethod
+    def load(cls, path: Path | str) -> Recognizer:
+        """The model of a run directory, a folder holding model.json and model.safetensors,
+        or that model.json itself.
+
+        Raises:
+            CheckpointError: no model there, or files altered since training.
+        """
+        folder = Path(path)
+        if folder.is_file() and folder.name == "model.json":
+            folder = folder.parent
+        if not folder.exists():
+            raise CheckpointError(
+                f"{folder}: no such run or model folder; give the --out folder of `siamese "
+                "train`, or a folder with model.json and model.safetensors"
+            )
+        description, _ = read_model_files(folder)
+        if (folder / PAIR_HEAD_FILE).is_file():
+            net = load_siamese_net(folder)
+            return cls(net.embedding_net, description, folder, head=net.head)
+        return cls(load_model(folder), description, folder)
+
+    # ------------------------------------------------------------------------------------
+    # What the model is
+
+    @property
+    def metric(self) -> str:
+        """The embedding distance: "euclidean", "sqeuclidean" or "cosine"."""
+        return str(self.description.get("metric", "euclidean"))
+
+    @property
+    def scale(self) -> str:
+        """The scale of decisions: the metric, or "pair_head" for a pair classifier."""
+        return "pair_head" if self.head is not None else self.metric
+
+    @property
+    def fingerprint(self) -> str:
+        """SHA-256 of the weights: embeddings from two models compare only if it is equal."""
+        return str(self.description["sha256"])
+
+    @property
+    def embedding_dim(self) -> int:
+        return int(self.description["embedding_dim"])
+
+    @property
+    def thresholds(self) -> Thresholds | None:
+        """The calibrated thresholds in model.json (None if the model has none)."""
+        return read_thresholds(self.description)
+
+    def threshold(self, far: float | None = None) -> tuple[float, float]:
+        """(threshold, FAR) at a calibrated false-accept rate (the smallest the calibration
+        supports when `far` is None).
+
+        Raises:
+            ConfigError: the model has no calibrated thresholds, or none at `far`.
+        """
+        thresholds = self.thresholds
+        if thresholds is None:
+            raise ConfigError(
+                f"{self.model_dir}: the model has no calibrated thresholds (its run had no "
+                "validation classes). Measure them on labelled images of people or classes "
+                f"it did not train on: siamese calibrate {self.model_dir} --data folder:PATH"
+            )
+        return thresholds.threshold(far)
+
+    def reload_description(self) -> None:
+        """Re-read model.json (after `siamese calibrate` rewrote its thresholds)."""
+        self.description = json.loads((self.model_dir / "model.json").read_text("utf-8"))
+
+    # ------------------------------------------------------------------------------------
+    # Using it
+
+    def prepare(self, images: ImageInput | Sequence[ImageInput]) -> torch.Tensor:
+        """The model's inputs for `images` (see `siamese.recognition.images.ImageInput`):
+        (N, C, H, W) uint8, decoded, converted and resized as the model declares."""
+        return model_input(as_image_list(images), self.preprocessing)
+
+    def embed(
+        self,
+        images: ImageInput | Sequence[ImageInput],
+        batch_size: int = 256,
+        progress: bool = False,
+    ) -> torch.Tensor:
+        """Embeddings of images: one path, PIL image, array or tensor, a batch, or a list.
+
+        Returns:
+            (N, D) float32 embeddings, in the order given.
+        Raises:
+            DataError: an input that is missing, unreadable or not an image, named in the
+                message.
+        """
+        return embed_inputs(self.model, self.prepare(images), batch_size, progress)
+
+    def dissimilarity(self, z1: torch.Tensor, z2: torch.Tensor) -> torch.Tensor:
+        """(P,) dissimilarities of matching rows of (P, D) embeddings, on `scale`."""
+        return pair_dissimilarity(z1, z2, self.metric, self.head)
+
+    def compare(
+        self,
+        a: ImageInput,
+        b: ImageInput,
+        far: float | None = None,
+        threshold: float | None = None,
+    ) -> Comparison:
+        """Whether two images show the same identity.
+
+        Args:
+            a, b: one image each.
+            far: the calibrated false-accept rate to decide at (default: the smallest the
+                model's calibration supports).
+            threshold: decide at this dissimilarity instead (then `far` must be None).
+        Raises:
+            ConfigError: no calibrated threshold at `far` (and no `threshold` given).
+            DataError: an input is not a readable image.
+        """
+        if threshold is not None and far is not None:
+            raise ConfigError("give a false-accept rate or a threshold, not both")
+        z = self.embed([a, b])
+        if z.shape[0] != 2:
+            raise ConfigError("compare takes one image on each side; use embed for batches")
+        distance = float(self.dissimilarity(z[:1], z[1:])[0])
+        if threshold is None:
+            value, rate = self.threshold(far)
+            calibrated_on = self.thresholds.calibrated_on if self.thresholds else ""
+        else:
+            value, rate, calibrated_on = float(threshold), None, "given by the caller"
+        return Comparison(distance, value, rate, distance <= value, self.scale, calibrated_on)

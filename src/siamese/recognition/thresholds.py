@@ -1,0 +1,324 @@
+"""Calibrated decision thresholds: the distance below which two examples are called the same
+identity, at stated false-accept rates, measured on labelled data the model never trained on.
+
+A threshold at FAR f accepts at most the share f of the impostor pairs of the calibration data.
+It is only stated where the data supports it: at least `MIN_FALSE_ACCEPTS` impostor pairs would
+be accepted at that rate (f × impostor pairs ≥ 10), so a threshold at 1e-3 needs 10,000
+impostor pairs; a rate the data cannot support is listed as such, never extrapolated.
+
+Thresholds live in the model's `model.json` under "thresholds" (`write_thresholds`), written by
+`siamese train` from its validation classes and by `siamese calibrate` from the user's data.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from siamese.atomic_files import write_json_atomic
+from siamese.errors import ConfigError, DataError
+from siamese.evaluation.verification import (
+    PairHead,
+    pair_dissimilarity,
+    roc_curve,
+    threshold_at_far,
+)
+
+# The false-accept rates a calibration states a threshold for, where the data supports them.
+CALIBRATED_FARS = (1e-1, 5e-2, 1e-2, 5e-3, 1e-3, 5e-4, 1e-4, 5e-5, 1e-5, 1e-6)
+MIN_FALSE_ACCEPTS = 10
+"""A threshold at FAR f needs f × impostor pairs ≥ this: with fewer accepted impostors the
+rate measured at the threshold is too uncertain to quote (10 accepts: about ±30 %)."""
+MAX_PAIRS = 4_000_000
+"""Impostor (and genuine) pairs used at most; beyond it a uniform random subset, seeded."""
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """A model's calibrated thresholds on one distance (or dissimilarity) scale.
+
+    Attributes:
+        metric: the scale: "euclidean", "sqeuclidean", "cosine" or "pair_head" (1 − the pair
+            classifier's probability of "same").
+        at_far: supported FAR → threshold (accept when distance <= threshold), smallest FAR
+            first.
+        unsupported: FARs of `CALIBRATED_FARS` the data could not support.
+        eer: the equal error rate on the calibration pairs; eer_threshold: the threshold there.
+        genuine_pairs, impostor_pairs: how many pairs of each kind the calibration measured.
+        calibrated_on: what data, in words (e.g. "validation classes of the run: 6 classes,
+            60 examples").
+        classes: the number of classes of that data.
+    """
+
+    metric: str
+    at_far: dict[float, float]
+    unsupported: tuple[float, ...]
+    eer: float
+    eer_threshold: float
+    genuine_pairs: int
+    impostor_pairs: int
+    calibrated_on: str
+    classes: int
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def threshold(self, far: float | None = None) -> tuple[float, float]:
+        """(threshold, FAR) at `far`, or at the smallest supported FAR when None.
+
+        Raises:
+            ConfigError: `far` is not one of the calibrated rates, or the calibration data
+                could not support it (the message gives the rates that are available).
+        """
+        if not self.at_far:
+            raise ConfigError(
+                f"the model's calibration ({self.calibrated_on}: {self.impostor_pairs:,} impostor "
+                "pairs) supports no false-accept rate down to 1e-1; calibrate on more labelled "
+                "data: siamese calibrate MODEL --data ..."
+            )
+        if far is None:
+            far = min(self.at_far)
+        for known, value in self.at_far.items():
+            if math.isclose(known, far, rel_tol=1e-9):
+                return value, known
+        available = ", ".join(f"{f:g}" for f in self.at_far)
+        if any(math.isclose(u, far, rel_tol=1e-9) for u in self.unsupported):
+            raise ConfigError(
+                f"FAR {far:g} is not supported by the model's calibration ({self.calibrated_on}:"
+                f" {self.impostor_pairs:,} impostor pairs; {far:g} needs "
+                f"{math.ceil(MIN_FALSE_ACCEPTS / far):,}). Choose one of {available}, or "
+                "calibrate on more labelled data: siamese calibrate MODEL --data ... --far "
+                f"{far:g}"
+            )
+        raise ConfigError(
+            f"FAR {far:g} is not a calibrated rate; the model has thresholds at {available}"
+        )
+
+    def as_dict(self) -> dict[str, Any]:
+        """The JSON form stored in model.json (FARs as strings, e.g. "0.001")."""
+        return {
+            "metric": self.metric,
+            "at_far": {f"{far:g}": value for far, value in self.at_far.items()},
+            "unsupported": [f"{far:g}" for far in self.unsupported],
+            "eer": self.eer,
+            "eer_threshold": self.eer_threshold,
+            "genuine_pairs": self.genuine_pairs,
+            "impostor_pairs": self.impostor_pairs,
+            "calibrated_on": self.calibrated_on,
+            "classes": self.classes,
+            "min_false_accepts": MIN_FALSE_ACCEPTS,
+            **self.extra,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Thresholds:
+        """The inverse of `as_dict`."""
+        known = {
+            "metric",
+            "at_far",
+            "unsupported",
+            "eer",
+            "eer_threshold",
+            "genuine_pairs",
+            "impostor_pairs",
+            "calibrated_on",
+            "classes",
+            "min_false_accepts",
+        }
+        return cls(
+            metric=str(data["metric"]),
+            at_far={float(k): float(v) for k, v in data["at_far"].items()},
+            unsupported=tuple(float(f) for f in data.get("unsupported", ())),
+            eer=float(data["eer"]),
+            eer_threshold=float(data["eer_threshold"]),
+            genuine_pairs=int(data["genuine_pairs"]),
+            impostor_pairs=int(data["impostor_pairs"]),
+            calibrated_on=str(data["calibrated_on"]),
+            classes=int(data["classes"]),
+            extra={k: v for k, v in data.items() if k not in known},
+        )
+
+
+def calibration_pairs(
+    labels: torch.Tensor, max_pairs: int = MAX_PAIRS, seed: int = 0
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Every pair i < j of a labelled set, genuine and impostor (not balanced: a threshold at
+    a small FAR needs many impostors), or a seeded uniform subset of `max_pairs` of each kind
+    when there are more.
+
+    Args:
+        labels: (N,) int64 labels.
+    Returns:
+        (i, j, same): (P,) int64 indices, i < j, and (P,) int64 pair labels, 1 = genuine,
+        0 = impostor.
+    Raises:
+        DataError: no genuine or no impostor pair.
+    """
+    labels = labels.detach().cpu().flatten()
+    n = labels.numel()
+    counts = torch.unique(labels, return_counts=True)[1].double()
+    n_genuine = int((counts * (counts - 1) / 2).sum())
+    n_impostor = n * (n - 1) // 2 - n_genuine
+    if n_genuine == 0 or n_impostor == 0:
+        raise DataError(
+            f"calibration needs genuine and impostor pairs: these {n} examples of "
+            f"{counts.numel()} classes give {n_genuine} genuine and {n_impostor} impostor "
+            "pairs; give at least 2 classes, some with 2 or more examples"
+        )
+    g = torch.Generator().manual_seed(seed)
+    if n * (n - 1) // 2 <= 2 * max_pairs:
+        i, j = torch.triu_indices(n, n, offset=1)
+        same = (labels[i] == labels[j]).long()
+        keep = torch.cat(
+            [_subset(torch.nonzero(same == s).flatten(), max_pairs, g) for s in (1, 0)]
+        )
+        return i[keep], j[keep], same[keep]
+    # Too many to list: draw example pairs uniformly and keep the first max_pairs of each kind
+    # (genuine pairs of a large set are rare, so they are drawn within classes instead).
+    order = torch.argsort(labels, stable=True)
+    uniq, inverse, per_class = torch.unique(labels, return_inverse=True, return_counts=True)
+    del uniq
+    starts = torch.cumsum(per_class, 0) - per_class
+    weights = (per_class * (per_class - 1)).double()
+    want_g = min(max_pairs, n_genuine)
+    c = torch.multinomial(weights, want_g, replacement=True, generator=g)
+    a = (torch.rand(want_g, generator=g, dtype=torch.float64) * per_class[c]).long()
+    b = (torch.rand(want_g, generator=g, dtype=torch.float64) * (per_class[c] - 1)).long()
+    b = b + (b >= a).long()
+    gi, gj = order[starts[c] + a], order[starts[c] + b]
+    want_i = min(max_pairs, n_impostor)
+    ii = torch.empty(0, dtype=torch.long)
+    ij = torch.empty(0, dtype=torch.long)
+    while ii.numel() < want_i:
+        x = torch.randint(n, (2 * want_i,), generator=g)
+        y = torch.randint(n, (2 * want_i,), generator=g)
+        ok = inverse[x] != inverse[y]
+        ii, ij = torch.cat([ii, x[ok]]), torch.cat([ij, y[ok]])
+    ii, ij = ii[:want_i], ij[:want_i]
+    i = torch.cat([torch.minimum(gi, gj), torch.minimum(ii, ij)])
+    j = torch.cat([torch.maximum(gi, gj), torch.maximum(ii, ij)])
+    same = torch.cat([torch.ones(want_g, dtype=torch.long), torch.zeros(want_i, dtype=torch.long)])
+    return i, j, same
+
+
+def _subset(index: torch.Tensor, limit: int, g: torch.Generator) -> torch.Tensor:
+    if index.numel() <= limit:
+        return index
+    return index[torch.randperm(index.numel(), generator=g)[:limit]].sort().values
+
+
+def pair_distances(
+    embeddings: torch.Tensor,
+    i: torch.Tensor,
+    j: torch.Tensor,
+    metric: str,
+    head: PairHead | None = None,
+) -> torch.Tensor:
+    """(P,) float32 dissimilarities of rows i and j of (N, D) `embeddings`, a block of pairs
+    at a time: distances in `metric`, or 1 − p(same) from a pair classifier's `head`
+    (`siamese.evaluation.verification.pair_dissimilarity`)."""
+    out = torch.empty(i.numel(), dtype=torch.float32)
+    step = 65_536
+    for start in range(0, i.numel(), step):
+        a, b = embeddings[i[start : start + step]], embeddings[j[start : start + step]]
+        out[start : start + a.shape[0]] = pair_dissimilarity(a, b, metric, head)
+    return out
+
+
+def thresholds_from_distances(
+    distances: torch.Tensor,
+    same: torch.Tensor,
+    metric: str,
+    calibrated_on: str,
+    classes: int,
+) -> Thresholds:
+    """Thresholds at every supported FAR of `CALIBRATED_FARS`, and at the EER.
+
+    Args:
+        distances: (P,) distances of calibration pairs; same: (P,) 1 = genuine, 0 = impostor.
+        metric: the scale of `distances` (stored with the thresholds).
+        calibrated_on: the data, in words; classes: its number of classes.
+    """
+    same = same.flatten().long()
+    impostors = int((same == 0).sum())
+    genuine = int((same == 1).sum())
+    at_far, unsupported = {}, []
+    for far in sorted(CALIBRATED_FARS):
+        if far * impostors >= MIN_FALSE_ACCEPTS:
+            at_far[far] = threshold_at_far(distances, same, far)
+        else:
+            unsupported.append(far)
+    curve = roc_curve(distances, same)
+    eer = curve.eer()
+    gap = curve.far - (1 - curve.tar)
+    k = int(torch.nonzero(gap >= 0)[0])
+    eer_threshold = float(curve.thresholds[max(k, 1)])
+    return Thresholds(
+        metric=metric,
+        at_far=at_far,
+        unsupported=tuple(unsupported),
+        eer=eer,
+        eer_threshold=eer_threshold,
+        genuine_pairs=genuine,
+        impostor_pairs=impostors,
+        calibrated_on=calibrated_on,
+        classes=classes,
+    )
+
+
+def calibrate(
+    embeddings: torch.Tensor,
+    labels: torch.Tensor,
+    metric: str,
+    calibrated_on: str,
+    head: PairHead | None = None,
+    seed: int = 0,
+    max_pairs: int = MAX_PAIRS,
+) -> Thresholds:
+    """Thresholds measured on all pairs (`calibration_pairs`) of labelled embeddings.
+
+    Args:
+        embeddings: (N, D) float32 embeddings of classes the model did not train on.
+        labels: (N,) int64 labels.
+        metric: "euclidean", "sqeuclidean" or "cosine".
+        calibrated_on: the data, in words (stored, and quoted by every decision).
+        head: a pair classifier's head: thresholds then lie on 1 − p(same) ("pair_head").
+    Raises:
+        DataError: no genuine or no impostor pair.
+    """
+    i, j, same = calibration_pairs(labels, max_pairs, seed)
+    distances = pair_distances(embeddings, i, j, metric, head)
+    classes = int(torch.unique(labels).numel())
+    scale = "pair_head" if head is not None else metric
+    return thresholds_from_distances(distances, same, scale, calibrated_on, classes)
+
+
+def write_thresholds(model_dir: Path | str, thresholds: Thresholds) -> None:
+    """Store `thresholds` in `model_dir/model.json` (atomically; the weights are untouched)."""
+    from siamese.models.files import read_model_files
+
+    model_dir = Path(model_dir)
+    description, _ = read_model_files(model_dir)
+    description["thresholds"] = thresholds.as_dict()
+    write_json_atomic(model_dir / "model.json", description)
+
+
+def read_thresholds(description: dict[str, Any]) -> Thresholds | None:
+    """The thresholds stored in a model.json (as a dict), or None when it has none."""
+    stored = description.get("thresholds")
+    return None if stored is None else Thresholds.from_dict(stored)
+
+
+__all__ = [
+    "CALIBRATED_FARS",
+    "MIN_FALSE_ACCEPTS",
+    "Thresholds",
+    "calibrate",
+    "calibration_pairs",
+    "pair_distances",
+    "read_thresholds",
+    "thresholds_from_distances",
+    "write_thresholds",
+]
