@@ -32,3 +32,34 @@ def data_dir() -> Path | None:
 def repo_root() -> Path:
     """The repository's root folder (where configs/ and README.md are)."""
     return Path(__file__).resolve().parent.parent
+
+
+def small_digits_config(*overrides: str):  # type: ignore[no-untyped-def]
+    """A seconds-long run on scikit-learn's 8×8 digits: 5 digits to train on, the other 5
+    held out as validation classes (which calibrate the model's thresholds)."""
+    from siamese.config import load_config
+
+    return load_config(
+        None,
+        [
+            "data.name=digits",
+            "data.validation_fraction=0.5",
+            "model.options.widths=[8, 16]",
+            "model.embedding_dim=16",
+            "batches.p=5",
+            "batches.k=4",
+            "train.epochs=2",
+            "train.validate_every=0",
+            *overrides,
+        ],
+    )
+
+
+@pytest.fixture(scope="session")
+def digits_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A trained digits run with calibrated thresholds (read-only: copy it to change it)."""
+    from siamese.training.run import train_run
+
+    out = tmp_path_factory.mktemp("digits_model") / "run"
+    train_run(small_digits_config(), out, quiet=True)
+    return out

@@ -11,7 +11,7 @@ import pytest
 import torch
 from PIL import Image
 
-from siamese.config import load_config
+from conftest import small_digits_config
 from siamese.data.sources import load_dataset
 from siamese.distances import paired_distances
 from siamese.errors import CheckpointError, ConfigError, DataError
@@ -20,28 +20,9 @@ from siamese.recognition.thresholds import calibrate, write_thresholds
 from siamese.training.run import train_run
 
 
-def _config(*overrides: str):  # type: ignore[no-untyped-def]
-    return load_config(
-        None,
-        [
-            "data.name=digits",
-            "data.validation_fraction=0.5",
-            "model.options.widths=[8, 16]",
-            "model.embedding_dim=16",
-            "batches.p=5",
-            "batches.k=4",
-            "train.epochs=2",
-            "train.validate_every=0",
-            *overrides,
-        ],
-    )
-
-
-@pytest.fixture(scope="module")
-def run(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("recognizer") / "run"
-    train_run(_config(), out, quiet=True)
-    return out
+@pytest.fixture
+def run(digits_model: Path) -> Path:
+    return digits_model
 
 
 @pytest.fixture(scope="module")
@@ -71,7 +52,7 @@ def test_training_calibrates_thresholds_on_its_validation_classes(run: Path) -> 
 
 def test_a_run_without_validation_classes_says_how_to_calibrate(tmp_path: Path) -> None:
     out = tmp_path / "run"
-    train_run(_config("data.validation=none", "train.epochs=1"), out, quiet=True)
+    train_run(small_digits_config("data.validation=none", "train.epochs=1"), out, quiet=True)
     assert "thresholds" not in json.loads((out / "model.json").read_text())
     assert "siamese calibrate" in (out / "train.log").read_text()
     recognizer = Recognizer.load(out)
@@ -169,7 +150,7 @@ def test_write_thresholds_replaces_them_and_keeps_the_weights(run: Path, tmp_pat
 
 def test_a_pair_classifier_decides_with_its_head(tmp_path: Path) -> None:
     out = tmp_path / "pairs"
-    train_run(_config("loss.name=pair_classifier", "train.epochs=1"), out, quiet=True)
+    train_run(small_digits_config("loss.name=pair_classifier", "train.epochs=1"), out, quiet=True)
     recognizer = Recognizer.load(out)
     assert recognizer.head is not None and recognizer.scale == "pair_head"
     assert recognizer.thresholds.metric == "pair_head"

@@ -1,0 +1,661 @@
+"""A persistent gallery: enrol identities from one or more images, identify new images with
+strangers answered "unknown", verify a claimed identity.
+
+    from siamese.recognition import Gallery, Recognizer
+
+    recognizer = Recognizer.load("runs/faces")
+    gallery = Gallery.create("staff.sqlite", recognizer, far=1e-3)
+    gallery.enroll("ada", ["ada.jpg"])
+    [answer] = gallery.identify("visitor.jpg")
+    answer.identity            # "ada", or None when the best match is beyond the threshold
+
+The database (`gallery_store`) is the source of truth: the gallery is bound to one model (its
+weights' fingerprint), one decision threshold at a false-accept rate chosen at creation, and
+one scoring (nearest example, or centroid, per identity). Every decision reports the threshold
+and the rate it used. The search (`gallery_search`) is a cache of the database, rebuilt when
+another process has written since it was read.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import sqlalchemy as sa
+import torch
+from PIL import Image
+
+from siamese.errors import ConfigError, DataError
+from siamese.recognition.gallery_search import SCORINGS, SEARCHES, make_search
+from siamese.recognition.gallery_store import (
+    ExampleRow,
+    GalleryStore,
+    embedding_blob,
+    examples_table,
+    identities_table,
+    now,
+)
+from siamese.recognition.images import ImageInput, as_image_list, describe
+from siamese.recognition.recognizer import Recognizer
+
+UNKNOWN = "unknown"
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One identity a probe may be: its name and the probe's distance to it."""
+
+    identity: str
+    distance: float
+
+
+@dataclass(frozen=True)
+class Identification:
+    """The answer for one probe image.
+
+    Attributes:
+        source: the probe's path, or "image N".
+        identity: the best identity when its distance is within the threshold, else None
+            (`label` is then "unknown").
+        distance: the best identity's distance (inf for an empty gallery).
+        candidates: the k best identities, best first, accepted or not.
+        threshold, far: the decision threshold and the false-accept rate it was set at.
+    """
+
+    source: str
+    identity: str | None
+    distance: float
+    candidates: list[Candidate]
+    threshold: float
+    far: float | None
+
+    @property
+    def label(self) -> str:
+        return self.identity if self.identity is not None else UNKNOWN
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "source": self.source,
+            "identity": self.identity,
+            "decision": self.label,
+            "distance": _finite(self.distance),
+            "threshold": self.threshold,
+            "far": self.far,
+            "candidates": [
+                {"identity": c.identity, "distance": _finite(c.distance)} for c in self.candidates
+            ],
+        }
+
+
+@dataclass(frozen=True)
+class Verification:
+    """Whether an image shows a claimed identity."""
+
+    identity: str
+    source: str
+    distance: float
+    same: bool
+    threshold: float
+    far: float | None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "identity": self.identity,
+            "source": self.source,
+            "distance": self.distance,
+            "same": self.same,
+            "threshold": self.threshold,
+            "far": self.far,
+        }
+
+
+@dataclass(frozen=True)
+class Enrollment:
+    """What one `enroll` call did.
+
+    Attributes:
+        identity: the identity enrolled into; created: whether this call created it.
+        added: the sources of the examples stored.
+        already_enrolled: sources whose image this identity already had (nothing stored).
+    """
+
+    identity: str
+    created: bool
+    added: list[str]
+    already_enrolled: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "identity": self.identity,
+            "created": self.created,
+            "added": self.added,
+            "already_enrolled": self.already_enrolled,
+        }
+
+
+@dataclass(frozen=True)
+class IdentityInfo:
+    name: str
+    examples: int
+    metadata: dict[str, Any] | None
+    created_at: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "identity": self.name,
+            "examples": self.examples,
+            "metadata": self.metadata,
+            "created_at": self.created_at,
+        }
+
+
+class Gallery:
+    """Enrolled identities in a database, searched with one model.
+
+    Use `Gallery.create` or `Gallery.open`; `close` (or a `with` block) releases the database.
+    """
+
+    def __init__(
+        self, store: GalleryStore, recognizer: Recognizer, search: str = "exact", nprobe: int = 16
+    ) -> None:
+        self.store = store
+        self.recognizer = recognizer
+        settings = store.settings()
+        self.settings = settings
+        if settings["model_fingerprint"] != recognizer.fingerprint:
+            raise ConfigError(
+                f"{store.location}: the gallery holds embeddings of model "
+                f"{settings['model_fingerprint'][:12]}… ({settings.get('model_path')}), not of "
+                f"{recognizer.model_dir} ({recognizer.fingerprint[:12]}…); open it with that "
+                "model, or move it to this one with `siamese gallery reembed` (needs the "
+                "images, kept with --keep-images)"
+            )
+        if recognizer.head is not None:
+            raise ConfigError(
+                f"{recognizer.model_dir} trained a pair classifier, which scores pairs, not "
+                "distances a gallery can search; use a model trained with triplet or "
+                "contrastive loss"
+            )
+        self.search_kind = search
+        self.search = make_search(
+            search, settings["metric"], settings["scoring"], recognizer.embedding_dim, nprobe
+        )
+        self.search_generation = -1
+        self.names: dict[int, str] = {}
+
+    # ------------------------------------------------------------------------------------
+    # Creating and opening
+
+    @classmethod
+    def create(
+        cls,
+        location: Path | str,
+        recognizer: Recognizer,
+        far: float | None = None,
+        scoring: str = "nearest",
+        keep_images: bool = False,
+        search: str = "exact",
+    ) -> Gallery:
+        """A new gallery bound to `recognizer`'s model.
+
+        Args:
+            location: an SQLite file path (created) or a database URL.
+            far: the false-accept rate of the decision threshold, one the model's calibration
+                supports (default: the smallest it supports).
+            scoring: "nearest" (an identity scores its closest example) or "centroid".
+            keep_images: store each enrolled image (PNG of the model's input, or the file's
+                bytes), so that `reembed` can move the gallery to another model.
+            search: "exact" or "faiss".
+        Raises:
+            ConfigError: a gallery is already there; the model has no threshold at `far`.
+        """
+        if scoring not in SCORINGS:
+            raise ConfigError(f"scoring {scoring!r} is unknown: use {' or '.join(SCORINGS)}")
+        if search not in SEARCHES:
+            raise ConfigError(f"search {search!r} is unknown: use {' or '.join(SEARCHES)}")
+        threshold, rate = recognizer.threshold(far)
+        t = recognizer.thresholds
+        settings = {
+            "model_fingerprint": recognizer.fingerprint,
+            "model_path": str(recognizer.model_dir),
+            "embedding_dim": recognizer.embedding_dim,
+            "metric": recognizer.metric,
+            "scoring": scoring,
+            "far": rate,
+            "threshold": threshold,
+            "calibrated_on": t.calibrated_on if t else "",
+            "keep_images": bool(keep_images),
+            "created_at": now(),
+        }
+        store = GalleryStore.create(location, settings)
+        return cls(store, recognizer, search)
+
+    @classmethod
+    def open(
+        cls, location: Path | str, recognizer: Recognizer, search: str = "exact", nprobe: int = 16
+    ) -> Gallery:
+        """An existing gallery, with the model it was created with.
+
+        Raises:
+            ConfigError: no gallery there, a newer schema, or another model's gallery.
+        """
+        return cls(GalleryStore.open(location), recognizer, search, nprobe)
+
+    def close(self) -> None:
+        self.store.close()
+
+    def __enter__(self) -> Gallery:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    @property
+    def threshold(self) -> float:
+        return float(self.settings["threshold"])
+
+    @property
+    def far(self) -> float | None:
+        return self.settings["far"]
+
+    # ------------------------------------------------------------------------------------
+    # Writing
+
+    def enroll(
+        self,
+        identity: str,
+        images: ImageInput | Sequence[ImageInput],
+        metadata: dict[str, Any] | None = None,
+        force: bool = False,
+    ) -> Enrollment:
+        """Add examples of `identity` (created if new), all or nothing.
+
+        Every image is decoded and embedded before anything is written; then one transaction
+        stores them. An image this identity already has is skipped and reported; an image
+        another identity has is refused unless `force`.
+
+        Raises:
+            DataError: an image is unreadable (named), or already enrolled under another
+                identity (without `force`); nothing of the call is stored.
+            ConfigError: an empty identity name.
+        """
+        name = _checked_name(identity)
+        items = as_image_list(images)
+        x = self.recognizer.prepare(items)  # every image readable, or nothing happens
+        z = self.recognizer.embed(x).numpy()
+        sources = [describe(item, k) for k, item in enumerate(items)]
+        digests = [_sha256(item, x[k]) for k, item in enumerate(items)]
+        stored_images = (
+            [_stored_image(item, x[k]) for k, item in enumerate(items)]
+            if self.settings["keep_images"]
+            else [None] * len(items)
+        )
+        # the same image twice in one call: keep its first occurrence
+        firsts = {d: k for k, d in reversed(list(enumerate(digests)))}
+        with self.store.transaction() as conn:
+            owners = self.store.owners_of(conn, sorted(set(digests)))
+            others = {
+                d: [o for o in names if o != name] for d, names in owners.items() if d in firsts
+            }
+            clashes = {d: o for d, o in others.items() if o}
+            if clashes and not force:
+                lines = [
+                    f"{sources[firsts[d]]} (enrolled as {', '.join(o)})" for d, o in clashes.items()
+                ]
+                raise DataError(
+                    f"already enrolled under another identity, so not enrolled as {name!r}: "
+                    + "; ".join(lines)
+                    + ". If the same image really shows both, enroll with force=True (--force)"
+                )
+            identity_id = self.store.identity_id(conn, name)
+            created = identity_id is None
+            if identity_id is None:
+                identity_id = self.store.add_identity(conn, name, metadata)
+            elif metadata is not None:
+                conn.execute(
+                    identities_table.update()
+                    .where(identities_table.c.id == identity_id)
+                    .values(metadata=json.dumps(metadata, sort_keys=True))
+                )
+            mine = {d for d, names in owners.items() if name in names}
+            new = [k for d, k in firsts.items() if d not in mine]
+            new.sort()
+            repeated = [sources[k] for k in range(len(items)) if k not in new]
+            rows = [
+                {
+                    "identity_id": identity_id,
+                    "embedding": embedding_blob(z[k]),
+                    "sha256": digests[k],
+                    "source": sources[k],
+                    "added_at": now(),
+                    "metadata": None,
+                    "image": stored_images[k],
+                }
+                for k in new
+            ]
+            example_ids = self.store.add_examples(conn, rows)
+            generation = self.store.bump(conn) if rows or created else None
+        if generation is not None:
+            self.names[identity_id] = name
+            self._after_write(
+                generation,
+                lambda: self.search.add(
+                    z[new], np.asarray(example_ids, np.int64), np.full(len(new), identity_id)
+                ),
+            )
+        return Enrollment(name, created, [sources[k] for k in new], repeated)
+
+    def remove(self, identity: str) -> int:
+        """Delete an identity and its examples; returns how many examples went.
+
+        Raises:
+            DataError: no such identity.
+        """
+        with self.store.transaction() as conn:
+            identity_id = self._existing(conn, identity)
+            count = conn.execute(
+                sa.select(sa.func.count())
+                .select_from(examples_table)
+                .where(examples_table.c.identity_id == identity_id)
+            ).scalar_one()
+            conn.execute(identities_table.delete().where(identities_table.c.id == identity_id))
+            generation = self.store.bump(conn)
+        self.names.pop(identity_id, None)
+        self._after_write(generation, lambda: self.search.remove_identities([identity_id]))
+        return int(count)
+
+    def rename(self, identity: str, new_name: str) -> bool:
+        """Rename an identity; when `new_name` exists, merge into it (its examples join that
+        identity, an image both had is kept once). Returns True when it merged.
+
+        Raises:
+            DataError: no such identity.
+        """
+        new_name = _checked_name(new_name)
+        with self.store.transaction() as conn:
+            old_id = self._existing(conn, identity)
+            target = self.store.identity_id(conn, new_name)
+            if target == old_id:
+                return False
+            if target is None:
+                conn.execute(
+                    identities_table.update()
+                    .where(identities_table.c.id == old_id)
+                    .values(name=new_name)
+                )
+            else:
+                theirs = sa.select(examples_table.c.sha256).where(
+                    examples_table.c.identity_id == target
+                )
+                conn.execute(
+                    examples_table.delete().where(
+                        (examples_table.c.identity_id == old_id)
+                        & examples_table.c.sha256.in_(theirs)
+                    )
+                )
+                conn.execute(
+                    examples_table.update()
+                    .where(examples_table.c.identity_id == old_id)
+                    .values(identity_id=target)
+                )
+                conn.execute(identities_table.delete().where(identities_table.c.id == old_id))
+            generation = self.store.bump(conn)
+        if target is None:
+            self.names[old_id] = new_name
+            self._after_write(generation, lambda: None)
+        else:
+            self.names.pop(old_id, None)
+            self._after_write(generation, None)  # duplicates dropped: read it again
+        return target is not None
+
+    # ------------------------------------------------------------------------------------
+    # Reading
+
+    def identify(
+        self, images: ImageInput | Sequence[ImageInput], k: int = 5
+    ) -> list[Identification]:
+        """Each image's k best identities, and the decision: the best one when within the
+        threshold, else unknown.
+
+        Raises:
+            DataError: an image is unreadable (named).
+        """
+        if k < 1:
+            raise ConfigError(f"k must be >= 1, got {k}")
+        items = as_image_list(images)
+        z = self.recognizer.embed(items)
+        self._fresh()
+        top = self.search.top(z, k)
+        out = []
+        for row, item in enumerate(items):
+            candidates = [
+                Candidate(self.names[int(i)], float(d))
+                for d, i in zip(top.distances[row], top.identity_ids[row], strict=True)
+                if int(i) >= 0
+            ]
+            best = candidates[0].distance if candidates else float("inf")
+            accepted = candidates[0].identity if candidates and best <= self.threshold else None
+            out.append(
+                Identification(
+                    describe(item, row), accepted, best, candidates, self.threshold, self.far
+                )
+            )
+        return out
+
+    def verify(self, identity: str, image: ImageInput) -> Verification:
+        """Whether `image` shows `identity` (its score against that identity alone).
+
+        Raises:
+            DataError: no such identity, or an unreadable image.
+        """
+        z = self.recognizer.embed(image)
+        if z.shape[0] != 1:
+            raise DataError("verify takes one image; use identify for several")
+        embeddings, owner_name = self._examples_matrix(identity)
+        stored = torch.from_numpy(embeddings)
+        if self.settings["scoring"] == "centroid":
+            distance = float(self.recognizer.dissimilarity(z, stored.mean(dim=0, keepdim=True))[0])
+        else:
+            distance = float(self.recognizer.dissimilarity(z.expand_as(stored), stored).min())
+        source = describe(as_image_list(image)[0], 0)
+        same = distance <= self.threshold
+        return Verification(owner_name, source, distance, same, self.threshold, self.far)
+
+    def identities(self) -> list[IdentityInfo]:
+        """Every identity, by name, with its number of examples."""
+        return [IdentityInfo(*row) for row in self.store.identity_names()]
+
+    def examples(self, identity: str) -> list[ExampleRow]:
+        """The stored examples of an identity (without embeddings).
+
+        Raises:
+            DataError: no such identity.
+        """
+        rows = self.store.examples_of(identity)
+        if not rows and identity not in {i.name for i in self.identities()}:
+            raise DataError(self._no_such(identity))
+        return rows
+
+    def stats(self) -> dict[str, Any]:
+        """Counts and settings: identities, examples, model, threshold, FAR, scoring."""
+        identities, examples = self.store.counts()
+        s = self.store.settings()
+        return {
+            "location": self.store.location,
+            "identities": identities,
+            "examples": examples,
+            "model_path": s["model_path"],
+            "model_fingerprint": s["model_fingerprint"],
+            "metric": s["metric"],
+            "scoring": s["scoring"],
+            "threshold": s["threshold"],
+            "far": s["far"],
+            "calibrated_on": s["calibrated_on"],
+            "keep_images": s["keep_images"],
+            "schema_version": s["schema_version"],
+            "search": self.search_kind,
+            "created_at": s["created_at"],
+        }
+
+    # ------------------------------------------------------------------------------------
+    # Moving to another model
+
+    def reembed(self, recognizer: Recognizer, far: float | None = None) -> int:
+        """Embed every stored image with another model and bind the gallery to it (with its
+        threshold at `far`, default the gallery's rate when that model supports it), in one
+        transaction. Returns the number of examples re-embedded.
+
+        Raises:
+            ConfigError: the gallery did not keep its images, or the model has no threshold
+                at the rate.
+        """
+        if not self.settings["keep_images"]:
+            raise ConfigError(
+                f"{self.store.location} did not keep its images (create it with "
+                "keep_images=True / --keep-images), so it cannot be re-embedded: enroll the "
+                "people again into a new gallery of the new model"
+            )
+        if recognizer.head is not None:
+            raise ConfigError("a pair-classifier model cannot serve a gallery")
+        threshold, rate = recognizer.threshold(far if far is not None else self.far)
+        rows = self.store.stored_images()
+        missing = [example_id for example_id, blob, _ in rows if blob is None]
+        if missing:
+            raise ConfigError(
+                f"{self.store.location}: {len(missing)} examples have no stored image "
+                f"(e.g. example {missing[0]}), so the gallery cannot be re-embedded"
+            )
+        # Through files, so that stored images are decoded exactly as enrolled files were.
+        with tempfile.TemporaryDirectory(prefix="siamese-reembed-") as folder:
+            paths = []
+            for example_id, blob, _ in rows:
+                path = Path(folder) / f"{example_id}"
+                path.write_bytes(blob)
+                paths.append(path)
+            z = recognizer.embed(paths).numpy() if paths else np.empty((0, 0), np.float32)
+        t = recognizer.thresholds
+        with self.store.transaction() as conn:
+            for (example_id, _, _), vector in zip(rows, z, strict=True):
+                conn.execute(
+                    examples_table.update()
+                    .where(examples_table.c.id == example_id)
+                    .values(embedding=embedding_blob(vector))
+                )
+            self.store.set_settings(
+                conn,
+                {
+                    "model_fingerprint": recognizer.fingerprint,
+                    "model_path": str(recognizer.model_dir),
+                    "embedding_dim": recognizer.embedding_dim,
+                    "metric": recognizer.metric,
+                    "far": rate,
+                    "threshold": threshold,
+                    "calibrated_on": t.calibrated_on if t else "",
+                },
+            )
+            self.store.bump(conn)
+        self.recognizer = recognizer
+        self.settings = self.store.settings()
+        self.search = make_search(
+            self.search_kind,
+            self.settings["metric"],
+            self.settings["scoring"],
+            recognizer.embedding_dim,
+        )
+        self.search_generation = -1
+        return len(rows)
+
+    # ------------------------------------------------------------------------------------
+    # The search cache
+
+    def _fresh(self) -> None:
+        """Rebuild the search from the database when another process has written."""
+        if self.store.generation() == self.search_generation:
+            return
+        vectors, ids, owners, names, generation = self.store.all_embeddings(
+            self.recognizer.embedding_dim
+        )
+        self.names = names
+        self.search.reset(vectors, ids, owners)
+        self.search_generation = generation
+
+    def _after_write(self, generation: int, update: Any) -> None:
+        """After this process's write at `generation`: apply `update` to the cached search
+        when the cache was current just before it, else leave it stale for `_fresh`."""
+        if update is not None and self.search_generation == generation - 1:
+            update()
+            self.search_generation = generation
+        else:
+            self.search_generation = -1
+
+    def _existing(self, conn: sa.Connection, identity: str) -> int:
+        identity_id = self.store.identity_id(conn, identity)
+        if identity_id is None:
+            raise DataError(self._no_such(identity))
+        return identity_id
+
+    def _no_such(self, identity: str) -> str:
+        names = [i.name for i in self.identities()]
+        near = [n for n in names if n.lower() == identity.lower()]
+        hint = f" (did you mean {near[0]!r}?)" if near else ""
+        return (
+            f"no identity {identity!r} in {self.store.location}{hint}; `siamese gallery list` "
+            "shows the enrolled ones"
+        )
+
+    def _examples_matrix(self, identity: str) -> tuple[np.ndarray, str]:
+        with self.store.engine.connect() as conn:
+            identity_id = self._existing(conn, identity)
+            blobs = (
+                conn.execute(
+                    sa.select(examples_table.c.embedding).where(
+                        examples_table.c.identity_id == identity_id
+                    )
+                )
+                .scalars()
+                .all()
+            )
+        if not blobs:
+            raise DataError(f"identity {identity!r} has no examples to verify against")
+        dim = self.recognizer.embedding_dim
+        return np.stack([np.frombuffer(b, dtype="<f4").reshape(dim) for b in blobs]), identity
+
+
+def _checked_name(name: str) -> str:
+    if not isinstance(name, str) or not name.strip():
+        raise ConfigError(f"an identity needs a non-empty name, got {name!r}")
+    return name.strip()
+
+
+def _sha256(item: ImageInput, pixels: torch.Tensor) -> str:
+    """A file's SHA-256 (its bytes), or for an image in memory that of its model input."""
+    if isinstance(item, (str, Path)):
+        digest = hashlib.sha256()
+        with open(item, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                digest.update(chunk)
+        return digest.hexdigest()
+    shape = ",".join(str(v) for v in pixels.shape).encode()
+    return hashlib.sha256(shape + b":" + pixels.contiguous().numpy().tobytes()).hexdigest()
+
+
+def _stored_image(item: ImageInput, pixels: torch.Tensor) -> bytes:
+    """What `keep_images` stores: a file's bytes, or a PNG of an in-memory image's pixels."""
+    if isinstance(item, (str, Path)):
+        return Path(item).read_bytes()
+    array = pixels.numpy()
+    image = Image.fromarray(array[0] if array.shape[0] == 1 else array.transpose(1, 2, 0))
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def _finite(value: float) -> float | None:
+    return value if value != float("inf") else None

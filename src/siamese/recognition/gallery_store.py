@@ -1,0 +1,421 @@
+"""The gallery's database: identities, their examples (embedding, image SHA-256, source,
+time, metadata, optionally the image) and the gallery's settings, in SQL through SQLAlchemy
+Core — one SQLite file by default, any SQLAlchemy URL (PostgreSQL) where several processes or
+hosts share a gallery.
+
+The database is the source of truth; search indexes are caches of it. Every write runs in
+one transaction (all of an enrolment or none of it, even when the process is killed) and
+bumps `generation`, so another process's cache can tell it is stale with one read.
+
+SQLite is opened in WAL mode (readers never block the writer), with foreign keys on and a
+busy timeout; writers take the write lock when their transaction begins (BEGIN IMMEDIATE), so
+two processes enrolling at once queue instead of failing halfway.
+
+Schema versions: `SCHEMA_VERSION` is what this code writes; an older gallery is migrated
+forward in one transaction when opened; a newer one is refused (upgrade siamese).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+
+from siamese.errors import ConfigError, DataError
+
+SCHEMA_VERSION = 1
+BUSY_TIMEOUT_S = 60.0
+
+metadata = sa.MetaData()
+settings_table = sa.Table(
+    "gallery_settings",
+    metadata,
+    sa.Column("key", sa.String(64), primary_key=True),
+    sa.Column("value", sa.Text, nullable=False),
+)
+identities_table = sa.Table(
+    "identities",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("name", sa.String(512), nullable=False, unique=True),
+    sa.Column("metadata", sa.Text, nullable=True),
+    sa.Column("created_at", sa.String(32), nullable=False),
+)
+examples_table = sa.Table(
+    "examples",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column(
+        "identity_id",
+        sa.Integer,
+        sa.ForeignKey("identities.id", ondelete="CASCADE"),
+        nullable=False,
+        index=True,
+    ),
+    sa.Column("embedding", sa.LargeBinary, nullable=False),
+    sa.Column("sha256", sa.String(64), nullable=False, index=True),
+    sa.Column("source", sa.Text, nullable=True),
+    sa.Column("added_at", sa.String(32), nullable=False),
+    sa.Column("metadata", sa.Text, nullable=True),
+    sa.Column("image", sa.LargeBinary, nullable=True),
+    sa.UniqueConstraint("identity_id", "sha256", name="one_image_once_per_identity"),
+)
+
+# version → the step that brings a gallery of version − 1 to it (1 creates the tables).
+MIGRATIONS: dict[int, Callable[[Connection], None]] = {
+    1: lambda conn: metadata.create_all(conn),
+}
+
+
+def now() -> str:
+    """UTC time as ISO 8601, seconds."""
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def database_url(location: Path | str) -> str:
+    """An SQLAlchemy URL: a URL as given ("postgresql://…", "sqlite:///…"), or a file path
+    for SQLite."""
+    text = str(location)
+    if "://" in text:
+        return text
+    return f"sqlite:///{Path(text).expanduser().resolve()}"
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    # Autocommit at the driver: SQLAlchemy's `begin` issues BEGIN IMMEDIATE itself.
+    dbapi_connection.isolation_level = None
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT_S * 1000)}")
+    cursor.execute("PRAGMA synchronous=NORMAL")  # WAL: durable at checkpoints, never corrupt
+    cursor.close()
+
+
+def _sqlite_begin(conn: Connection) -> None:
+    # A writer (`GalleryStore.transaction`) takes the write lock at the start: it cannot
+    # deadlock with another writer halfway, and concurrent enrolments queue on the busy
+    # timeout. Reads begin deferred: in WAL mode they see a snapshot and never wait.
+    write = conn.get_execution_options().get("siamese_write", False)
+    conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+
+
+def make_engine(location: Path | str) -> Engine:
+    """An engine for the gallery at `location` (an SQLite file path or a database URL)."""
+    url = database_url(location)
+    if url.startswith("sqlite"):
+        engine = sa.create_engine(url, connect_args={"timeout": BUSY_TIMEOUT_S})
+        sa.event.listen(engine, "connect", _sqlite_pragmas)
+        sa.event.listen(engine, "begin", _sqlite_begin)
+        return engine
+    return sa.create_engine(url, pool_pre_ping=True)
+
+
+@dataclass(frozen=True)
+class ExampleRow:
+    """One stored example, without its embedding and image."""
+
+    id: int
+    identity: str
+    sha256: str
+    source: str | None
+    added_at: str
+    metadata: dict[str, Any] | None
+
+
+class GalleryStore:
+    """Rows in, rows out: the gallery's SQL, with no knowledge of models or search."""
+
+    def __init__(self, engine: Engine, location: str) -> None:
+        self.engine = engine
+        self.location = location
+
+    # ------------------------------------------------------------------------------------
+    # Creating and opening
+
+    @classmethod
+    def create(cls, location: Path | str, settings: dict[str, Any]) -> GalleryStore:
+        """A new, empty gallery with `settings`.
+
+        Raises:
+            ConfigError: a gallery already exists there.
+        """
+        url = database_url(location)
+        if url.startswith("sqlite:///"):
+            path = Path(url.removeprefix("sqlite:///"))
+            if path.exists() and path.stat().st_size > 0:
+                raise ConfigError(
+                    f"{path}: a file is already there; open that gallery, or choose a new "
+                    "path (delete the file to start over)"
+                )
+            path.parent.mkdir(parents=True, exist_ok=True)
+        engine = make_engine(location)
+        store = cls(engine, str(location))
+        with store.transaction() as conn:
+            if sa.inspect(conn).has_table(settings_table.name):
+                raise ConfigError(
+                    f"{location}: a gallery already exists in that database; open it instead"
+                )
+            for version in range(1, SCHEMA_VERSION + 1):
+                MIGRATIONS[version](conn)
+            rows = {**settings, "schema_version": SCHEMA_VERSION, "generation": 0}
+            conn.execute(
+                settings_table.insert(),
+                [{"key": k, "value": json.dumps(v)} for k, v in rows.items()],
+            )
+        return store
+
+    @classmethod
+    def open(cls, location: Path | str) -> GalleryStore:
+        """An existing gallery, migrated forward if it is older than this code.
+
+        Raises:
+            ConfigError: no gallery there, or one written by a newer siamese.
+        """
+        url = database_url(location)
+        if url.startswith("sqlite:///"):
+            path = Path(url.removeprefix("sqlite:///"))
+            if not path.is_file():
+                raise ConfigError(
+                    f"{path}: no gallery there; create one with `siamese gallery create "
+                    f"{path} --model MODEL`"
+                )
+        engine = make_engine(location)
+        store = cls(engine, str(location))
+        try:
+            with engine.connect() as conn:
+                has = sa.inspect(conn).has_table(settings_table.name)
+        except sa.exc.DatabaseError as err:
+            raise ConfigError(
+                f"{location}: not a gallery database ({err.orig}); give the file `siamese "
+                "gallery create` made"
+            ) from None
+        if not has:
+            raise ConfigError(
+                f"{location}: this database holds no gallery; create one with `siamese gallery "
+                "create`"
+            )
+        version = int(store.setting("schema_version"))
+        if version > SCHEMA_VERSION:
+            raise ConfigError(
+                f"{location}: gallery schema version {version} was written by a newer siamese "
+                f"(this one reads up to {SCHEMA_VERSION}); upgrade siamese to open it"
+            )
+        if version < SCHEMA_VERSION:
+            with store.transaction() as conn:
+                for step in range(version + 1, SCHEMA_VERSION + 1):
+                    MIGRATIONS[step](conn)
+                store._set(conn, "schema_version", SCHEMA_VERSION)
+        return store
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    @contextmanager
+    def transaction(self) -> Iterator[Connection]:
+        """One write transaction: committed when the block ends, rolled back on any error."""
+        with self.engine.connect() as conn:
+            conn.execution_options(siamese_write=True)
+            with conn.begin():
+                yield conn
+
+    # ------------------------------------------------------------------------------------
+    # Settings
+
+    def settings(self) -> dict[str, Any]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(sa.select(settings_table)).all()
+        return {key: json.loads(value) for key, value in rows}
+
+    def setting(self, key: str) -> Any:
+        with self.engine.connect() as conn:
+            value = conn.execute(
+                sa.select(settings_table.c.value).where(settings_table.c.key == key)
+            ).scalar_one_or_none()
+        if value is None:
+            raise ConfigError(f"{self.location}: the gallery has no setting {key!r}: damaged")
+        return json.loads(value)
+
+    def _set(self, conn: Connection, key: str, value: Any) -> None:
+        conn.execute(
+            settings_table.update()
+            .where(settings_table.c.key == key)
+            .values(value=json.dumps(value))
+        )
+
+    def set_settings(self, conn: Connection, values: dict[str, Any]) -> None:
+        for key, value in values.items():
+            self._set(conn, key, value)
+
+    def generation(self, conn: Connection | None = None) -> int:
+        """The count of writes so far: a cache built at generation g is stale when it differs."""
+        if conn is not None:
+            value = conn.execute(
+                sa.select(settings_table.c.value).where(settings_table.c.key == "generation")
+            ).scalar_one()
+            return int(json.loads(value))
+        return int(self.setting("generation"))
+
+    def bump(self, conn: Connection) -> int:
+        """Count one write (inside its transaction); returns the new generation."""
+        generation = self.generation(conn) + 1
+        self._set(conn, "generation", generation)
+        return generation
+
+    # ------------------------------------------------------------------------------------
+    # Identities and examples
+
+    def identity_id(self, conn: Connection, name: str) -> int | None:
+        return conn.execute(
+            sa.select(identities_table.c.id).where(identities_table.c.name == name)
+        ).scalar_one_or_none()
+
+    def add_identity(self, conn: Connection, name: str, meta: dict[str, Any] | None) -> int:
+        result = conn.execute(
+            identities_table.insert().values(
+                name=name, metadata=_json_or_none(meta), created_at=now()
+            )
+        )
+        return int(result.inserted_primary_key[0])
+
+    def owners_of(self, conn: Connection, sha256: list[str]) -> dict[str, list[str]]:
+        """sha256 → the identities holding an example of that image."""
+        out: dict[str, list[str]] = {}
+        for start in range(0, len(sha256), 500):
+            rows = conn.execute(
+                sa.select(examples_table.c.sha256, identities_table.c.name)
+                .join(identities_table)
+                .where(examples_table.c.sha256.in_(sha256[start : start + 500]))
+            ).all()
+            for digest, name in rows:
+                out.setdefault(digest, []).append(name)
+        return out
+
+    def add_examples(self, conn: Connection, rows: list[dict[str, Any]]) -> list[int]:
+        ids = []
+        for row in rows:
+            result = conn.execute(examples_table.insert().values(**row))
+            ids.append(int(result.inserted_primary_key[0]))
+        return ids
+
+    def identity_names(self) -> list[tuple[str, int, dict[str, Any] | None, str]]:
+        """(name, examples, metadata, created_at) of every identity, by name."""
+        count = sa.func.count(examples_table.c.id)
+        query = (
+            sa.select(
+                identities_table.c.name,
+                count,
+                identities_table.c.metadata,
+                identities_table.c.created_at,
+            )
+            .select_from(identities_table.outerjoin(examples_table))
+            .group_by(identities_table.c.id)
+            .order_by(identities_table.c.name)
+        )
+        with self.engine.connect() as conn:
+            rows = conn.execute(query).all()
+        return [(n, int(c), _json_load(m), t) for n, c, m, t in rows]
+
+    def examples_of(self, name: str) -> list[ExampleRow]:
+        query = (
+            sa.select(
+                examples_table.c.id,
+                identities_table.c.name,
+                examples_table.c.sha256,
+                examples_table.c.source,
+                examples_table.c.added_at,
+                examples_table.c.metadata,
+            )
+            .join(identities_table)
+            .where(identities_table.c.name == name)
+            .order_by(examples_table.c.id)
+        )
+        with self.engine.connect() as conn:
+            rows = conn.execute(query).all()
+        return [ExampleRow(i, n, s, src, t, _json_load(m)) for i, n, s, src, t, m in rows]
+
+    def all_embeddings(
+        self, dim: int
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[int, str], int]:
+        """Every stored embedding and every identity, read in one snapshot.
+
+        Returns:
+            (embeddings (M, dim) float32, example ids (M,) int64, identity ids (M,) int64,
+            identity id → name, the generation they were read at).
+        Raises:
+            DataError: a stored embedding of another size (a damaged gallery).
+        """
+        with (
+            self.engine.connect() as conn,
+            conn.begin(),
+        ):  # one snapshot of the counter, identities, examples
+            generation = self.generation(conn)
+            names = dict(
+                conn.execute(sa.select(identities_table.c.id, identities_table.c.name)).all()
+            )
+            rows = conn.execute(
+                sa.select(
+                    examples_table.c.id,
+                    examples_table.c.identity_id,
+                    examples_table.c.embedding,
+                ).order_by(examples_table.c.id)
+            ).all()
+        m = len(rows)
+        embeddings = np.empty((m, dim), dtype=np.float32)
+        ids = np.empty(m, dtype=np.int64)
+        owners = np.empty(m, dtype=np.int64)
+        for k, (example_id, identity_id, blob) in enumerate(rows):
+            vector = np.frombuffer(blob, dtype="<f4")
+            if vector.size != dim:
+                raise DataError(
+                    f"{self.location}: example {example_id} holds a {vector.size}-d embedding, "
+                    f"the gallery's model gives {dim}-d: the gallery is damaged"
+                )
+            embeddings[k] = vector
+            ids[k] = example_id
+            owners[k] = identity_id
+        return embeddings, ids, owners, {int(i): str(n) for i, n in names.items()}, generation
+
+    def stored_images(self) -> list[tuple[int, bytes | None, str | None]]:
+        """(example id, stored image bytes or None, source) of every example."""
+        with self.engine.connect() as conn:
+            return [
+                (int(i), img, src)
+                for i, img, src in conn.execute(
+                    sa.select(
+                        examples_table.c.id, examples_table.c.image, examples_table.c.source
+                    ).order_by(examples_table.c.id)
+                ).all()
+            ]
+
+    def counts(self) -> tuple[int, int]:
+        """(identities, examples)."""
+        with self.engine.connect() as conn:
+            identities = conn.execute(
+                sa.select(sa.func.count()).select_from(identities_table)
+            ).scalar_one()
+            examples = conn.execute(
+                sa.select(sa.func.count()).select_from(examples_table)
+            ).scalar_one()
+        return int(identities), int(examples)
+
+
+def embedding_blob(vector: np.ndarray) -> bytes:
+    """A (D,) embedding as little-endian float32 bytes (the stored form)."""
+    return np.asarray(vector, dtype="<f4").tobytes()
+
+
+def _json_or_none(value: dict[str, Any] | None) -> str | None:
+    return None if value is None else json.dumps(value, sort_keys=True)
+
+
+def _json_load(value: str | None) -> dict[str, Any] | None:
+    return None if value is None else json.loads(value)

@@ -1,0 +1,387 @@
+"""`Gallery` on a real SQLite file: enrolment all or nothing, identification against a
+brute-force float64 search, open-set decisions at the model's calibrated threshold, and
+real processes enrolling at once or killed halfway."""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from siamese.data.sources import load_dataset
+from siamese.errors import ConfigError, DataError
+from siamese.recognition import Gallery, Recognizer
+from siamese.recognition.gallery_store import SCHEMA_VERSION
+
+# An image against itself: the search's distances come from ‖a‖² + ‖b‖² − 2a·b in float32,
+# whose cancellation leaves up to about sqrt(1e-7) ≈ 3e-4 at distance 0 on unit vectors.
+ZERO = 1e-3
+
+
+@pytest.fixture(scope="module")
+def digits() -> tuple[torch.Tensor, torch.Tensor]:
+    data = load_dataset("digits")
+    return data.x, data.y
+
+
+@pytest.fixture
+def recognizer(digits_model: Path) -> Recognizer:
+    return Recognizer.load(digits_model)
+
+
+def _png(folder: Path, name: str, pixels: torch.Tensor) -> Path:
+    path = folder / f"{name}.png"
+    Image.fromarray(pixels[0].numpy(), "L").save(path)
+    return path
+
+
+def _brute_force(
+    recognizer: Recognizer, gallery_z: dict[str, torch.Tensor], probe: torch.Tensor, centroid: bool
+) -> list[tuple[str, float]]:
+    """Each identity's score for one probe embedding, in float64, best first."""
+    scores = []
+    for name, z in gallery_z.items():
+        refs = z.double().mean(dim=0, keepdim=True) if centroid else z.double()
+        d = (refs - probe.double()).norm(dim=1)
+        scores.append((name, float(d.min())))
+    return sorted(scores, key=lambda s: s[1])
+
+
+@pytest.mark.parametrize("scoring", ["nearest", "centroid"])
+def test_identify_ranks_identities_as_a_brute_force_search_does(
+    tmp_path: Path, recognizer: Recognizer, digits, scoring: str
+) -> None:
+    x, y = digits
+    gallery = Gallery.create(tmp_path / "g.sqlite", recognizer, scoring=scoring)
+    enrolled: dict[str, torch.Tensor] = {}
+    for digit in range(10):
+        examples = x[y == digit][:3]
+        gallery.enroll(f"digit {digit}", list(examples))
+        enrolled[f"digit {digit}"] = recognizer.embed(examples)
+    probes = x[200:230]
+    answers = gallery.identify(list(probes), k=4)
+    z = recognizer.embed(probes)
+    for answer, probe in zip(answers, z, strict=True):
+        expected = _brute_force(recognizer, enrolled, probe, scoring == "centroid")[:4]
+        assert [c.identity for c in answer.candidates] == [name for name, _ in expected]
+        for c, (_, d) in zip(answer.candidates, expected, strict=True):
+            assert c.distance == pytest.approx(d, abs=1e-5)
+        accepted = answer.candidates[0].distance <= gallery.threshold
+        assert answer.identity == (answer.candidates[0].identity if accepted else None)
+        assert answer.label == (answer.identity or "unknown")
+        assert answer.threshold == gallery.threshold and answer.far == gallery.far
+    gallery.close()
+
+
+def test_an_enrolled_image_is_recognised_and_the_decision_states_its_threshold(
+    tmp_path: Path, recognizer: Recognizer, digits
+) -> None:
+    x, _ = digits
+    ada = _png(tmp_path, "ada", x[0])
+    with Gallery.create(tmp_path / "g.sqlite", recognizer, far=1e-2) as gallery:
+        result = gallery.enroll("ada", ada, metadata={"team": "engines"})
+        assert result.created and result.added == [str(ada)]
+        gallery.enroll("bob", x[1])
+        [answer] = gallery.identify(ada)
+        assert answer.identity == "ada" and answer.distance == pytest.approx(0, abs=ZERO)
+        assert answer.far == 1e-2 and answer.threshold == recognizer.threshold(1e-2)[0]
+        as_json = answer.as_dict()
+        assert as_json["decision"] == "ada" and as_json["far"] == 1e-2
+        assert json.loads(json.dumps(as_json)) == as_json
+        verdict = gallery.verify("ada", ada)
+        assert verdict.same and verdict.distance == pytest.approx(0, abs=ZERO)
+        assert gallery.identities()[0].metadata == {"team": "engines"}
+
+
+def test_a_stranger_beyond_the_threshold_is_unknown(
+    tmp_path: Path, recognizer: Recognizer, digits
+) -> None:
+    x, y = digits
+    with Gallery.create(tmp_path / "g.sqlite", recognizer) as gallery:
+        gallery.enroll("zero", list(x[y == 0][:5]))
+        answers = gallery.identify(list(x[y == 7][:20]))
+        for answer in answers:
+            if answer.distance > gallery.threshold:
+                assert answer.identity is None and answer.label == "unknown"
+                assert answer.candidates[0].identity == "zero"  # still listed, not accepted
+    with Gallery.create(tmp_path / "empty.sqlite", recognizer) as empty:
+        [answer] = empty.identify(x[0])
+        assert answer.identity is None and answer.candidates == []
+
+
+def test_enrolment_is_all_or_nothing_when_an_image_is_bad(
+    tmp_path: Path, recognizer: Recognizer, digits
+) -> None:
+    x, _ = digits
+    good = _png(tmp_path, "good", x[0])
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(b"not an image at all")
+    with Gallery.create(tmp_path / "g.sqlite", recognizer) as gallery:
+        with pytest.raises(DataError, match=r"bad\.png"):
+            gallery.enroll("ada", [good, bad])
+        assert gallery.identities() == [] and gallery.stats()["examples"] == 0
+
+
+def test_duplicates_are_a_no_op_for_one_identity_and_refused_for_another(
+    tmp_path: Path, recognizer: Recognizer, digits
+) -> None:
+    x, _ = digits
+    photo = _png(tmp_path, "photo", x[0])
+    copy = tmp_path / "copy.png"
+    shutil.copy(photo, copy)
+    with Gallery.create(tmp_path / "g.sqlite", recognizer) as gallery:
+        gallery.enroll("ada", photo)
+        again = gallery.enroll("ada", [copy, photo])  # same bytes, other name: same image
+        assert again.added == [] and again.already_enrolled == [str(copy), str(photo)]
+        assert not again.created
+        with pytest.raises(DataError, match=r"photo\.png \(enrolled as ada\).*force"):
+            gallery.enroll("bob", photo)
+        assert [i.name for i in gallery.identities()] == ["ada"]
+        forced = gallery.enroll("bob", photo, force=True)
+        assert forced.added == [str(photo)]
+        assert {i.name: i.examples for i in gallery.identities()} == {"ada": 1, "bob": 1}
+
+
+def test_remove_rename_and_merge(tmp_path: Path, recognizer: Recognizer, digits) -> None:
+    x, _ = digits
+    with Gallery.create(tmp_path / "g.sqlite", recognizer) as gallery:
+        gallery.enroll("ada", [x[0], x[1]])
+        gallery.enroll("bob", [x[2]])
+        gallery.enroll("carl", [x[1], x[3]], force=True)
+        assert gallery.identify(x[2])[0].identity in ("bob", None)
+        assert gallery.rename("bob", "robert") is False
+        assert [i.name for i in gallery.identities()] == ["ada", "carl", "robert"]
+        assert gallery.identify(x[2])[0].candidates[0].identity == "robert"
+        # carl merges into ada: x[1], which both had, is kept once
+        assert gallery.rename("carl", "ada") is True
+        assert {i.name: i.examples for i in gallery.identities()} == {"ada": 3, "robert": 1}
+        assert gallery.identify(x[3])[0].candidates[0].identity == "ada"
+        assert gallery.remove("robert") == 1
+        assert gallery.identify(x[2])[0].candidates[0].identity == "ada"
+        assert len(gallery.examples("ada")) == 3
+        with pytest.raises(DataError, match=r"no identity 'ADA'.*did you mean 'ada'"):
+            gallery.remove("ADA")
+        stats = gallery.stats()
+        assert stats["identities"] == 1 and stats["examples"] == 3
+        assert stats["schema_version"] == SCHEMA_VERSION
+
+
+def test_a_gallery_persists_and_refuses_another_model(
+    tmp_path: Path, recognizer: Recognizer, digits, digits_model: Path
+) -> None:
+    x, _ = digits
+    path = tmp_path / "g.sqlite"
+    with Gallery.create(path, recognizer, far=1e-2) as gallery:
+        gallery.enroll("ada", x[0])
+    with Gallery.open(path, recognizer) as gallery:
+        assert gallery.identify(x[0])[0].identity == "ada"
+        assert gallery.far == 1e-2
+    other_dir = tmp_path / "other_model"
+    shutil.copytree(digits_model, other_dir)
+    other = Recognizer.load(other_dir)
+    other.model.projection.bias.data += 1.0  # another model: other weights
+    from siamese.models.files import save_model
+
+    description = json.loads((other_dir / "model.json").read_text())
+    extra = {k: v for k, v in description.items() if k in ("metric", "thresholds")}
+    save_model(other_dir, other.model, tuple(description["input_shape"]), extra)
+    with pytest.raises(ConfigError, match=r"holds embeddings of model.*reembed"):
+        Gallery.open(path, Recognizer.load(other_dir))
+    with pytest.raises(ConfigError, match="already there"):
+        Gallery.create(path, recognizer)
+
+
+def test_opening_what_is_not_a_current_gallery_says_why(
+    tmp_path: Path, recognizer: Recognizer
+) -> None:
+    with pytest.raises(ConfigError, match=r"no gallery there.*siamese gallery create"):
+        Gallery.open(tmp_path / "missing.sqlite", recognizer)
+    text = tmp_path / "notes.txt"
+    text.write_text("hello, not a database\n" * 50)
+    with pytest.raises(ConfigError, match="not a gallery database"):
+        Gallery.open(text, recognizer)
+    path = tmp_path / "g.sqlite"
+    Gallery.create(path, recognizer).close()
+    with sqlite3.connect(path) as db:
+        db.execute(
+            "UPDATE gallery_settings SET value = ? WHERE key = 'schema_version'",
+            (json.dumps(SCHEMA_VERSION + 1),),
+        )
+    with pytest.raises(ConfigError, match=r"newer siamese.*upgrade siamese"):
+        Gallery.open(path, recognizer)
+    with pytest.raises(ConfigError, match="FAR 1e-06 is not supported"):
+        Gallery.create(tmp_path / "strict.sqlite", recognizer, far=1e-6)
+
+
+def test_the_database_is_sqlite_in_wal_mode_with_foreign_keys(
+    tmp_path: Path, recognizer: Recognizer, digits
+) -> None:
+    x, _ = digits
+    path = tmp_path / "g.sqlite"
+    with Gallery.create(path, recognizer) as gallery:
+        gallery.enroll("ada", [x[0], x[1]])
+        gallery.remove("ada")
+    with sqlite3.connect(path) as db:
+        assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        assert db.execute("SELECT count(*) FROM examples").fetchone()[0] == 0  # cascaded
+        assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+
+
+def test_reembed_moves_a_gallery_with_its_images_to_another_model(
+    tmp_path: Path, recognizer: Recognizer, digits, digits_model: Path
+) -> None:
+    x, _ = digits
+    photo = _png(tmp_path, "photo", x[5])
+    path = tmp_path / "g.sqlite"
+    with Gallery.create(path, recognizer, keep_images=True) as gallery:
+        gallery.enroll("ada", [photo, x[6]])
+    with Gallery.create(tmp_path / "plain.sqlite", recognizer) as plain:
+        with pytest.raises(ConfigError, match="did not keep its images"):
+            plain.reembed(recognizer)
+    other_dir = tmp_path / "other"
+    shutil.copytree(digits_model, other_dir)
+    other = Recognizer.load(other_dir)
+    other.model.projection.weight.data *= 2.0
+    from siamese.models.files import save_model
+
+    description = json.loads((other_dir / "model.json").read_text())
+    extra = {k: v for k, v in description.items() if k in ("metric", "thresholds")}
+    save_model(other_dir, other.model, tuple(description["input_shape"]), extra)
+    other = Recognizer.load(other_dir)
+    with Gallery.open(path, recognizer) as gallery:
+        assert gallery.reembed(other) == 2
+    with Gallery.open(path, other) as gallery:
+        [answer] = gallery.identify(photo)
+        assert answer.identity == "ada" and answer.distance == pytest.approx(0, abs=ZERO)
+        [answer] = gallery.identify(x[6])
+        assert answer.distance == pytest.approx(0, abs=ZERO)
+
+
+def test_faiss_search_agrees_with_exact_search(
+    tmp_path: Path, recognizer: Recognizer, digits
+) -> None:
+    pytest.importorskip("faiss")
+    x, y = digits
+    path = tmp_path / "g.sqlite"
+    with Gallery.create(path, recognizer) as gallery:
+        for digit in range(10):
+            gallery.enroll(str(digit), list(x[y == digit][:20]))
+        exact = gallery.identify(list(x[1000:1100]), k=3)
+    with Gallery.open(path, recognizer, search="faiss") as fast:
+        approx = fast.identify(list(x[1000:1100]), k=3)
+        # updates on enrol and remove keep the index in step with the database
+        fast.enroll("extra", x[1000])
+        assert fast.identify(x[1000])[0].candidates[0].identity == "extra"
+        fast.remove("extra")
+        assert fast.identify(x[1000])[0].candidates[0].identity == exact[0].candidates[0].identity
+    for a, b in zip(exact, approx, strict=True):
+        assert [c.identity for c in a.candidates] == [c.identity for c in b.candidates]
+        for ca, cb in zip(a.candidates, b.candidates, strict=True):
+            assert ca.distance == pytest.approx(cb.distance, abs=1e-4)
+
+
+def test_faiss_inverted_file_visiting_every_cell_is_exact() -> None:
+    pytest.importorskip("faiss")
+    from siamese.recognition.gallery_search import ExactSearch, FaissSearch
+
+    g = torch.Generator().manual_seed(0)
+    vectors = torch.nn.functional.normalize(torch.randn(3000, 16, generator=g), dim=1).numpy()
+    owners = np.arange(3000) // 3
+    ids = np.arange(3000) + 1
+    exact = ExactSearch("euclidean", "nearest", 16)
+    exact.reset(vectors, ids, owners)
+    ivf = FaissSearch("euclidean", "nearest", 16, nprobe=10_000, ivf_from=1000)
+    ivf.reset(vectors, ids, owners)
+    assert type(ivf.index).__name__ == "IndexIVFFlat"
+    queries = torch.nn.functional.normalize(torch.randn(50, 16, generator=g), dim=1)
+    a, b = exact.top(queries, 5), ivf.top(queries, 5)
+    assert torch.equal(a.identity_ids, b.identity_ids)
+    assert torch.allclose(a.distances, b.distances, atol=1e-4)
+
+
+# ----------------------------------------------------------------------------------------
+# Real processes
+
+
+def _enroll_many(args: tuple[str, str, int, int]) -> None:
+    location, model, first, count = args
+    data = load_dataset("digits")
+    recognizer = Recognizer.load(model)
+    with Gallery.open(location, recognizer) as gallery:
+        for k in range(first, first + count):
+            gallery.enroll(f"person {k}", [data.x[2 * k], data.x[2 * k + 1]])
+
+
+def test_two_processes_enrolling_at_once_lose_nothing(
+    tmp_path: Path, recognizer: Recognizer, digits_model: Path
+) -> None:
+    path = tmp_path / "g.sqlite"
+    Gallery.create(path, recognizer).close()
+    context = multiprocessing.get_context("spawn")
+    with context.Pool(2) as pool:
+        pool.map(
+            _enroll_many,
+            [(str(path), str(digits_model), 0, 40), (str(path), str(digits_model), 40, 40)],
+        )
+    with Gallery.open(path, recognizer) as gallery:
+        people = gallery.identities()
+        assert len(people) == 80 and all(p.examples == 2 for p in people)
+        assert gallery.store.generation() == 80
+
+
+_KILL_CHILD = """
+import sys
+from siamese.data.sources import load_dataset
+from siamese.recognition import Gallery, Recognizer
+location, model = sys.argv[1], sys.argv[2]
+data = load_dataset("digits")
+recognizer = Recognizer.load(model)
+with Gallery.open(location, recognizer) as gallery:
+    print("ready", flush=True)
+    for k in range(10_000):
+        gallery.enroll(f"batch {k}", list(data.x[(k * 50) % 1700 : (k * 50) % 1700 + 50]),
+                       force=True)
+"""
+
+
+@pytest.mark.slow
+def test_a_process_killed_while_enrolling_leaves_the_gallery_consistent(
+    tmp_path: Path, recognizer: Recognizer, digits_model: Path
+) -> None:
+    path = tmp_path / "g.sqlite"
+    Gallery.create(path, recognizer).close()
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    for delay in (1.0, 1.37, 1.71, 2.13):
+        child = subprocess.Popen(
+            [sys.executable, "-c", _KILL_CHILD, str(path), str(digits_model)],
+            stdout=subprocess.PIPE,
+            env=env,
+        )
+        assert child.stdout is not None and child.stdout.readline().strip() == b"ready"
+        time.sleep(delay)
+        child.send_signal(signal.SIGKILL)
+        child.wait()
+        with sqlite3.connect(path) as db:
+            assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+            sizes = db.execute(
+                "SELECT count(e.id) FROM identities i LEFT JOIN examples e "
+                "ON e.identity_id = i.id GROUP BY i.id"
+            ).fetchall()
+        # every enrolment that committed holds its 50 examples; none holds part of them
+        assert sizes and all(n == 50 for (n,) in sizes), sizes
+    with Gallery.open(path, recognizer) as gallery:
+        stats = gallery.stats()
+        assert stats["examples"] == 50 * stats["identities"]
+        assert gallery.identify(recognizer.prepare(load_dataset("digits").x[0]))[0].candidates
