@@ -55,6 +55,7 @@ MAY_IMPORT: dict[str, set[str]] = {
         "data",
         "evaluation.run",
         "pipelines",
+        "recognition",
         "training",
     },
 }

@@ -13,7 +13,9 @@ from rich.console import Console
 from siamese.cli.datasets import datasets_app
 from siamese.cli.demo import demo
 from siamese.cli.evaluate import evaluate
+from siamese.cli.gallery import gallery_app
 from siamese.cli.plot import plot
+from siamese.cli.recognize import calibrate, compare, embed
 from siamese.cli.sweep import sweep
 from siamese.cli.train import options_epilog, train
 from siamese.errors import RunInterrupted, SiameseError
@@ -59,6 +61,10 @@ app.command("evaluate")(evaluate)
 app.command("plot")(plot)
 app.command("sweep")(sweep)
 app.command("demo")(demo)
+app.command("embed")(embed)
+app.command("compare")(compare)
+app.command("calibrate")(calibrate)
+app.add_typer(gallery_app, name="gallery", context_settings=_CONTEXT)
 
 
 def _show_warning(

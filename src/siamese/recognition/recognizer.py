@@ -17,6 +17,7 @@ from typing import Any
 
 import torch
 
+from siamese.data.labeled import LabeledData
 from siamese.errors import CheckpointError, ConfigError
 from siamese.evaluation.embed import embed as embed_inputs
 from siamese.evaluation.verification import pair_dissimilarity
@@ -27,7 +28,7 @@ from siamese.recognition.images import (
     as_image_list,
     model_input,
 )
-from siamese.recognition.thresholds import Thresholds, read_thresholds
+from siamese.recognition.thresholds import Thresholds, calibrate, read_thresholds
 
 
 @dataclass(frozen=True)
@@ -179,6 +180,17 @@ class Recognizer:
                 message.
         """
         return embed_inputs(self.model, self.prepare(images), batch_size, progress)
+
+    def calibrate(self, data: LabeledData, description: str, progress: bool = False) -> Thresholds:
+        """Thresholds measured on labelled data already in the model's input form
+        (`siamese.recognition.thresholds.calibrate`); store them with `write_thresholds`.
+
+        Args:
+            data: examples of identities the model did not train on, x (N, *input_shape).
+            description: the data, in words (kept with the thresholds).
+        """
+        z = embed_inputs(self.model, data.x, progress=progress)
+        return calibrate(z, data.y, self.metric, description, head=self.head)
 
     def dissimilarity(self, z1: torch.Tensor, z2: torch.Tensor) -> torch.Tensor:
         """(P,) dissimilarities of matching rows of (P, D) embeddings, on `scale`."""

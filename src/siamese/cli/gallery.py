@@ -1,0 +1,339 @@
+"""`siamese gallery ...`: create a gallery of people for a model, enrol them from images or a
+known-people folder, identify and verify new images, list, remove, rename, move to another
+model. The gallery remembers its model, so only `create` (and `reembed`) name one."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from siamese.cli.recognize import JsonOption, image_files
+
+gallery_app = typer.Typer(
+    help="A persistent gallery of people (SQLite file or database URL): enrol from one photo, "
+    "identify with strangers answered 'unknown'.",
+    no_args_is_help=True,
+)
+
+GalleryArgument = Annotated[
+    str,
+    typer.Argument(help="The gallery: an SQLite file path, or a database URL.", show_default=False),
+]
+ModelOverride = Annotated[
+    Path | None,
+    typer.Option(
+        "--model",
+        help="The model to open the gallery with (default: the one it was created with).",
+        show_default=False,
+    ),
+]
+SearchOption = Annotated[
+    str,
+    typer.Option("--search", help="'exact', or 'faiss' for large galleries (needs faiss-cpu)."),
+]
+
+
+def _open(location: str, model: Path | None, search: str = "exact") -> Any:
+    from siamese.recognition import Gallery, Recognizer
+    from siamese.recognition.gallery_store import GalleryStore
+
+    if model is None:
+        store = GalleryStore.open(location)
+        model = Path(store.setting("model_path"))
+        store.close()
+    return Gallery.open(location, Recognizer.load(model), search=search)
+
+
+def _console() -> Any:
+    from rich.console import Console
+
+    return Console(highlight=False, soft_wrap=True)
+
+
+@gallery_app.command("create")
+def create(
+    location: GalleryArgument,
+    model: Annotated[Path, typer.Option("--model", help="The model (a run or model folder).")],
+    far: Annotated[
+        float | None,
+        typer.Option(
+            "--far",
+            help="False-accept rate of the decision threshold (default: the smallest the "
+            "model's calibration supports).",
+            show_default=False,
+        ),
+    ] = None,
+    scoring: Annotated[
+        str,
+        typer.Option("--scoring", help="'nearest' example of each identity, or 'centroid'."),
+    ] = "nearest",
+    keep_images: Annotated[
+        bool,
+        typer.Option("--keep-images", help="Store the images too (needed by `reembed`)."),
+    ] = False,
+) -> None:
+    """Create an empty gallery bound to a model and its threshold."""
+    from siamese.recognition import Gallery, Recognizer
+
+    with Gallery.create(
+        location, Recognizer.load(model), far=far, scoring=scoring, keep_images=keep_images
+    ) as gallery:
+        far_text = f"FAR {gallery.far:g}" if gallery.far is not None else "no FAR"
+        _console().print(
+            f"created {location}: model {model}, threshold {gallery.threshold:.4f} at "
+            f"{far_text} ({gallery.settings['calibrated_on']}), scoring {scoring}"
+        )
+
+
+def _people_in(folder: Path) -> list[tuple[str, list[Path]]]:
+    """A known-people folder: each subfolder is a person (its images, recursively), each
+    image file at the top is a person named by the file's stem."""
+    from siamese.errors import DataError
+
+    if not folder.is_dir():
+        raise DataError(f"--folder {folder}: not a folder")
+    people: dict[str, list[Path]] = {}
+    for entry in sorted(folder.iterdir()):
+        if entry.name.startswith("."):
+            continue
+        if entry.is_dir():
+            people[entry.name] = image_files([entry])
+        elif entry.suffix.lower() in _suffixes():
+            people.setdefault(entry.stem, []).append(entry)
+    if not people:
+        raise DataError(
+            f"--folder {folder}: no people found; give one subfolder per person (or image "
+            "files named after each person)"
+        )
+    return sorted(people.items())
+
+
+def _suffixes() -> set[str]:
+    from siamese.cli.recognize import IMAGE_SUFFIXES
+
+    return IMAGE_SUFFIXES
+
+
+@gallery_app.command("enroll")
+def enroll(
+    location: GalleryArgument,
+    name: Annotated[
+        str | None, typer.Argument(help="The person's name.", show_default=False)
+    ] = None,
+    images: Annotated[
+        list[Path] | None,
+        typer.Argument(help="Their images (files or folders).", show_default=False),
+    ] = None,
+    folder: Annotated[
+        Path | None,
+        typer.Option(
+            "--folder",
+            help="A known-people folder: one subfolder per person (or one image file per "
+            "person, named after them).",
+            show_default=False,
+        ),
+    ] = None,
+    metadata: Annotated[
+        str | None,
+        typer.Option(
+            "--metadata", help='JSON object kept with the person, e.g. \'{"team": "A"}\'.'
+        ),
+    ] = None,
+    force: Annotated[
+        bool,
+        typer.Option("--force", help="Enrol an image even if another person has it."),
+    ] = False,
+    model: ModelOverride = None,
+    as_json: JsonOption = False,
+    quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar.")] = False,
+) -> None:
+    """Enrol a person from images (NAME IMAGE...), or everyone in --folder."""
+    from siamese.errors import ConfigError, DataError
+
+    meta = None
+    if metadata is not None:
+        try:
+            meta = json.loads(metadata)
+        except json.JSONDecodeError as err:
+            raise ConfigError(
+                f'--metadata: not JSON ({err.msg}); e.g. \'{{"team": "A"}}\''
+            ) from None
+        if not isinstance(meta, dict):
+            raise ConfigError('--metadata: give a JSON object, e.g. \'{"team": "A"}\'')
+    if folder is not None:
+        if name is not None or images:
+            raise ConfigError("give either NAME IMAGE... or --folder, not both")
+        people = _people_in(folder)
+    elif name is not None and images:
+        people = [(name, image_files(images))]
+    else:
+        raise ConfigError("give NAME IMAGE... (one person) or --folder PEOPLE/ (everyone in it)")
+    results = []
+    with _open(location, model) as gallery:
+        progress = _progress(len(people), quiet or as_json)
+        with progress:
+            task = progress.add_task("enrolling", total=len(people))
+            for person, files in people:
+                try:
+                    results.append(gallery.enroll(person, files, metadata=meta, force=force))
+                except DataError as err:
+                    done = ", ".join(r.identity for r in results) or "nobody"
+                    raise DataError(f"{err} (enrolled before this: {done})") from None
+                progress.advance(task)
+    if as_json:
+        typer.echo(json.dumps([r.as_dict() for r in results]))
+        return
+    console = _console()
+    for r in results:
+        verb = "new" if r.created else "added to"
+        line = f"{r.identity}: {verb}, {len(r.added)} image(s) enrolled"
+        if r.already_enrolled:
+            line += f"; {len(r.already_enrolled)} already enrolled (nothing changed for them)"
+        console.print(line)
+
+
+def _progress(total: int, hidden: bool) -> Any:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        disable=hidden or total < 2,
+        transient=True,
+    )
+
+
+@gallery_app.command("identify")
+def identify(
+    location: GalleryArgument,
+    images: Annotated[
+        list[Path], typer.Argument(help="Images (files or folders).", show_default=False)
+    ],
+    k: Annotated[int, typer.Option("--k", min=1, help="Candidates listed per image.")] = 5,
+    model: ModelOverride = None,
+    search: SearchOption = "exact",
+    as_json: JsonOption = False,
+) -> None:
+    """Who each image shows: the best identity within the threshold, or unknown."""
+    with _open(location, model, search) as gallery:
+        answers = gallery.identify(image_files(images), k=k)
+    if as_json:
+        typer.echo(json.dumps([a.as_dict() for a in answers]))
+        return
+    console = _console()
+    for a in answers:
+        others = ", ".join(f"{c.identity} {c.distance:.3f}" for c in a.candidates[:k])
+        console.print(
+            f"{a.source}: [bold]{a.label}[/] (distance {a.distance:.4f}, threshold "
+            f"{a.threshold:.4f} at FAR {a.far:g}); candidates: {others or 'none'}"
+        )
+
+
+@gallery_app.command("verify")
+def verify(
+    location: GalleryArgument,
+    name: Annotated[str, typer.Argument(help="The claimed identity.", show_default=False)],
+    image: Annotated[Path, typer.Argument(help="One image file.", show_default=False)],
+    model: ModelOverride = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Whether an image shows the claimed person."""
+    with _open(location, model) as gallery:
+        v = gallery.verify(name, image)
+    if as_json:
+        typer.echo(json.dumps(v.as_dict()))
+        return
+    verdict = "yes" if v.same else "no"
+    _console().print(
+        f"{verdict}: {v.source} vs {v.identity}, distance {v.distance:.4f} "
+        f"{'<=' if v.same else '>'} threshold {v.threshold:.4f} (FAR {v.far:g})"
+    )
+
+
+@gallery_app.command("list")
+def list_identities(
+    location: GalleryArgument,
+    model: ModelOverride = None,
+    as_json: JsonOption = False,
+) -> None:
+    """The enrolled people and how many images each has."""
+    with _open(location, model) as gallery:
+        people = gallery.identities()
+    if as_json:
+        typer.echo(json.dumps([p.as_dict() for p in people]))
+        return
+    console = _console()
+    for p in people:
+        console.print(f"{p.name}: {p.examples} image(s)")
+    console.print(f"{len(people)} identities")
+
+
+@gallery_app.command("remove")
+def remove(
+    location: GalleryArgument,
+    name: Annotated[str, typer.Argument(help="The person to remove.", show_default=False)],
+    model: ModelOverride = None,
+) -> None:
+    """Remove a person and their images."""
+    with _open(location, model) as gallery:
+        count = gallery.remove(name)
+    _console().print(f"removed {name} ({count} image(s))")
+
+
+@gallery_app.command("rename")
+def rename(
+    location: GalleryArgument,
+    name: Annotated[str, typer.Argument(help="The current name.", show_default=False)],
+    new_name: Annotated[str, typer.Argument(help="The new name.", show_default=False)],
+    model: ModelOverride = None,
+) -> None:
+    """Rename a person; if the new name exists, merge the two."""
+    with _open(location, model) as gallery:
+        merged = gallery.rename(name, new_name)
+    _console().print(f"{'merged' if merged else 'renamed'} {name} → {new_name}")
+
+
+@gallery_app.command("stats")
+def stats(
+    location: GalleryArgument,
+    model: ModelOverride = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Counts, model, threshold and settings of the gallery."""
+    with _open(location, model) as gallery:
+        figures = gallery.stats()
+    if as_json:
+        typer.echo(json.dumps(figures))
+        return
+    console = _console()
+    for key, value in figures.items():
+        console.print(f"{key}: {value}")
+
+
+@gallery_app.command("reembed")
+def reembed(
+    location: GalleryArgument,
+    model: Annotated[Path, typer.Option("--model", help="The new model.")],
+    far: Annotated[
+        float | None,
+        typer.Option(
+            "--far", help="Its threshold's FAR (default: the gallery's).", show_default=False
+        ),
+    ] = None,
+) -> None:
+    """Move a gallery that kept its images (--keep-images) to another model."""
+    from siamese.recognition import Gallery, Recognizer
+    from siamese.recognition.gallery_store import GalleryStore
+
+    store = GalleryStore.open(location)
+    old_model = Path(store.setting("model_path"))
+    store.close()
+    with Gallery.open(location, Recognizer.load(old_model)) as gallery:
+        count = gallery.reembed(Recognizer.load(model), far=far)
+        _console().print(
+            f"re-embedded {count} image(s) with {model}; threshold {gallery.threshold:.4f}"
+        )

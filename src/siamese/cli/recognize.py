@@ -1,0 +1,226 @@
+"""`siamese embed`, `siamese compare` and `siamese calibrate`: a trained model applied to
+image files, and its decision thresholds measured on the user's own labelled data."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+ModelArgument = Annotated[
+    Path,
+    typer.Argument(
+        help="A run directory or a folder with model.json and model.safetensors.",
+        show_default=False,
+    ),
+]
+FarOption = Annotated[
+    float | None,
+    typer.Option(
+        "--far",
+        help="Decide at the threshold calibrated for this false-accept rate (default: the "
+        "smallest the model's calibration supports).",
+        show_default=False,
+    ),
+]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON (documented in README).")]
+
+IMAGE_SUFFIXES = {
+    ".png",
+    ".jpg",
+    ".jpeg",
+    ".bmp",
+    ".pgm",
+    ".ppm",
+    ".pbm",
+    ".webp",
+    ".tif",
+    ".tiff",
+    ".gif",
+}
+
+
+def image_files(paths: list[Path]) -> list[Path]:
+    """The image files among `paths`, with folders searched recursively (sorted).
+
+    Raises:
+        DataError: a path that does not exist, or no image file at all.
+    """
+    from siamese.errors import DataError
+
+    found: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            found.extend(
+                p
+                for p in sorted(path.rglob("*"))
+                if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".")
+            )
+        elif path.exists():
+            found.append(path)
+        else:
+            raise DataError(f"{path}: no such file or folder")
+    if not found:
+        raise DataError(
+            f"no image files in {', '.join(str(p) for p in paths)} (looked for "
+            f"{', '.join(sorted(IMAGE_SUFFIXES))})"
+        )
+    return found
+
+
+def embed(
+    model: ModelArgument,
+    paths: Annotated[
+        list[Path],
+        typer.Argument(help="Image files or folders (searched recursively).", show_default=False),
+    ],
+    out: Annotated[
+        Path,
+        typer.Option("--out", help="Output file: .npz (numpy) or .parquet (needs pyarrow)."),
+    ],
+    batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Images per batch.")] = 256,
+    quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar.")] = False,
+) -> None:
+    """Embed image files with a trained model; write the embeddings with their paths."""
+    import numpy as np
+    from rich.console import Console
+
+    from siamese.atomic_files import write_bytes_atomic
+    from siamese.errors import ConfigError
+    from siamese.recognition import Recognizer
+
+    suffix = out.suffix.lower()
+    if suffix not in (".npz", ".parquet"):
+        raise ConfigError(f"--out {out}: write .npz or .parquet (the format follows the suffix)")
+    recognizer = Recognizer.load(model)
+    files = image_files(paths)
+    z = recognizer.embed(files, batch_size=batch_size, progress=not quiet).numpy()
+    names = [str(p) for p in files]
+    if suffix == ".npz":
+        import io
+
+        buffer = io.BytesIO()
+        np.savez(
+            buffer,
+            embeddings=z,
+            paths=np.asarray(names),
+            model_fingerprint=np.asarray(recognizer.fingerprint),
+            metric=np.asarray(recognizer.metric),
+        )
+        write_bytes_atomic(out, buffer.getvalue())
+    else:
+        try:
+            import pyarrow as pa
+            import pyarrow.parquet as pq
+        except ImportError:
+            raise ConfigError(
+                f"--out {out}: writing parquet needs pyarrow (pip install pyarrow); or write .npz"
+            ) from None
+        import io
+
+        table = pa.table({"path": names, "embedding": list(z)})
+        table = table.replace_schema_metadata(
+            {"model_fingerprint": recognizer.fingerprint, "metric": recognizer.metric}
+        )
+        buffer = io.BytesIO()
+        pq.write_table(table, buffer)
+        write_bytes_atomic(out, buffer.getvalue())
+    Console(highlight=False).print(f"{len(names)} embeddings ({z.shape[1]}-d) → {out}")
+
+
+def compare(
+    model: ModelArgument,
+    a: Annotated[Path, typer.Argument(help="One image file.", show_default=False)],
+    b: Annotated[Path, typer.Argument(help="The other image file.", show_default=False)],
+    far: FarOption = None,
+    threshold: Annotated[
+        float | None,
+        typer.Option("--threshold", help="Decide at this distance instead of a calibrated one."),
+    ] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Whether two images show the same identity: distance, threshold, FAR, decision."""
+    from rich.console import Console
+
+    from siamese.recognition import Recognizer
+
+    result = Recognizer.load(model).compare(a, b, far=far, threshold=threshold)
+    if as_json:
+        typer.echo(json.dumps(result.as_dict()))
+        return
+    verdict = "same" if result.same else "different"
+    rate = f" (FAR {result.far:g}, {result.calibrated_on})" if result.far is not None else ""
+    Console(highlight=False, soft_wrap=True).print(
+        f"{verdict}: distance {result.distance:.4f} {'<=' if result.same else '>'} threshold "
+        f"{result.threshold:.4f}{rate}"
+    )
+
+
+def calibrate(
+    model: ModelArgument,
+    data: Annotated[
+        str,
+        typer.Option(
+            "--data",
+            help="Labelled data of identities the model did not train on: folder:PATH (one "
+            "subfolder per identity) or a dataset name.",
+        ),
+    ],
+    split: Annotated[str | None, typer.Option("--split", help="The dataset's split.")] = None,
+    data_option: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--data-option",
+            help="A source option of --data, KEY=VALUE (repeatable).",
+            show_default=False,
+        ),
+    ] = None,
+    far: Annotated[
+        float | None,
+        typer.Option(
+            "--far",
+            help="A rate you need: warns when the data cannot support it.",
+            show_default=False,
+        ),
+    ] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar.")] = False,
+) -> None:
+    """Measure the model's decision thresholds on labelled data and store them in its
+    model.json (replacing the ones training measured)."""
+    import warnings
+
+    from rich.console import Console
+
+    from siamese.config.yaml_dialect import parse_key_value
+    from siamese.recognition import Recognizer
+    from siamese.recognition.calibration_data import calibration_data
+    from siamese.recognition.thresholds import MIN_FALSE_ACCEPTS, write_thresholds
+
+    options = dict(parse_key_value(o, "--data-option") for o in data_option or [])
+    recognizer = Recognizer.load(model)
+    labelled, description, seen = calibration_data(recognizer, data, split, options)
+    if seen:
+        warnings.warn(
+            f"{seen} of the {data} classes were trained on by this model: thresholds measured "
+            "on them are optimistic for new people",
+            stacklevel=1,
+        )
+    thresholds = recognizer.calibrate(labelled, description, progress=not quiet)
+    if far is not None and far not in thresholds.at_far:
+        needed = int(-(-MIN_FALSE_ACCEPTS // far))
+        warnings.warn(
+            f"--far {far:g}: {description} gives {thresholds.impostor_pairs:,} impostor pairs; "
+            f"a threshold at {far:g} needs {needed:,}. Calibrate on more identities or images",
+            stacklevel=1,
+        )
+    write_thresholds(recognizer.model_dir, thresholds)
+    console = Console(highlight=False, soft_wrap=True)
+    console.print(
+        f"calibrated on {description}: {thresholds.genuine_pairs:,} genuine and "
+        f"{thresholds.impostor_pairs:,} impostor pairs; EER {thresholds.eer:.4f}"
+    )
+    for rate, value in thresholds.at_far.items():
+        console.print(f"  FAR {rate:g}: threshold {value:.4f}")
+    console.print(f"written to {recognizer.model_dir / 'model.json'}")

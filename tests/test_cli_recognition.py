@@ -1,0 +1,150 @@
+"""`siamese embed`, `compare`, `calibrate` and `siamese gallery ...` as a user runs them: real
+PNG files in a known-people folder, a real SQLite gallery, JSON output read back."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from cli_runner import run_cli
+from siamese.data.sources import load_dataset
+
+
+@pytest.fixture(scope="module")
+def people(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A known-people folder: each of the 10 digits a 'person' (a subfolder of 3 PNG
+    images), and a probes folder with one more image of each."""
+    root = tmp_path_factory.mktemp("people")
+    data = load_dataset("digits")
+    folder, probes = root / "known", root / "probes"
+    folder.mkdir()
+    probes.mkdir()
+    for digit in range(10):
+        index = np.nonzero(data.y.numpy() == digit)[0]
+        person = folder / f"person{digit}"
+        person.mkdir()
+        for k in index[:3]:
+            Image.fromarray(data.x[k, 0].numpy(), "L").save(person / f"{k}.png")
+        Image.fromarray(data.x[index[10], 0].numpy(), "L").save(probes / f"person{digit}.png")
+    return root
+
+
+def test_gallery_commands_end_to_end(
+    tmp_path: Path, people: Path, digits_model: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    gallery = str(tmp_path / "staff.sqlite")
+    code, out = run_cli(["gallery", "create", gallery, "--model", str(digits_model)], capsys)
+    assert code == 0 and "threshold" in out and "FAR" in out, out
+    code, out = run_cli(
+        ["gallery", "enroll", gallery, "--folder", str(people / "known"), "--json"], capsys
+    )
+    assert code == 0, out
+    enrolled = json.loads(out)
+    assert [e["identity"] for e in enrolled] == [f"person{d}" for d in range(10)]
+    assert all(len(e["added"]) == 3 and e["created"] for e in enrolled)
+    # again: nothing changes, and it says so
+    code, out = run_cli(["gallery", "enroll", gallery, "--folder", str(people / "known")], capsys)
+    assert code == 0 and "3 already enrolled (nothing changed for them)" in out, out
+    probe = people / "probes" / "person3.png"
+    code, out = run_cli(["gallery", "identify", gallery, str(probe), "--json", "--k", "3"], capsys)
+    assert code == 0, out
+    [answer] = json.loads(out)
+    assert set(answer) == {
+        "source",
+        "identity",
+        "decision",
+        "distance",
+        "threshold",
+        "far",
+        "candidates",
+    }
+    assert answer["source"] == str(probe) and len(answer["candidates"]) == 3
+    assert answer["decision"] in ("unknown", answer["candidates"][0]["identity"])
+    code, out = run_cli(["gallery", "identify", gallery, str(people / "probes")], capsys)
+    assert code == 0 and out.count("threshold") == 10, out
+    code, out = run_cli(["gallery", "verify", gallery, "person3", str(probe), "--json"], capsys)
+    assert code == 0 and json.loads(out)["identity"] == "person3", out
+    code, out = run_cli(["gallery", "rename", gallery, "person9", "nine"], capsys)
+    assert code == 0 and "renamed person9 → nine" in out
+    code, out = run_cli(["gallery", "remove", gallery, "person8"], capsys)
+    assert code == 0 and "removed person8 (3 image(s))" in out
+    code, out = run_cli(["gallery", "list", gallery, "--json"], capsys)
+    names = [p["identity"] for p in json.loads(out)]
+    assert "nine" in names and "person8" not in names and len(names) == 9
+    code, out = run_cli(["gallery", "stats", gallery, "--json"], capsys)
+    stats = json.loads(out)
+    assert stats["identities"] == 9 and stats["examples"] == 27
+    assert stats["model_path"] == str(digits_model)
+
+
+def test_gallery_errors_are_one_clear_line(
+    tmp_path: Path, people: Path, digits_model: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    gallery = str(tmp_path / "g.sqlite")
+    code, out = run_cli(["gallery", "identify", gallery, str(people / "probes")], capsys)
+    assert code == 1 and "no gallery there" in out and "Traceback" not in out
+    run_cli(["gallery", "create", gallery, "--model", str(digits_model)], capsys)
+    code, out = run_cli(["gallery", "create", gallery, "--model", str(digits_model)], capsys)
+    assert code == 1 and "already there" in out
+    code, out = run_cli(["gallery", "remove", gallery, "nobody"], capsys)
+    assert code == 1 and "no identity 'nobody'" in out
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(b"garbage")
+    good = people / "known" / "person0"
+    code, out = run_cli(["gallery", "enroll", gallery, "ada", str(good), str(bad)], capsys)
+    assert code == 1 and "bad.png" in out and "Traceback" not in out
+    code, out = run_cli(["gallery", "list", gallery, "--json"], capsys)
+    assert json.loads(out) == []  # nothing of the failed call was written
+    code, out = run_cli(["gallery", "enroll", gallery, "ada"], capsys)
+    assert code == 1 and "NAME IMAGE" in out
+    code, out = run_cli(
+        ["gallery", "enroll", gallery, "ada", str(good), "--metadata", "{oops"], capsys
+    )
+    assert code == 1 and "--metadata: not JSON" in out
+
+
+def test_embed_compare_and_calibrate(
+    tmp_path: Path, people: Path, digits_model: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out_file = tmp_path / "z.npz"
+    code, out = run_cli(
+        ["embed", str(digits_model), str(people / "known"), "--out", str(out_file), "--quiet"],
+        capsys,
+    )
+    assert code == 0 and "30 embeddings (16-d)" in out, out
+    saved = np.load(out_file)
+    assert saved["embeddings"].shape == (30, 16) and len(saved["paths"]) == 30
+    assert saved["paths"][0].endswith(".png")
+    a = people / "known" / "person1"
+    first, second = sorted(a.iterdir())[:2]
+    code, out = run_cli(["compare", str(digits_model), str(first), str(first), "--json"], capsys)
+    result = json.loads(out)
+    assert code == 0 and result["same"] is True and result["distance"] < 1e-3
+    code, out = run_cli(["compare", str(digits_model), str(first), str(second)], capsys)
+    assert code == 0 and ("same:" in out or "different:" in out) and "threshold" in out
+    model = tmp_path / "model"
+    shutil.copytree(digits_model, model)
+    code, out = run_cli(
+        [
+            "calibrate",
+            str(model),
+            "--data",
+            f"folder:{people / 'known'}",
+            "--far",
+            "1e-3",
+            "--quiet",
+        ],
+        capsys,
+    )
+    assert code == 0, out
+    assert "calibrated on folder:" in out and "10 classes, 30 examples" in out
+    assert "a threshold at 0.001 needs 10,000" in out  # 405 impostor pairs: warned
+    thresholds = json.loads((model / "model.json").read_text())["thresholds"]
+    assert thresholds["impostor_pairs"] == 405 and thresholds["genuine_pairs"] == 30
+    code, out = run_cli(["calibrate", str(model), "--data", "digits", "--quiet"], capsys)
+    assert code == 0 and "5 of the digits classes were trained on" in out, out
