@@ -31,7 +31,7 @@ def evaluate(
         list[str] | None,
         typer.Option(
             "--protocol",
-            help="verification, retrieval, fewshot, novelty (repeatable; default: the first three).",
+            help="verification, retrieval, fewshot, novelty, identification (repeatable; default: the first three).",
             show_default=False,
         ),
     ] = None,

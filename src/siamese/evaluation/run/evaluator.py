@@ -18,7 +18,7 @@ from siamese.evaluation.run import protocols as measure
 from siamese.evaluation.run.data import evaluation_data, is_pair_protocol, protocol_pairs
 from siamese.evaluation.run.result import Evaluation
 
-PROTOCOLS: tuple[str, ...] = ("verification", "retrieval", "fewshot", "novelty")
+PROTOCOLS: tuple[str, ...] = ("verification", "retrieval", "fewshot", "novelty", "identification")
 
 __all__ = ["PROTOCOLS", "Evaluation", "evaluate_run"]
 
@@ -42,7 +42,9 @@ def evaluate_run(
 
     Args:
         run_dir: a finished run (model.safetensors + model.json + config.yaml).
-        protocols: any of `PROTOCOLS`; "novelty" needs `ood`.
+        protocols: any of `PROTOCOLS`; "novelty" needs `ood`; "identification" is open-set
+            identification (NIST FRVT's measures) at 1 and 5 enrolled examples, and at the
+            model's calibrated thresholds when they come from other classes.
         data_name, split: evaluate on this dataset instead of the default.
         ood: a dataset name (NAME or NAME:SPLIT) of out-of-distribution examples with as
             many channels, for the novelty protocol (resized to the input size if needed).
@@ -179,12 +181,50 @@ def evaluate_run(
         measure.retrieval(result, data, z, metric, figures_dir, seed, reference, images)
     if "fewshot" in protocols:
         measure.fewshot(result, data, z, metric, figures_dir, seed, episodes, groups, base)
+    if "identification" in protocols:
+        if pairs is not None:
+            raise ConfigError(
+                "open-set identification needs unseen people, not held-out pairs: name them "
+                "with --data NAME [--split SPLIT]"
+            )
+        name = data_name or config.data.name
+        thresholds, note = _thresholds_from_other_classes(run_dir, config, data, name, head)
+        measure.identification(result, data, z, metric, seed, thresholds, note)
     if "novelty" in protocols and ood is not None:
         reference = training_embeddings()
         # Labels are comparable only when both sides number the same class list.
         same_classes = train.classes == data.classes
         measure.novelty(result, config, model, z, data, ood, metric, reference, same_classes)
     return result
+
+
+def _thresholds_from_other_classes(
+    run_dir: Path, config: Any, data: LabeledData, data_name: str, head: Any
+) -> tuple[dict[float, float] | None, str]:
+    """The model's calibrated thresholds (FAR → distance) when they were measured on classes
+    none of which are in the evaluation data, and a note saying where they come from or why
+    none apply."""
+    import json
+
+    from siamese.models.files import read_model_files
+
+    if head is not None:
+        return None, "a pair classifier: its thresholds lie on p(same), not on distances"
+    stored = read_model_files(run_dir)[0].get("thresholds")
+    if stored is None:
+        return None, "the model carries no calibrated thresholds"
+    split_file = run_dir / "split.json"
+    record = json.loads(split_file.read_text(encoding="utf-8")) if split_file.is_file() else {}
+    calibration = set(record.get("parts", {}).get("validation", {}).get("class_names", []))
+    present = {data.classes[i] for i in torch.unique(data.y).tolist()}
+    shared = calibration & present if record.get("dataset") == data_name else set()
+    if config.data.validation != "classes" or shared:
+        return None, (
+            f"the model's thresholds were calibrated on {stored['calibrated_on']}, "
+            f"{len(shared)} of which are in this evaluation data: not applied"
+        )
+    rates = {float(far): float(t) for far, t in stored["at_far"].items()}
+    return rates, f"calibrated on {stored['calibrated_on']}"
 
 
 def data_statement(data: LabeledData, train: LabeledData, source: str) -> dict[str, object]:

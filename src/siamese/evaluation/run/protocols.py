@@ -1,4 +1,5 @@
-"""Each evaluation protocol of a run — verification, retrieval, few-shot, novelty — measured
+"""Each evaluation protocol of a run — verification, retrieval, few-shot, novelty, open-set
+identification — measured
 with the metric functions of `siamese.evaluation` and drawn with `siamese.plots`; each adds its
 numbers, headline and figures to an `Evaluation`."""
 
@@ -406,3 +407,44 @@ def novelty(
     result.headline.update(
         {"novelty AUROC (Gini)": gini.auroc, "novelty AUROC (distance)": distance.auroc}
     )
+
+
+def identification(
+    result: Evaluation,
+    data: LabeledData,
+    z: torch.Tensor,
+    metric: str,
+    seed: int,
+    thresholds: dict[float, float] | None,
+    thresholds_note: str,
+    trials: int = 10,
+) -> None:
+    """Open-set identification (`siamese.evaluation.identification`) with 1 and 5 enrolled
+    examples per identity, `trials` random enrolments each."""
+    from siamese.evaluation.identification import open_set_identification
+
+    reports: dict[str, Any] = {}
+    for shots in (1, 5):
+        try:
+            report = open_set_identification(
+                z, data.y, shots, trials, seed, metric, thresholds=thresholds
+            )
+        except DataError as err:
+            reports[f"{shots}-shot"] = {"not measured": str(err)}
+            continue
+        reports[f"{shots}-shot"] = report
+        if report["rank1"] is not None:
+            result.headline[f"open-set rank-1 ({shots}-shot)"] = report["rank1"]["mean"]
+        for rate, value in report["fnir_at_fpir"].items():
+            if value is not None:
+                name = f"FNIR at FPIR {float(rate):.0%} ({shots}-shot)"
+                result.headline[name] = value["mean"]
+    result.metrics["identification"] = {
+        "protocol": (
+            "half the identities enrolled (per trial, at random), the rest of their examples "
+            "mated probes, every example of the others non-mated probes; scores by nearest "
+            "enrolled example"
+        ),
+        "thresholds": thresholds_note,
+        **reports,
+    }
