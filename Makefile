@@ -35,6 +35,8 @@ bench: $(BENCH)
 	$(PY) benchmarks/bench_losses.py
 	$(PY) benchmarks/bench_training.py
 	$(PY) benchmarks/bench_data.py
+	$(PY) benchmarks/bench_gallery.py
+	$(PY) benchmarks/bench_recipe_choices.py
 	$(PY) benchmarks/bench_recipes.py
 
 # A few minutes: the quick recipes (the two tutorial reproductions and open-set ORL).
