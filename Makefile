@@ -38,6 +38,7 @@ bench: $(BENCH)
 	$(PY) benchmarks/bench_gallery.py
 	$(PY) benchmarks/bench_recipe_choices.py
 	$(PY) benchmarks/bench_recipes.py
+	$(PY) benchmarks/bench_identification.py
 
 # A few minutes: the quick recipes (the two tutorial reproductions and open-set ORL).
 bench-quick: $(BENCH)
