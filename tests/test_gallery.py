@@ -385,3 +385,21 @@ def test_a_process_killed_while_enrolling_leaves_the_gallery_consistent(
         stats = gallery.stats()
         assert stats["examples"] == 50 * stats["identities"]
         assert gallery.identify(recognizer.prepare(load_dataset("digits").x[0]))[0].candidates
+
+
+def test_a_refused_write_is_one_clear_error_and_stores_nothing(
+    tmp_path: Path, recognizer: Recognizer, digits
+) -> None:
+    from siamese.errors import OutputError
+    from siamese.recognition.gallery_store import GalleryStore, make_engine
+
+    x, _ = digits
+    path = tmp_path / "g.sqlite"
+    Gallery.create(path, recognizer).close()
+    read_only = GalleryStore(make_engine(f"sqlite:///file:{path}?mode=ro&uri=true"), str(path))
+    gallery = Gallery(read_only, recognizer)
+    with pytest.raises(OutputError, match=r"refused the write.*nothing of it was stored"):
+        gallery.enroll("ada", x[0])
+    gallery.close()
+    with Gallery.open(path, recognizer) as again:
+        assert again.identities() == []

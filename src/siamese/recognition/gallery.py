@@ -327,7 +327,8 @@ class Gallery:
             mine = {d for d, names in owners.items() if name in names}
             new = [k for d, k in firsts.items() if d not in mine]
             new.sort()
-            repeated = [sources[k] for k in range(len(items)) if k not in new]
+            chosen = set(new)
+            repeated = [sources[k] for k in range(len(items)) if k not in chosen]
             rows = [
                 {
                     "identity_id": identity_id,

@@ -29,7 +29,7 @@ import numpy as np
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from siamese.errors import ConfigError, DataError
+from siamese.errors import ConfigError, DataError, OutputError
 
 SCHEMA_VERSION = 1
 BUSY_TIMEOUT_S = 60.0
@@ -221,11 +221,23 @@ class GalleryStore:
 
     @contextmanager
     def transaction(self) -> Iterator[Connection]:
-        """One write transaction: committed when the block ends, rolled back on any error."""
-        with self.engine.connect() as conn:
-            conn.execution_options(siamese_write=True)
-            with conn.begin():
-                yield conn
+        """One write transaction: committed when the block ends, rolled back on any error.
+
+        Raises:
+            OutputError: the database refused the write (locked beyond the busy timeout, a
+                read-only file, a full disk); nothing of the transaction was written.
+        """
+        try:
+            with self.engine.connect() as conn:
+                conn.execution_options(siamese_write=True)
+                with conn.begin():
+                    yield conn
+        except sa.exc.OperationalError as err:
+            raise OutputError(
+                f"{self.location}: the database refused the write ({err.orig}); nothing of it "
+                "was stored. Check that the file is writable and its disk has room, or that "
+                f"no other process holds the gallery for more than {BUSY_TIMEOUT_S:.0f} s"
+            ) from None
 
     # ------------------------------------------------------------------------------------
     # Settings
