@@ -5,6 +5,7 @@ real processes enrolling at once or killed halfway."""
 from __future__ import annotations
 
 import json
+import math
 import multiprocessing
 import os
 import shutil
@@ -403,3 +404,30 @@ def test_a_refused_write_is_one_clear_error_and_stores_nothing(
     gallery.close()
     with Gallery.open(path, recognizer) as again:
         assert again.identities() == []
+
+
+@pytest.mark.parametrize(("identities", "per_identity"), [(50, 4), (3, 2000)])
+def test_exact_search_by_candidates_or_by_reduction_matches_brute_force(
+    identities: int, per_identity: int
+) -> None:
+    # 4 examples each: the k best identities are found among the 4k nearest examples;
+    # 2,000 each: more candidates than the search keeps, so it reduces per identity.
+    from siamese.recognition.gallery_search import ExactSearch
+
+    g = torch.Generator().manual_seed(5)
+    m = identities * per_identity
+    vectors = torch.randn(m, 8, generator=g)
+    owners = torch.arange(identities).repeat_interleave(per_identity) * 7 + 3
+    search = ExactSearch("euclidean", "nearest", 8)
+    search.reset(vectors.numpy(), np.arange(m) + 1, owners.numpy())
+    queries = torch.randn(20, 8, generator=g)
+    top = search.top(queries, 3)
+    d = torch.cdist(queries.double(), vectors.double())
+    for q in range(20):
+        best: dict[int, float] = {}
+        for j in range(m):
+            o = int(owners[j])
+            best[o] = min(best.get(o, math.inf), float(d[q, j]))
+        expected = sorted(best.items(), key=lambda item: item[1])[:3]
+        assert top.identity_ids[q].tolist() == [o for o, _ in expected]
+        assert top.distances[q].tolist() == pytest.approx([v for _, v in expected], abs=1e-4)
