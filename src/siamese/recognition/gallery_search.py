@@ -11,12 +11,12 @@ the database, built from its rows and updated by the writes of the process that 
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
-from siamese.distances import distance_blocks
 from siamese.errors import ConfigError
 
 SCORINGS = ("nearest", "centroid")
@@ -97,6 +97,8 @@ class ExactSearch:
     def _refresh(self) -> None:
         # Dense identity positions for the per-identity reduction, and the centroids.
         self._owner_of: torch.Tensor | None = None
+        self._cache_key: tuple[str, str] | None = None
+        self._cache = torch.empty(0)
         self.identities, self.position = torch.unique(self.owners, return_inverse=True)
         counts = torch.bincount(self.position) if len(self) else torch.zeros(1, dtype=torch.long)
         self.most_examples = int(counts.max())
@@ -127,7 +129,7 @@ class ExactSearch:
         ranked = "sqeuclidean" if self.metric == "euclidean" else self.metric
         candidates = width if centroid else min(len(self), width * self.most_examples)
         reduce_all = not centroid and candidates > _MAX_CANDIDATES
-        for start, block in distance_blocks(queries, refs, ranked, block_rows=rows):
+        for start, block in self._blocks(queries, centroid, ranked, rows):
             if centroid:
                 best, where = torch.topk(block, width, dim=1, largest=False)
                 owner = where
@@ -149,6 +151,39 @@ class ExactSearch:
             ids[start:stop, :width] = self.identities[owner]
             del block
         return TopIdentities(distances, ids)
+
+    def _blocks(
+        self, queries: torch.Tensor, centroid: bool, ranked: str, rows: int
+    ) -> Iterator[tuple[int, torch.Tensor]]:
+        """(start, (B, M) distances on the `ranked` scale) per block of probes. The stored
+        side's squared norms (or unit vectors, for cosine) are computed once per gallery
+        state, not per call: one pass over the gallery per block instead of two, which is
+        what a single probe against a large gallery costs (`siamese.distances` recomputes
+        them, as it must for sets that change every call)."""
+        refs = self.centroids if centroid else self.vectors
+        prepared = self._prepared_refs(refs, centroid)
+        q = queries.float()
+        for start in range(0, q.shape[0], rows):
+            block = q[start : start + rows]
+            if ranked == "cosine":
+                unit = torch.nn.functional.normalize(block, dim=1, eps=1e-12)
+                yield start, (1.0 - unit @ prepared.T).clamp_min(0.0)
+            else:
+                squared = torch.addmm(
+                    prepared.unsqueeze(0), block, refs.T, beta=1.0, alpha=-2.0
+                ) + block.square().sum(dim=1, keepdim=True)
+                yield start, squared.clamp_min(0.0)
+
+    def _prepared_refs(self, refs: torch.Tensor, centroid: bool) -> torch.Tensor:
+        key = ("centroid" if centroid else "examples", self.metric)
+        if self._cache_key != key:
+            self._cache = (
+                torch.nn.functional.normalize(refs, dim=1, eps=1e-12)
+                if self.metric == "cosine"
+                else refs.square().sum(dim=1)
+            )
+            self._cache_key = key
+        return self._cache
 
 
 class FaissSearch:
