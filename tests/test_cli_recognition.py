@@ -148,3 +148,41 @@ def test_embed_compare_and_calibrate(
     assert thresholds["impostor_pairs"] == 405 and thresholds["genuine_pairs"] == 30
     code, out = run_cli(["calibrate", str(model), "--data", "digits", "--quiet"], capsys)
     assert code == 0 and "5 of the digits classes were trained on" in out, out
+
+
+def test_embed_refuses_an_unknown_format_and_parquet_without_pyarrow(
+    tmp_path: Path, people: Path, digits_model: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out = run_cli(
+        ["embed", str(digits_model), str(people / "probes"), "--out", str(tmp_path / "z.csv")],
+        capsys,
+    )
+    assert code == 1 and "write .npz or .parquet" in out
+    try:
+        import pyarrow  # noqa: F401
+    except ImportError:
+        target = tmp_path / "z.parquet"
+        code, out = run_cli(
+            ["embed", str(digits_model), str(people / "probes"), "--out", str(target)], capsys
+        )
+        assert code == 1 and "needs pyarrow" in out and not target.exists()
+
+
+def test_gallery_reembed_from_the_command_line(
+    tmp_path: Path, people: Path, digits_model: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    gallery = str(tmp_path / "kept.sqlite")
+    run_cli(["gallery", "create", gallery, "--model", str(digits_model), "--keep-images"], capsys)
+    code, out = run_cli(
+        ["gallery", "enroll", gallery, "ada", str(people / "known" / "person0")], capsys
+    )
+    assert code == 0, out
+    model = tmp_path / "copy"
+    shutil.copytree(digits_model, model)  # the same weights in another folder
+    code, out = run_cli(["gallery", "reembed", gallery, "--model", str(model)], capsys)
+    assert code == 0 and "re-embedded 3 image(s)" in out, out
+    code, out = run_cli(["gallery", "stats", gallery, "--json"], capsys)
+    assert json.loads(out)["model_path"] == str(model)
+    probe = sorted((people / "known" / "person0").iterdir())[0]
+    code, out = run_cli(["gallery", "identify", gallery, str(probe), "--json"], capsys)
+    assert json.loads(out)[0]["decision"] == "ada"
