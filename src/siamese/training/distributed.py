@@ -54,8 +54,11 @@ def join_from_environment() -> ProcessGroup:
 
 
 def leave(group: ProcessGroup) -> None:
-    """Leave the process group (after the last collective call)."""
+    """Leave the process group (after the last collective call), all ranks together: rank 0
+    may still be saving the model and calibrating its thresholds, and a rank that tears the
+    group down alone while another is still in it can abort the whole job."""
     if group.distributed and dist.is_initialized():
+        dist.barrier()
         dist.destroy_process_group()
 
 
