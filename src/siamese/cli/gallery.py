@@ -10,7 +10,7 @@ from typing import Annotated, Any
 
 import typer
 
-from siamese.cli.recognize import JsonOption, image_files
+from siamese.cli.recognize import IMAGE_SUFFIXES, JsonOption, image_files
 
 gallery_app = typer.Typer(
     help="A persistent gallery of people (SQLite file or database URL): enrol from one photo, "
@@ -101,7 +101,7 @@ def _people_in(folder: Path) -> list[tuple[str, list[Path]]]:
             continue
         if entry.is_dir():
             people[entry.name] = image_files([entry])
-        elif entry.suffix.lower() in _suffixes():
+        elif entry.suffix.lower() in IMAGE_SUFFIXES:
             people.setdefault(entry.stem, []).append(entry)
     if not people:
         raise DataError(
@@ -109,12 +109,6 @@ def _people_in(folder: Path) -> list[tuple[str, list[Path]]]:
             "files named after each person)"
         )
     return sorted(people.items())
-
-
-def _suffixes() -> set[str]:
-    from siamese.cli.recognize import IMAGE_SUFFIXES
-
-    return IMAGE_SUFFIXES
 
 
 @gallery_app.command("enroll")
@@ -326,13 +320,9 @@ def reembed(
     ] = None,
 ) -> None:
     """Move a gallery that kept its images (--keep-images) to another model."""
-    from siamese.recognition import Gallery, Recognizer
-    from siamese.recognition.gallery_store import GalleryStore
+    from siamese.recognition import Recognizer
 
-    store = GalleryStore.open(location)
-    old_model = Path(store.setting("model_path"))
-    store.close()
-    with Gallery.open(location, Recognizer.load(old_model)) as gallery:
+    with _open(location, None) as gallery:  # with the model it holds embeddings of
         count = gallery.reembed(Recognizer.load(model), far=far)
         _console().print(
             f"re-embedded {count} image(s) with {model}; threshold {gallery.threshold:.4f}"

@@ -84,6 +84,8 @@ def embed(
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar.")] = False,
 ) -> None:
     """Embed image files with a trained model; write the embeddings with their paths."""
+    import io
+
     import numpy as np
     from rich.console import Console
 
@@ -99,8 +101,6 @@ def embed(
     z = recognizer.embed(files, batch_size=batch_size, progress=not quiet).numpy()
     names = [str(p) for p in files]
     if suffix == ".npz":
-        import io
-
         buffer = io.BytesIO()
         np.savez(
             buffer,
@@ -118,8 +118,6 @@ def embed(
             raise ConfigError(
                 f"--out {out}: writing parquet needs pyarrow (pip install pyarrow); or write .npz"
             ) from None
-        import io
-
         table = pa.table({"path": names, "embedding": list(z)})
         table = table.replace_schema_metadata(
             {"model_fingerprint": recognizer.fingerprint, "metric": recognizer.metric}

@@ -136,6 +136,17 @@ def save_pair_head(out: Path, head: torch.nn.Module) -> None:
     write_bytes_atomic(out / PAIR_HEAD_FILE, safetensors.torch.save(state))
 
 
+def load_model_and_head(
+    run_dir: Path | str,
+) -> tuple[EmbeddingNet, torch.nn.Module | None]:
+    """The run's embedding model, and the pair classifier's head of a run that trained one
+    (`load_siamese_net`), else None; the model files are read once either way."""
+    if not (Path(run_dir) / PAIR_HEAD_FILE).is_file():
+        return load_model(run_dir), None
+    net = load_siamese_net(run_dir)
+    return net.embedding_net, net.head
+
+
 def load_siamese_net(run_dir: Path | str) -> SiameseNet:
     """The trained model of a run that trained `loss.name: pair_classifier`, with its pair
     head: `net(x1, x2)` gives logits of "same class" (1 = genuine), `net.embed(x)` embeddings.

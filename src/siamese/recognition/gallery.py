@@ -23,7 +23,7 @@ import io
 import json
 import tempfile
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +33,7 @@ import torch
 from PIL import Image
 
 from siamese.errors import ConfigError, DataError
-from siamese.recognition.gallery_search import SCORINGS, SEARCHES, make_search
+from siamese.recognition.gallery_search import check_choices, make_search
 from siamese.recognition.gallery_store import (
     ExampleRow,
     GalleryStore,
@@ -106,14 +106,7 @@ class Verification:
     far: float | None
 
     def as_dict(self) -> dict[str, Any]:
-        return {
-            "identity": self.identity,
-            "source": self.source,
-            "distance": self.distance,
-            "same": self.same,
-            "threshold": self.threshold,
-            "far": self.far,
-        }
+        return asdict(self)
 
 
 @dataclass(frozen=True)
@@ -132,12 +125,7 @@ class Enrollment:
     already_enrolled: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
-        return {
-            "identity": self.identity,
-            "created": self.created,
-            "added": self.added,
-            "already_enrolled": self.already_enrolled,
-        }
+        return asdict(self)
 
 
 @dataclass(frozen=True)
@@ -216,10 +204,7 @@ class Gallery:
         Raises:
             ConfigError: a gallery is already there; the model has no threshold at `far`.
         """
-        if scoring not in SCORINGS:
-            raise ConfigError(f"scoring {scoring!r} is unknown: use {' or '.join(SCORINGS)}")
-        if search not in SEARCHES:
-            raise ConfigError(f"search {search!r} is unknown: use {' or '.join(SEARCHES)}")
+        check_choices(scoring, search)  # before anything is written
         threshold, rate = recognizer.threshold(far)
         t = recognizer.thresholds
         settings = {

@@ -52,7 +52,7 @@ class ExactSearch:
     """
 
     def __init__(self, metric: str, scoring: str, dim: int) -> None:
-        _check(scoring, "exact")
+        check_choices(scoring)
         self.metric, self.scoring, self.dim = metric, scoring, dim
         self.vectors = torch.empty(0, dim)
         self.example_ids = torch.empty(0, dtype=torch.long)
@@ -76,11 +76,6 @@ class ExactSearch:
         keep = ~torch.isin(self.owners, torch.tensor(identity_ids, dtype=torch.long))
         self.vectors, self.example_ids = self.vectors[keep], self.example_ids[keep]
         self.owners = self.owners[keep]
-        self._refresh()
-
-    def reassign(self, old: int, new: int) -> None:
-        """Examples of identity `old` now belong to `new` (a rename that merged)."""
-        self.owners = torch.where(self.owners == old, torch.tensor(new), self.owners)
         self._refresh()
 
     def __len__(self) -> int:
@@ -200,7 +195,7 @@ class FaissSearch:
     def __init__(
         self, metric: str, scoring: str, dim: int, nprobe: int = 16, ivf_from: int = 20_000
     ) -> None:
-        _check(scoring, "faiss")
+        check_choices(scoring)
         try:
             import faiss
         except ImportError:
@@ -266,11 +261,6 @@ class FaissSearch:
         elif gone.numel():
             self.index.remove_ids(np.asarray(gone.numpy(), dtype=np.int64))
 
-    def reassign(self, old: int, new: int) -> None:
-        self.exact.reassign(old, new)
-        if self.scoring == "centroid":
-            self._build()
-
     def __len__(self) -> int:
         return len(self.exact)
 
@@ -324,7 +314,8 @@ def _first_in_row(values: torch.Tensor) -> torch.Tensor:
     return torch.zeros_like(first_sorted).scatter(1, order, first_sorted)
 
 
-def _check(scoring: str, search: str) -> None:
+def check_choices(scoring: str, search: str = "exact") -> None:
+    """Raises ConfigError for a scoring or search that is not one of `SCORINGS`/`SEARCHES`."""
     if scoring not in SCORINGS:
         raise ConfigError(f"scoring {scoring!r} is unknown: use {' or '.join(SCORINGS)}")
     if search not in SEARCHES:
@@ -335,7 +326,7 @@ def make_search(
     search: str, metric: str, scoring: str, dim: int, nprobe: int = 16
 ) -> ExactSearch | FaissSearch:
     """The search of kind `search` ("exact" or "faiss")."""
-    _check(scoring, search)
+    check_choices(scoring, search)
     if search == "faiss":
         return FaissSearch(metric, scoring, dim, nprobe=nprobe)
     return ExactSearch(metric, scoring, dim)

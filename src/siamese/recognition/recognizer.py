@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +21,7 @@ from siamese.data.labeled import LabeledData
 from siamese.errors import CheckpointError, ConfigError
 from siamese.evaluation.embed import embed as embed_inputs
 from siamese.evaluation.verification import pair_dissimilarity
-from siamese.models.files import PAIR_HEAD_FILE, load_model, load_siamese_net, read_model_files
+from siamese.models.files import load_model_and_head
 from siamese.recognition.images import (
     ImageInput,
     Preprocessing,
@@ -53,14 +53,7 @@ class Comparison:
     calibrated_on: str
 
     def as_dict(self) -> dict[str, Any]:
-        return {
-            "distance": self.distance,
-            "threshold": self.threshold,
-            "far": self.far,
-            "same": self.same,
-            "metric": self.metric,
-            "calibrated_on": self.calibrated_on,
-        }
+        return asdict(self)
 
 
 class Recognizer:
@@ -104,11 +97,9 @@ class Recognizer:
                 f"{folder}: no such run or model folder; give the --out folder of `siamese "
                 "train`, or a folder with model.json and model.safetensors"
             )
-        description, _ = read_model_files(folder)
-        if (folder / PAIR_HEAD_FILE).is_file():
-            net = load_siamese_net(folder)
-            return cls(net.embedding_net, description, folder, head=net.head)
-        return cls(load_model(folder), description, folder)
+        model, head = load_model_and_head(folder)  # checks the weights' fingerprint
+        description = json.loads((folder / "model.json").read_text(encoding="utf-8"))
+        return cls(model, description, folder, head=head)
 
     # ------------------------------------------------------------------------------------
     # What the model is
@@ -152,10 +143,6 @@ class Recognizer:
                 f"it did not train on: siamese calibrate {self.model_dir} --data folder:PATH"
             )
         return thresholds.threshold(far)
-
-    def reload_description(self) -> None:
-        """Re-read model.json (after `siamese calibrate` rewrote its thresholds)."""
-        self.description = json.loads((self.model_dir / "model.json").read_text("utf-8"))
 
     # ------------------------------------------------------------------------------------
     # Using it

@@ -13,7 +13,7 @@ Thresholds live in the model's `model.json` under "thresholds" (`write_threshold
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -115,18 +115,7 @@ class Thresholds:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Thresholds:
         """The inverse of `as_dict`."""
-        known = {
-            "metric",
-            "at_far",
-            "unsupported",
-            "eer",
-            "eer_threshold",
-            "genuine_pairs",
-            "impostor_pairs",
-            "calibrated_on",
-            "classes",
-            "min_false_accepts",
-        }
+        known = {f.name for f in fields(cls)} | {"min_false_accepts"}
         return cls(
             metric=str(data["metric"]),
             at_far={float(k): float(v) for k, v in data["at_far"].items()},
@@ -178,8 +167,7 @@ def calibration_pairs(
     # Too many to list: draw example pairs uniformly and keep the first max_pairs of each kind
     # (genuine pairs of a large set are rare, so they are drawn within classes instead).
     order = torch.argsort(labels, stable=True)
-    uniq, inverse, per_class = torch.unique(labels, return_inverse=True, return_counts=True)
-    del uniq
+    _, inverse, per_class = torch.unique(labels, return_inverse=True, return_counts=True)
     starts = torch.cumsum(per_class, 0) - per_class
     weights = (per_class * (per_class - 1)).double()
     want_g = min(max_pairs, n_genuine)

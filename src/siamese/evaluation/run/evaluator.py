@@ -17,6 +17,7 @@ from siamese.evaluation.embed import embed
 from siamese.evaluation.run import protocols as measure
 from siamese.evaluation.run.data import evaluation_data, is_pair_protocol, protocol_pairs
 from siamese.evaluation.run.result import Evaluation
+from siamese.models.files import load_model_and_head
 
 PROTOCOLS: tuple[str, ...] = ("verification", "retrieval", "fewshot", "novelty", "identification")
 
@@ -89,12 +90,13 @@ def evaluate_run(
             "a `siamese train` run"
         )
     config = load_config(run_dir / "config.yaml")
-    model, head = _model_and_head(run_dir)
+    model, head = load_model_and_head(run_dir)
+    description_of_model = _model_description(run_dir)
     # The run's own examples: the data statement always compares with them.
     train, validation, _ = load_training_data(config)
     chosen = evaluation_data(config, data_name, split, data_options, (train, validation))
     data, description = chosen.data, chosen.description
-    expected = tuple(_input_shape(run_dir))
+    expected = tuple(description_of_model["input_shape"])
     try:
         data, note = fitted_to(data, expected, description)
     except ConfigError:
@@ -188,7 +190,8 @@ def evaluate_run(
                 "with --data NAME [--split SPLIT]"
             )
         name = data_name or config.data.name
-        thresholds, note = _thresholds_from_other_classes(run_dir, config, data, name, head)
+        stored = description_of_model.get("thresholds")
+        thresholds, note = _thresholds_from_other_classes(run_dir, stored, config, data, name, head)
         measure.identification(result, data, z, metric, seed, thresholds, note)
     if "novelty" in protocols and ood is not None:
         reference = training_embeddings()
@@ -199,18 +202,20 @@ def evaluate_run(
 
 
 def _thresholds_from_other_classes(
-    run_dir: Path, config: Any, data: LabeledData, data_name: str, head: Any
+    run_dir: Path,
+    stored: dict[str, Any] | None,
+    config: Any,
+    data: LabeledData,
+    data_name: str,
+    head: Any,
 ) -> tuple[dict[float, float] | None, str]:
     """The model's calibrated thresholds (FAR → distance) when they were measured on classes
     none of which are in the evaluation data, and a note saying where they come from or why
     none apply."""
     import json
 
-    from siamese.models.files import read_model_files
-
     if head is not None:
         return None, "a pair classifier: its thresholds lie on p(same), not on distances"
-    stored = read_model_files(run_dir)[0].get("thresholds")
     if stored is None:
         return None, "the model carries no calibrated thresholds"
     split_file = run_dir / "split.json"
@@ -282,18 +287,8 @@ def _refuse_a_validation_that_chose(run_dir: Path, description: str) -> None:
         )
 
 
-def _model_and_head(run_dir: Path) -> tuple[torch.nn.Module, torch.nn.Module | None]:
-    """The run's embedding model, and the pair classifier's head of a run that trained one
-    (pairs are then scored by it); the model files are read once either way."""
-    from siamese.models.files import PAIR_HEAD_FILE, load_model, load_siamese_net
-
-    if not (run_dir / PAIR_HEAD_FILE).is_file():
-        return load_model(run_dir), None
-    net = load_siamese_net(run_dir)
-    return net.embedding_net, net.head
-
-
-def _input_shape(run_dir: Path) -> list[int]:
+def _model_description(run_dir: Path) -> dict[str, Any]:
+    """The run's model.json (its weights already checked by loading the model)."""
     import json
 
-    return json.loads((run_dir / "model.json").read_text(encoding="utf-8"))["input_shape"]
+    return json.loads((run_dir / "model.json").read_text(encoding="utf-8"))
