@@ -431,3 +431,15 @@ def test_exact_search_by_candidates_or_by_reduction_matches_brute_force(
         expected = sorted(best.items(), key=lambda item: item[1])[:3]
         assert top.identity_ids[q].tolist() == [o for o, _ in expected]
         assert top.distances[q].tolist() == pytest.approx([v for _, v in expected], abs=1e-4)
+
+
+def test_a_database_url_that_cannot_work_is_one_clear_error(
+    tmp_path: Path, recognizer: Recognizer
+) -> None:
+    with pytest.raises(ConfigError, match="not a database URL SQLAlchemy knows"):
+        Gallery.create("nosuchdb://somewhere/g", recognizer)
+    try:
+        import psycopg  # noqa: F401
+    except ImportError:
+        with pytest.raises(ConfigError, match=r"needs its Python driver.*psycopg"):
+            Gallery.create("postgresql://user@127.0.0.1:1/gallery", recognizer)

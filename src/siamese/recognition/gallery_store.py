@@ -116,7 +116,18 @@ def make_engine(location: Path | str) -> Engine:
         sa.event.listen(engine, "connect", _sqlite_pragmas)
         sa.event.listen(engine, "begin", _sqlite_begin)
         return engine
-    return sa.create_engine(url, pool_pre_ping=True)
+    try:
+        return sa.create_engine(url, pool_pre_ping=True)
+    except (sa.exc.ArgumentError, sa.exc.NoSuchModuleError) as err:
+        raise ConfigError(
+            f"{location}: not a database URL SQLAlchemy knows ({err}); give an SQLite file "
+            "path, or a URL such as postgresql://user@host/dbname"
+        ) from None
+    except ModuleNotFoundError as err:
+        raise ConfigError(
+            f"{location}: this database needs its Python driver, which is not installed "
+            f"({err.name}); install it (e.g. pip install 'psycopg[binary]' for postgresql://)"
+        ) from None
 
 
 @dataclass(frozen=True)
