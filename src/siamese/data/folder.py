@@ -22,12 +22,13 @@ import re
 import sys
 import warnings
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from itertools import repeat
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import PIL
@@ -38,6 +39,7 @@ from siamese.data.cache import cache_dir, load_npz, save_npz_atomic
 from siamese.data.image_files import DEFAULT_MAX_PIXELS, RESIZE_MODES, BadImageError
 from siamese.data.labeled import LabeledData, SkippedFile, warn_single_sample_classes
 from siamese.errors import ConfigError, DataError
+from siamese.faces.step import NO_FACE, FaceStep, face_step
 
 IMAGE_EXTENSIONS = frozenset(
     {".jpg", ".jpeg", ".png", ".pgm", ".ppm", ".pbm", ".bmp", ".webp", ".tif", ".tiff"}
@@ -68,6 +70,7 @@ class _Options:
     size: tuple[int, int] | None
     resize: str
     max_pixels: int
+    face: FaceStep | None = None
 
 
 @dataclass(frozen=True)
@@ -112,6 +115,7 @@ def load_folder(
     workers: int | None = None,
     use_cache: bool = True,
     max_pixels: int = DEFAULT_MAX_PIXELS,
+    face: Any = None,
 ) -> LabeledData:
     """Load a folder of images with one subfolder per class.
 
@@ -133,6 +137,11 @@ def load_folder(
             process. Jobs under 64 files or 32 MiB are always decoded in this process.
         use_cache: read and write the decoded pixels in `cache_dir() / "folders"`.
         max_pixels: images with more pixels are refused unread (decompression bombs).
+        face: a face step (`siamese.faces.FaceStep`, a detector name or a mapping of its
+            settings): each image becomes its largest face, detected and cropped or aligned
+            (then resized to `image_size`, if given); photos without a face are an error or,
+            with the step's on_no_face "skip", left out and listed in `skipped`. Needs the
+            `faces` extra.
     Returns:
         LabeledData with x uint8 (N, C, H, W), y int64 (N,) indexing `classes` (the sorted
         class folder names), `paths` relative to PATH, sorted by split, class and file name,
@@ -144,7 +153,7 @@ def load_folder(
             (with on_bad_file="error") an image cannot be used; sizes differ without
             `image_size`.
     """
-    options = _check_options(image_size, channels, resize, max_pixels)
+    options = _check_options(image_size, channels, resize, max_pixels, face)
     if on_bad_file not in ON_BAD_FILE:
         raise ConfigError(f"on_bad_file must be 'error' or 'skip', got {on_bad_file!r}")
     n_workers = _check_workers(workers)
@@ -161,8 +170,12 @@ def load_folder(
     good, bad = _sort_outcomes(
         _decode_with_cache(selected, options, n_workers, use_cache), split_names
     )
-    if bad and on_bad_file == "error":
-        raise DataError(_bad_files_message(root, bad, len(good) + len(bad)))
+    faceless = [b for b in bad if b.reason.startswith(NO_FACE)]
+    unreadable = [b for b in bad if not b.reason.startswith(NO_FACE)]
+    if unreadable and on_bad_file == "error":
+        raise DataError(_bad_files_message(root, unreadable, len(good) + len(bad)))
+    if faceless and options.face is not None and options.face.on_no_face == "error":
+        raise DataError(_no_face_message(root, faceless, len(good) + len(bad), options.face))
     skipped += bad
     if not good:
         raise DataError(
@@ -218,6 +231,7 @@ def _check_options(
     channels: int | None,
     resize: str,
     max_pixels: int,
+    face: Any = None,
 ) -> _Options:
     size: tuple[int, int] | None = None
     if isinstance(image_size, int) and not isinstance(image_size, bool):
@@ -241,7 +255,13 @@ def _check_options(
         raise ConfigError(f"resize must be one of {', '.join(RESIZE_MODES)}, got {resize!r}")
     if not isinstance(max_pixels, int) or max_pixels < 1:
         raise ConfigError(f"max_pixels must be a positive integer, got {max_pixels!r}")
-    return _Options(channels, size, resize, max_pixels)
+    step = face_step(face)
+    if step is not None and step.faces != "largest":
+        raise ConfigError(
+            "face.faces must be 'largest' for a dataset (each photo is one labelled example); "
+            "'all' is for recognising every face of a photo"
+        )
+    return _Options(channels, size, resize, max_pixels, step)
 
 
 def _check_workers(workers: int | None) -> int:
@@ -380,6 +400,18 @@ def _bad_files_message(root: Path, bad: list[SkippedFile], total: int) -> str:
     )
 
 
+def _no_face_message(root: Path, bad: list[SkippedFile], total: int, face: FaceStep) -> str:
+    lines = [f"  {b.path}" for b in bad[:_LISTED_PROBLEMS]]
+    if len(bad) > _LISTED_PROBLEMS:
+        lines.append(f"  ... and {len(bad) - _LISTED_PROBLEMS} more")
+    other = "haar" if face.detector == "hog" else "hog"
+    return (
+        f"the {face.detector} detector found no face in {len(bad)} of the {total} images in "
+        f"{root}:\n" + "\n".join(lines) + f"\nCheck that they show a face, try detector "
+        f"{other!r}, or set the face step's on_no_face to 'skip' to leave them out (listed)."
+    )
+
+
 def _skipped_summary(root: Path, skipped: list[SkippedFile]) -> str:
     first = skipped[0]
     return (
@@ -467,6 +499,7 @@ def _cache_path(folder: Path, options: _Options) -> Path:
             options.resize,
             options.max_pixels,
             PIL.__version__,  # another Pillow may decode (and resize) a little differently
+            *([options.face.as_dict(), *_face_library_versions()] if options.face else []),
         ]
     )
     digest = hashlib.sha256(key.encode()).hexdigest()[:16]
@@ -534,19 +567,34 @@ def _decode_files(paths: list[str], options: _Options, workers: int) -> list[np.
     """Decode `paths` in order: the (C, H, W) pixels, or the reason a file cannot be used."""
     if not paths:
         return []
-    arguments = (options.channels, options.size, options.resize, options.max_pixels)
+    arguments: tuple = (options.channels, options.size, options.resize, options.max_pixels)
+    decode: Callable[..., list[np.ndarray | BadImageError]] = image_files.decode_images
+    if options.face is not None:
+        from siamese.faces.face_files import crop_face_files
+
+        decode, arguments = crop_face_files, (options.face, *arguments)
     if workers == 1:
-        raw = image_files.decode_images(paths, *arguments)
+        raw = decode(paths, *arguments)
     else:
-        raw = _decode_in_pool(paths, arguments, workers)
+        raw = _decode_in_pool(decode, paths, arguments, workers)
     return [
         (r.reason if r.lasting else _PassingReason(r.reason)) if isinstance(r, BadImageError) else r
         for r in raw
     ]
 
 
+def _face_library_versions() -> list[str]:
+    """The detector and landmark libraries' versions: another may find other boxes."""
+    from siamese.faces.dependencies import require_cv2, require_dlib
+
+    return [require_cv2().__version__, require_dlib().__version__]
+
+
 def _decode_in_pool(
-    paths: list[str], arguments: tuple, workers: int
+    decode: Callable[..., list[np.ndarray | BadImageError]],
+    paths: list[str],
+    arguments: tuple,
+    workers: int,
 ) -> list[np.ndarray | BadImageError]:
     chunk = min(_MAX_CHUNK, math.ceil(len(paths) / (workers * 4)))
     chunks = [paths[i : i + chunk] for i in range(0, len(paths), chunk)]
@@ -555,7 +603,7 @@ def _decode_in_pool(
         with ProcessPoolExecutor(min(workers, len(chunks)), mp_context=_pool_context()) as pool:
             return [
                 outcome
-                for part in pool.map(image_files.decode_images, chunks, *columns)
+                for part in pool.map(decode, chunks, *columns)
                 for outcome in part
             ]
     except BrokenProcessPool:

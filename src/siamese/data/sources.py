@@ -26,10 +26,11 @@ FOLDER_OPTIONS = (
     "workers",
     "use_cache",
     "max_pixels",
+    "face",
 )
 GLYPH_OPTIONS = ("held_out", "seed", "fonts", "alphabets", "variants", "use_cache")
 ARRAY_OPTIONS = ("labels", "label_column")
-NAMED_IMAGE_OPTIONS = ("image_size", "rotated_classes")
+NAMED_IMAGE_OPTIONS = ("face", "image_size", "rotated_classes")
 """Options every named image dataset takes on top of its own, applied after loading (the
 folder-backed 5-celebrity-faces resizes while decoding instead: see FOLDER_OPTIONS)."""
 TRAINING_ONLY_OPTIONS = ("rotated_classes",)
@@ -56,9 +57,11 @@ def load_dataset(
         data_dir: where the named datasets are.
         options: source options: for folders and 5-celebrity-faces image_size (H, W),
             channels (1 or 3), resize ("stretch", "crop", "pad"), on_bad_file ("error" or
-            "skip"), workers, use_cache, max_pixels (5-celebrity-faces defaults to
-            image_size (160, 160), resize "crop", channels 3); for every other named image
-            dataset image_size (H, W) (bilinear, antialiased: ORL at 56×46, Omniglot at 28×28)
+            "skip"), workers, use_cache, max_pixels, face (a face step: each photo becomes
+            its largest face; `siamese.faces.FaceStep`) (5-celebrity-faces defaults to
+            image_size (160, 160), resize "crop", channels 3; with a face step, to the face
+            crops' size); for every other named image dataset face, image_size (H, W)
+            (bilinear, antialiased: ORL at 56×46, Omniglot at 28×28)
             and rotated_classes (each class turned by 90°, 180°, 270° as three new classes, as
             Prototypical Networks train on Omniglot; square images);
             for glyphs held_out, seed, fonts, alphabets, variants, use_cache; for omniglot
@@ -94,11 +97,17 @@ def load_dataset(
     if not _takes_named_image_options(name):
         return _NAMED[name](split, root, options)
     options = dict(options)
+    face = options.pop("face", None)
     size = options.pop("image_size", None)
     rotated = options.pop("rotated_classes", False)
     if not isinstance(rotated, bool):
         raise ConfigError(f"{name}: rotated_classes must be true or false, got {rotated!r}")
     data = _NAMED[name](split, root, options)
+    if face is not None:  # on the dataset's own pixels, before any resizing
+        from siamese.faces.face_data import with_face_crops
+        from siamese.faces.step import face_step
+
+        data = with_face_crops(data, face_step(face), name)
     if size is not None:
         from siamese.data.resizing import image_size_option, resized
 
@@ -207,8 +216,10 @@ def _glyphs(split: str, root: Path, options: dict[str, Any]) -> LabeledData:
 def _celebrities(split: str, root: Path, options: dict[str, Any]) -> LabeledData:
     info = dataset_info("5-celebrity-faces")
     _check_options(info.name, options, FOLDER_OPTIONS)
-    # The photos have many sizes: by default a centred square at FaceNet's input size.
-    options = {"image_size": (160, 160), "resize": "crop", "channels": 3, **options}
+    # The photos have many sizes: by default a centred square at FaceNet's input size; with
+    # a face step, the face crops at the step's size.
+    defaults = {"image_size": (160, 160), "resize": "crop"} if options.get("face") is None else {}
+    options = {**defaults, "channels": 3, **options}
     return _load_folder_or_archive(info.locate(root, split), split, options)
 
 

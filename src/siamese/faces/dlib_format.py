@@ -144,7 +144,9 @@ def read_dlib_network(path: Path | str) -> DlibNetwork:
     try:
         data = path.read_bytes()
     except OSError as err:
-        raise DataError(f"cannot read the dlib network file {path} ({err.strerror or err})") from None
+        raise DataError(
+            f"cannot read the dlib network file {path} ({err.strerror or err})"
+        ) from None
     reader = _Reader(data, str(path))
     if reader.integer() != 1:
         raise reader.fail("an unknown network format version")

@@ -209,7 +209,9 @@ def _state_from_layers(layers: list[DlibLayer], source: str) -> dict[str, torch.
     expected = _expected_kinds()
     found = [layer.kind for layer in layers]
     if found != expected:
-        at = next((i for i, (a, b) in enumerate(zip(found, expected)) if a != b), None)
+        at = next(
+            (i for i, (a, b) in enumerate(zip(found, expected, strict=False)) if a != b), None
+        )
         where = (
             f"layer {at} is {found[at]!r} where {expected[at]!r} was expected"
             if at is not None
