@@ -52,6 +52,7 @@ model:
   options: {widths: [16, 32], depth: 2}
   embedding_dim: 128
   normalize: false
+  projection: false
   output_activation: sigmoid
 loss:
   name: contrastive

@@ -12,6 +12,7 @@ import sys
 import warnings
 import zlib
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -555,9 +556,9 @@ def test_worker_pool_gives_the_same_arrays(tmp_path: Path, monkeypatch: pytest.M
     used_pool: list[int] = []
     real_pool = folder_module._decode_in_pool
 
-    def spying(paths: list[str], arguments: tuple, workers: int) -> list:
+    def spying(decode: Any, paths: list[str], arguments: tuple, workers: int) -> list:
         used_pool.append(workers)
-        return real_pool(paths, arguments, workers)
+        return real_pool(decode, paths, arguments, workers)
 
     monkeypatch.setattr(folder_module, "_decode_in_pool", spying)
 

@@ -247,6 +247,7 @@ def test_demo_style_net_has_a_spec() -> None:
         "output_activation": "none",
         "mean": 0.0,
         "std": 1.0,
+        "projection": True,
     }
     build_embedding_net(net.spec, (1, 28, 28)).load_state_dict(net.state_dict(), strict=True)
 

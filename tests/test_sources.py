@@ -86,7 +86,7 @@ def test_unknown_names_splits_and_options() -> None:
     ):
         siamese.load_dataset("omniglot", "train")
     with pytest.raises(
-        ConfigError, match=r"mnist: unknown option\(s\) \['size'\]; valid options: image_size"
+        ConfigError, match=r"mnist: unknown option\(s\) \['size'\]; valid options: face, image_size"
     ):
         siamese.load_dataset("mnist", size=(28, 28))
     with pytest.raises(ConfigError, match="give a path after 'folder:'"):

@@ -73,9 +73,13 @@ class AugmentConfig:
 class ModelConfig:
     """The encoder and the embedding head (`siamese.models`)."""
 
-    encoder: Literal["mlp", "seed_cnn", "convnet", "resnet", "lstm", "gru"] = "convnet"
+    encoder: Literal["mlp", "seed_cnn", "convnet", "resnet", "lstm", "gru", "dlib_face_resnet"] = (
+        "convnet"
+    )
     """The encoder by name: mlp (vectors), seed_cnn (the tutorials' two conv layers), convnet
-    (few-shot backbone), resnet (faces), lstm / gru (sequences, or images row by row)."""
+    (few-shot backbone), resnet (faces), lstm / gru (sequences, or images row by row),
+    dlib_face_resnet (dlib's pretrained face network: 150×150 aligned RGB chips, 128-d;
+    use it with projection false, embedding_dim 128, normalize false)."""
     options: dict[str, Any] = field(default_factory=dict)
     """The encoder's own options (widths, hidden sizes, depth...); see `siamese.models`."""
     embedding_dim: int = 64
@@ -85,6 +89,9 @@ class ModelConfig:
     output_activation: Literal["none", "sigmoid", "relu"] = "none"
     """`sigmoid` squashes each embedding coordinate into (0, 1), as the Keras tutorial does;
     `relu` keeps them non-negative, as the ORL contrastive tutorial does."""
+    projection: bool = True
+    """A linear layer from the encoder's features to embedding_dim; false: the features are
+    the embedding (a pretrained encoder's own output layer)."""
 
 
 @dataclass

@@ -570,7 +570,7 @@ def _decode_files(paths: list[str], options: _Options, workers: int) -> list[np.
     arguments: tuple = (options.channels, options.size, options.resize, options.max_pixels)
     decode: Callable[..., list[np.ndarray | BadImageError]] = image_files.decode_images
     if options.face is not None:
-        from siamese.faces.face_files import crop_face_files
+        from siamese.data.face_crops import crop_face_files
 
         decode, arguments = crop_face_files, (options.face, *arguments)
     if workers == 1:
@@ -601,11 +601,7 @@ def _decode_in_pool(
     columns = [repeat(value, len(chunks)) for value in arguments]
     try:
         with ProcessPoolExecutor(min(workers, len(chunks)), mp_context=_pool_context()) as pool:
-            return [
-                outcome
-                for part in pool.map(decode, chunks, *columns)
-                for outcome in part
-            ]
+            return [outcome for part in pool.map(decode, chunks, *columns) for outcome in part]
     except BrokenProcessPool:
         guard = (
             ""

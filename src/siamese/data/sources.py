@@ -104,7 +104,7 @@ def load_dataset(
         raise ConfigError(f"{name}: rotated_classes must be true or false, got {rotated!r}")
     data = _NAMED[name](split, root, options)
     if face is not None:  # on the dataset's own pixels, before any resizing
-        from siamese.faces.face_data import with_face_crops
+        from siamese.data.face_crops import with_face_crops
         from siamese.faces.step import face_step
 
         data = with_face_crops(data, face_step(face), name)

@@ -15,6 +15,7 @@ EXPECTED_INPUT: dict[str, tuple[tuple[int, ...] | None, str]] = {
     "seed_cnn": ((3,), "images (C, H, W)"),
     "convnet": ((3,), "images (C, H, W)"),
     "resnet": ((3,), "images (C, H, W)"),
+    "dlib_face_resnet": ((3,), "RGB face chips (3, H, W), 150×150 as dlib aligns them"),
     "lstm": ((2, 3), "sequences (T, F), or images (C, H, W) read row by row"),
     "gru": ((2, 3), "sequences (T, F), or images (C, H, W) read row by row"),
 }

@@ -14,6 +14,7 @@ from typing import Any
 from torch import nn
 
 from siamese.errors import ConfigError
+from siamese.faces.face_resnet import DlibFaceResNet
 from siamese.models.arguments import checked_input_shape
 from siamese.models.convnet import ConvNet
 from siamese.models.mlp import MLP
@@ -21,7 +22,18 @@ from siamese.models.recurrent import RecurrentEncoder
 from siamese.models.resnet import ResNet
 from siamese.models.seed_cnn import SeedCNN
 
-ENCODERS: tuple[str, ...] = ("mlp", "seed_cnn", "convnet", "resnet", "lstm", "gru")
+ENCODERS: tuple[str, ...] = (
+    "mlp",
+    "seed_cnn",
+    "convnet",
+    "resnet",
+    "lstm",
+    "gru",
+    "dlib_face_resnet",
+)
+SELF_STANDARDISING: frozenset[str] = frozenset({"dlib_face_resnet"})
+"""Encoders that standardise their inputs as their pretrained weights expect (dlib's face
+ResNet subtracts its own channel means): a run leaves their inputs in [0, 1]."""
 
 _CLASSES: dict[str, type[nn.Module]] = {
     "mlp": MLP,
@@ -30,10 +42,11 @@ _CLASSES: dict[str, type[nn.Module]] = {
     "resnet": ResNet,
     "lstm": RecurrentEncoder,
     "gru": RecurrentEncoder,
+    "dlib_face_resnet": DlibFaceResNet,
 }
 
 # Constructor arguments set from the data or the encoder's name, never from options.
-_NOT_OPTIONS = frozenset({"self", "input_shape", "in_channels", "kind"})
+_NOT_OPTIONS = frozenset({"self", "input_shape", "in_channels", "kind", "load_weights"})
 
 
 def encoder_options(name: str) -> tuple[str, ...]:
@@ -42,11 +55,15 @@ def encoder_options(name: str) -> tuple[str, ...]:
     return tuple(p for p in parameters if p not in _NOT_OPTIONS)
 
 
-def build_encoder(name: str, input_shape: Sequence[int], **options: Any) -> nn.Module:
+def build_encoder(
+    name: str, input_shape: Sequence[int], load_weights: bool = True, **options: Any
+) -> nn.Module:
     """The encoder called `name` for examples of shape `input_shape` (without the batch dim).
 
     The result maps (N, *input_shape) float inputs to (N, out_features) features and has
-    `out_features`, `encoder_name` and `encoder_options` (JSON-able) attributes.
+    `out_features`, `encoder_name` and `encoder_options` (JSON-able) attributes. A pretrained
+    encoder (`dlib_face_resnet` with pretrained true) starts from its published weights unless
+    `load_weights` is False (a saved model's own weights are about to replace them).
 
     Raises:
         ConfigError: for an unknown name or option, or an input shape the encoder cannot read.
@@ -68,6 +85,8 @@ def build_encoder(name: str, input_shape: Sequence[int], **options: Any) -> nn.M
         return convnet
     if name in ("lstm", "gru"):
         return RecurrentEncoder(shape, kind=name, **options)
+    if name == "dlib_face_resnet":
+        return DlibFaceResNet(shape, load_weights=load_weights, **options)
     return _CLASSES[name](shape, **options)
 
 

@@ -21,6 +21,7 @@ SPEC_KEYS: tuple[str, ...] = (
     "output_activation",
     "mean",
     "std",
+    "projection",
 )
 
 
@@ -39,6 +40,9 @@ class EmbeddingNet(nn.Module):
         output_activation: applied after the projection, before normalisation: "none", or
             "sigmoid" (each coordinate in (0, 1), as the Keras MNIST tutorial) or "relu"
             (non-negative coordinates, as the ORL contrastive tutorial's last dense layer).
+        projection: False: no linear projection, the encoder's features are the embedding
+            (`embedding_dim` must equal `encoder.out_features`), as for a pretrained encoder
+            whose own output layer is the embedding (dlib's 128-d face descriptors).
     """
 
     def __init__(
@@ -49,6 +53,7 @@ class EmbeddingNet(nn.Module):
         mean: float = 0.0,
         std: float = 1.0,
         output_activation: str = "none",
+        projection: bool = True,
     ) -> None:
         super().__init__()
         if output_activation not in OUTPUT_ACTIVATIONS:
@@ -64,8 +69,19 @@ class EmbeddingNet(nn.Module):
             raise ConfigError(f"embedding_dim={embedding_dim!r} must be an integer >= 1")
         if not float(std) > 0:
             raise ConfigError(f"input std={std!r} must be > 0 (it divides the inputs)")
+        if not isinstance(projection, bool):
+            raise ConfigError(f"projection must be true or false, got {projection!r}")
+        if not projection and embedding_dim != int(encoder.out_features):
+            raise ConfigError(
+                f"without a projection the embedding is the encoder's {encoder.out_features} "
+                f"features, but embedding_dim is {embedding_dim}: set model.embedding_dim to "
+                f"{encoder.out_features}, or keep model.projection true"
+            )
         self.encoder = encoder
-        self.projection = nn.Linear(int(encoder.out_features), embedding_dim)
+        self.projection: nn.Module = (
+            nn.Linear(int(encoder.out_features), embedding_dim) if projection else nn.Identity()
+        )
+        self.has_projection = projection
         self.normalize = bool(normalize)
         self.embedding_dim = embedding_dim
         self.output_activation = output_activation
@@ -104,13 +120,16 @@ class EmbeddingNet(nn.Module):
             "output_activation": self.output_activation,
             "mean": float(self.input_mean),
             "std": float(self.input_std),
+            "projection": self.has_projection,
         }
 
 
-def build_embedding_net(spec: Mapping[str, Any], input_shape: Sequence[int]) -> EmbeddingNet:
+def build_embedding_net(
+    spec: Mapping[str, Any], input_shape: Sequence[int], load_weights: bool = True
+) -> EmbeddingNet:
     """The `EmbeddingNet` described by `spec` (an `EmbeddingNet.spec`) for examples of shape
-    `input_shape`, with fresh weights. Keys other than `encoder` default to `EmbeddingNet`'s
-    defaults.
+    `input_shape`, with fresh weights (a pretrained encoder's published ones unless
+    `load_weights` is False). Keys other than `encoder` default to `EmbeddingNet`'s defaults.
 
     Raises:
         ConfigError: for a missing `encoder`, an unknown key, or an invalid value.
@@ -130,7 +149,7 @@ def build_embedding_net(spec: Mapping[str, Any], input_shape: Sequence[int]) -> 
             f"encoder_options in the model spec must be a mapping of option names to values, "
             f"not {type(options).__name__}"
         )
-    encoder = build_encoder(spec["encoder"], tuple(input_shape), **options)
+    encoder = build_encoder(spec["encoder"], tuple(input_shape), load_weights, **options)
     return EmbeddingNet(
         encoder,
         embedding_dim=spec.get("embedding_dim", 64),
@@ -138,6 +157,7 @@ def build_embedding_net(spec: Mapping[str, Any], input_shape: Sequence[int]) -> 
         mean=spec.get("mean", 0.0),
         std=spec.get("std", 1.0),
         output_activation=spec.get("output_activation", "none"),
+        projection=spec.get("projection", True),
     )
 
 

@@ -118,7 +118,9 @@ def load_model(run_dir: Path | str) -> EmbeddingNet:
     run_dir = Path(run_dir)
     description, payload = read_model_files(run_dir)
     try:
-        model = build_embedding_net(description["architecture"], description["input_shape"])
+        model = build_embedding_net(
+            description["architecture"], description["input_shape"], load_weights=False
+        )
         state = safetensors.torch.load(payload)
         model.load_state_dict(state, strict=True)
     except (KeyError, TypeError, RuntimeError, SiameseError) as err:

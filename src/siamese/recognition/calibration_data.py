@@ -28,10 +28,13 @@ def calibration_data(
         ConfigError, DataError: as `load_dataset`.
     """
     pre = recognizer.preprocessing
+    defaults: dict[str, Any] = {}
+    if pre.face is not None:  # the photos' faces, found and aligned as in training
+        defaults["face"] = pre.face.as_dict()
     if name.startswith(_FILE_SOURCES) and pre.is_image:
         channels, height, width = pre.input_shape
-        defaults = {"image_size": (height, width), "channels": channels, "resize": pre.resize}
-        options = {**defaults, **options}
+        defaults.update(image_size=(height, width), channels=channels, resize=pre.resize)
+    options = {**defaults, **options}
     data = load_dataset(name, split, None, **options)
     data, _ = fitted_to(data, pre.input_shape, f"--data {name}")
     classes = int(data.y.unique().numel())

@@ -19,6 +19,7 @@ from PIL import Image
 
 from siamese.data.image_files import BadImageError, decode_image, image_array
 from siamese.errors import DataError
+from siamese.faces.step import FaceStep, face_step
 
 ImageInput = str | Path | Image.Image | np.ndarray | torch.Tensor
 """One image: a file path; a PIL image; a numpy array (H, W) or (H, W, C) as image libraries
@@ -34,10 +35,21 @@ class Preprocessing:
         input_shape: (C, H, W) the model takes (or any other shape, for non-image models).
         resize: how an image of another aspect ratio reaches (H, W): "stretch", "crop" (centre)
             or "pad" (`siamese.data.image_files.decode_image`).
+        face: the face step the model was trained behind (each image becomes its largest
+            face, detected and aligned as in training), or None.
     """
 
     input_shape: tuple[int, ...]
     resize: str = "stretch"
+    face: FaceStep | None = None
+
+    @classmethod
+    def from_description(cls, description: dict[str, Any]) -> Preprocessing:
+        """The preprocessing a model.json declares ("input_shape", "preprocessing")."""
+        shape = tuple(int(v) for v in description["input_shape"])
+        declared = description.get("preprocessing") or {}
+        face = declared.get("face")
+        return cls(shape, str(declared.get("resize", "stretch")), face_step(face))
 
     @property
     def is_image(self) -> bool:
@@ -94,8 +106,16 @@ def model_input(images: Sequence[ImageInput], pre: Preprocessing) -> torch.Tenso
 
 
 def _image(image: ImageInput, index: int, pre: Preprocessing) -> np.ndarray:
+    if pre.face is not None:
+        return _face(image, index, pre)
     channels, height, width = pre.input_shape
-    size = (int(height), int(width))
+    return _decoded(image, index, int(channels), (int(height), int(width)), pre.resize)
+
+
+def _decoded(
+    image: ImageInput, index: int, channels: int, size: tuple[int, int] | None, resize: str
+) -> np.ndarray:
+    """(C, H, W) uint8 pixels of one input, at `size` (None: its own)."""
     name = describe(image, index)
     try:
         if isinstance(image, (str, Path)):
@@ -104,17 +124,38 @@ def _image(image: ImageInput, index: int, pre: Preprocessing) -> np.ndarray:
                 raise DataError(
                     f"{path}: no such file" + (" (it is a folder)" if path.is_dir() else "")
                 )
-            return decode_image(str(path), int(channels), size, pre.resize)
+            return decode_image(str(path), channels, size, resize)
         if isinstance(image, Image.Image):
-            return image_array(image, name, int(channels), size, pre.resize)
+            return image_array(image, name, channels, size, resize)
         if isinstance(image, (np.ndarray, torch.Tensor)):
-            return image_array(_pil(image, name), name, int(channels), size, pre.resize)
+            return image_array(_pil(image, name), name, channels, size, resize)
     except BadImageError as err:
         raise DataError(f"{err.path}: {err.reason}") from None
     raise DataError(
         f"{name}: a {type(image).__name__} is not an image; give a file path, a PIL image, a "
         "numpy array (H, W[, C]) or a torch tensor (C, H, W)"
     )
+
+
+def _face(image: ImageInput, index: int, pre: Preprocessing) -> np.ndarray:
+    """The largest face of a photo, detected and aligned by the model's face step, at the
+    model's size and channels."""
+    from siamese.data.face_crops import crop_face_image
+
+    assert pre.face is not None
+    channels, height, width = pre.input_shape
+    photo = _decoded(image, index, 3, None, "stretch")  # the whole photo, RGB
+    try:
+        return crop_face_image(
+            photo,
+            describe(image, index),
+            pre.face,
+            int(channels),
+            (int(height), int(width)),
+            "stretch",
+        )
+    except BadImageError as err:
+        raise DataError(f"{err.path}: {err.reason}") from None
 
 
 def _pil(array: np.ndarray | torch.Tensor, name: str) -> Image.Image:

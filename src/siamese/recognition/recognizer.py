@@ -77,9 +77,7 @@ class Recognizer:
         self.head = head
         self.description = description
         self.model_dir = model_dir
-        shape = tuple(int(v) for v in description["input_shape"])
-        resize = description.get("preprocessing", {}).get("resize", "stretch")
-        self.preprocessing = Preprocessing(shape, resize)
+        self.preprocessing = Preprocessing.from_description(description)
 
     @classmethod
     def load(cls, path: Path | str) -> Recognizer:

@@ -42,6 +42,7 @@ from siamese.errors import (
 )
 from siamese.evaluation.embed import embed
 from siamese.evaluation.validation import HIGHER_IS_BETTER, validate
+from siamese.faces.step import face_step
 from siamese.losses import PairClassifierLoss
 from siamese.models.embedding import build_embedding_net
 from siamese.models.files import read_model_files, save_model, save_pair_head
@@ -486,7 +487,7 @@ class TrainingRun:
             "loss": self.config.loss.name,
             "metric": self.config.loss.metric,
             "steps": self.loop.position.step,
-            "preprocessing": {"resize": str(self.config.data.options.get("resize", "stretch"))},
+            "preprocessing": self._preprocessing(),
         }
         thresholds = self._calibrated_thresholds()
         if thresholds is not None:
@@ -495,6 +496,16 @@ class TrainingRun:
         if isinstance(self.objective.loss, PairClassifierLoss):
             save_pair_head(self.out, self.objective.loss)
         self.log.line(f"done: {self.loop.position.step} steps; model ({weights}) in {self.out}")
+
+    def _preprocessing(self) -> dict[str, Any]:
+        """What model.json declares about turning images into inputs: the resize mode and
+        the data source's face step, which `Recognizer` then applies to every image."""
+        options = self.config.data.options
+        declared: dict[str, Any] = {"resize": str(options.get("resize", "stretch"))}
+        step = face_step(options.get("face"))
+        if step is not None:
+            declared["face"] = step.as_dict()
+        return declared
 
     def _calibrated_thresholds(self) -> Thresholds | None:
         """Decision thresholds at stated false-accept rates, measured with the saved weights

@@ -14,6 +14,7 @@ from siamese.data.pk_sampler import PKSampler
 from siamese.data.splits import split_data
 from siamese.data.tuples import TupleBatches
 from siamese.errors import ConfigError
+from siamese.models.builder import SELF_STANDARDISING
 from siamese.training.distributed import ProcessGroup
 
 
@@ -108,7 +109,10 @@ def input_statistics(
 def model_spec(config: RunConfig, data: LabeledData) -> dict[str, Any]:
     """The `EmbeddingNet` spec of the run, standardising inputs with `input_statistics` of
     the training data."""
-    mean, std = input_statistics(data.x, seed=config.seed)
+    if config.model.encoder in SELF_STANDARDISING:
+        mean, std = 0.0, 1.0
+    else:
+        mean, std = input_statistics(data.x, seed=config.seed)
     return {
         "encoder": config.model.encoder,
         "encoder_options": dict(config.model.options),
@@ -117,6 +121,7 @@ def model_spec(config: RunConfig, data: LabeledData) -> dict[str, Any]:
         "output_activation": config.model.output_activation,
         "mean": mean,
         "std": std,
+        "projection": config.model.projection,
     }
 
 

@@ -72,8 +72,11 @@ def evaluation_data(
     if data_options and data_name is None:
         raise ConfigError("--data-option sets options of the dataset named by --data: give --data")
     if data_name is not None:
-        # The run's own dataset keeps the run's source options (e.g. its image_size).
+        # The run's own dataset keeps the run's source options (e.g. its image_size); any
+        # other keeps its face step: a model trained on face crops never sees whole photos.
         options = run_options if data_name == config.data.name else {}
+        if data_name != config.data.name and "face" in run_options:
+            options = {"face": run_options["face"]}
         data = load_dataset(data_name, split, data_dir, **{**options, **(data_options or {})})
         return ChosenData(data, f"{data_name} ({split or 'default split'})", "named")
     name = config.data.name
