@@ -177,7 +177,9 @@ class TrainConfig:
     epochs: int | None = 10
     """The budget in passes over the training batches."""
     steps: int | None = None
-    """A budget in optimiser steps; when set it wins over `epochs`."""
+    """A budget in optimiser steps; when set it wins over `epochs`. 0 with a pretrained
+    encoder: no training, the published weights are saved as the run's model (calibrated
+    and evaluated like any other), the baseline a fine-tuning run is compared with."""
     grad_clip: float | None = None
     """Clip the gradients' global L2 norm to this (None: no clipping)."""
     precision: Literal["fp32", "bf16"] = "fp32"
@@ -240,7 +242,7 @@ def check_config(config: RunConfig, source: str) -> None:
     train, batches, augment = config.train, config.batches, config.augment
     rules: list[tuple[str, object, bool, str]] = [
         ("train.epochs", train.epochs, train.epochs is None or train.epochs >= 1, ">= 1"),
-        ("train.steps", train.steps, train.steps is None or train.steps >= 1, ">= 1"),
+        ("train.steps", train.steps, train.steps is None or train.steps >= 0, ">= 0"),
         ("train.log_every", train.log_every, train.log_every >= 1, ">= 1"),
         ("train.validate_every", train.validate_every, train.validate_every >= 0, ">= 0"),
         ("train.checkpoint_every", train.checkpoint_every, train.checkpoint_every >= 0, ">= 0"),
@@ -340,6 +342,12 @@ def check_config(config: RunConfig, source: str) -> None:
             raise ConfigError(f"{source}: {key} = {value!r} must be {expected}")
     if train.epochs is None and train.steps is None:
         raise ConfigError(f"{source}: set a budget, train.epochs or train.steps")
+    if train.steps == 0 and not config.model.options.get("pretrained", False):
+        raise ConfigError(
+            f"{source}: train.steps = 0 saves the starting weights untrained, which only makes "
+            "sense for a pretrained encoder (model.encoder dlib_face_resnet, options "
+            "{pretrained: true}): give a budget of at least 1 step"
+        )
     if config.data.test_fraction:
         folds = round(1 / config.data.test_fraction) if 0 < config.data.test_fraction < 1 else 0
         if folds < 2:

@@ -39,7 +39,7 @@ from siamese.data.cache import cache_dir, load_npz, save_npz_atomic
 from siamese.data.image_files import DEFAULT_MAX_PIXELS, RESIZE_MODES, BadImageError
 from siamese.data.labeled import LabeledData, SkippedFile, warn_single_sample_classes
 from siamese.errors import ConfigError, DataError
-from siamese.faces.step import NO_FACE, FaceStep, face_step
+from siamese.faces.step import CROP_VERSION, NO_FACE, FaceStep, face_step
 
 IMAGE_EXTENSIONS = frozenset(
     {".jpg", ".jpeg", ".png", ".pgm", ".ppm", ".pbm", ".bmp", ".webp", ".tif", ".tiff"}
@@ -499,7 +499,11 @@ def _cache_path(folder: Path, options: _Options) -> Path:
             options.resize,
             options.max_pixels,
             PIL.__version__,  # another Pillow may decode (and resize) a little differently
-            *([options.face.as_dict(), *_face_library_versions()] if options.face else []),
+            *(
+                [options.face.as_dict(), CROP_VERSION, *_face_library_versions()]
+                if options.face
+                else []
+            ),
         ]
     )
     digest = hashlib.sha256(key.encode()).hexdigest()[:16]

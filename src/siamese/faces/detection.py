@@ -63,6 +63,16 @@ def _haar() -> Any:
     return cascade
 
 
+def main_face(boxes: list[FaceBox]) -> FaceBox | None:
+    """The face a photo of one person is about: the largest box among the confident ones
+    (score at least half the best score). A faint false detection in the hair or background
+    can be as large as the face (seen on the celebrity photos), so size alone misleads."""
+    if not boxes:
+        return None
+    best = max(box.score for box in boxes)
+    return max((box for box in boxes if box.score >= 0.5 * best), key=lambda box: box.area)
+
+
 def to_gray(image: np.ndarray) -> np.ndarray:
     """(H, W, 3) RGB or (H, W) uint8 → (H, W) uint8 luma (ITU-R 601, as OpenCV and PIL)."""
     if image.ndim == 2:

@@ -21,8 +21,17 @@ from typing import Any
 import numpy as np
 
 from siamese.errors import ConfigError
-from siamese.faces.detection import DEFAULT_RETRY_SIDES, DETECTORS, FaceBox, detect_faces
+from siamese.faces.detection import (
+    DEFAULT_RETRY_SIDES,
+    DETECTORS,
+    FaceBox,
+    detect_faces,
+    main_face,
+)
 
+CROP_VERSION = 1
+"""Bumped whenever detection or cropping changes what a photo gives: a part of the key of
+cached crops (`siamese.data.folder`), so no cache serves crops of an older rule."""
 WHICH_FACES = ("largest", "all")
 ON_NO_FACE = ("error", "skip")
 NO_FACE = "no face found"
@@ -40,7 +49,8 @@ class FaceStep:
         size: side of the crop or chip in pixels (150 for dlib's face ResNet).
         margin: crop only: border added on each side, as a fraction of the box's side.
         padding: chip only: border around the canonical face (dlib's 0.25).
-        faces: "largest" (one crop per photo) or "all" (every face, for recognising groups).
+        faces: "largest" (one crop per photo: the largest confident face,
+            `siamese.faces.detection.main_face`) or "all" (every face, for groups).
         on_no_face: "error" (a photo without a face stops the load, listing every such file)
             or "skip" (it is left out and listed).
         max_side: photos are shrunk to at most this longer side for detection (speed).
@@ -153,7 +163,8 @@ def face_crops(image: np.ndarray, step: FaceStep) -> list[FaceCrop]:
     rgb = np.ascontiguousarray(rgb)
     boxes = detect_faces(rgb, step.detector, max_side=step.max_side, retry_sides=step.retry_sides)
     if step.faces == "largest":
-        boxes = boxes[:1]
+        main = main_face(boxes)
+        boxes = [] if main is None else [main]
     return [_crop(rgb, box, step) for box in boxes]
 
 

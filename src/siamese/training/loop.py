@@ -97,8 +97,8 @@ class TrainingLoop:
         log_every: int = 20,
         group: ProcessGroup | None = None,
     ) -> None:
-        if total_steps < 1:
-            raise ConfigError(f"the training budget must be >= 1 step, got {total_steps}")
+        if total_steps < 0:  # 0: a pretrained encoder saved as it is
+            raise ConfigError(f"the training budget must be >= 0 steps, got {total_steps}")
         if len(batches) < 1:
             raise ConfigError("the batch plan yields no batch: the training set is too small")
         if precision not in ("fp32", "bf16"):
