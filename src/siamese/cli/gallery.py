@@ -186,6 +186,8 @@ def enroll(
         line = f"{r.identity}: {verb}, {len(r.added)} image(s) enrolled"
         if r.already_enrolled:
             line += f"; {len(r.already_enrolled)} already enrolled (nothing changed for them)"
+        if r.no_face:
+            line += f"; no face found in {len(r.no_face)}, left out: {', '.join(r.no_face)}"
         console.print(line)
 
 
@@ -220,6 +222,9 @@ def identify(
         return
     console = _console()
     for a in answers:
+        if a.no_face:
+            console.print(f"{a.source}: [bold]no face[/] found by the model's face detector")
+            continue
         others = ", ".join(f"{c.identity} {c.distance:.3f}" for c in a.candidates[:k])
         console.print(
             f"{a.source}: [bold]{a.label}[/] (distance {a.distance:.4f}, threshold "

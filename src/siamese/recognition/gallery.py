@@ -46,6 +46,7 @@ from siamese.recognition.images import ImageInput, as_image_list, describe
 from siamese.recognition.recognizer import Recognizer
 
 UNKNOWN = "unknown"
+NO_FACE_LABEL = "no face"
 
 
 @dataclass(frozen=True)
@@ -64,9 +65,11 @@ class Identification:
         source: the probe's path, or "image N".
         identity: the best identity when its distance is within the threshold, else None
             (`label` is then "unknown").
-        distance: the best identity's distance (inf for an empty gallery).
+        distance: the best identity's distance (inf for an empty gallery, or no face).
         candidates: the k best identities, best first, accepted or not.
         threshold, far: the decision threshold and the false-accept rate it was set at.
+        no_face: the model's face step found no face in the image (its on_no_face is
+            "skip"; `label` is then "no face", and nothing was compared).
     """
 
     source: str
@@ -75,9 +78,12 @@ class Identification:
     candidates: list[Candidate]
     threshold: float
     far: float | None
+    no_face: bool = False
 
     @property
     def label(self) -> str:
+        if self.no_face:
+            return NO_FACE_LABEL
         return self.identity if self.identity is not None else UNKNOWN
 
     def as_dict(self) -> dict[str, Any]:
@@ -91,6 +97,7 @@ class Identification:
             "candidates": [
                 {"identity": c.identity, "distance": _finite(c.distance)} for c in self.candidates
             ],
+            "no_face": self.no_face,
         }
 
 
@@ -117,12 +124,15 @@ class Enrollment:
         identity: the identity enrolled into; created: whether this call created it.
         added: the sources of the examples stored.
         already_enrolled: sources whose image this identity already had (nothing stored).
+        no_face: sources in which the model's face step found no face (left out: its
+            on_no_face is "skip").
     """
 
     identity: str
     created: bool
     added: list[str]
     already_enrolled: list[str] = field(default_factory=list)
+    no_face: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -272,10 +282,20 @@ class Gallery:
             ConfigError: an empty identity name.
         """
         name = _checked_name(identity)
-        items = as_image_list(images)
-        x = self.recognizer.prepare(items)  # every image readable, or nothing happens
-        z = self.recognizer.embed(x).numpy()
-        sources = [describe(item, k) for k, item in enumerate(items)]
+        given = as_image_list(images)
+        # every image readable, or nothing happens; photos without a face are left out
+        # (and listed) when the model's face step says so
+        prepared = self.recognizer.prepare_faces(given)
+        no_face = [describe(given[k], k) for k in prepared.no_face]
+        if not prepared.kept:
+            raise DataError(
+                f"no face found in any of the {len(given)} image(s) given for {name!r} "
+                f"({', '.join(no_face[:5])}): nothing enrolled"
+            )
+        items = [given[k] for k in prepared.kept]
+        x = prepared.x
+        z = self.recognizer.embed_prepared(x).numpy()
+        sources = [describe(given[k], k) for k in prepared.kept]
         digests = [_sha256(item, x[k]) for k, item in enumerate(items)]
         stored_images = (
             [_stored_image(item, x[k]) for k, item in enumerate(items)]
@@ -336,7 +356,7 @@ class Gallery:
                     z[new], np.asarray(example_ids, np.int64), np.full(len(new), identity_id)
                 ),
             )
-        return Enrollment(name, created, [sources[k] for k in new], repeated)
+        return Enrollment(name, created, [sources[k] for k in new], repeated, no_face)
 
     def remove(self, identity: str) -> int:
         """Delete an identity and its examples; returns how many examples went.
@@ -415,12 +435,19 @@ class Gallery:
         """
         if k < 1:
             raise ConfigError(f"k must be >= 1, got {k}")
-        items = as_image_list(images)
-        z = self.recognizer.embed(items)
+        given = as_image_list(images)
+        prepared = self.recognizer.prepare_faces(given)
+        z = self.recognizer.embed_prepared(prepared.x)
         self._fresh()
         top = self.search.top(z, k)
-        out = []
-        for row, item in enumerate(items):
+        out = [
+            Identification(
+                describe(item, i), None, float("inf"), [], self.threshold, self.far, no_face=True
+            )
+            for i, item in enumerate(given)
+        ]
+        for row, index in enumerate(prepared.kept):
+            item = given[index]
             candidates = [
                 Candidate(self.names[int(i)], float(d))
                 for d, i in zip(top.distances[row], top.identity_ids[row], strict=True)
@@ -428,10 +455,8 @@ class Gallery:
             ]
             best = candidates[0].distance if candidates else float("inf")
             accepted = candidates[0].identity if candidates and best <= self.threshold else None
-            out.append(
-                Identification(
-                    describe(item, row), accepted, best, candidates, self.threshold, self.far
-                )
+            out[index] = Identification(
+                describe(item, index), accepted, best, candidates, self.threshold, self.far
             )
         return out
 

@@ -19,7 +19,7 @@ from PIL import Image
 
 from siamese.data.image_files import BadImageError, decode_image, image_array
 from siamese.errors import DataError
-from siamese.faces.step import FaceStep, face_step
+from siamese.faces.step import NO_FACE, FaceStep, face_step
 
 ImageInput = str | Path | Image.Image | np.ndarray | torch.Tensor
 """One image: a file path; a PIL image; a numpy array (H, W) or (H, W, C) as image libraries
@@ -81,6 +81,46 @@ def as_image_list(images: ImageInput | Sequence[ImageInput]) -> list[ImageInput]
 def describe(image: ImageInput, index: int) -> str:
     """How messages and results name an input: its path, or "image N" (1-based)."""
     return str(image) if isinstance(image, (str, Path)) else f"image {index + 1}"
+
+
+@dataclass(frozen=True)
+class PreparedInputs:
+    """Model inputs of the images in which a face was found (every image, without a face
+    step): x (M, *input_shape) for the inputs at `kept` (indices into the images given);
+    `no_face` the indices of the images left out because no face was found."""
+
+    x: torch.Tensor
+    kept: list[int]
+    no_face: list[int]
+
+
+def model_inputs_with_faces(images: Sequence[ImageInput], pre: Preprocessing) -> PreparedInputs:
+    """`model_input`, except that with a face step whose on_no_face is "skip", an image in
+    which no face is found is left out and listed instead of raising.
+
+    Raises:
+        DataError: as `model_input` (and for a photo without a face under on_no_face
+            "error", or when no image has a face).
+    """
+    if pre.face is None or pre.face.on_no_face == "error":
+        return PreparedInputs(model_input(images, pre), list(range(len(images))), [])
+    if not images:
+        raise DataError("no images given: pass at least one image (a path, array or tensor)")
+    arrays, kept, no_face = [], [], []
+    for i, image in enumerate(images):
+        try:
+            arrays.append(_face(image, i, pre))
+            kept.append(i)
+        except DataError as err:
+            if NO_FACE not in str(err):
+                raise
+            no_face.append(i)
+    x = (
+        torch.from_numpy(np.stack(arrays))
+        if arrays
+        else torch.empty((0, *pre.input_shape), dtype=torch.uint8)
+    )
+    return PreparedInputs(x, kept, no_face)
 
 
 def model_input(images: Sequence[ImageInput], pre: Preprocessing) -> torch.Tensor:

@@ -24,9 +24,11 @@ from siamese.evaluation.verification import pair_dissimilarity
 from siamese.models.files import load_model_and_head
 from siamese.recognition.images import (
     ImageInput,
+    PreparedInputs,
     Preprocessing,
     as_image_list,
     model_input,
+    model_inputs_with_faces,
 )
 from siamese.recognition.thresholds import Thresholds, calibrate, read_thresholds
 
@@ -149,6 +151,19 @@ class Recognizer:
         """The model's inputs for `images` (see `siamese.recognition.images.ImageInput`):
         (N, C, H, W) uint8, decoded, converted and resized as the model declares."""
         return model_input(as_image_list(images), self.preprocessing)
+
+    def prepare_faces(self, images: ImageInput | Sequence[ImageInput]) -> PreparedInputs:
+        """`prepare`, except that when the model's face step says on_no_face "skip", images
+        in which no face is found are left out and listed (`PreparedInputs.no_face`)."""
+        return model_inputs_with_faces(as_image_list(images), self.preprocessing)
+
+    def embed_prepared(
+        self, x: torch.Tensor, batch_size: int = 256, progress: bool = False
+    ) -> torch.Tensor:
+        """(N, D) float32 embeddings of model inputs from `prepare` (N, *input_shape)."""
+        if x.shape[0] == 0:
+            return torch.empty((0, self.embedding_dim), dtype=torch.float32)
+        return embed_inputs(self.model, x, batch_size, progress)
 
     def embed(
         self,
