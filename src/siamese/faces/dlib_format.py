@@ -118,7 +118,7 @@ class _Reader:
         count = int(np.prod(shape))
         end = self.pos + 4 * count
         if min(shape) < 0 or end > len(self.data):
-            raise self.fail(f"a tensor of shape {shape} longer than the file")
+            raise self.fail(f"a tensor of shape {shape} longer than the file: the file ends early")
         values = np.frombuffer(self.data, dtype="<f4", count=count, offset=self.pos)
         self.pos = end
         return values.astype(np.float32).reshape(shape)

@@ -29,8 +29,10 @@ def calibration_data(
     """
     pre = recognizer.preprocessing
     defaults: dict[str, Any] = {}
-    if pre.face is not None:  # the photos' faces, found and aligned as in training
-        defaults["face"] = pre.face.as_dict()
+    if pre.face is not None:
+        # the photos' faces, found and aligned as in training; thresholds are measured on
+        # the faces found (a photo without one is left out, with a warning listing it)
+        defaults["face"] = {**pre.face.as_dict(), "on_no_face": "skip"}
     if name.startswith(_FILE_SOURCES) and pre.is_image:
         channels, height, width = pre.input_shape
         defaults.update(image_size=(height, width), channels=channels, resize=pre.resize)

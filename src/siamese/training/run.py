@@ -164,7 +164,8 @@ class TrainingRun:
         batches = build_batches(config, self.train_data.y, group)
         self.steps_per_epoch = len(batches)
         epochs = config.train.epochs or 0
-        self.total_steps = config.train.steps or epochs * self.steps_per_epoch
+        steps = config.train.steps
+        self.total_steps = steps if steps is not None else epochs * self.steps_per_epoch
         params = [*self.model.parameters(), *self.objective.parameters()]
         self.optimizer = build_optimizer(params, config.optimizer)
         self.schedule = build_schedule(
@@ -209,11 +210,17 @@ class TrainingRun:
             save_config_atomic(self.out / "config.yaml", self.config)
             write_json_atomic(self.out / "split.json", self.split_record)
             val = self.val_data
-            self.log.line(
-                f"training {self.config.model.encoder} on {self.config.data.name}: "
-                f"{len(self.train_data):,} examples, {self.steps_per_epoch} steps/epoch, "
-                f"{self.total_steps} steps" + (f", validating on {len(val):,}" if val else "")
-            )
+            if self.total_steps == 0:
+                self.log.line(
+                    f"no training (train.steps 0): the pretrained {self.config.model.encoder} "
+                    f"is saved as it is" + (f", validated on {len(val):,}" if val else "")
+                )
+            else:
+                self.log.line(
+                    f"training {self.config.model.encoder} on {self.config.data.name}: "
+                    f"{len(self.train_data):,} examples, {self.steps_per_epoch} steps/epoch, "
+                    f"{self.total_steps} steps" + (f", validating on {len(val):,}" if val else "")
+                )
         if self.group.distributed:
             broadcast_parameters(self.model)
             broadcast_parameters(self.objective)
