@@ -29,6 +29,7 @@ BENCHMARKS.md's faces section.
 
     python benchmarks/bench_faces.py                       # everything (about 25 minutes)
     python benchmarks/bench_faces.py detection speed       # named parts only
+    python benchmarks/bench_faces.py publish               # rewrite the tables from faces.json
 """
 
 from __future__ import annotations
@@ -429,7 +430,8 @@ def celebrity(env: dict[str, str]) -> dict[str, Any]:
 
 
 def run(arguments: list[str], env: dict[str, str]) -> str:
-    argv = [sys.executable, "-m", "siamese", *arguments, "--quiet"]
+    quiet = [] if arguments[0] == "sweep" else ["--quiet"]  # sweep prints no progress bars
+    argv = [sys.executable, "-m", "siamese", *arguments, *quiet]
     done = subprocess.run(argv, env=env, cwd=ROOT, capture_output=True, text=True)
     if done.returncode != 0:
         raise SystemExit(f"{' '.join(argv)} failed:\n{done.stdout}{done.stderr}")
@@ -653,12 +655,64 @@ def section(document: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def readme_table(document: dict[str, Any]) -> str:
+    """README's summary: the recipe rows against their peers, and the speed."""
+    lines = ["| measure | ours | peers in the same run |", "|---|---|---|"]
+    cr = document.get("celebrity_retrieval")
+    if cr:
+        rows = {row["row"]: row for row in cr["rows"]}
+        recipe = next(r for name, r in rows.items() if "(the recipe)" in name)
+        dlib = next(r for name, r in rows.items() if name.startswith("dlib's own"))
+        scratch = next(r for name, r in rows.items() if name.startswith("ConvNet"))
+        raw = next(r for name, r in rows.items() if name.startswith("raw pixels"))
+        tutorial = next(
+            r for name, r in rows.items() if "tutorial" in name and "pretrained" in name
+        )
+        lines.append(
+            "| celebrity_retrieval P@1 / R-precision (25 queries, closed-set) | "
+            f"{pct(recipe['precision_at_1'])} / {recipe['r_precision']:.3f} (pretrained, "
+            "hog + aligned) | dlib's pipeline "
+            f"{pct(dlib['precision_at_1'])} / {dlib['r_precision']:.3f}; Haar crops "
+            f"{pct(tutorial['precision_at_1'])} / {tutorial['r_precision']:.3f}; ConvNet from "
+            f"scratch {pct(scratch['precision_at_1'])} / {scratch['r_precision']:.3f}; raw "
+            f"pixels {pct(raw['precision_at_1'])} / {raw['r_precision']:.3f} |"
+        )
+    op = document.get("orl_pretrained")
+    if op:
+        scratch = (op["from_scratch_recipe"]["mean_std"] or {}).get("EER")
+        lines.append(
+            "| orl_pretrained EER (open-set, 4 folds) | "
+            f"{pm(op['pretrained']['mean_std'].get('EER'))} pretrained, "
+            f"{pm(op['fine-tuned']['mean_std'].get('EER'))} fine-tuned | dlib's pipeline "
+            f"{pm(op['dlib']['mean_std'].get('EER'))}; orl_verification from scratch "
+            f"{pm(scratch)} (committed run) |"
+        )
+    sp = document.get("speed")
+    if sp:
+        lines.append(
+            "| faces/s, photo to descriptor (celebrity photos, 2 cores) | "
+            f"{sp['ours']['faces_per_second']:.1f} | dlib's pipeline "
+            f"{sp['dlib']['faces_per_second']:.1f} (ours {sp['ratio']:.1f}×) |"
+        )
+    det = document.get("detection")
+    if det:
+        rows = {row["detector"]: row for row in det["rows"]}
+        ours = rows["hog, with retries (ours)"]
+        theirs = rows["hog, dlib with 1 upsampling (face_recognition's default)"]
+        lines.append(
+            "| photos with a face found (ORL 400 / celebrities 118) | "
+            f"{pct(ours['orl']['rate'])} / {pct(ours['celebrity']['rate'])} | dlib HOG with "
+            f"1 upsampling {pct(theirs['orl']['rate'])} / {pct(theirs['celebrity']['rate'])} |"
+        )
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("parts", nargs="*", help=f"any of {', '.join(PARTS)} (default: all)")
     args = parser.parse_args()
     parts = args.parts or list(PARTS)
-    unknown = sorted(set(parts) - set(PARTS))
+    unknown = sorted(set(parts) - {*PARTS, "publish"})
     if unknown:
         raise SystemExit(f"unknown part(s) {unknown}: choose from {', '.join(PARTS)}")
     data_dir = os.environ.get("SIAMESE_DATA_DIR")
@@ -666,7 +720,10 @@ def main() -> None:
         raise SystemExit("set SIAMESE_DATA_DIR to the directory with the datasets")
     env = {**os.environ, "SIAMESE_DATA_DIR": data_dir}
     document: dict[str, Any] = json.loads(RESULTS.read_text()) if RESULTS.is_file() else {}
-    document.update(benchmark="faces", date=time.strftime("%Y-%m-%d"), machine=describe_machine())
+    if parts != ["publish"]:
+        document.update(
+            benchmark="faces", date=time.strftime("%Y-%m-%d"), machine=describe_machine()
+        )
     photos = [p for split in celebrity_photos().values() for p, _ in split]
     for part in parts:
         print(f"{part} ...", flush=True)
@@ -678,9 +735,12 @@ def main() -> None:
             document["celebrity_retrieval"] = celebrity(env)
         elif part == "orl":
             document["orl_pretrained"] = orl_part(env)
+        else:
+            continue
         RESULTS.parent.mkdir(parents=True, exist_ok=True)
         RESULTS.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
     replace_section(HERE / "BENCHMARKS.md", "faces", section(document))
+    replace_section(ROOT / "README.md", "faces-results", readme_table(document))
 
 
 if __name__ == "__main__":

@@ -100,7 +100,7 @@ def _zero_padded_sum(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 
 class DlibFaceResNet(nn.Module):
-    """dlib's face ResNet: (N, 3, H, W) RGB in [0, 1] (150×150 aligned chips as trained) →
+    """dlib's face ResNet: (N, 3, H, W) RGB in [0, 1] or uint8 (150×150 aligned chips as trained) →
     (N, 128) descriptors, unnormalised as dlib's (norms near 1).
 
     Args:
@@ -152,7 +152,9 @@ class DlibFaceResNet(nn.Module):
         self.to(memory_format=torch.channels_last)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """(N, 3, H, W) floats in [0, 1] → (N, 128)."""
+        """(N, 3, H, W) floats in [0, 1], or uint8 0 … 255 → (N, 128)."""
+        if x.dtype == torch.uint8:
+            x = x.float() / 255.0
         x = (x.contiguous(memory_format=torch.channels_last) * 255.0 - self.pixel_mean) / 256.0
         x = F.max_pool2d(F.relu(self.affine(self.conv(x))), 3, 2)
         x = self.blocks(x)
