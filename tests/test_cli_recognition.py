@@ -62,7 +62,10 @@ def test_gallery_commands_end_to_end(
         "threshold",
         "far",
         "candidates",
+        "no_face",
+        "box",
     }
+    assert answer["no_face"] is False and answer["box"] is None
     assert answer["source"] == str(probe) and len(answer["candidates"]) == 3
     assert answer["decision"] in ("unknown", answer["candidates"][0]["identity"])
     code, out = run_cli(["gallery", "identify", gallery, str(people / "probes")], capsys)

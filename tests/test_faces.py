@@ -428,6 +428,23 @@ def test_the_gallery_enrols_and_identifies_face_photos_end_to_end(
     answers = json.loads(out.strip().splitlines()[-1])
     assert [a["decision"] for a in answers] == ["madonna", "ben_afflek", "unknown", "no face"]
     assert answers[3]["no_face"] is True and answers[3]["distance"] is None
+    # a group photo: every face, each with its box, left to right as composed
+    left, right = (Image.open(p).convert("RGB").resize((240, 300)) for p in probes[:2])
+    group = Image.new("RGB", (480, 300))
+    group.paste(left, (0, 0))
+    group.paste(right, (240, 0))
+    group.save(tmp_path / "group.png")
+    code, out = run_cli(
+        ["gallery", "identify", str(db), str(tmp_path / "group.png"), str(wall), "--every-face",
+         "--json"],
+        capsys,
+    )  # fmt: skip
+    assert code == 0, out
+    faces = json.loads(out.strip().splitlines()[-1])
+    assert len(faces) == 3 and faces[2]["no_face"] is True and faces[2]["box"] is None
+    by_position = sorted(faces[:2], key=lambda a: a["box"][0])
+    assert [a["decision"] for a in by_position] == ["madonna", "ben_afflek"]
+    assert by_position[0]["box"][2] <= 250 and by_position[1]["box"][0] >= 230
 
 
 def test_train_steps_zero_needs_a_pretrained_encoder() -> None:
@@ -452,3 +469,22 @@ def test_an_embedding_without_projection_is_the_encoders_output() -> None:
     torch.testing.assert_close(net(x), torch.nn.functional.normalize(net.encoder(x), dim=1))
     with pytest.raises(ConfigError, match=r"set model\.embedding_dim to 16"):
         build_embedding_net({**spec, "embedding_dim": 8}, (1, 8, 8))
+
+
+@pytest.mark.slow
+@needs_faces
+@needs_data
+def test_evaluating_a_face_model_on_other_photos_finds_their_faces_first(
+    face_model: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """ORL's whole photos (92×112 gray) reach the model as aligned 150×150 face chips, as
+    the model declares, never resized whole."""
+    out = tmp_path / "evaluation"
+    code, text = run_cli(
+        ["evaluate", str(face_model), "--data", "orl", "--split", "all", "--protocol",
+         "verification", "--out", str(out), "--quiet"],
+        capsys,
+    )  # fmt: skip
+    assert code == 0, text
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["metrics"]["verification"]["EER"] < 0.02  # dlib's network on faces: ~0.3 %

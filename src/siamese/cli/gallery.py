@@ -212,11 +212,19 @@ def identify(
     k: Annotated[int, typer.Option("--k", min=1, help="Candidates listed per image.")] = 5,
     model: ModelOverride = None,
     search: SearchOption = "exact",
+    every_face: Annotated[
+        bool,
+        typer.Option(
+            "--every-face",
+            help="Face models: answer for every face found in each photo (with its box), "
+            "not only its main face.",
+        ),
+    ] = False,
     as_json: JsonOption = False,
 ) -> None:
     """Who each image shows: the best identity within the threshold, or unknown."""
     with _open(location, model, search) as gallery:
-        answers = gallery.identify(image_files(images), k=k)
+        answers = gallery.identify(image_files(images), k=k, every_face=every_face)
     if as_json:
         typer.echo(json.dumps([a.as_dict() for a in answers]))
         return
@@ -226,8 +234,9 @@ def identify(
             console.print(f"{a.source}: [bold]no face[/] found by the model's face detector")
             continue
         others = ", ".join(f"{c.identity} {c.distance:.3f}" for c in a.candidates[:k])
+        where = f" face at {[round(v) for v in a.box]}" if a.box is not None else ""
         console.print(
-            f"{a.source}: [bold]{a.label}[/] (distance {a.distance:.4f}, threshold "
+            f"{a.source}{where}: [bold]{a.label}[/] (distance {a.distance:.4f}, threshold "
             f"{a.threshold:.4f} at FAR {a.far:g}); candidates: {others or 'none'}"
         )
 

@@ -70,12 +70,41 @@ def crop_face_image(
     Raises:
         BadImageError: no face found (the reason says what to try).
     """
-    image = pixels[0] if pixels.shape[0] == 1 else np.transpose(pixels, (1, 2, 0))
-    crops = face_crops(image, step)
+    crops = face_crops(_height_width_channels(pixels), step)
     if not crops:
         raise BadImageError(name, no_face_reason(step))
-    chip = Image.fromarray(crops[0].pixels, "RGB")
-    return image_array(chip, name, 3 if channels is None else channels, size, resize)
+    return _model_pixels(crops[0].pixels, name, channels, size, resize)
+
+
+def every_face_crop(
+    pixels: np.ndarray,
+    name: str,
+    step: FaceStep,
+    channels: int | None,
+    size: tuple[int, int] | None,
+    resize: str,
+) -> list[tuple[list[float], np.ndarray]]:
+    """Every face of one (C, H, W) uint8 image, largest first: its box [left, top, right,
+    bottom] in the image's pixels and its (C', H', W') uint8 crop; [] when none is found."""
+    crops = face_crops(_height_width_channels(pixels), dataclasses.replace(step, faces="all"))
+    return [
+        (crop.box.as_list(), _model_pixels(crop.pixels, name, channels, size, resize))
+        for crop in crops
+    ]
+
+
+def _height_width_channels(pixels: np.ndarray) -> np.ndarray:
+    """(C, H, W) → (H, W) for gray, (H, W, 3) for colour: what the detectors read."""
+    return pixels[0] if pixels.shape[0] == 1 else np.transpose(pixels, (1, 2, 0))
+
+
+def _model_pixels(
+    chip: np.ndarray, name: str, channels: int | None, size: tuple[int, int] | None, resize: str
+) -> np.ndarray:
+    """A (S, S, 3) RGB crop as (C, H, W) uint8 at the requested channels and size."""
+    return image_array(
+        Image.fromarray(chip, "RGB"), name, 3 if channels is None else channels, size, resize
+    )
 
 
 def with_face_crops(data: LabeledData, step: FaceStep, source: str) -> LabeledData:

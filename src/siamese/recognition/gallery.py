@@ -69,7 +69,9 @@ class Identification:
         candidates: the k best identities, best first, accepted or not.
         threshold, far: the decision threshold and the false-accept rate it was set at.
         no_face: the model's face step found no face in the image (its on_no_face is
-            "skip"; `label` is then "no face", and nothing was compared).
+            "skip", or every face was asked for; `label` is then "no face", and nothing was
+            compared).
+        box: with every face asked for, this face's [left, top, right, bottom] in the photo.
     """
 
     source: str
@@ -79,6 +81,7 @@ class Identification:
     threshold: float
     far: float | None
     no_face: bool = False
+    box: list[float] | None = None
 
     @property
     def label(self) -> str:
@@ -98,6 +101,7 @@ class Identification:
                 {"identity": c.identity, "distance": _finite(c.distance)} for c in self.candidates
             ],
             "no_face": self.no_face,
+            "box": self.box,
         }
 
 
@@ -425,17 +429,23 @@ class Gallery:
     # Reading
 
     def identify(
-        self, images: ImageInput | Sequence[ImageInput], k: int = 5
+        self, images: ImageInput | Sequence[ImageInput], k: int = 5, every_face: bool = False
     ) -> list[Identification]:
         """Each image's k best identities, and the decision: the best one when within the
         threshold, else unknown.
 
+        Args:
+            every_face: with a face model, one answer per face found in each photo (with its
+                box; a photo without any gets one "no face" answer) instead of its main face.
         Raises:
             DataError: an image is unreadable (named).
+            ConfigError: every_face with a model that declares no face step.
         """
         if k < 1:
             raise ConfigError(f"k must be >= 1, got {k}")
         given = as_image_list(images)
+        if every_face:
+            return self._identify_every_face(given, k)
         prepared = self.recognizer.prepare_faces(given)
         z = self.recognizer.embed_prepared(prepared.x)
         self._fresh()
@@ -447,17 +457,46 @@ class Gallery:
             for i, item in enumerate(given)
         ]
         for row, index in enumerate(prepared.kept):
-            item = given[index]
-            candidates = [
-                Candidate(self.names[int(i)], float(d))
-                for d, i in zip(top.distances[row], top.identity_ids[row], strict=True)
-                if int(i) >= 0
-            ]
-            best = candidates[0].distance if candidates else float("inf")
-            accepted = candidates[0].identity if candidates and best <= self.threshold else None
+            accepted, best, candidates = self._decision(top, row)
             out[index] = Identification(
-                describe(item, index), accepted, best, candidates, self.threshold, self.far
+                describe(given[index], index), accepted, best, candidates, self.threshold, self.far
             )
+        return out
+
+    def _decision(self, top: Any, row: int) -> tuple[str | None, float, list[Candidate]]:
+        """(the accepted identity or None, the best distance, the candidates) of one probe
+        row of a search result."""
+        candidates = [
+            Candidate(self.names[int(i)], float(d))
+            for d, i in zip(top.distances[row], top.identity_ids[row], strict=True)
+            if int(i) >= 0
+        ]
+        best = candidates[0].distance if candidates else float("inf")
+        accepted = candidates[0].identity if candidates and best <= self.threshold else None
+        return accepted, best, candidates
+
+    def _identify_every_face(self, given: list[ImageInput], k: int) -> list[Identification]:
+        faces = self.recognizer.every_face(given)
+        z = self.recognizer.embed_prepared(faces.x)
+        self._fresh()
+        top = self.search.top(z, k)
+        answers: dict[int, list[Identification]] = {i: [] for i in range(len(given))}
+        for row, (index, box) in enumerate(zip(faces.image, faces.boxes, strict=True)):
+            accepted, best, candidates = self._decision(top, row)
+            answers[index].append(
+                Identification(
+                    describe(given[index], index), accepted, best, candidates, self.threshold,
+                    self.far, box=box,
+                )
+            )  # fmt: skip
+        out: list[Identification] = []
+        for index, item in enumerate(given):
+            out += answers[index] or [
+                Identification(
+                    describe(item, index), None, float("inf"), [], self.threshold, self.far,
+                    no_face=True,
+                )
+            ]  # fmt: skip
         return out
 
     def verify(self, identity: str, image: ImageInput) -> Verification:

@@ -18,7 +18,7 @@ import torch
 from PIL import Image
 
 from siamese.data.image_files import BadImageError, decode_image, image_array
-from siamese.errors import DataError
+from siamese.errors import ConfigError, DataError
 from siamese.faces.step import NO_FACE, FaceStep, face_step
 
 ImageInput = str | Path | Image.Image | np.ndarray | torch.Tensor
@@ -115,12 +115,52 @@ def model_inputs_with_faces(images: Sequence[ImageInput], pre: Preprocessing) ->
             if NO_FACE not in str(err):
                 raise
             no_face.append(i)
-    x = (
-        torch.from_numpy(np.stack(arrays))
-        if arrays
-        else torch.empty((0, *pre.input_shape), dtype=torch.uint8)
-    )
-    return PreparedInputs(x, kept, no_face)
+    return PreparedInputs(_stacked(arrays, pre), kept, no_face)
+
+
+def _stacked(arrays: list[np.ndarray], pre: Preprocessing) -> torch.Tensor:
+    """(M, *input_shape) uint8 of M arrays (M may be 0)."""
+    if not arrays:
+        return torch.empty((0, *pre.input_shape), dtype=torch.uint8)
+    return torch.from_numpy(np.stack(arrays))
+
+
+@dataclass(frozen=True)
+class FaceInputs:
+    """Every face of some photos as model inputs: x (M, *input_shape); `image[m]` the index
+    of the photo face m comes from, `boxes[m]` its [left, top, right, bottom] in that photo's
+    pixels; photos without a face have no entry."""
+
+    x: torch.Tensor
+    image: list[int]
+    boxes: list[list[float]]
+
+
+def every_face_input(images: Sequence[ImageInput], pre: Preprocessing) -> FaceInputs:
+    """Every face of each photo (the model's face step, with all faces), as model inputs.
+
+    Raises:
+        ConfigError: the model declares no face step. DataError: an unreadable input.
+    """
+    from siamese.data.face_crops import every_face_crop
+
+    if pre.face is None:
+        raise ConfigError(
+            "this model declares no face step (it was not trained on face crops), so it cannot "
+            "find the faces in a photo: identify whole images instead"
+        )
+    channels, height, width = pre.input_shape
+    arrays, owners, boxes = [], [], []
+    for i, image in enumerate(images):
+        photo = _decoded(image, i, 3, None, "stretch")
+        for box, crop in every_face_crop(
+            photo, describe(image, i), pre.face, int(channels), (int(height), int(width)),
+            "stretch",
+        ):  # fmt: skip
+            arrays.append(crop)
+            owners.append(i)
+            boxes.append(box)
+    return FaceInputs(_stacked(arrays, pre), owners, boxes)
 
 
 def model_input(images: Sequence[ImageInput], pre: Preprocessing) -> torch.Tensor:

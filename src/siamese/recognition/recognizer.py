@@ -23,10 +23,12 @@ from siamese.evaluation.embed import embed as embed_inputs
 from siamese.evaluation.verification import pair_dissimilarity
 from siamese.models.files import load_model_and_head
 from siamese.recognition.images import (
+    FaceInputs,
     ImageInput,
     PreparedInputs,
     Preprocessing,
     as_image_list,
+    every_face_input,
     model_input,
     model_inputs_with_faces,
 )
@@ -156,6 +158,11 @@ class Recognizer:
         """`prepare`, except that when the model's face step says on_no_face "skip", images
         in which no face is found are left out and listed (`PreparedInputs.no_face`)."""
         return model_inputs_with_faces(as_image_list(images), self.preprocessing)
+
+    def every_face(self, images: ImageInput | Sequence[ImageInput]) -> FaceInputs:
+        """Every face of each photo as model inputs, with its photo and box (a model with a
+        face step only)."""
+        return every_face_input(as_image_list(images), self.preprocessing)
 
     def embed_prepared(
         self, x: torch.Tensor, batch_size: int = 256, progress: bool = False
