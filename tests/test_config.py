@@ -410,7 +410,9 @@ def test_describe_options_lists_every_leaf_with_help() -> None:
     assert rows["train.steps"] == (
         "int | null",
         "null",
-        "A budget in optimiser steps; when set it wins over `epochs`.",
+        "A budget in optimiser steps; when set it wins over `epochs`. 0 with a pretrained "
+        "encoder: no training, the published weights are saved as the run's model (calibrated "
+        "and evaluated like any other), the baseline a fine-tuning run is compared with.",
     )
     assert rows["train.precision"][0] == "fp32 | bf16"
     assert rows["augment.scale"][:2] == ("[float, float]", "[1.0, 1.0]")

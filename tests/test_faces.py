@@ -487,4 +487,14 @@ def test_evaluating_a_face_model_on_other_photos_finds_their_faces_first(
     )  # fmt: skip
     assert code == 0, text
     metrics = json.loads((out / "metrics.json").read_text())
-    assert metrics["metrics"]["verification"]["EER"] < 0.02  # dlib's network on faces: ~0.3 %
+    assert metrics["metrics"]["verification"]["eer"] < 0.02  # dlib's network on faces: ~0.3 %
+
+
+def test_boxes_found_at_several_scales_merge_into_one_per_face() -> None:
+    from siamese.faces.detection import FaceBox, _merged
+
+    big = FaceBox(70, 70, 160, 160, 1.5)
+    big_again = FaceBox(67, 67, 157, 157, 1.2)  # the same face at another scale
+    small = FaceBox(350, 40, 406, 94, 2.0)
+    assert _merged([big, big_again, small]) == [big, small]
+    assert _merged([]) == []

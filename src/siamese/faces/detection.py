@@ -89,6 +89,7 @@ def detect_faces(
     detector: str = "hog",
     max_side: int = 640,
     retry_sides: tuple[int, ...] = DEFAULT_RETRY_SIDES,
+    every_scale: bool = False,
 ) -> list[FaceBox]:
     """Every face a detector finds in one image, largest first.
 
@@ -99,6 +100,9 @@ def detect_faces(
         max_side: shrink the image so its longer side is at most this before detecting.
         retry_sides: when nothing is found, the shorter sides to enlarge the image to, in
             turn, until something is (sides not above the image's own are passed over).
+        every_scale: search every one of those scales even after a face is found, and merge
+            the boxes (for every face of a group photo: a small face in it may only be found
+            enlarged, beside a large one found at once).
     Returns:
         FaceBox per face in the original image's pixels, by decreasing area.
     """
@@ -106,11 +110,31 @@ def detect_faces(
     height, width = gray.shape
     scales = [min(1.0, max_side / max(height, width))]
     scales += [side / min(height, width) for side in retry_sides if side > min(height, width)]
+    found: list[FaceBox] = []
     for scale in scales:
         boxes = _detect_at(gray, detector, scale)
-        if boxes:
+        if boxes and not every_scale:
             return boxes
-    return []
+        found += boxes
+    return _merged(found)
+
+
+def _merged(boxes: list[FaceBox], overlap: float = 0.3) -> list[FaceBox]:
+    """One box per face from boxes found at several scales: of boxes overlapping by more
+    than `overlap` (intersection over union), the highest-scoring; largest first."""
+    kept: list[FaceBox] = []
+    for box in sorted(boxes, key=lambda b: -b.score):
+        if all(_iou(box, other) <= overlap for other in kept):
+            kept.append(box)
+    return sorted(kept, key=lambda b: -b.area)
+
+
+def _iou(a: FaceBox, b: FaceBox) -> float:
+    width = min(a.right, b.right) - max(a.left, b.left)
+    height = min(a.bottom, b.bottom) - max(a.top, b.top)
+    inter = max(0.0, width) * max(0.0, height)
+    union = a.area + b.area - inter
+    return inter / union if union > 0 else 0.0
 
 
 def _detect_at(gray: np.ndarray, detector: str, scale: float) -> list[FaceBox]:

@@ -161,7 +161,13 @@ def face_crops(image: np.ndarray, step: FaceStep) -> list[FaceCrop]:
     """
     rgb = np.repeat(image[:, :, None], 3, axis=2) if image.ndim == 2 else image
     rgb = np.ascontiguousarray(rgb)
-    boxes = detect_faces(rgb, step.detector, max_side=step.max_side, retry_sides=step.retry_sides)
+    boxes = detect_faces(
+        rgb,
+        step.detector,
+        max_side=step.max_side,
+        retry_sides=step.retry_sides,
+        every_scale=step.faces == "all",
+    )
     if step.faces == "largest":
         main = main_face(boxes)
         boxes = [] if main is None else [main]
