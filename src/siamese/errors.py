@@ -33,3 +33,15 @@ class TrainingDivergedError(SiameseError):
 
 class RunInterrupted(SiameseError):
     """The user stopped a run (Ctrl-C); the message says what was kept and how to resume."""
+
+
+class NotFoundError(DataError):
+    """A named thing (an identity of a gallery, an example) does not exist."""
+
+
+class ConflictError(DataError):
+    """A write conflicts with what is stored (an image enrolled under another identity)."""
+
+
+class NoFaceError(DataError):
+    """A model with a face step found no face in an image."""

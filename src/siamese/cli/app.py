@@ -16,6 +16,7 @@ from siamese.cli.evaluate import evaluate
 from siamese.cli.gallery import gallery_app
 from siamese.cli.plot import plot
 from siamese.cli.recognize import calibrate, compare, embed
+from siamese.cli.serve import serve_app
 from siamese.cli.sweep import sweep
 from siamese.cli.train import options_epilog, train
 from siamese.errors import RunInterrupted, SiameseError
@@ -65,6 +66,7 @@ app.command("embed")(embed)
 app.command("compare")(compare)
 app.command("calibrate")(calibrate)
 app.add_typer(gallery_app, name="gallery", context_settings=_CONTEXT)
+app.add_typer(serve_app, name="serve", context_settings=_CONTEXT)
 
 
 def _show_warning(

@@ -37,14 +37,9 @@ SearchOption = Annotated[
 
 
 def _open(location: str, model: Path | None, search: str = "exact") -> Any:
-    from siamese.recognition import Gallery, Recognizer
-    from siamese.recognition.gallery_store import GalleryStore
+    from siamese.recognition import Gallery
 
-    if model is None:
-        store = GalleryStore.open(location)
-        model = Path(store.setting("model_path"))
-        store.close()
-    return Gallery.open(location, Recognizer.load(model), search=search)
+    return Gallery.open_with_its_model(location, model, search)
 
 
 def _console() -> Any:

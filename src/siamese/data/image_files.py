@@ -80,14 +80,70 @@ def decode_image(
         BadImageError: the file is empty, not an image, corrupt, truncated, too large or in a
             pixel mode this cannot convert.
     """
+    if os.path.isfile(path) and os.path.getsize(path) == 0:
+        raise BadImageError(path, "the file is empty (0 bytes): re-copy it or delete it")
+    return _decode(path, path, channels, size, resize, max_pixels)
+
+
+def decode_image_bytes(
+    data: bytes,
+    name: str,
+    channels: int | None = None,
+    size: tuple[int, int] | None = None,
+    resize: str = "stretch",
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+) -> np.ndarray:
+    """`decode_image` for the contents of an image file held in memory (an upload): the
+    same formats, checks (by content, never by name), EXIF orientation and conversions.
+
+    Args:
+        name: how errors name it (e.g. the upload's field and file name).
+    Raises:
+        BadImageError: empty, not an image, corrupt, truncated or too large.
+    """
+    if not data:
+        raise BadImageError(name, "the image is empty (0 bytes)")
+    return _decode(io.BytesIO(data), name, channels, size, resize, max_pixels)
+
+
+def probe_image_bytes(data: bytes, name: str, max_pixels: int = DEFAULT_MAX_PIXELS) -> str:
+    """Check an image file in memory from its header alone, without decoding its pixels: its
+    format (by content, whatever it is named), and its size against `max_pixels`.
+
+    Returns:
+        The format's name ("JPEG", "PNG", …).
+    Raises:
+        BadImageError: empty, not an image in a format this reads, or too many pixels.
+    """
+    if not data:
+        raise BadImageError(name, "the image is empty (0 bytes)")
+    try:
+        image = _open(io.BytesIO(data), max_pixels, name)
+    except BadImageError:
+        raise
+    except Exception as err:
+        raise BadImageError(name, _failure_reason(err)) from None
+    with image:
+        width, height = image.size
+        if width * height > max_pixels:
+            raise BadImageError(name, _too_many_pixels_reason(width, height, max_pixels))
+        return str(image.format)
+
+
+def _decode(
+    source: str | io.BytesIO,
+    path: str,
+    channels: int | None,
+    size: tuple[int, int] | None,
+    resize: str,
+    max_pixels: int,
+) -> np.ndarray:
     if resize not in RESIZE_MODES:
         raise ValueError(f"resize must be one of {RESIZE_MODES}, got {resize!r}")
     if channels not in (None, 1, 3):
         raise ValueError(f"channels must be None, 1 or 3, got {channels!r}")
     try:
-        if os.path.getsize(path) == 0:
-            raise BadImageError(path, "the file is empty (0 bytes): re-copy it or delete it")
-        image = _open(path, max_pixels)
+        image = _open(source, max_pixels, path)
     except (BadImageError, MemoryError):
         raise
     except Exception as err:  # a broken header, in any of Pillow's exception types
@@ -162,13 +218,13 @@ def decode_images(
     return results
 
 
-def _open(path: str, max_pixels: int) -> Image.Image:
+def _open(source: str | io.BytesIO, max_pixels: int, path: str) -> Image.Image:
     """Read the header only (Pillow decodes pixels lazily, on `load`)."""
     with warnings.catch_warnings():
         # Pillow warns past its own limit; the caller applies `max_pixels` instead.
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)
         try:
-            return Image.open(path, formats=_FORMATS)
+            return Image.open(source, formats=_FORMATS)
         except Image.DecompressionBombError as err:
             # Past twice its limit Pillow refuses to open at all; the size is in the message.
             raise BadImageError(

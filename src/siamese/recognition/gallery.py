@@ -32,7 +32,7 @@ import sqlalchemy as sa
 import torch
 from PIL import Image
 
-from siamese.errors import ConfigError, DataError
+from siamese.errors import ConfigError, ConflictError, DataError, NoFaceError, NotFoundError
 from siamese.recognition.gallery_search import check_choices, make_search
 from siamese.recognition.gallery_store import (
     ExampleRow,
@@ -247,6 +247,25 @@ class Gallery:
         """
         return cls(GalleryStore.open(location), recognizer, search, nprobe)
 
+    @classmethod
+    def open_with_its_model(
+        cls, location: Path | str, model: Path | str | None = None, search: str = "exact"
+    ) -> Gallery:
+        """An existing gallery with the model it was created with (read from its settings),
+        or with `model` (a run or model folder) when given.
+
+        Raises:
+            ConfigError: no gallery there, or another model's gallery. CheckpointError: the
+                model folder is missing or damaged.
+        """
+        if model is None:
+            store = GalleryStore.open(location)
+            try:
+                model = Path(store.setting("model_path"))
+            finally:
+                store.close()
+        return cls.open(location, Recognizer.load(model), search=search)
+
     def close(self) -> None:
         self.store.close()
 
@@ -273,6 +292,7 @@ class Gallery:
         images: ImageInput | Sequence[ImageInput],
         metadata: dict[str, Any] | None = None,
         force: bool = False,
+        sources: list[str] | None = None,
     ) -> Enrollment:
         """Add examples of `identity` (created if new), all or nothing.
 
@@ -280,6 +300,8 @@ class Gallery:
         stores them. An image this identity already has is skipped and reported; an image
         another identity has is refused unless `force`.
 
+        Args:
+            sources: how to name each image (default: its path, or "image N").
         Raises:
             DataError: an image is unreadable (named), or already enrolled under another
                 identity (without `force`); nothing of the call is stored.
@@ -287,19 +309,27 @@ class Gallery:
         """
         name = _checked_name(identity)
         given = as_image_list(images)
+        if sources is not None and len(sources) != len(given):
+            raise ConfigError(f"{len(sources)} sources for {len(given)} images")
+
+        names_given = sources
+
+        def name_of(item: ImageInput, k: int) -> str:
+            return names_given[k] if names_given is not None else describe(item, k)
+
         # every image readable, or nothing happens; photos without a face are left out
         # (and listed) when the model's face step says so
         prepared = self.recognizer.prepare_faces(given)
-        no_face = [describe(given[k], k) for k in prepared.no_face]
+        no_face = [name_of(given[k], k) for k in prepared.no_face]
         if not prepared.kept:
-            raise DataError(
+            raise NoFaceError(
                 f"no face found in any of the {len(given)} image(s) given for {name!r} "
                 f"({', '.join(no_face[:5])}): nothing enrolled"
             )
         items = [given[k] for k in prepared.kept]
         x = prepared.x
         z = self.recognizer.embed_prepared(x).numpy()
-        sources = [describe(given[k], k) for k in prepared.kept]
+        sources = [name_of(given[k], k) for k in prepared.kept]
         digests = [_sha256(item, x[k]) for k, item in enumerate(items)]
         stored_images = (
             [_stored_image(item, x[k]) for k, item in enumerate(items)]
@@ -318,7 +348,7 @@ class Gallery:
                 lines = [
                     f"{sources[firsts[d]]} (enrolled as {', '.join(o)})" for d, o in clashes.items()
                 ]
-                raise DataError(
+                raise ConflictError(
                     f"already enrolled under another identity, so not enrolled as {name!r}: "
                     + "; ".join(lines)
                     + ". If the same image really shows both, enroll with force=True (--force)"
@@ -380,6 +410,60 @@ class Gallery:
         self.names.pop(identity_id, None)
         self._after_write(generation, lambda: self.search.remove_identities([identity_id]))
         return int(count)
+
+    def remove_example(self, identity: str, example_id: int) -> None:
+        """Delete one example of an identity (the identity stays, even with none left).
+
+        Raises:
+            NotFoundError: no such identity, or no such example of it.
+        """
+        with self.store.transaction() as conn:
+            identity_id = self._existing(conn, identity)
+            deleted = conn.execute(
+                examples_table.delete().where(
+                    (examples_table.c.id == int(example_id))
+                    & (examples_table.c.identity_id == identity_id)
+                )
+            ).rowcount
+            if not deleted:
+                raise NotFoundError(f"identity {identity!r} has no example {example_id}")
+            generation = self.store.bump(conn)
+        self._after_write(generation, None)  # the search is rebuilt on the next read
+
+    def example_image(self, identity: str, example_id: int) -> bytes:
+        """The stored image of one example (a gallery created with keep_images).
+
+        Raises:
+            NotFoundError: no such identity or example, or the gallery keeps no images.
+        """
+        with self.store.engine.connect() as conn:
+            identity_id = self._existing(conn, identity)
+            blob = conn.execute(
+                sa.select(examples_table.c.image).where(
+                    (examples_table.c.id == int(example_id))
+                    & (examples_table.c.identity_id == identity_id)
+                )
+            ).scalar_one_or_none()
+        if blob is None:
+            raise NotFoundError(
+                f"no stored image of example {example_id} of {identity!r} (the gallery keeps "
+                "images only when created with --keep-images)"
+            )
+        return bytes(blob)
+
+    def set_metadata(self, identity: str, metadata: dict[str, Any] | None) -> None:
+        """Replace an identity's metadata (None clears it).
+
+        Raises:
+            NotFoundError: no such identity.
+        """
+        with self.store.transaction() as conn:
+            identity_id = self._existing(conn, identity)
+            conn.execute(
+                identities_table.update()
+                .where(identities_table.c.id == identity_id)
+                .values(metadata=None if metadata is None else json.dumps(metadata, sort_keys=True))
+            )
 
     def rename(self, identity: str, new_name: str) -> bool:
         """Rename an identity; when `new_name` exists, merge into it (its examples join that
@@ -448,19 +532,35 @@ class Gallery:
             return self._identify_every_face(given, k)
         prepared = self.recognizer.prepare_faces(given)
         z = self.recognizer.embed_prepared(prepared.x)
-        self._fresh()
-        top = self.search.top(z, k)
+        found = self.identify_embeddings(
+            z, [describe(given[index], index) for index in prepared.kept], k
+        )
         out = [
             Identification(
                 describe(item, i), None, float("inf"), [], self.threshold, self.far, no_face=True
             )
             for i, item in enumerate(given)
         ]
-        for row, index in enumerate(prepared.kept):
+        for answer, index in zip(found, prepared.kept, strict=True):
+            out[index] = answer
+        return out
+
+    def identify_embeddings(
+        self, z: torch.Tensor, sources: list[str], k: int = 5
+    ) -> list[Identification]:
+        """`identify` for embeddings already computed with this gallery's model.
+
+        Args:
+            z: (N, D) float32 embeddings; sources: how each answer names its probe.
+        """
+        if k < 1:
+            raise ConfigError(f"k must be >= 1, got {k}")
+        self._fresh()
+        top = self.search.top(z, k)
+        out = []
+        for row, source in enumerate(sources):
             accepted, best, candidates = self._decision(top, row)
-            out[index] = Identification(
-                describe(given[index], index), accepted, best, candidates, self.threshold, self.far
-            )
+            out.append(Identification(source, accepted, best, candidates, self.threshold, self.far))
         return out
 
     def _decision(self, top: Any, row: int) -> tuple[str | None, float, list[Candidate]]:
@@ -508,19 +608,37 @@ class Gallery:
         z = self.recognizer.embed(image)
         if z.shape[0] != 1:
             raise DataError("verify takes one image; use identify for several")
+        return self.verify_embedding(identity, z, describe(as_image_list(image)[0], 0))
+
+    def verify_embedding(self, identity: str, z: torch.Tensor, source: str) -> Verification:
+        """`verify` for an embedding (1, D) already computed with this gallery's model."""
         embeddings, owner_name = self._examples_matrix(identity)
         stored = torch.from_numpy(embeddings)
         if self.settings["scoring"] == "centroid":
             distance = float(self.recognizer.dissimilarity(z, stored.mean(dim=0, keepdim=True))[0])
         else:
             distance = float(self.recognizer.dissimilarity(z.expand_as(stored), stored).min())
-        source = describe(as_image_list(image)[0], 0)
         same = distance <= self.threshold
         return Verification(owner_name, source, distance, same, self.threshold, self.far)
 
     def identities(self) -> list[IdentityInfo]:
         """Every identity, by name, with its number of examples."""
         return [IdentityInfo(*row) for row in self.store.identity_names()]
+
+    def has_identity(self, name: str) -> bool:
+        with self.store.engine.connect() as conn:
+            return self.store.identity_id(conn, name) is not None
+
+    def identity(self, name: str) -> IdentityInfo:
+        """One identity with its number of examples.
+
+        Raises:
+            NotFoundError: no such identity.
+        """
+        for info in self.identities():
+            if info.name == name:
+                return info
+        raise NotFoundError(self._no_such(name))
 
     def examples(self, identity: str) -> list[ExampleRow]:
         """The stored examples of an identity (without embeddings).
@@ -530,7 +648,7 @@ class Gallery:
         """
         rows = self.store.examples_of(identity)
         if not rows and identity not in {i.name for i in self.identities()}:
-            raise DataError(self._no_such(identity))
+            raise NotFoundError(self._no_such(identity))
         return rows
 
     def stats(self) -> dict[str, Any]:
@@ -648,7 +766,7 @@ class Gallery:
     def _existing(self, conn: sa.Connection, identity: str) -> int:
         identity_id = self.store.identity_id(conn, identity)
         if identity_id is None:
-            raise DataError(self._no_such(identity))
+            raise NotFoundError(self._no_such(identity))
         return identity_id
 
     def _no_such(self, identity: str) -> str:
@@ -686,6 +804,8 @@ def _checked_name(name: str) -> str:
 
 def _sha256(item: ImageInput, pixels: torch.Tensor) -> str:
     """A file's SHA-256 (its bytes), or for an image in memory that of its model input."""
+    if isinstance(item, bytes):
+        return hashlib.sha256(item).hexdigest()
     if isinstance(item, (str, Path)):
         digest = hashlib.sha256()
         with open(item, "rb") as f:
@@ -698,6 +818,8 @@ def _sha256(item: ImageInput, pixels: torch.Tensor) -> str:
 
 def _stored_image(item: ImageInput, pixels: torch.Tensor) -> bytes:
     """What `keep_images` stores: a file's bytes, or a PNG of an in-memory image's pixels."""
+    if isinstance(item, bytes):
+        return item
     if isinstance(item, (str, Path)):
         return Path(item).read_bytes()
     array = pixels.numpy()

@@ -31,7 +31,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from siamese.errors import ConfigError, DataError, OutputError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 BUSY_TIMEOUT_S = 60.0
 
 metadata = sa.MetaData()
@@ -69,9 +69,27 @@ examples_table = sa.Table(
     sa.UniqueConstraint("identity_id", "sha256", name="one_image_once_per_identity"),
 )
 
-# version → the step that brings a gallery of version − 1 to it (1 creates the tables).
+api_keys_table = sa.Table(
+    "api_keys",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("role", sa.String(32), nullable=False),
+    # SHA-256 of the key: keys are 256-bit random strings, so a fast hash cannot be brute
+    # forced (a slow password hash would only cost every request time)
+    sa.Column("sha256", sa.String(64), nullable=False, unique=True),
+    sa.Column("prefix", sa.String(16), nullable=False),
+    sa.Column("created_at", sa.String(32), nullable=False),
+    sa.Column("revoked_at", sa.String(32), nullable=True),
+)
+
+# version → the step that brings a gallery of version − 1 to it (1 creates the first tables,
+# 2 adds the service's API keys).
 MIGRATIONS: dict[int, Callable[[Connection], None]] = {
-    1: lambda conn: metadata.create_all(conn),
+    1: lambda conn: metadata.create_all(
+        conn, tables=[settings_table, identities_table, examples_table]
+    ),
+    2: lambda conn: metadata.create_all(conn, tables=[api_keys_table]),
 }
 
 
@@ -170,7 +188,7 @@ class GalleryStore:
             path.parent.mkdir(parents=True, exist_ok=True)
         engine = make_engine(location)
         store = cls(engine, str(location))
-        with store.transaction() as conn:
+        with store.transaction(queue=False) as conn:
             if sa.inspect(conn).has_table(settings_table.name):
                 raise ConfigError(
                     f"{location}: a gallery already exists in that database; open it instead"
@@ -231,8 +249,9 @@ class GalleryStore:
         self.engine.dispose()
 
     @contextmanager
-    def transaction(self) -> Iterator[Connection]:
+    def transaction(self, queue: bool = True) -> Iterator[Connection]:
         """One write transaction: committed when the block ends, rolled back on any error.
+        `queue`: wait for the other writers first (False only while creating the tables).
 
         Raises:
             OutputError: the database refused the write (locked beyond the busy timeout, a
@@ -242,6 +261,15 @@ class GalleryStore:
             with self.engine.connect() as conn:
                 conn.execution_options(siamese_write=True)
                 with conn.begin():
+                    if queue and conn.dialect.name != "sqlite":
+                        # Writers queue on the generation row, as SQLite's BEGIN IMMEDIATE
+                        # queues them on the file: no two enrolments interleave, so two
+                        # workers creating one identity at once cannot collide.
+                        conn.execute(
+                            sa.select(settings_table.c.value)
+                            .where(settings_table.c.key == "generation")
+                            .with_for_update()
+                        )
                     yield conn
         except sa.exc.OperationalError as err:
             raise OutputError(

@@ -17,14 +17,20 @@ import numpy as np
 import torch
 from PIL import Image
 
-from siamese.data.image_files import BadImageError, decode_image, image_array
-from siamese.errors import ConfigError, DataError
+from siamese.data.image_files import (
+    BadImageError,
+    decode_image,
+    decode_image_bytes,
+    image_array,
+)
+from siamese.errors import ConfigError, DataError, NoFaceError
 from siamese.faces.step import NO_FACE, FaceStep, face_step
 
-ImageInput = str | Path | Image.Image | np.ndarray | torch.Tensor
-"""One image: a file path; a PIL image; a numpy array (H, W) or (H, W, C) as image libraries
-lay them out; or a torch tensor (C, H, W) or (H, W). Arrays and tensors hold uint8 values or
-floats in [0, 1]. A 4-D array or tensor (N, H, W, C) / (N, C, H, W) is a batch of images."""
+ImageInput = str | Path | bytes | Image.Image | np.ndarray | torch.Tensor
+"""One image: a file path; the bytes of an image file (an upload); a PIL image; a numpy array
+(H, W) or (H, W, C) as image libraries lay them out; or a torch tensor (C, H, W) or (H, W).
+Arrays and tensors hold uint8 values or floats in [0, 1]. A 4-D array or tensor (N, H, W, C) /
+(N, C, H, W) is a batch of images."""
 
 
 @dataclass(frozen=True)
@@ -58,7 +64,7 @@ class Preprocessing:
 
 def as_image_list(images: ImageInput | Sequence[ImageInput]) -> list[ImageInput]:
     """A list of single images from one image, a batch array/tensor, or a sequence of them."""
-    if isinstance(images, (str, Path, Image.Image)):
+    if isinstance(images, (str, Path, bytes, Image.Image)):
         return [images]
     if isinstance(images, np.ndarray):
         return list(images) if images.ndim == 4 else [images]
@@ -111,9 +117,7 @@ def model_inputs_with_faces(images: Sequence[ImageInput], pre: Preprocessing) ->
         try:
             arrays.append(_face(image, i, pre))
             kept.append(i)
-        except DataError as err:
-            if NO_FACE not in str(err):
-                raise
+        except NoFaceError:
             no_face.append(i)
     return PreparedInputs(_stacked(arrays, pre), kept, no_face)
 
@@ -205,6 +209,8 @@ def _decoded(
                     f"{path}: no such file" + (" (it is a folder)" if path.is_dir() else "")
                 )
             return decode_image(str(path), channels, size, resize)
+        if isinstance(image, bytes):
+            return decode_image_bytes(image, name, channels, size, resize)
         if isinstance(image, Image.Image):
             return image_array(image, name, channels, size, resize)
         if isinstance(image, (np.ndarray, torch.Tensor)):
@@ -235,7 +241,8 @@ def _face(image: ImageInput, index: int, pre: Preprocessing) -> np.ndarray:
             "stretch",
         )
     except BadImageError as err:
-        raise DataError(f"{err.path}: {err.reason}") from None
+        error = NoFaceError if err.reason.startswith(NO_FACE) else DataError
+        raise error(f"{err.path}: {err.reason}") from None
 
 
 def _pil(array: np.ndarray | torch.Tensor, name: str) -> Image.Image:

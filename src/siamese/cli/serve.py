@@ -1,0 +1,132 @@
+"""`siamese serve GALLERY`: the REST service and its page; `siamese serve keys ...`: API keys."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any
+
+import typer
+from typer.core import TyperGroup
+
+
+class _ServeGroup(TyperGroup):
+    """`serve GALLERY [options]` runs the server; `serve keys ...` manages keys: anything that
+    is not a subcommand's name is the gallery of the default command, `start`."""
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        if args and args[0] not in self.commands and args[0] not in ("-h", "--help"):
+            args = ["start", *args]
+        return super().parse_args(ctx, args)
+
+
+serve_app = typer.Typer(
+    cls=_ServeGroup,
+    help="The recognition service: REST API and web page over a gallery; its API keys.",
+    no_args_is_help=True,
+)
+keys_app = typer.Typer(help="API keys of a gallery's service (stored hashed in its database).")
+serve_app.add_typer(keys_app, name="keys")
+
+GalleryArgument = Annotated[
+    str,
+    typer.Argument(help="The gallery: an SQLite file path, or a database URL.", show_default=False),
+]
+
+
+@serve_app.command("start")
+def start(
+    gallery: GalleryArgument,
+    host: Annotated[str, typer.Option("--host", help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", help="TCP port.")] = 8000,
+    workers: Annotated[int, typer.Option("--workers", help="Worker processes.")] = 1,
+    model: Annotated[
+        str | None, typer.Option("--model", help="The model (default: the gallery's own).")
+    ] = None,
+    search: Annotated[str, typer.Option("--search", help="'exact' or 'faiss'.")] = "exact",
+    max_upload_mb: Annotated[
+        float, typer.Option("--max-upload-mb", help="Largest request body, MB.")
+    ] = 10.0,
+    max_batch: Annotated[
+        int, typer.Option("--max-batch", help="Images per forward pass (1: no batching).")
+    ] = 32,
+    batch_window_ms: Annotated[
+        float, typer.Option("--batch-window-ms", help="Wait for company per batch, ms.")
+    ] = 2.0,
+) -> None:
+    """Serve GALLERY (what `siamese serve GALLERY` runs)."""
+    from siamese.service.app import ServiceSettings
+    from siamese.service.server import serve
+
+    settings = ServiceSettings(
+        gallery=gallery,
+        model=model,
+        search=search,
+        max_upload_bytes=int(max_upload_mb * 2**20),
+        max_batch=max_batch,
+        batch_window_ms=batch_window_ms,
+    )
+    serve(settings, host, port, workers)
+
+
+def _store(gallery: str) -> Any:
+    from siamese.recognition.gallery_store import GalleryStore
+
+    return GalleryStore.open(gallery)
+
+
+@keys_app.command("create")
+def create_key(
+    gallery: GalleryArgument,
+    role: Annotated[str, typer.Option("--role", help="admin or recognize.")] = "recognize",
+    name: Annotated[str, typer.Option("--name", help="What the key is for.")] = "",
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Make a key; it is printed once and only its hash is kept."""
+    from siamese.service.keys import create_key as make
+
+    store = _store(gallery)
+    try:
+        record, key = make(store, role, name)
+    finally:
+        store.close()
+    if as_json:
+        typer.echo(json.dumps({**record.as_dict(), "key": key}))
+        return
+    typer.echo(f"{key}\n(key {record.id}, {record.role}: shown once, store it now)")
+
+
+@keys_app.command("list")
+def list_keys(
+    gallery: GalleryArgument,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """The keys made (never the keys themselves): id, name, role, prefix, revoked."""
+    from siamese.service.keys import list_keys as listed
+
+    store = _store(gallery)
+    try:
+        records = listed(store)
+    finally:
+        store.close()
+    if as_json:
+        typer.echo(json.dumps([r.as_dict() for r in records]))
+        return
+    for r in records:
+        state = f"revoked {r.revoked_at}" if r.revoked_at else "active"
+        typer.echo(f"{r.id}\t{r.role}\t{r.prefix}…\t{r.name}\t{r.created_at}\t{state}")
+
+
+@keys_app.command("revoke")
+def revoke_key(
+    gallery: GalleryArgument,
+    key_id: Annotated[int, typer.Argument(help="The key's id (from `keys list`).")],
+) -> None:
+    """Revoke a key: every worker refuses it from its next request."""
+    from siamese.service.keys import revoke_key as revoke
+
+    store = _store(gallery)
+    try:
+        revoke(store, key_id)
+    finally:
+        store.close()
+    typer.echo(f"revoked key {key_id}")

@@ -1,0 +1,17 @@
+"""The recognition service: `siamese serve GALLERY` — a REST API (FastAPI) over one gallery,
+with API keys, upload limits, JSON errors, micro-batched inference, Prometheus metrics and a
+web page.
+
+- `app`: `create_app(ServiceSettings)`, the routes.
+- `batching`: `MicroBatcher`, concurrent requests sharing forward passes.
+- `keys`: API keys (hashed, in the gallery's database) and their roles.
+- `errors`: the JSON error body and its stable codes; no traceback or server path leaks.
+- `metrics`: Prometheus counters and histograms.
+- `schemas`: the response bodies the OpenAPI schema documents.
+- `server`: running it under uvicorn (one or several workers).
+- `web/`: the page at `/` (plain HTML, JS and CSS; no build step).
+
+Layering: service imports recognition, data, errors and faces (through recognition); only
+cli imports it. Needs the `serve` extra (FastAPI, uvicorn, python-multipart,
+prometheus_client; psycopg for PostgreSQL galleries).
+"""

@@ -1,0 +1,121 @@
+"""The API's response bodies (pydantic): what the served OpenAPI schema documents."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+
+class ErrorDetail(BaseModel):
+    code: str = Field(
+        description="stable: unauthorized, forbidden, not_found, conflict, "
+        "payload_too_large, unsupported_media_type, invalid_request, invalid_image, "
+        "no_face, unavailable, internal"
+    )
+    message: str
+
+
+class ErrorBody(BaseModel):
+    error: ErrorDetail
+
+
+class CandidateOut(BaseModel):
+    identity: str
+    distance: float | None
+
+
+class IdentificationOut(BaseModel):
+    source: str
+    identity: str | None = Field(description="the identity when within the threshold, else null")
+    decision: str = Field(description='the identity, "unknown", or "no face"')
+    distance: float | None = Field(description="the best identity's distance (null: none)")
+    threshold: float
+    far: float | None
+    candidates: list[CandidateOut]
+    no_face: bool
+    box: list[float] | None = Field(description="[left, top, right, bottom] of the face")
+
+
+class IdentifyOut(BaseModel):
+    results: list[IdentificationOut]
+
+
+class VerificationOut(BaseModel):
+    identity: str | None = Field(description="the claimed identity (null: two images compared)")
+    source: str
+    distance: float
+    same: bool
+    threshold: float
+    far: float | None
+
+
+class EmbedOut(BaseModel):
+    embedding: list[float]
+    dim: int
+    model: str = Field(description="the model's fingerprint (SHA-256 of its weights)")
+
+
+class EnrollmentOut(BaseModel):
+    identity: str
+    created: bool
+    added: list[str]
+    already_enrolled: list[str]
+    no_face: list[str]
+
+
+class IdentityOut(BaseModel):
+    name: str
+    examples: int
+    metadata: dict[str, Any] | None
+    created_at: str
+
+
+class IdentityPage(BaseModel):
+    items: list[IdentityOut]
+    total: int
+    offset: int
+    limit: int
+
+
+class ExampleOut(BaseModel):
+    id: int
+    source: str | None
+    added_at: str
+    sha256: str
+
+
+class ExamplePage(BaseModel):
+    items: list[ExampleOut]
+    total: int
+    offset: int
+    limit: int
+
+
+class RemovedOut(BaseModel):
+    identity: str
+    removed_examples: int
+
+
+class IdentityPatch(BaseModel):
+    """A rename (merging into an existing identity of that name) and/or new metadata."""
+
+    name: str | None = Field(default=None, min_length=1, max_length=512)
+    metadata: dict[str, Any] | None = None
+
+
+class ModelOut(BaseModel):
+    name: str
+    fingerprint: str
+    input_shape: list[int]
+    embedding_dim: int
+    metric: str
+    preprocessing: dict[str, Any]
+    thresholds: dict[str, Any] | None
+    gallery_threshold: float
+    gallery_far: float | None
+
+
+class StatusOut(BaseModel):
+    status: str
+    detail: str | None = None

@@ -1,0 +1,69 @@
+"""Running the service under uvicorn: one process, or several workers sharing the gallery."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+
+from siamese.errors import ConfigError
+from siamese.recognition.gallery_store import GalleryStore
+from siamese.service.app import ServiceSettings
+from siamese.service.keys import active_key_count
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def checked_settings(settings: ServiceSettings, host: str) -> ServiceSettings:
+    """`settings` with `require_keys` decided: required whenever a key exists; without any,
+    serving is allowed on loopback only.
+
+    Raises:
+        ConfigError: no API key and a host other than loopback; no gallery there.
+    """
+    store = GalleryStore.open(settings.gallery)
+    try:
+        keys = active_key_count(store)
+    finally:
+        store.close()
+    if keys == 0 and not is_loopback(host):
+        raise ConfigError(
+            f"no API key exists for {settings.gallery}, so the service would be open to anyone "
+            f"who reaches {host}: create one first (siamese serve keys create "
+            f"{settings.gallery} --role admin), or serve on 127.0.0.1"
+        )
+    return ServiceSettings(**{**settings.__dict__, "require_keys": keys > 0})
+
+
+def serve(
+    settings: ServiceSettings, host: str = "127.0.0.1", port: int = 8000, workers: int = 1
+) -> None:
+    """Serve until interrupted (Ctrl-C, SIGTERM). Several workers each load the model and
+    share the gallery through its database.
+
+    Raises:
+        ConfigError: as `checked_settings`; an invalid port or worker count.
+    """
+    import uvicorn
+
+    if not 0 < port < 65536:
+        raise ConfigError(f"--port must be 1 … 65535, got {port}")
+    if workers < 1:
+        raise ConfigError(f"--workers must be at least 1, got {workers}")
+    settings = checked_settings(settings, host)
+    os.environ["SIAMESE_SERVE_SETTINGS"] = settings.to_json()
+    uvicorn.run(
+        "siamese.service.app:app_from_environment",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        log_level="info",
+        server_header=False,
+    )
