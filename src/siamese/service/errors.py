@@ -3,10 +3,19 @@ stable code, never a traceback or a path of the server's disk."""
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass
 
-from siamese.errors import CheckpointError, ConfigError, DataError, OutputError, SiameseError
+from siamese.errors import (
+    CheckpointError,
+    ConflictError,
+    DataError,
+    NoFaceError,
+    NotFoundError,
+    OutputError,
+    SiameseError,
+)
 
 # code → HTTP status; the codes are part of the API (documented in README and OpenAPI).
 CODES: dict[str, int] = {
@@ -44,23 +53,33 @@ _PATH = re.compile(r"(?:(?<=\s)|(?<=^)|(?<=[(\"']))(?:/[^\s:;,'\"()]+)+|[A-Za-z]
 
 
 def scrub(message: str) -> str:
-    """`message` without paths of the server's disk (each becomes its last component)."""
-    return _PATH.sub(lambda m: m.group(0).replace("\\", "/").rsplit("/", 1)[-1], message)
+    """`message` without paths of the server's disk: an absolute path whose top folder exists
+    here (/tmp/…, /home/…, C:\\…) becomes its last component; API routes (/v1/…) stay."""
+
+    def replace(match: re.Match[str]) -> str:
+        text = match.group(0)
+        if text.startswith("/"):
+            top = "/" + text.split("/")[1]
+            if not os.path.isdir(top):
+                return text
+        return text.replace("\\", "/").rsplit("/", 1)[-1]
+
+    return _PATH.sub(replace, message)
 
 
 def from_siamese_error(err: SiameseError) -> ApiError:
     """The API error for a user error raised by the library."""
     text = str(err)
+    if isinstance(err, NotFoundError):
+        return ApiError("not_found", text)
+    if isinstance(err, ConflictError):
+        return ApiError("conflict", text)
+    if isinstance(err, NoFaceError):
+        return ApiError("no_face", text)
     if isinstance(err, DataError):
-        if "no face found" in text:
-            return ApiError("no_face", text)
-        if "no identity" in text or "not enrolled" in text or "no such identity" in text:
-            return ApiError("not_found", text)
-        if "already enrolled under another identity" in text:
-            return ApiError("conflict", text)
         return ApiError("invalid_image", text)
-    if isinstance(err, ConfigError):
-        return ApiError("invalid_request", text)
-    if isinstance(err, (OutputError, CheckpointError)):
+    if isinstance(err, OutputError):  # the database refused a write (locked, full, gone)
+        return ApiError("unavailable", text)
+    if isinstance(err, CheckpointError):
         return ApiError("unavailable", text)
     return ApiError("invalid_request", text)
