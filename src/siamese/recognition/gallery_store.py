@@ -102,6 +102,9 @@ def database_url(location: Path | str) -> str:
     """An SQLAlchemy URL: a URL as given ("postgresql://…", "sqlite:///…"), or a file path
     for SQLite."""
     text = str(location)
+    if text.startswith(("postgresql://", "postgres://")):
+        # psycopg 3 (the `serve` extra) rather than SQLAlchemy's default driver, psycopg2
+        return "postgresql+psycopg://" + text.split("://", 1)[1]
     if "://" in text:
         return text
     return f"sqlite:///{Path(text).expanduser().resolve()}"

@@ -22,6 +22,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Annotated, Any
 
+import sqlalchemy as sa
 import torch
 from fastapi import Depends, FastAPI, File, Form, Query, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
@@ -202,6 +203,15 @@ def create_app(settings: ServiceSettings) -> FastAPI:
     @app.exception_handler(SiameseError)
     async def _siamese_error(_: Request, err: SiameseError) -> JSONResponse:
         return _error_response(from_siamese_error(err))
+
+    @app.exception_handler(sa.exc.DBAPIError)
+    async def _database_down(_: Request, err: sa.exc.DBAPIError) -> JSONResponse:
+        log.warning("database error: %s", type(err.orig).__name__ if err.orig else err)
+        response = _error_response(
+            ApiError("unavailable", "the gallery's database is unavailable; retry shortly")
+        )
+        response.headers["Retry-After"] = "1"
+        return response
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, err: RequestValidationError) -> JSONResponse:
