@@ -25,12 +25,26 @@ import pytest
 
 
 def _bindir() -> Path | None:
+    """`pg_config --bindir`, else the newest /usr/lib/postgresql/N/bin (Debian's layout)."""
+    candidates = []
     try:
         out = subprocess.run(["pg_config", "--bindir"], capture_output=True, text=True, check=True)
+        candidates.append(Path(out.stdout.strip()))
     except (OSError, subprocess.CalledProcessError):
-        return None
-    path = Path(out.stdout.strip())
-    return path if (path / "initdb").is_file() and (path / "postgres").is_file() else None
+        pass
+    candidates += (
+        sorted(
+            Path("/usr/lib/postgresql").glob("*/bin"),
+            key=lambda p: int(p.parent.name),
+            reverse=True,
+        )
+        if Path("/usr/lib/postgresql").is_dir()
+        else []
+    )
+    for path in candidates:
+        if (path / "initdb").is_file() and (path / "postgres").is_file():
+            return path
+    return None
 
 
 def _as_postgres(argv: list[str]) -> list[str]:

@@ -65,10 +65,7 @@ document.getElementById("identify-form").addEventListener("submit", async (event
   try {
     const data = await api("POST", "/v1/identify?k=3", form);
     const answer = data.results[0];
-    out.textContent = "";
     const kind = answer.no_face ? "no-face" : (answer.identity ? "known" : "unknown");
-    out.appendChild(element("img", { class: "probe", src: URL.createObjectURL(file), alt: "the photo" }));
-    out.appendChild(element("p", { class: `decision ${kind}`, id: "decision", text: answer.decision }));
     const list = element("div", { class: "candidates" });
     for (const candidate of answer.candidates) {
       const card = element("div", {
@@ -80,9 +77,14 @@ document.getElementById("identify-form").addEventListener("submit", async (event
       card.appendChild(element("div", { class: "muted", text: `distance ${candidate.distance.toFixed(3)}` }));
       list.appendChild(card);
     }
-    out.appendChild(list);
-    out.appendChild(element("p", { class: "muted",
-      text: `threshold ${answer.threshold.toFixed(3)} (false-accept rate ${answer.far})` }));
+    // the whole answer at once: the decision never shows before its candidates
+    out.replaceChildren(
+      element("img", { class: "probe", src: URL.createObjectURL(file), alt: "the photo" }),
+      element("p", { class: `decision ${kind}`, id: "decision", text: answer.decision }),
+      list,
+      element("p", { class: "muted",
+        text: `threshold ${answer.threshold.toFixed(3)} (false-accept rate ${answer.far})` }),
+    );
   } catch (error) {
     out.textContent = "";
     showError(error.message);
