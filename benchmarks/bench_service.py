@@ -1,0 +1,402 @@
+"""The recognition service under load, faults and micro-batching, on loopback (issue 16).
+
+A real `siamese serve` process on the face model (`configs/face_pretrained.yaml`: dlib's face
+network behind HOG detection and 5-point alignment), with galleries in SQLite and in a
+throwaway PostgreSQL cluster; the clients are asyncio + httpx in this process.
+
+- load: 1, 8 and 32 concurrent clients for a fixed time each; every client identifies
+  celebrity photos and, one request in ten, enrols a new person; requests/s, p50/p95/p99
+  latency, status counts. Afterwards every acknowledged enrolment (201) must be in the database
+  and be found by identifying its photo: "lost" counts those that are not.
+- batching: 32 clients identifying, with micro-batching (--max-batch 32) and without
+  (--max-batch 1), in the same run: requests/s of each and the ratio.
+- faults: the server SIGKILLed while 8 clients enrol, then restarted: acknowledged enrolments
+  missing afterwards, SQLite's integrity check; PostgreSQL stopped for 3 s under load: the
+  statuses seen (503 while it is down, no other 5xx), and whether the service answers again
+  without being restarted.
+
+Writes `benchmarks/results/service.json` and BENCHMARKS.md's service section.
+
+    python benchmarks/bench_service.py             # about 10 minutes
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+# isort: split
+from machine import describe_machine
+from markdown_tables import publish_results
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+RUNS = ROOT / "runs" / "bench" / "service"
+CONCURRENCY = (1, 8, 32)
+SECONDS = 20.0
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def celebrity_photos() -> list[tuple[str, bytes]]:
+    from bench_faces import celebrity_photos as photos
+
+    return [
+        (person, Path(path).read_bytes()) for split in photos().values() for path, person in split
+    ]
+
+
+class Server:
+    """`siamese serve GALLERY` on a free loopback port."""
+
+    def __init__(self, gallery: str, *extra: str) -> None:
+        self.gallery, self.extra = gallery, extra
+        self.port = free_port()
+        self.process: subprocess.Popen | None = None
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        import httpx
+
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "siamese", "serve", self.gallery, "--port", str(self.port),
+             *self.extra],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{self.base}/readyz", timeout=1).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                time.sleep(0.3)
+        raise SystemExit("the server did not become ready")
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        if self.process is not None:
+            self.process.send_signal(sig)
+            self.process.wait(timeout=60)
+            self.process = None
+
+
+async def client_loop(
+    base: str,
+    photos: list[tuple[str, bytes]],
+    seconds: float,
+    worker: int,
+    enrol_every: int,
+    results: dict[str, Any],
+) -> None:
+    import httpx
+
+    deadline = time.monotonic() + seconds
+    n = 0
+    async with httpx.AsyncClient(base_url=base, timeout=120) as client:
+        while time.monotonic() < deadline:
+            _, data = photos[(worker * 7 + n) % len(photos)]
+            started = time.perf_counter()
+            try:
+                if enrol_every and n % enrol_every == enrol_every - 1:
+                    name = f"w{worker}-{n}"
+                    response = await client.post(
+                        "/v1/identities",
+                        data={"name": name, "force": "true"},  # photos repeat across people
+                        files=[("images", ("p.jpg", data, "image/jpeg"))],
+                    )
+                    if response.status_code == 201:
+                        results["acknowledged"].append((name, (worker * 7 + n) % len(photos)))
+                else:
+                    response = await client.post(
+                        "/v1/identify", files={"image": ("p.jpg", data, "image/jpeg")}
+                    )
+                status = response.status_code
+            except httpx.HTTPError as err:
+                status = f"connection error ({type(err).__name__})"
+            results["latency"].append(time.perf_counter() - started)
+            results["status"][str(status)] += 1
+            n += 1
+
+
+def run_clients(
+    base: str, photos: list[tuple[str, bytes]], clients: int, seconds: float, enrol_every: int
+) -> dict[str, Any]:
+    results: dict[str, Any] = {"latency": [], "status": Counter(), "acknowledged": []}
+
+    async def main() -> None:
+        await asyncio.gather(
+            *(client_loop(base, photos, seconds, w, enrol_every, results) for w in range(clients))
+        )
+
+    started = time.perf_counter()
+    asyncio.run(main())
+    elapsed = time.perf_counter() - started
+    latency = sorted(results["latency"])
+
+    def quantile(q: float) -> float:
+        return latency[min(len(latency) - 1, int(q * len(latency)))] if latency else float("nan")
+
+    return {
+        "clients": clients,
+        "seconds": round(elapsed, 2),
+        "requests": len(latency),
+        "requests_per_second": len(latency) / elapsed,
+        "p50_ms": 1000 * quantile(0.50),
+        "p95_ms": 1000 * quantile(0.95),
+        "p99_ms": 1000 * quantile(0.99),
+        "status": dict(results["status"]),
+        "server_errors": sum(v for k, v in results["status"].items() if k.startswith("5")),
+        "acknowledged": results["acknowledged"],
+    }
+
+
+def lost_enrolments(base: str, acknowledged: list[tuple[str, int]], photos: list) -> int:
+    """Acknowledged enrolments that are not in the gallery, or not found by their photo."""
+    import httpx
+
+    names = set()
+    offset = 0
+    while True:
+        page = httpx.get(f"{base}/v1/identities", params={"offset": offset, "limit": 500}).json()
+        names |= {item["name"] for item in page["items"]}
+        offset += 500
+        if offset >= page["total"]:
+            break
+    lost = 0
+    for name, index in acknowledged:
+        if name not in names:
+            lost += 1
+            continue
+        answer = httpx.post(
+            f"{base}/v1/identify",
+            params={"k": 100},
+            files={"image": ("p.jpg", photos[index][1], "image/jpeg")},
+            timeout=60,
+        ).json()["results"][0]
+        if name not in {c["identity"] for c in answer["candidates"]}:
+            lost += 1
+    return lost
+
+
+def new_gallery(model: Path, location: str) -> str:
+    from siamese.recognition import Gallery, Recognizer
+
+    Gallery.create(location, Recognizer.load(model), far=1e-2).close()
+    return location
+
+
+def main() -> None:
+    if not os.environ.get("SIAMESE_DATA_DIR"):
+        raise SystemExit("set SIAMESE_DATA_DIR to the directory with the datasets")
+    from postgres_server import Postgres, _bindir
+    from siamese.config import load_config
+    from siamese.training.run import train_run
+
+    shutil.rmtree(RUNS, ignore_errors=True)
+    RUNS.mkdir(parents=True)
+    model = RUNS / "faces"
+    train_run(load_config(ROOT / "configs" / "face_pretrained.yaml"), model, quiet=True)
+    photos = celebrity_photos()
+    bindir = _bindir()
+    if bindir is None:
+        raise SystemExit("PostgreSQL's server binaries are needed (pg_config --bindir)")
+    cluster_root = Path(tempfile.mkdtemp(prefix="siamese-bench-pg-"))
+    postgres = Postgres(bindir, cluster_root / "cluster")
+    postgres.init()
+    postgres.start()
+    document: dict[str, Any] = {
+        "benchmark": "service",
+        "date": time.strftime("%Y-%m-%d"),
+        "machine": describe_machine(),
+        "model": "configs/face_pretrained.yaml (dlib face ResNet port, HOG + 5-point alignment)",
+        "photos": len(photos),
+        "seconds_per_level": SECONDS,
+    }
+    try:
+        load = []
+        for database in ("sqlite", "postgresql"):
+            for clients in CONCURRENCY:
+                location = (
+                    str(RUNS / f"load-{clients}.sqlite")
+                    if database == "sqlite"
+                    else postgres.database()
+                )
+                server = Server(new_gallery(model, location))
+                server.start()
+                row = run_clients(server.base, photos, clients, SECONDS, enrol_every=10)
+                row["lost"] = lost_enrolments(server.base, row["acknowledged"], photos)
+                row["database"] = database
+                row["enrolled"] = len(row.pop("acknowledged"))
+                server.stop()
+                load.append(row)
+                print(
+                    f"load {database} {clients:>2} clients: {row['requests_per_second']:.1f} req/s, "
+                    f"p50 {row['p50_ms']:.0f} ms, p99 {row['p99_ms']:.0f} ms, 5xx "
+                    f"{row['server_errors']}, lost {row['lost']}/{row['enrolled']}",
+                    flush=True,
+                )
+        document["load"] = load
+
+        batching = {}
+        for name, limit in (
+            ("micro-batched (--max-batch 32)", "32"),
+            ("one by one (--max-batch 1)", "1"),
+        ):
+            server = Server(
+                new_gallery(model, str(RUNS / f"batch-{limit}.sqlite")), "--max-batch", limit
+            )
+            server.start()
+            row = run_clients(server.base, photos, 32, SECONDS, enrol_every=0)
+            row.pop("acknowledged")
+            server.stop()
+            batching[name] = row
+            print(f"batching {name}: {row['requests_per_second']:.1f} req/s", flush=True)
+        values = list(batching.values())
+        document["batching"] = {
+            "rows": batching,
+            "ratio": values[0]["requests_per_second"] / values[1]["requests_per_second"],
+        }
+
+        # SIGKILL during enrolments, then a restart on the same SQLite file
+        location = str(RUNS / "kill.sqlite")
+        server = Server(new_gallery(model, location))
+        server.start()
+        results: dict[str, Any] = {"latency": [], "status": Counter(), "acknowledged": []}
+
+        async def enrol_then_kill() -> None:
+            tasks = [
+                asyncio.create_task(client_loop(server.base, photos, 30, w, 1, results))
+                for w in range(8)
+            ]
+            await asyncio.sleep(6)
+            assert server.process is not None
+            server.process.kill()  # SIGKILL: no shutdown of any kind
+            await asyncio.gather(*tasks)
+
+        asyncio.run(enrol_then_kill())
+        server.process.wait()  # type: ignore[union-attr]
+        server.process = None
+        integrity = sqlite3.connect(location).execute("PRAGMA integrity_check").fetchone()[0]
+        server.start()
+        lost = lost_enrolments(server.base, results["acknowledged"], photos)
+        stored = len(
+            __import__("httpx")
+            .get(f"{server.base}/v1/identities", params={"limit": 500})
+            .json()["items"]
+        )
+        server.stop()
+        document["kill"] = {
+            "acknowledged": len(results["acknowledged"]),
+            "stored_after_restart": stored,
+            "lost": lost,
+            "sqlite_integrity": integrity,
+            "statuses_seen": dict(results["status"]),
+        }
+        print(f"kill: {document['kill']}", flush=True)
+
+        # PostgreSQL stopped for 3 s under load
+        server = Server(new_gallery(model, postgres.database()))
+        server.start()
+        results = {"latency": [], "status": Counter(), "acknowledged": []}
+
+        async def load_through_outage() -> None:
+            tasks = [
+                asyncio.create_task(client_loop(server.base, photos, 20, w, 5, results))
+                for w in range(8)
+            ]
+            await asyncio.sleep(5)
+            await asyncio.to_thread(postgres.stop)
+            await asyncio.sleep(3)
+            await asyncio.to_thread(postgres.start)
+            await asyncio.gather(*tasks)
+
+        asyncio.run(load_through_outage())
+        import httpx
+
+        ready = httpx.get(f"{server.base}/readyz").status_code
+        lost = lost_enrolments(server.base, results["acknowledged"], photos)
+        server.stop()
+        document["postgres_restart"] = {
+            "statuses_seen": dict(results["status"]),
+            "other_5xx": sum(
+                v for k, v in results["status"].items() if k.startswith("5") and k != "503"
+            ),
+            "ready_after": ready,
+            "acknowledged": len(results["acknowledged"]),
+            "lost": lost,
+        }
+        print(f"postgres restart: {document['postgres_restart']}", flush=True)
+    finally:
+        postgres.stop()
+        shutil.rmtree(cluster_root, ignore_errors=True)
+    publish_results("service", document, section(document))
+
+
+def section(document: dict[str, Any]) -> str:
+    m = document["machine"]
+    lines = [
+        f"A real `siamese serve` on loopback with the face model ({document['model']}); "
+        f"asyncio + httpx clients in another process on the same {m['cores']} cores; "
+        f"{document['seconds_per_level']:.0f} s per level; one request in ten enrols a new "
+        "person, the others identify a celebrity photo. Lost: acknowledged (201) enrolments "
+        "not in the gallery or not found by their photo afterwards.",
+        "",
+        "| database | clients | requests/s | p50 | p95 | p99 | 5xx | lost / enrolled |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for row in document["load"]:
+        lines.append(
+            f"| {row['database']} | {row['clients']} | {row['requests_per_second']:.1f} | "
+            f"{row['p50_ms']:.0f} ms | {row['p95_ms']:.0f} ms | {row['p99_ms']:.0f} ms | "
+            f"{row['server_errors']} | {row['lost']} / {row['enrolled']} |"
+        )
+    b = document["batching"]
+    rows = b["rows"]
+    lines += [
+        "",
+        "Micro-batching, 32 clients identifying (same run): "
+        + "; ".join(
+            f"{k} {v['requests_per_second']:.1f} req/s (p50 {v['p50_ms']:.0f} ms)"
+            for k, v in rows.items()
+        )
+        + f": **{b['ratio']:.2f}×**.",
+        "",
+    ]
+    k = document["kill"]
+    lines.append(
+        f"SIGKILL during enrolments by 8 clients, then a restart: {k['acknowledged']} enrolments "
+        f"acknowledged, {k['stored_after_restart']} identities stored, **{k['lost']} lost**; "
+        f"SQLite integrity check: {k['sqlite_integrity']}."
+    )
+    p = document["postgres_restart"]
+    lines.append(
+        f"PostgreSQL stopped for 3 s under 8 clients: statuses {p['statuses_seen']}; other 5xx "
+        f"than 503: {p['other_5xx']}; /readyz afterwards {p['ready_after']} without restarting "
+        f"the service; lost {p['lost']} of {p['acknowledged']} acknowledged enrolments."
+    )
+    lines += ["", f"Measured {document['date']} on {m['cpu']} ({m['cores']} cores)."]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()
