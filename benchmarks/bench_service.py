@@ -78,11 +78,12 @@ class Server:
     def start(self) -> None:
         import httpx
 
+        self.log = open(RUNS / f"server-{self.port}.log", "ab")  # noqa: SIM115
         self.process = subprocess.Popen(
             [sys.executable, "-m", "siamese", "serve", self.gallery, "--port", str(self.port),
              *self.extra],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
         )  # fmt: skip
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:

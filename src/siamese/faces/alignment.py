@@ -9,7 +9,7 @@ image-decoding worker processes.
 
 from __future__ import annotations
 
-from functools import cache
+import threading
 from typing import Any
 
 import numpy as np
@@ -20,9 +20,15 @@ from siamese.faces.detection import FaceBox
 LANDMARK_MODEL = "shape_predictor_5_face_landmarks.dat"
 
 
-@cache
+_PER_THREAD = threading.local()  # dlib's shape predictor is not shared between threads
+
+
 def _landmark_model() -> Any:
-    return require_dlib().shape_predictor(str(face_models_dir() / LANDMARK_MODEL))
+    model = getattr(_PER_THREAD, "landmarks", None)
+    if model is None:
+        path = str(face_models_dir() / LANDMARK_MODEL)
+        model = _PER_THREAD.landmarks = require_dlib().shape_predictor(path)
+    return model
 
 
 def _rectangle(box: FaceBox) -> Any:

@@ -13,8 +13,8 @@ No torch here: this module runs in the image-decoding worker processes.
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
-from functools import cache
 from typing import Any
 
 import numpy as np
@@ -44,13 +44,23 @@ class FaceBox:
         return [round(v, 1) for v in (self.left, self.top, self.right, self.bottom)]
 
 
-@cache
+# One detector of each kind per thread: dlib's and OpenCV's detector objects are not safe to
+# share between threads (a service decoding uploads in a thread pool crashed in dlib when
+# eight requests detected at once with one shared detector).
+_PER_THREAD = threading.local()
+
+
 def _hog() -> Any:
-    return require_dlib().get_frontal_face_detector()
+    detector = getattr(_PER_THREAD, "hog", None)
+    if detector is None:
+        detector = _PER_THREAD.hog = require_dlib().get_frontal_face_detector()
+    return detector
 
 
-@cache
 def _haar() -> Any:
+    cascade = getattr(_PER_THREAD, "haar", None)
+    if cascade is not None:
+        return cascade
     cv2 = require_cv2()
     path = cv2.data.haarcascades + "haarcascade_frontalface_default.xml"
     cascade = cv2.CascadeClassifier(path)
@@ -60,6 +70,7 @@ def _haar() -> Any:
         raise ConfigError(
             f"OpenCV's Haar cascade {path} did not load: reinstall opencv-python-headless"
         )
+    _PER_THREAD.haar = cascade
     return cascade
 
 

@@ -14,9 +14,11 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import threading
 import time
 from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -102,6 +104,14 @@ class Service:
         )
         self.recognizer = self.gallery.recognizer
         self.lock = threading.Lock()
+        # Decoding and face detection are CPU work: as many threads as cores (more only queue
+        # on the cores, and each thread loads its own detector and landmark model).
+        self.prepare_pool = ThreadPoolExecutor(
+            max_workers=max(
+                2, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 2
+            ),
+            thread_name_prefix="siamese-prepare",
+        )
         self.metrics = ServiceMetrics()
         self.batcher = MicroBatcher(
             self._forward,
@@ -180,6 +190,7 @@ def create_app(settings: ServiceSettings) -> FastAPI:
             yield
         finally:
             await service.batcher.stop()
+            service.prepare_pool.shutdown(wait=False, cancel_futures=True)
             service.gallery.close()
 
     app = FastAPI(
@@ -278,7 +289,8 @@ def create_app(settings: ServiceSettings) -> FastAPI:
 
     async def embed_one(data: bytes) -> torch.Tensor:
         svc = service()
-        x = await run_in_threadpool(svc.recognizer.prepare, [data])
+        loop = asyncio.get_running_loop()
+        x = await loop.run_in_executor(svc.prepare_pool, svc.recognizer.prepare, [data])
         return await svc.batcher(x)
 
     # ------------------------------------------------------------------------------------
