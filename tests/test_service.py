@@ -359,3 +359,77 @@ def test_siamese_serve_answers_on_loopback_and_stops_on_sigterm(gallery_path: Pa
     # a graceful stop: the app shut down, then uvicorn re-raised the signal as its exit status
     assert server.returncode in (0, -signal.SIGTERM), output
     assert "Application shutdown complete" in output and "Traceback" not in output
+
+
+@pytest.mark.slow
+def test_a_server_killed_during_enrolments_keeps_every_acknowledged_one(
+    gallery_path: Path, digits
+) -> None:
+    """SIGKILL while two clients enrol, then a restart on the same file: the gallery passes
+    SQLite's integrity check and holds every enrolment that was answered 201."""
+    import sqlite3
+    import threading
+
+    import httpx
+
+    x, _ = digits
+    acknowledged: list[str] = []
+
+    def start() -> tuple[subprocess.Popen, str]:
+        port = _free_port()
+        process = subprocess.Popen(
+            [sys.executable, "-m", "siamese", "serve", str(gallery_path), "--port", str(port)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
+                    return process, base
+            except httpx.HTTPError:
+                time.sleep(0.2)
+        process.kill()
+        pytest.fail("the server did not become ready")
+
+    def enrol(base: str, worker: int, stop: threading.Event) -> None:
+        n = 0
+        while not stop.is_set():
+            name = f"w{worker}-{n}"
+            files = [("images", ("a.png", _png_bytes(x[(worker * 500 + n) % len(x)]), "image/png"))]
+            try:
+                response = httpx.post(
+                    f"{base}/v1/identities", data={"name": name, "force": "true"}, files=files
+                )
+            except httpx.HTTPError:
+                return  # the server is gone
+            if response.status_code == 201:
+                acknowledged.append(name)
+            n += 1
+
+    server, base = start()
+    stop = threading.Event()
+    clients = [threading.Thread(target=enrol, args=(base, w, stop)) for w in range(2)]
+    for c in clients:
+        c.start()
+    time.sleep(3)
+    server.kill()  # SIGKILL: no shutdown at all
+    server.wait()
+    stop.set()
+    for c in clients:
+        c.join(timeout=30)
+    assert len(acknowledged) > 5
+    with sqlite3.connect(gallery_path) as conn:
+        assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    server, base = start()
+    try:
+        names = {
+            i["name"]
+            for i in httpx.get(f"{base}/v1/identities", params={"limit": 500}).json()["items"]
+        }
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    assert set(acknowledged) <= names
+    assert len(names - set(acknowledged)) <= 2  # at most one in flight per client

@@ -42,7 +42,7 @@ from siamese.recognition.gallery_store import (
     identities_table,
     now,
 )
-from siamese.recognition.images import ImageInput, as_image_list, describe
+from siamese.recognition.images import ImageInput, PreparedInputs, as_image_list, describe
 from siamese.recognition.recognizer import Recognizer
 
 UNKNOWN = "unknown"
@@ -307,8 +307,26 @@ class Gallery:
                 identity (without `force`); nothing of the call is stored.
             ConfigError: an empty identity name.
         """
-        name = _checked_name(identity)
         given = as_image_list(images)
+        # every image readable, or nothing happens; photos without a face are left out
+        # (and listed) when the model's face step says so
+        prepared = self.recognizer.prepare_faces(given)
+        z = self.recognizer.embed_prepared(prepared.x)
+        return self.enroll_prepared(identity, given, prepared, z, metadata, force, sources)
+
+    def enroll_prepared(
+        self,
+        identity: str,
+        given: list[ImageInput],
+        prepared: PreparedInputs,
+        embeddings: torch.Tensor,
+        metadata: dict[str, Any] | None = None,
+        force: bool = False,
+        sources: list[str] | None = None,
+    ) -> Enrollment:
+        """`enroll` for images already prepared (`Recognizer.prepare_faces(given)`) and
+        embedded ((K, D), one row per kept image): what a service does outside its lock."""
+        name = _checked_name(identity)
         if sources is not None and len(sources) != len(given):
             raise ConfigError(f"{len(sources)} sources for {len(given)} images")
 
@@ -317,9 +335,6 @@ class Gallery:
         def name_of(item: ImageInput, k: int) -> str:
             return names_given[k] if names_given is not None else describe(item, k)
 
-        # every image readable, or nothing happens; photos without a face are left out
-        # (and listed) when the model's face step says so
-        prepared = self.recognizer.prepare_faces(given)
         no_face = [name_of(given[k], k) for k in prepared.no_face]
         if not prepared.kept:
             raise NoFaceError(
@@ -328,7 +343,7 @@ class Gallery:
             )
         items = [given[k] for k in prepared.kept]
         x = prepared.x
-        z = self.recognizer.embed_prepared(x).numpy()
+        z = embeddings.numpy()
         sources = [name_of(given[k], k) for k in prepared.kept]
         digests = [_sha256(item, x[k]) for k, item in enumerate(items)]
         stored_images = (

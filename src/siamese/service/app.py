@@ -396,11 +396,17 @@ def create_app(settings: ServiceSettings) -> FastAPI:
                 raise ApiError("invalid_request", "metadata must be a JSON object")
         if not images:
             raise ApiError("invalid_request", "send at least one image")
-        data = [await read_image(f, f"images[{i}]") for i, f in enumerate(images)]
+        data: list[Any] = [await read_image(f, f"images[{i}]") for i, f in enumerate(images)]
         svc = service()
         names = [f.filename or f"image {i + 1}" for i, f in enumerate(images)]
+        # decoding, detection and the model outside the gallery's lock: only the write waits
+        loop = asyncio.get_running_loop()
+        prepared = await loop.run_in_executor(svc.prepare_pool, svc.recognizer.prepare_faces, data)
+        z = await svc.batcher(prepared.x)
         result = await svc.locked(
-            lambda: svc.gallery.enroll(name, data, metadata=meta, force=force, sources=names)
+            lambda: svc.gallery.enroll_prepared(
+                name, data, prepared, z, metadata=meta, force=force, sources=names
+            )
         )
         return result.as_dict()
 
