@@ -88,9 +88,11 @@ def test_the_page_enrols_identifies_and_rejects_a_stranger_in_chromium(
 
     port = _free_port()
     base = f"http://127.0.0.1:{port}"
+    log_path = tmp_path / "server.log"  # a file: a pipe nobody reads fills and stalls it
+    log_file = open(log_path, "wb")
     server = subprocess.Popen(
         [sys.executable, "-m", "siamese", "serve", str(gallery), "--port", str(port)],
-        stdout=subprocess.PIPE,
+        stdout=log_file,
         stderr=subprocess.STDOUT,
     )
     try:
@@ -142,5 +144,7 @@ def test_the_page_enrols_identifies_and_rejects_a_stranger_in_chromium(
         assert [p["name"] for p in people["items"]] == ["madonna"]
     finally:
         server.terminate()
-        output = server.communicate(timeout=30)[0].decode()
+        server.wait(timeout=30)
+        log_file.close()
+    output = log_path.read_text(errors="replace")
     assert "Traceback" not in output, output
