@@ -10,6 +10,8 @@ throwaway PostgreSQL cluster; the clients are asyncio + httpx in this process.
   and be found by identifying its photo: "lost" counts those that are not.
 - batching: 32 clients identifying, with micro-batching (--max-batch 32) and without
   (--max-batch 1), in the same run: requests/s of each and the ratio.
+- fuzz: schemathesis against the served OpenAPI schema (no 5xx; every status, content type
+  and body as documented).
 - faults: the server SIGKILLed while 8 clients enrol, then restarted: acknowledged enrolments
   missing afterwards, SQLite's integrity check; PostgreSQL stopped for 3 s under load: the
   statuses seen (503 while it is down, no other 5xx), and whether the service answers again
@@ -17,7 +19,9 @@ throwaway PostgreSQL cluster; the clients are asyncio + httpx in this process.
 
 Writes `benchmarks/results/service.json` and BENCHMARKS.md's service section.
 
-    python benchmarks/bench_service.py             # about 10 minutes
+    python benchmarks/bench_service.py             # about 15 minutes
+    python benchmarks/bench_service.py fuzz        # the fuzzing alone
+    python benchmarks/bench_service.py publish     # the tables again, from service.json
 """
 
 from __future__ import annotations
@@ -348,10 +352,49 @@ def main() -> None:
             "lost": lost,
         }
         print(f"postgres restart: {document['postgres_restart']}", flush=True)
+        document["fuzz"] = fuzz(model)
+        print(f"fuzz: {document['fuzz']}", flush=True)
     finally:
         postgres.stop()
         shutil.rmtree(cluster_root, ignore_errors=True)
     publish(document)
+
+
+def fuzz(model: Path) -> dict[str, Any]:
+    """schemathesis against the served OpenAPI schema, with an admin key: the cases it
+    generated and how many failed a check (a 5xx, or a status, content type or body the
+    schema does not document)."""
+    import re
+
+    from siamese.recognition.gallery_store import GalleryStore
+    from siamese.service.keys import create_key
+
+    location = new_gallery(model, str(RUNS / "fuzz.sqlite"))
+    store = GalleryStore.open(location)
+    _, key = create_key(store, "admin", "fuzzer")
+    store.close()
+    server = Server(location)
+    server.start()
+    checks = "not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance"
+    started = time.perf_counter()
+    done = subprocess.run(
+        [str(Path(sys.executable).parent / "st"), "run", f"{server.base}/openapi.json",
+         "--header", f"X-API-Key: {key}", "--checks", checks, "--max-examples", "50",
+         "--seed", "1", "--max-time", "300", "--workers", "1", "--warnings", "off"],
+        capture_output=True,
+        text=True,
+    )  # fmt: skip
+    seconds = time.perf_counter() - started
+    server.stop()
+    summary = re.search(r"(\d+) generated, (\d+) passed", done.stdout)
+    return {
+        "checks": checks.split(","),
+        "generated": int(summary.group(1)) if summary else None,
+        "passed": int(summary.group(2)) if summary else None,
+        "exit_status": done.returncode,
+        "seconds": round(seconds, 1),
+        "schemathesis": __import__("importlib.metadata").metadata.version("schemathesis"),
+    }
 
 
 def publish(document: dict[str, Any]) -> None:
@@ -425,6 +468,13 @@ def section(document: dict[str, Any]) -> str:
         f"than 503: {p['other_5xx']}; /readyz afterwards {p['ready_after']} without restarting "
         f"the service; lost {p['lost']} of {p['acknowledged']} acknowledged enrolments."
     )
+    f = document.get("fuzz")
+    if f:
+        lines.append(
+            f"Fuzzing (schemathesis {f['schemathesis']}, checks {', '.join(f['checks'])}, with an "
+            f"admin key): {f['generated']} generated requests, {f['passed']} passed "
+            f"(exit status {f['exit_status']})."
+        )
     lines += ["", f"Measured {document['date']} on {m['cpu']} ({m['cores']} cores)."]
     return "\n".join(lines)
 
@@ -432,5 +482,17 @@ def section(document: dict[str, Any]) -> str:
 if __name__ == "__main__":
     if sys.argv[1:] == ["publish"]:  # the tables again, from results/service.json
         publish(json.loads((HERE / "results" / "service.json").read_text()))
+    elif sys.argv[1:] == ["fuzz"]:  # the fuzzing alone, into results/service.json
+        from siamese.config import load_config
+        from siamese.training.run import train_run
+
+        RUNS.mkdir(parents=True, exist_ok=True)
+        faces = RUNS / "faces"
+        if not (faces / "model.json").is_file():
+            train_run(load_config(ROOT / "configs" / "face_pretrained.yaml"), faces, quiet=True)
+        results = json.loads((HERE / "results" / "service.json").read_text())
+        results["fuzz"] = fuzz(faces)
+        print(results["fuzz"])
+        publish(results)
     else:
         main()

@@ -433,3 +433,52 @@ def test_a_server_killed_during_enrolments_keeps_every_acknowledged_one(
         server.wait(timeout=30)
     assert set(acknowledged) <= names
     assert len(names - set(acknowledged)) <= 2  # at most one in flight per client
+
+
+@pytest.mark.slow
+def test_several_workers_share_the_gallery(gallery_path: Path, digits, tmp_path: Path) -> None:
+    """`--workers 2`: two processes on one SQLite gallery; what one enrols, every answer finds
+    (the kernel spreads connections over the workers)."""
+    import httpx
+
+    x, y = digits
+    port = _free_port()
+    with open(tmp_path / "server.log", "wb") as log:
+        server = subprocess.Popen(
+            [sys.executable, "-m", "siamese", "serve", str(gallery_path), "--port", str(port),
+             "--workers", "2"],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.3)
+        else:
+            pytest.fail("the server did not become ready")
+        time.sleep(2)  # both workers up
+        for digit in range(4):
+            files = [("images", (f"{digit}.png", _png_bytes(x[y == digit][0]), "image/png"))]
+            with httpx.Client() as client:  # a new connection each: any worker may take it
+                response = client.post(
+                    f"{base}/v1/identities", data={"name": f"d{digit}"}, files=files
+                )
+            assert response.status_code == 201, response.text
+            for _ in range(3):
+                with httpx.Client() as client:
+                    answer = client.post(
+                        f"{base}/v1/identify",
+                        files={"image": ("p.png", _png_bytes(x[y == digit][0]), "image/png")},
+                    ).json()["results"][0]
+                assert answer["identity"] == f"d{digit}"
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    text = (tmp_path / "server.log").read_text()
+    assert text.count("Application startup complete") == 2, text[-3000:]
+    assert "Traceback" not in text
