@@ -142,6 +142,20 @@ def test_the_page_enrols_identifies_and_rejects_a_stranger_in_chromium(
             browser.close()
         people = httpx.get(f"{base}/v1/identities", headers={"X-API-Key": key}).json()
         assert [p["name"] for p in people["items"]] == ["madonna"]
+        # a face gallery and a photo without a face: a clear 422
+        from io import BytesIO
+
+        from PIL import Image
+
+        wall = BytesIO()
+        Image.new("RGB", (300, 300), (200, 200, 200)).save(wall, format="PNG")
+        answer = httpx.post(
+            f"{base}/v1/identify",
+            headers={"X-API-Key": key},
+            files={"image": ("wall.png", wall.getvalue(), "image/png")},
+        )
+        assert answer.status_code == 422 and answer.json()["error"]["code"] == "no_face"
+        assert "no face found" in answer.json()["error"]["message"]
     finally:
         server.terminate()
         server.wait(timeout=30)
