@@ -13,6 +13,7 @@ from rich.console import Console
 from siamese.cli.datasets import datasets_app
 from siamese.cli.demo import demo
 from siamese.cli.evaluate import evaluate
+from siamese.cli.export import export
 from siamese.cli.gallery import gallery_app
 from siamese.cli.plot import plot
 from siamese.cli.recognize import calibrate, compare, embed
@@ -65,6 +66,7 @@ app.command("demo")(demo)
 app.command("embed")(embed)
 app.command("compare")(compare)
 app.command("calibrate")(calibrate)
+app.command("export")(export)
 app.add_typer(gallery_app, name="gallery", context_settings=_CONTEXT)
 app.add_typer(serve_app, name="serve", context_settings=_CONTEXT)
 
