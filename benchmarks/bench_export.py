@@ -134,9 +134,9 @@ def section(document: dict[str, Any]) -> str:
     lines = [
         f"onnxruntime {document['onnxruntime']} against PyTorch {document['torch']} eager "
         "(inference mode), the same exported model and images, the same thread count; median of "
-        "interleaved repetitions. Each export was verified by `siamese export` (max |Δ| shown).",
+        "interleaved repetitions. Each export was verified by `siamese export` (max abs difference shown).",
         "",
-        "| model | batch | PyTorch images/s | onnxruntime images/s | onnxruntime / PyTorch | max |Δ| |",
+        "| model | batch | PyTorch images/s | onnxruntime images/s | onnxruntime / PyTorch | max abs difference |",
         "|---|---|---|---|---|---|",
     ]
     for model in document["models"]:
