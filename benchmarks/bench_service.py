@@ -30,8 +30,6 @@ import asyncio
 import json
 import os
 import shutil
-import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -46,18 +44,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 # isort: split
 from machine import describe_machine
 from markdown_tables import publish_results, replace_section
+from serve_process import ServeProcess
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 RUNS = ROOT / "runs" / "bench" / "service"
 CONCURRENCY = (1, 8, 32)
 SECONDS = 20.0
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def celebrity_photos() -> list[tuple[str, bytes]]:
@@ -68,42 +61,10 @@ def celebrity_photos() -> list[tuple[str, bytes]]:
     ]
 
 
-class Server:
-    """`siamese serve GALLERY` on a free loopback port."""
-
-    def __init__(self, gallery: str, *extra: str) -> None:
-        self.gallery, self.extra = gallery, extra
-        self.port = free_port()
-        self.process: subprocess.Popen | None = None
-
-    @property
-    def base(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def start(self) -> None:
-        import httpx
-
-        self.log = open(RUNS / f"server-{self.port}.log", "ab")
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "siamese", "serve", self.gallery, "--port", str(self.port),
-             *self.extra],
-            stdout=self.log,
-            stderr=subprocess.STDOUT,
-        )  # fmt: skip
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"{self.base}/readyz", timeout=1).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                time.sleep(0.3)
-        raise SystemExit("the server did not become ready")
-
-    def stop(self, sig: int = signal.SIGTERM) -> None:
-        if self.process is not None:
-            self.process.send_signal(sig)
-            self.process.wait(timeout=60)
-            self.process = None
+def serve(gallery: str, *extra: str) -> ServeProcess:
+    """`siamese serve GALLERY` on a free loopback port, every server's log appended to
+    RUNS/servers.log (not started yet)."""
+    return ServeProcess(gallery, RUNS / "servers.log", *extra)
 
 
 async def client_loop(
@@ -247,7 +208,7 @@ def main() -> None:
                     if database == "sqlite"
                     else postgres.database()
                 )
-                server = Server(new_gallery(model, location))
+                server = serve(new_gallery(model, location))
                 server.start()
                 row = run_clients(server.base, photos, clients, SECONDS, enrol_every=10)
                 row["lost"] = lost_enrolments(server.base, row["acknowledged"], photos)
@@ -268,7 +229,7 @@ def main() -> None:
             ("micro-batched (--max-batch 32)", "32"),
             ("one by one (--max-batch 1)", "1"),
         ):
-            server = Server(
+            server = serve(
                 new_gallery(model, str(RUNS / f"batch-{limit}.sqlite")), "--max-batch", limit
             )
             server.start()
@@ -285,7 +246,7 @@ def main() -> None:
 
         # SIGKILL during enrolments, then a restart on the same SQLite file
         location = str(RUNS / "kill.sqlite")
-        server = Server(new_gallery(model, location))
+        server = serve(new_gallery(model, location))
         server.start()
         results: dict[str, Any] = {"latency": [], "status": Counter(), "acknowledged": []}
 
@@ -295,13 +256,10 @@ def main() -> None:
                 for w in range(8)
             ]
             await asyncio.sleep(6)
-            assert server.process is not None
-            server.process.kill()  # SIGKILL: no shutdown of any kind
+            await asyncio.to_thread(server.kill)  # SIGKILL: no shutdown of any kind
             await asyncio.gather(*tasks)
 
         asyncio.run(enrol_then_kill())
-        server.process.wait()  # type: ignore[union-attr]
-        server.process = None
         integrity = sqlite3.connect(location).execute("PRAGMA integrity_check").fetchone()[0]
         server.start()
         lost = lost_enrolments(server.base, results["acknowledged"], photos)
@@ -321,7 +279,7 @@ def main() -> None:
         print(f"kill: {document['kill']}", flush=True)
 
         # PostgreSQL stopped for 3 s under load
-        server = Server(new_gallery(model, postgres.database()))
+        server = serve(new_gallery(model, postgres.database()))
         server.start()
         results = {"latency": [], "status": Counter(), "acknowledged": []}
 
@@ -373,7 +331,7 @@ def fuzz(model: Path) -> dict[str, Any]:
     store = GalleryStore.open(location)
     _, key = create_key(store, "admin", "fuzzer")
     store.close()
-    server = Server(location)
+    server = serve(location)
     server.start()
     checks = "not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance"
     started = time.perf_counter()

@@ -29,6 +29,21 @@ def data_dir() -> Path | None:
     return Path(value) if value and Path(value).is_dir() else None
 
 
+def celebrity_photos(split: str, person: str, count: int | None = None) -> list[Path]:
+    """The 5-celebrity-faces photos of one person (sorted), from the shared archive,
+    extracted once into the test session's cache."""
+    from siamese.data.archives import cached_extraction
+    from siamese.data.cache import cache_dir
+
+    root = data_dir()
+    assert root is not None, "SIAMESE_DATA_DIR is not set"
+    archive = root / "5-celebrity-faces" / "5-celebrity-faces-dataset.tar.gz"
+    extracted = cached_extraction(archive, cache_dir() / "extracted")
+    while not (extracted / split).is_dir():  # the archive's top folder
+        (extracted,) = [p for p in extracted.iterdir() if p.is_dir()]
+    return sorted((extracted / split / person).iterdir())[:count]
+
+
 @pytest.fixture
 def repo_root() -> Path:
     """The repository's root folder (where configs/ and README.md are)."""

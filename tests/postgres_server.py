@@ -23,6 +23,8 @@ from pathlib import Path
 
 import pytest
 
+from serve_process import free_port
+
 
 def _bindir() -> Path | None:
     """`pg_config --bindir`, else the newest /usr/lib/postgresql/N/bin (Debian's layout)."""
@@ -54,17 +56,11 @@ def _as_postgres(argv: list[str]) -> list[str]:
     return argv
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @dataclass
 class Postgres:
     bindir: Path
     root: Path
-    port: int = field(default_factory=_free_port)
+    port: int = field(default_factory=free_port)
     process: subprocess.Popen | None = None
     _names: Iterator[int] = field(default_factory=lambda: itertools.count(1))
 

@@ -19,7 +19,7 @@ import torch
 from PIL import Image
 
 from cli_runner import run_cli
-from conftest import data_dir
+from conftest import celebrity_photos, data_dir
 from siamese.errors import ConfigError, DataError
 
 _EXTRA = all(importlib.util.find_spec(m) for m in ("cv2", "dlib", "face_recognition_models"))
@@ -174,16 +174,7 @@ def test_converted_weights_are_cached_and_a_damaged_cache_is_rebuilt(
 
 
 def _celebrity_photo(split: str, person: str, index: int = 0) -> Path:
-    from siamese.data.archives import cached_extraction
-    from siamese.data.cache import cache_dir
-
-    root = data_dir()
-    assert root is not None
-    archive = root / "5-celebrity-faces" / "5-celebrity-faces-dataset.tar.gz"
-    extracted = cached_extraction(archive, cache_dir() / "extracted")
-    while not (extracted / split).is_dir():  # the archive's top folder
-        (extracted,) = [p for p in extracted.iterdir() if p.is_dir()]
-    return sorted((extracted / split / person).iterdir())[index]
+    return celebrity_photos(split, person)[index]
 
 
 @needs_faces

@@ -7,12 +7,8 @@ from __future__ import annotations
 import asyncio
 import io
 import json
-import os
 import signal
-import socket
 import struct
-import subprocess
-import sys
 import time
 import zlib
 from collections.abc import Iterator
@@ -25,6 +21,7 @@ from PIL import Image
 fastapi = pytest.importorskip("fastapi", reason="the serve extra is not installed")
 from fastapi.testclient import TestClient  # noqa: E402
 
+from serve_process import ServeProcess  # noqa: E402
 from siamese.data.sources import load_dataset  # noqa: E402
 from siamese.errors import ConfigError  # noqa: E402
 from siamese.recognition import Gallery, Recognizer  # noqa: E402
@@ -317,35 +314,16 @@ def test_a_failing_forward_fails_every_request_of_its_batch_and_no_other() -> No
 # A real server
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.mark.slow
-def test_siamese_serve_answers_on_loopback_and_stops_on_sigterm(gallery_path: Path, digits) -> None:
+def test_siamese_serve_answers_on_loopback_and_stops_on_sigterm(
+    gallery_path: Path, digits, tmp_path: Path
+) -> None:
     import httpx
 
     x, _ = digits
-    port = _free_port()
-    server = subprocess.Popen(
-        [sys.executable, "-m", "siamese", "serve", str(gallery_path), "--port", str(port)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        env={**os.environ},
-    )
+    server = ServeProcess(gallery_path, tmp_path / "server.log").start()
+    base = server.base
     try:
-        base = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.2)
-        else:
-            pytest.fail("the server did not become ready")
         files = [("images", ("a.png", _png_bytes(x[0]), "image/png"))]
         assert (
             httpx.post(f"{base}/v1/identities", data={"name": "ada"}, files=files).status_code
@@ -354,16 +332,16 @@ def test_siamese_serve_answers_on_loopback_and_stops_on_sigterm(gallery_path: Pa
         answer = httpx.post(f"{base}/v1/identify", files={"image": ("p.png", _png_bytes(x[0]))})
         assert answer.json()["results"][0]["decision"] == "ada"
     finally:
-        server.send_signal(signal.SIGTERM)
-        output = server.communicate(timeout=30)[0].decode()
+        status = server.stop()
+    output = server.log()
     # a graceful stop: the app shut down, then uvicorn re-raised the signal as its exit status
-    assert server.returncode in (0, -signal.SIGTERM), output
+    assert status in (0, -signal.SIGTERM), output
     assert "Application shutdown complete" in output and "Traceback" not in output
 
 
 @pytest.mark.slow
 def test_a_server_killed_during_enrolments_keeps_every_acknowledged_one(
-    gallery_path: Path, digits
+    gallery_path: Path, digits, tmp_path: Path
 ) -> None:
     """SIGKILL while two clients enrol, then a restart on the same file: the gallery passes
     SQLite's integrity check and holds every enrolment that was answered 201."""
@@ -374,24 +352,6 @@ def test_a_server_killed_during_enrolments_keeps_every_acknowledged_one(
 
     x, _ = digits
     acknowledged: list[str] = []
-
-    def start() -> tuple[subprocess.Popen, str]:
-        port = _free_port()
-        process = subprocess.Popen(
-            [sys.executable, "-m", "siamese", "serve", str(gallery_path), "--port", str(port)],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        base = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
-                    return process, base
-            except httpx.HTTPError:
-                time.sleep(0.2)
-        process.kill()
-        pytest.fail("the server did not become ready")
 
     def enrol(base: str, worker: int, stop: threading.Event) -> None:
         n = 0
@@ -408,29 +368,25 @@ def test_a_server_killed_during_enrolments_keeps_every_acknowledged_one(
                 acknowledged.append(name)
             n += 1
 
-    server, base = start()
+    server = ServeProcess(gallery_path, tmp_path / "server.log").start()
     stop = threading.Event()
-    clients = [threading.Thread(target=enrol, args=(base, w, stop)) for w in range(2)]
+    clients = [threading.Thread(target=enrol, args=(server.base, w, stop)) for w in range(2)]
     for c in clients:
         c.start()
     time.sleep(3)
     server.kill()  # SIGKILL: no shutdown at all
-    server.wait()
     stop.set()
     for c in clients:
         c.join(timeout=30)
     assert len(acknowledged) > 5
     with sqlite3.connect(gallery_path) as conn:
         assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
-    server, base = start()
+    server.start()
     try:
-        names = {
-            i["name"]
-            for i in httpx.get(f"{base}/v1/identities", params={"limit": 500}).json()["items"]
-        }
+        page = httpx.get(f"{server.base}/v1/identities", params={"limit": 500}).json()
+        names = {i["name"] for i in page["items"]}
     finally:
-        server.terminate()
-        server.wait(timeout=30)
+        server.stop()
     assert set(acknowledged) <= names
     assert len(names - set(acknowledged)) <= 2  # at most one in flight per client
 
@@ -442,25 +398,9 @@ def test_several_workers_share_the_gallery(gallery_path: Path, digits, tmp_path:
     import httpx
 
     x, y = digits
-    port = _free_port()
-    with open(tmp_path / "server.log", "wb") as log:
-        server = subprocess.Popen(
-            [sys.executable, "-m", "siamese", "serve", str(gallery_path), "--port", str(port),
-             "--workers", "2"],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )  # fmt: skip
-    base = f"http://127.0.0.1:{port}"
+    server = ServeProcess(gallery_path, tmp_path / "server.log", "--workers", "2").start()
+    base = server.base
     try:
-        deadline = time.monotonic() + 90
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.3)
-        else:
-            pytest.fail("the server did not become ready")
         time.sleep(2)  # both workers up
         for digit in range(4):
             files = [("images", (f"{digit}.png", _png_bytes(x[y == digit][0]), "image/png"))]
@@ -477,8 +417,7 @@ def test_several_workers_share_the_gallery(gallery_path: Path, digits, tmp_path:
                     ).json()["results"][0]
                 assert answer["identity"] == f"d{digit}"
     finally:
-        server.terminate()
-        server.wait(timeout=30)
-    text = (tmp_path / "server.log").read_text()
+        server.stop()
+    text = server.log()
     assert text.count("Application startup complete") == 2, text[-3000:]
     assert "Traceback" not in text

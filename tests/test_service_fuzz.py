@@ -5,29 +5,21 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
+from serve_process import ServeProcess
+
 pytest.importorskip("fastapi", reason="the serve extra is not installed")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.mark.slow
 def test_schemathesis_finds_no_server_error_and_no_undocumented_response(
     tmp_path: Path, digits_model: Path
 ) -> None:
-    import httpx
-
     schemathesis = shutil.which("st", path=str(Path(sys.executable).parent))
     if schemathesis is None:
         if os.environ.get("CI"):
@@ -46,25 +38,9 @@ def test_schemathesis_finds_no_server_error_and_no_undocumented_response(
     store = GalleryStore.open(gallery)
     _, key = create_key(store, "admin")
     store.close()
-    port = _free_port()
-    log_path = tmp_path / "server.log"  # a file: a pipe nobody reads fills and stalls the server
-    with open(log_path, "wb") as log_file:
-        server = subprocess.Popen(
-            [sys.executable, "-m", "siamese", "serve", str(gallery), "--port", str(port)],
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-        )
-    base = f"http://127.0.0.1:{port}"
+    server = ServeProcess(gallery, tmp_path / "server.log").start()
+    base = server.base
     try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.2)
-        else:
-            pytest.fail("the server did not become ready")
         done = subprocess.run(
             [
                 schemathesis, "run", f"{base}/openapi.json",
@@ -79,8 +55,7 @@ def test_schemathesis_finds_no_server_error_and_no_undocumented_response(
             timeout=400,
         )  # fmt: skip
     finally:
-        server.terminate()
-        server.wait(timeout=30)
-    log = log_path.read_text(errors="replace")
+        server.stop()
+    log = server.log()
     assert done.returncode == 0, done.stdout[-6000:] + done.stderr[-2000:]
     assert "Traceback" not in log, log[-4000:]

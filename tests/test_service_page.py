@@ -8,15 +8,12 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
 
-from conftest import data_dir
+from conftest import celebrity_photos, data_dir
+from serve_process import ServeProcess
 
 pytest.importorskip("fastapi", reason="the serve extra is not installed")
 playwright = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
@@ -38,25 +35,6 @@ def _needs(condition: bool, reason: str) -> None:
         if os.environ.get("CI"):
             raise RuntimeError(f"CI must provide it: {reason}")
         pytest.skip(reason)
-
-
-def _photos(split: str, person: str, count: int) -> list[Path]:
-    from siamese.data.archives import cached_extraction
-    from siamese.data.cache import cache_dir
-
-    root = data_dir()
-    assert root is not None
-    archive = root / "5-celebrity-faces" / "5-celebrity-faces-dataset.tar.gz"
-    extracted = cached_extraction(archive, cache_dir() / "extracted")
-    while not (extracted / split).is_dir():
-        (extracted,) = [p for p in extracted.iterdir() if p.is_dir()]
-    return sorted((extracted / split / person).iterdir())[:count]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.mark.slow
@@ -86,25 +64,9 @@ def test_the_page_enrols_identifies_and_rejects_a_stranger_in_chromium(
     _, key = create_key(store, "admin", "browser test")
     store.close()
 
-    port = _free_port()
-    base = f"http://127.0.0.1:{port}"
-    log_path = tmp_path / "server.log"  # a file: a pipe nobody reads fills and stalls it
-    log_file = open(log_path, "wb")
-    server = subprocess.Popen(
-        [sys.executable, "-m", "siamese", "serve", str(gallery), "--port", str(port)],
-        stdout=log_file,
-        stderr=subprocess.STDOUT,
-    )
+    server = ServeProcess(gallery, tmp_path / "server.log").start()
+    base = server.base
     try:
-        deadline = time.monotonic() + 90
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.3)
-        else:
-            pytest.fail("the server did not become ready")
         with playwright.sync_playwright() as p:
             browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS, headless=True)
             page = browser.new_page(viewport={"width": 900, "height": 1000})
@@ -115,13 +77,15 @@ def test_the_page_enrols_identifies_and_rejects_a_stranger_in_chromium(
 
             for person in ("madonna", "ben_afflek"):
                 page.fill("#enroll-name", person)
-                page.set_input_files("#enroll-files", [str(f) for f in _photos("train", person, 4)])
+                page.set_input_files(
+                    "#enroll-files", [str(f) for f in celebrity_photos("train", person, 4)]
+                )
                 page.click("#enroll-form button")
                 page.wait_for_selector(f"#enroll-result:has-text('{person}: ')")
                 page.wait_for_selector(f"#people li[data-name='{person}']")
             assert page.inner_text("#error") == ""
 
-            page.set_input_files("#identify-file", str(_photos("val", "madonna", 3)[2]))
+            page.set_input_files("#identify-file", str(celebrity_photos("val", "madonna", 3)[2]))
             page.click("#identify-form button")
             page.wait_for_selector("#decision")
             assert page.inner_text("#decision") == "madonna"
@@ -129,7 +93,9 @@ def test_the_page_enrols_identifies_and_rejects_a_stranger_in_chromium(
             if os.environ.get("SIAMESE_SCREENSHOT"):
                 page.screenshot(path=os.environ["SIAMESE_SCREENSHOT"], full_page=True)
 
-            page.set_input_files("#identify-file", str(_photos("val", "jerry_seinfeld", 1)[0]))
+            page.set_input_files(
+                "#identify-file", str(celebrity_photos("val", "jerry_seinfeld", 1)[0])
+            )
             page.click("#identify-form button")
             page.wait_for_function(
                 "document.querySelector('#decision') && "
@@ -157,8 +123,6 @@ def test_the_page_enrols_identifies_and_rejects_a_stranger_in_chromium(
         assert answer.status_code == 422 and answer.json()["error"]["code"] == "no_face"
         assert "no face found" in answer.json()["error"]["message"]
     finally:
-        server.terminate()
-        server.wait(timeout=30)
-        log_file.close()
-    output = log_path.read_text(errors="replace")
+        server.stop()
+    output = server.log()
     assert "Traceback" not in output, output
