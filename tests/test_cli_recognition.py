@@ -189,3 +189,62 @@ def test_gallery_reembed_from_the_command_line(
     probe = sorted((people / "known" / "person0").iterdir())[0]
     code, out = run_cli(["gallery", "identify", gallery, str(probe), "--json"], capsys)
     assert json.loads(out)[0]["decision"] == "ada"
+
+
+def test_embed_with_workers_and_repeats_lists_every_file_once_in_input_order(
+    tmp_path: Path, people: Path, digits_model: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    one = tmp_path / "plain.npz"
+    code, out = run_cli(
+        ["embed", str(digits_model), str(people / "known"), "--out", str(one), "--quiet"], capsys
+    )
+    assert code == 0, out
+    repeated = tmp_path / "workers.npz"
+    first = sorted((people / "known" / "person0").iterdir())[0]
+    argv = ["embed", str(digits_model), str(people / "known"), str(first), "--out", str(repeated)]
+    code, out = run_cli([*argv, "--workers", "2", "--batch-size", "4", "--quiet"], capsys)
+    assert code == 0 and "30 embeddings" in out, out
+    a, b = np.load(one), np.load(repeated)
+    assert list(a["paths"]) == list(b["paths"])
+    np.testing.assert_allclose(a["embeddings"], b["embeddings"], atol=1e-5)
+
+
+def test_embed_names_a_bad_file_found_by_a_worker(
+    tmp_path: Path, people: Path, digits_model: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    folder = tmp_path / "images"
+    shutil.copytree(people / "probes", folder)
+    (folder / "broken.png").write_bytes(b"not a png at all")
+    out_file = tmp_path / "z.npz"
+    argv = ["embed", str(digits_model), str(folder), "--out", str(out_file), "--workers", "2"]
+    code, out = run_cli([*argv, "--quiet"], capsys)
+    assert code == 1 and "broken.png" in out and "Traceback" not in out, out
+    assert not out_file.exists()
+
+
+def test_torchrun_two_processes_embed_what_one_process_embeds(
+    tmp_path: Path, people: Path, digits_model: Path
+) -> None:
+    """`torchrun --nproc_per_node=2 -m siamese embed` on loopback: one output with every path
+    once, in input order, equal to the one-process output."""
+    import subprocess
+    import sys
+
+    # 31 files: the two shares differ in size.
+    argv = [str(digits_model), str(people / "known"), str(people / "probes" / "person3.png")]
+    single, double = tmp_path / "one.npz", tmp_path / "two.npz"
+    base = [sys.executable, "-m", "siamese", "embed", *argv, "--quiet", "--batch-size", "4"]
+    done = subprocess.run([*base, "--out", str(single)], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
+    command = [*torchrun, "-m", "siamese", "embed", *argv, "--quiet", "--batch-size", "4"]
+    done = subprocess.run(
+        [*command, "--out", str(double)], capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "31 embeddings (16-d)" in done.stdout and "(2 processes)" in done.stdout
+    a, b = np.load(single), np.load(double)
+    assert len(a["paths"]) == 31 and len(set(a["paths"])) == 31
+    assert list(a["paths"]) == list(b["paths"])
+    np.testing.assert_allclose(a["embeddings"], b["embeddings"], atol=1e-5)
+    assert str(b["model_fingerprint"]) == str(a["model_fingerprint"])

@@ -28,6 +28,7 @@ from siamese.errors import ConfigError, OutputError
 
 FULL_RECIPE = """\
 seed: 7
+device: cpu
 data:
   name: omniglot
   split: background
@@ -165,7 +166,7 @@ def test_unknown_top_level_key_names_the_nearest() -> None:
         build({"optimiser": {"lr": 0.1}})
     message = str(err.value)
     assert message.startswith("recipe.yaml: unknown key 'optimiser' — did you mean 'optimizer'?")
-    assert "Valid keys under the top level: seed, data, augment" in message
+    assert "Valid keys under the top level: seed, device, data, augment" in message
 
 
 def test_unknown_nested_key_names_the_nearest_sibling() -> None:
@@ -206,7 +207,10 @@ def test_key_of_another_section_is_pointed_there() -> None:
             "optimizer.name must be one of 'adam', 'adamw', 'sgd', 'rmsprop', got 'adamx' (str)"
             " — did you mean 'adam'?",
         ),
-        ({"train": {"precision": 16}}, "train.precision must be one of 'fp32', 'bf16', got 16"),
+        (
+            {"train": {"precision": 16}},
+            "train.precision must be one of 'fp32', 'bf16', 'fp16', got 16",
+        ),
         (
             {"augment": {"scale": [1.0]}},
             "augment.scale must be a list of 2 numbers, got [1.0] (list of 1)",
@@ -414,7 +418,7 @@ def test_describe_options_lists_every_leaf_with_help() -> None:
         "encoder: no training, the published weights are saved as the run's model (calibrated "
         "and evaluated like any other), the baseline a fine-tuning run is compared with.",
     )
-    assert rows["train.precision"][0] == "fp32 | bf16"
+    assert rows["train.precision"][0] == "fp32 | bf16 | fp16"
     assert rows["augment.scale"][:2] == ("[float, float]", "[1.0, 1.0]")
     assert rows["model.options"][:2] == ("mapping", "{}")
     assert rows["model.normalize"][1] == "true"

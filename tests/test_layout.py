@@ -11,24 +11,34 @@ import pytest
 
 SRC = Path(__file__).resolve().parent.parent / "src" / "siamese"
 
-TOP_LEVEL_MODULES = {"__init__", "__main__", "errors", "distances", "mining", "atomic_files"}
+TOP_LEVEL_MODULES = {
+    "__init__",
+    "__main__",
+    "errors",
+    "distances",
+    "mining",
+    "atomic_files",
+    "devices",
+}
 
 # Which parts of siamese each package (or top-level module) may import, besides itself and
 # `errors`. Lower layers never import higher ones.
 MAY_IMPORT: dict[str, set[str]] = {
     "atomic_files": set(),
+    "devices": set(),
     "distances": set(),
     "mining": set(),
-    "config": {"atomic_files"},
+    "config": {"atomic_files", "devices"},
     "data": {"atomic_files", "<version>", "faces"},
     "faces": {"atomic_files", "data.cache"},
     "losses": {"distances", "mining"},
     "models": {"atomic_files", "faces", "losses"},
-    "evaluation": {"data", "distances"},
+    "evaluation": {"data", "devices", "distances"},
     "plots": {"evaluation"},
     "training": {
         "atomic_files",
         "config",
+        "devices",
         "data",
         "distances",
         "evaluation",
@@ -37,10 +47,19 @@ MAY_IMPORT: dict[str, set[str]] = {
         "models",
         "recognition.thresholds",
     },
-    "recognition": {"atomic_files", "data", "distances", "evaluation", "faces", "models"},
+    "recognition": {
+        "atomic_files",
+        "data",
+        "devices",
+        "distances",
+        "evaluation",
+        "faces",
+        "models",
+    },
     "evaluation.run": {
         "atomic_files",
         "config",
+        "devices",
         "data",
         "distances",
         "evaluation",
@@ -50,12 +69,13 @@ MAY_IMPORT: dict[str, set[str]] = {
         "training.telemetry",
     },
     "pipelines": {"atomic_files", "config", "evaluation.run", "plots", "training"},
-    "service": {"data", "recognition"},
-    "export": {"atomic_files", "config", "data", "models", "training.setup"},
+    "service": {"data", "devices", "recognition"},
+    "export": {"atomic_files", "config", "data", "devices", "models", "training.setup"},
     "cli": {
         "<version>",
         "atomic_files",
         "config",
+        "devices",
         "data",
         "evaluation.run",
         "export",

@@ -49,6 +49,7 @@ _PUBLIC: dict[str, str] = {
     "build_encoder": "siamese.models.builder",
     "ENCODERS": "siamese.models.builder",
     "SiameseNet": "siamese.models.siamese_net",
+    "OnnxRecognizer": "siamese.recognition.onnx_recognizer",
 }
 
 __all__ = sorted(_PUBLIC)
@@ -75,6 +76,7 @@ if TYPE_CHECKING:
     from siamese.models.convnet import ConvNet
     from siamese.models.embedding import EmbeddingNet, build_embedding_net
     from siamese.models.files import load_model, load_siamese_net, save_model
+    from siamese.recognition.onnx_recognizer import OnnxRecognizer
     from siamese.training.loop import fit
     from siamese.training.run import train_run
 

@@ -7,6 +7,8 @@ from typing import Annotated
 
 import typer
 
+from siamese.cli.device_option import DeviceOption
+
 GalleryOption = Annotated[
     str,
     typer.Option(
@@ -72,6 +74,7 @@ def evaluate(
         ),
     ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar.")] = False,
+    device: DeviceOption = None,
     out: Annotated[
         Path | None,
         typer.Option(
@@ -109,6 +112,7 @@ def evaluate(
         baseline=baseline,
         data_options=options,
         progress=not quiet,
+        device=device,
     )
     console = Console(highlight=False, soft_wrap=True)
     table = Table(title=f"{run.name} on {result.data}")

@@ -10,6 +10,7 @@ from typing import Annotated, Any
 
 import typer
 
+from siamese.cli.device_option import DeviceOption
 from siamese.cli.recognize import IMAGE_SUFFIXES, JsonOption, image_files
 
 gallery_app = typer.Typer(
@@ -26,7 +27,9 @@ ModelOverride = Annotated[
     Path | None,
     typer.Option(
         "--model",
-        help="The model to open the gallery with (default: the one it was created with).",
+        help="The model to open the gallery with (default: the one it was created with): a "
+        "run or model folder, or an ONNX export of the same run (`siamese export`), which "
+        "embeds with onnxruntime.",
         show_default=False,
     ),
 ]
@@ -36,10 +39,12 @@ SearchOption = Annotated[
 ]
 
 
-def _open(location: str, model: Path | None, search: str = "exact") -> Any:
+def _open(
+    location: str, model: Path | None, search: str = "exact", device: str | None = None
+) -> Any:
     from siamese.recognition import Gallery
 
-    return Gallery.open_with_its_model(location, model, search)
+    return Gallery.open_with_its_model(location, model, search, device)
 
 
 def _console() -> Any:
@@ -51,7 +56,14 @@ def _console() -> Any:
 @gallery_app.command("create")
 def create(
     location: GalleryArgument,
-    model: Annotated[Path, typer.Option("--model", help="The model (a run or model folder).")],
+    model: Annotated[
+        Path,
+        typer.Option(
+            "--model",
+            help="The model: a run or model folder, or an ONNX export folder (`siamese export "
+            "--format onnx`: embeds with onnxruntime).",
+        ),
+    ],
     far: Annotated[
         float | None,
         typer.Option(
@@ -69,12 +81,13 @@ def create(
         bool,
         typer.Option("--keep-images", help="Store the images too (needed by `reembed`)."),
     ] = False,
+    device: DeviceOption = None,
 ) -> None:
     """Create an empty gallery bound to a model and its threshold."""
-    from siamese.recognition import Gallery, Recognizer
+    from siamese.recognition import Gallery, load_recognizer
 
     with Gallery.create(
-        location, Recognizer.load(model), far=far, scoring=scoring, keep_images=keep_images
+        location, load_recognizer(model, device), far=far, scoring=scoring, keep_images=keep_images
     ) as gallery:
         far_text = f"FAR {gallery.far:g}" if gallery.far is not None else "no FAR"
         _console().print(
@@ -138,6 +151,7 @@ def enroll(
     model: ModelOverride = None,
     as_json: JsonOption = False,
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar.")] = False,
+    device: DeviceOption = None,
 ) -> None:
     """Enrol a person from images (NAME IMAGE...), or everyone in --folder."""
     from siamese.errors import ConfigError, DataError
@@ -161,7 +175,7 @@ def enroll(
     else:
         raise ConfigError("give NAME IMAGE... (one person) or --folder PEOPLE/ (everyone in it)")
     results = []
-    with _open(location, model) as gallery:
+    with _open(location, model, device=device) as gallery:
         progress = _progress(len(people), quiet or as_json)
         with progress:
             task = progress.add_task("enrolling", total=len(people))
@@ -216,9 +230,10 @@ def identify(
         ),
     ] = False,
     as_json: JsonOption = False,
+    device: DeviceOption = None,
 ) -> None:
     """Who each image shows: the best identity within the threshold, or unknown."""
-    with _open(location, model, search) as gallery:
+    with _open(location, model, search, device) as gallery:
         answers = gallery.identify(image_files(images), k=k, every_face=every_face)
     if as_json:
         typer.echo(json.dumps([a.as_dict() for a in answers]))
@@ -243,9 +258,10 @@ def verify(
     image: Annotated[Path, typer.Argument(help="One image file.", show_default=False)],
     model: ModelOverride = None,
     as_json: JsonOption = False,
+    device: DeviceOption = None,
 ) -> None:
     """Whether an image shows the claimed person."""
-    with _open(location, model) as gallery:
+    with _open(location, model, device=device) as gallery:
         v = gallery.verify(name, image)
     if as_json:
         typer.echo(json.dumps(v.as_dict()))
@@ -327,12 +343,13 @@ def reembed(
             "--far", help="Its threshold's FAR (default: the gallery's).", show_default=False
         ),
     ] = None,
+    device: DeviceOption = None,
 ) -> None:
     """Move a gallery that kept its images (--keep-images) to another model."""
-    from siamese.recognition import Recognizer
+    from siamese.recognition import load_recognizer
 
     with _open(location, None) as gallery:  # with the model it holds embeddings of
-        count = gallery.reembed(Recognizer.load(model), far=far)
+        count = gallery.reembed(load_recognizer(model, device), far=far)
         _console().print(
             f"re-embedded {count} image(s) with {model}; threshold {gallery.threshold:.4f}"
         )

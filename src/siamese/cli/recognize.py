@@ -5,14 +5,17 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
+
+from siamese.cli.device_option import DeviceOption
 
 ModelArgument = Annotated[
     Path,
     typer.Argument(
-        help="A run directory or a folder with model.json and model.safetensors.",
+        help="A run directory, a folder with model.json and model.safetensors, or (embed, "
+        "compare) an ONNX export folder.",
         show_default=False,
     ),
 ]
@@ -81,27 +84,91 @@ def embed(
         typer.Option("--out", help="Output file: .npz (numpy) or .parquet (needs pyarrow)."),
     ],
     batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Images per batch.")] = 256,
+    workers: Annotated[
+        int,
+        typer.Option(
+            "--workers", min=0, help="Processes decoding images ahead of the model (0: none)."
+        ),
+    ] = 0,
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar.")] = False,
+    device: DeviceOption = None,
 ) -> None:
-    """Embed image files with a trained model; write the embeddings with their paths."""
-    import io
+    """Embed image files with a trained model; write the embeddings with their paths.
 
+    Under `torchrun --nproc_per_node=N -m siamese embed ...` each process embeds its share of
+    the files and the first writes the one output, every path once, in input order."""
     import numpy as np
+    import torch
     from rich.console import Console
 
-    from siamese.atomic_files import write_bytes_atomic
-    from siamese.errors import ConfigError
-    from siamese.recognition import Recognizer
+    from siamese.errors import ConfigError, DataError, SiameseError
+    from siamese.recognition import load_recognizer
+    from siamese.recognition.file_embedding import embed_files, shard_bounds
+    from siamese.training.distributed import join_from_environment, leave
 
     suffix = out.suffix.lower()
     if suffix not in (".npz", ".parquet"):
         raise ConfigError(f"--out {out}: write .npz or .parquet (the format follows the suffix)")
-    recognizer = Recognizer.load(model)
-    files = image_files(paths)
-    z = recognizer.embed(files, batch_size=batch_size, progress=not quiet).numpy()
-    names = [str(p) for p in files]
-    if suffix == ".npz":
-        buffer = io.BytesIO()
+    files = _unique(image_files(paths))
+    # The embeddings travel between processes once, at the end, in host memory: gloo, even
+    # when the models run on GPUs.
+    group = join_from_environment("gloo")
+    try:
+        recognizer = load_recognizer(model, device)
+        start, end = shard_bounds(len(files), group.rank, group.world_size)
+        failure: str | None = None
+        z = None
+        try:
+            if end > start:
+                mine = embed_files(recognizer, files[start:end], batch_size, workers, not quiet)
+                z = mine.numpy()
+        except SiameseError as err:
+            failure = str(err)
+        if group.distributed:
+            shares: list[Any] = [None] * group.world_size
+            torch.distributed.all_gather_object(shares, (failure, z))
+        else:
+            shares = [(failure, z)]
+        problems = [f for f, _ in shares if f is not None]
+        if problems:
+            raise DataError("; ".join(problems))
+        if not group.is_main:
+            return
+        embeddings = np.concatenate([part for _, part in shares if part is not None])
+        _write_embeddings(out, [str(p) for p in files], embeddings, recognizer)
+    finally:
+        leave(group)
+    Console(highlight=False, soft_wrap=True).print(
+        f"{len(files)} embeddings ({embeddings.shape[1]}-d) → {out}"
+        + (f" ({group.world_size} processes)" if group.distributed else "")
+    )
+
+
+def _unique(files: list[Path]) -> list[Path]:
+    """`files` without repeats (the same file named twice, or a file inside a folder also
+    given), first occurrence kept: the output lists every file once."""
+    seen: set[Path] = set()
+    kept = []
+    for path in files:
+        key = path.resolve()
+        if key not in seen:
+            seen.add(key)
+            kept.append(path)
+    return kept
+
+
+def _write_embeddings(out: Path, names: list[str], z: Any, recognizer: Any) -> None:
+    """`out` (.npz or .parquet, atomically): the embeddings, their paths, the model's
+    fingerprint and metric."""
+    import io
+
+    import numpy as np
+
+    from siamese.atomic_files import write_bytes_atomic
+    from siamese.errors import ConfigError
+
+    buffer = io.BytesIO()
+    if out.suffix.lower() == ".npz":
         np.savez(
             buffer,
             embeddings=z,
@@ -109,7 +176,6 @@ def embed(
             model_fingerprint=np.asarray(recognizer.fingerprint),
             metric=np.asarray(recognizer.metric),
         )
-        write_bytes_atomic(out, buffer.getvalue())
     else:
         try:
             import pyarrow as pa
@@ -122,10 +188,8 @@ def embed(
         table = table.replace_schema_metadata(
             {"model_fingerprint": recognizer.fingerprint, "metric": recognizer.metric}
         )
-        buffer = io.BytesIO()
         pq.write_table(table, buffer)
-        write_bytes_atomic(out, buffer.getvalue())
-    Console(highlight=False).print(f"{len(names)} embeddings ({z.shape[1]}-d) → {out}")
+    write_bytes_atomic(out, buffer.getvalue())
 
 
 def compare(
@@ -138,13 +202,14 @@ def compare(
         typer.Option("--threshold", help="Decide at this distance instead of a calibrated one."),
     ] = None,
     as_json: JsonOption = False,
+    device: DeviceOption = None,
 ) -> None:
     """Whether two images show the same identity: distance, threshold, FAR, decision."""
     from rich.console import Console
 
-    from siamese.recognition import Recognizer
+    from siamese.recognition import load_recognizer
 
-    result = Recognizer.load(model).compare(a, b, far=far, threshold=threshold)
+    result = load_recognizer(model, device).compare(a, b, far=far, threshold=threshold)
     if as_json:
         typer.echo(json.dumps(result.as_dict()))
         return
@@ -184,6 +249,7 @@ def calibrate(
         ),
     ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar.")] = False,
+    device: DeviceOption = None,
 ) -> None:
     """Measure the model's decision thresholds on labelled data and store them in its
     model.json (replacing the ones training measured)."""
@@ -197,7 +263,7 @@ def calibrate(
     from siamese.recognition.thresholds import MIN_FALSE_ACCEPTS, write_thresholds
 
     options = dict(parse_key_value(o, "--data-option") for o in data_option or [])
-    recognizer = Recognizer.load(model)
+    recognizer = Recognizer.load(model, device=device or "auto")
     labelled, description, seen = calibration_data(recognizer, data, split, options)
     if seen:
         warnings.warn(

@@ -8,6 +8,8 @@ from typing import Annotated, Any
 import typer
 from typer.core import TyperGroup
 
+from siamese.cli.device_option import DeviceOption
+
 
 class _ServeGroup(TyperGroup):
     """`serve GALLERY [options]` runs the server; `serve keys ...` manages keys: anything that
@@ -40,7 +42,12 @@ def start(
     port: Annotated[int, typer.Option("--port", help="TCP port.")] = 8000,
     workers: Annotated[int, typer.Option("--workers", help="Worker processes.")] = 1,
     model: Annotated[
-        str | None, typer.Option("--model", help="The model (default: the gallery's own).")
+        str | None,
+        typer.Option(
+            "--model",
+            help="The model (default: the gallery's own): a run or model folder, or an ONNX "
+            "export of the same run, which embeds with onnxruntime.",
+        ),
     ] = None,
     search: Annotated[str, typer.Option("--search", help="'exact' or 'faiss'.")] = "exact",
     max_upload_mb: Annotated[
@@ -52,6 +59,7 @@ def start(
     batch_window_ms: Annotated[
         float, typer.Option("--batch-window-ms", help="Wait for company per batch, ms.")
     ] = 2.0,
+    device: DeviceOption = None,
 ) -> None:
     """Serve GALLERY (what `siamese serve GALLERY` runs)."""
     from siamese.service.app import ServiceSettings
@@ -60,6 +68,7 @@ def start(
     settings = ServiceSettings(
         gallery=gallery,
         model=model,
+        device=device,
         search=search,
         max_upload_bytes=int(max_upload_mb * 2**20),
         max_batch=max_batch,

@@ -7,6 +7,8 @@ from typing import Annotated
 
 import typer
 
+from siamese.cli.device_option import DeviceOption
+
 
 def options_epilog() -> str:
     """Every config key with its type, default and help, for `--help` (paragraphs, because
@@ -61,6 +63,7 @@ def train(
     quiet: Annotated[
         bool, typer.Option("--quiet", help="No progress bar; log lines only.")
     ] = False,
+    device: DeviceOption = None,
 ) -> None:
     """Train an embedding model from a config into a run directory."""
     from rich.console import Console
@@ -71,6 +74,8 @@ def train(
 
     console = Console(highlight=False, soft_wrap=True)
     overrides = overrides or []
+    if device is not None:  # the config's `device`, which a resumed run may change
+        overrides = [*overrides, f"device={device}"]
     if config is None and not resume:
         raise ConfigError("give a config file (siamese train CONFIG), or --resume --out RUN")
     if out is None:

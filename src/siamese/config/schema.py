@@ -8,6 +8,8 @@ key and the type expected.
 
 from __future__ import annotations
 
+import difflib
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -73,15 +75,17 @@ class AugmentConfig:
 class ModelConfig:
     """The encoder and the embedding head (`siamese.models`)."""
 
-    encoder: Literal["mlp", "seed_cnn", "convnet", "resnet", "lstm", "gru", "dlib_face_resnet"] = (
-        "convnet"
-    )
+    encoder: str = "convnet"
     """The encoder by name: mlp (vectors), seed_cnn (the tutorials' two conv layers), convnet
     (few-shot backbone), resnet (faces), lstm / gru (sequences, or images row by row),
     dlib_face_resnet (dlib's pretrained face network: 150×150 aligned RGB chips, 128-d;
-    use it with projection false, embedding_dim 128, normalize false)."""
+    use it with projection false, embedding_dim 128, normalize false); or your own as
+    `package.module:factory`, called as factory(input_shape, **options) and returning an
+    nn.Module from (N, *input_shape) to (N, F) (its path goes into model.json, and loading the
+    model imports it again: only load models you trust)."""
     options: dict[str, Any] = field(default_factory=dict)
-    """The encoder's own options (widths, hidden sizes, depth...); see `siamese.models`."""
+    """The encoder's own options (widths, hidden sizes, depth...; see `siamese.models`), or
+    your factory's keyword arguments (JSON-able values)."""
     embedding_dim: int = 64
     """D, the size of the embedding."""
     normalize: bool = True
@@ -182,8 +186,9 @@ class TrainConfig:
     and evaluated like any other), the baseline a fine-tuning run is compared with."""
     grad_clip: float | None = None
     """Clip the gradients' global L2 norm to this (None: no clipping)."""
-    precision: Literal["fp32", "bf16"] = "fp32"
-    """`bf16`: autocast the forward pass to bfloat16 (distances stay float32)."""
+    precision: Literal["fp32", "bf16", "fp16"] = "fp32"
+    """`bf16`: autocast the forward pass to bfloat16 (CPU or GPU); `fp16`: float16 with a
+    gradient scaler (GPU only). Distances and losses stay float32."""
     log_every: int = 20
     """Steps between telemetry rows in metrics.csv (and host synchronisations)."""
     validate_every: int = 1
@@ -203,6 +208,10 @@ class RunConfig:
 
     seed: int = 0
     """Seeds the split, the initial weights, the batches, the augmentation and the mining."""
+    device: str = "auto"
+    """Where the model trains: auto (CUDA when torch sees a GPU, else the CPU), cpu, cuda,
+    cuda:N or mps. Under torchrun on GPUs each process takes the GPU of its LOCAL_RANK.
+    `siamese train --device` sets it; a run resumes on any device."""
     data: DataConfig = field(default_factory=DataConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -231,6 +240,47 @@ def load_config(path: Path | None, overrides: list[str] | tuple[str, ...] = ()) 
     config = from_dict(RunConfig, raw, source)
     check_config(config, source)
     return config
+
+
+BUILT_IN_ENCODERS: tuple[str, ...] = (
+    "mlp",
+    "seed_cnn",
+    "convnet",
+    "resnet",
+    "lstm",
+    "gru",
+    "dlib_face_resnet",
+)
+"""The built-in encoders' names, as `siamese.models.ENCODERS` lists them (the config layer does
+not import the models; a test keeps the two equal)."""
+
+ENCODER_PATH = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*(\.[A-Za-z_]\w*)*", re.ASCII)
+"""Your own encoder's path: `package.module:factory` (as `siamese.models.builder` reads it)."""
+
+
+def check_encoder(value: str, source: str) -> None:
+    """`model.encoder` is a built-in encoder's name or a `package.module:factory` path.
+
+    Only the form is checked here; the path is imported when the model is built.
+
+    Raises:
+        ConfigError: naming the key, the value, the built-in names and the path's form, with
+            the nearest built-in name or the path it was probably meant to be.
+    """
+    if value in BUILT_IN_ENCODERS or ENCODER_PATH.fullmatch(value):
+        return
+    hint = ""
+    near = difflib.get_close_matches(value, BUILT_IN_ENCODERS, n=1, cutoff=0.6)
+    module, dot, attribute = value.strip().rpartition(".")
+    if near:
+        hint = f"; did you mean {near[0]!r}?"
+    elif ":" not in value and dot and ENCODER_PATH.fullmatch(f"{module}:{attribute}"):
+        hint = f"; did you mean {module + ':' + attribute!r} (a colon before the factory)?"
+    raise ConfigError(
+        f"{source}: model.encoder = {value!r} is neither a built-in encoder "
+        f"({', '.join(BUILT_IN_ENCODERS)}) nor your own as 'package.module:factory' (a dotted "
+        f"module name, a colon, the factory's name){hint}"
+    )
 
 
 def check_config(config: RunConfig, source: str) -> None:
@@ -340,6 +390,10 @@ def check_config(config: RunConfig, source: str) -> None:
     for key, value, ok, expected in rules:
         if not ok:
             raise ConfigError(f"{source}: {key} = {value!r} must be {expected}")
+    check_encoder(config.model.encoder, source)
+    from siamese.devices import check_device_name
+
+    check_device_name(config.device, f"{source}: device")
     if train.epochs is None and train.steps is None:
         raise ConfigError(f"{source}: set a budget, train.epochs or train.steps")
     if train.steps == 0 and not config.model.options.get("pretrained", False):
@@ -407,6 +461,8 @@ def check_config(config: RunConfig, source: str) -> None:
 
 
 RESUME_CHANGEABLE: tuple[str, ...] = (
+    "device",
+    "train.precision",
     "train.epochs",
     "train.steps",
     "train.log_every",
@@ -418,8 +474,8 @@ RESUME_CHANGEABLE: tuple[str, ...] = (
     "train.threads",
     "optimizer.lr",
 )
-"""The keys a resumed run may change (`siamese train --resume --set KEY=VALUE`): its budget,
-its bookkeeping and its learning rate; everything else would make the checkpoint a
+"""The keys a resumed run may change (`siamese train --resume --set KEY=VALUE`): its device
+and precision, its budget, its bookkeeping and its learning rate; everything else would make the checkpoint a
 different run."""
 
 

@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import torch
 
+from siamese.data.streamed_folder import StreamedImages, load_batches, ranges
+
 _CHUNK_BYTES = 1 << 25  # bytes of examples hashed at a time (bounds the int64 temporaries)
+_STREAMED_BATCH = 256  # streamed images decoded per batch
 
 
-def example_fingerprints(x: torch.Tensor) -> torch.Tensor:
+def example_fingerprints(x: torch.Tensor | StreamedImages) -> torch.Tensor:
     """A 63-bit hash of each example's bytes: equal examples (same dtype, shape and values)
     get equal fingerprints; distinct ones collide with probability about 2^-63 per pair.
 
@@ -17,10 +20,17 @@ def example_fingerprints(x: torch.Tensor) -> torch.Tensor:
     sits in, as a floating-point hash would.
 
     Args:
-        x: (N, ...) examples of any dtype.
+        x: (N, ...) examples of any dtype; streamed images are decoded batch by batch in
+            worker processes (memory stays bounded; it costs one decoding pass).
     Returns:
         (N,) int64 fingerprints.
     """
+    if isinstance(x, StreamedImages):
+        from siamese.data.folder_index import default_workers
+
+        batches = load_batches(x, ranges(len(x), _STREAMED_BATCH), workers=default_workers())
+        parts = [example_fingerprints(batch) for batch in batches]
+        return torch.cat(parts) if parts else torch.empty(0, dtype=torch.long)
     n = x.shape[0]
     rows = x.detach().cpu().contiguous().reshape(n, -1).view(torch.uint8).reshape(n, -1)
     width = rows.shape[1]
@@ -35,9 +45,12 @@ def example_fingerprints(x: torch.Tensor) -> torch.Tensor:
     return out & (2**63 - 1)
 
 
-def shared_examples(x: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
+def shared_examples(
+    x: torch.Tensor | StreamedImages, reference: torch.Tensor | StreamedImages
+) -> torch.Tensor:
     """(N,) bool: which examples of `x` (N, ...) also stand in `reference` (M, ...), by content.
-    Examples of another shape or dtype never match."""
+    Examples of another shape or dtype never match. Streamed images are decoded for it (one
+    pass, in worker processes)."""
     if x.shape[1:] != reference.shape[1:] or x.dtype != reference.dtype:
         return torch.zeros(x.shape[0], dtype=torch.bool)
     return torch.isin(example_fingerprints(x), example_fingerprints(reference))

@@ -14,19 +14,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
-import multiprocessing
 import numbers
 import os
 import re
-import sys
 import warnings
 from collections import Counter
 from collections.abc import Callable, Sequence
-from concurrent.futures import ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
-from itertools import repeat
 from pathlib import Path
 from typing import Any
 
@@ -36,15 +30,27 @@ import torch
 
 from siamese.data import image_files
 from siamese.data.cache import cache_dir, load_npz, save_npz_atomic
+from siamese.data.folder_index import IMAGE_EXTENSIONS as IMAGE_EXTENSIONS
+from siamese.data.folder_index import (
+    LAYOUT,
+    ImageFile,
+    SplitFolder,
+    count_image_files,
+    default_workers,
+    extensions_hint,
+    first_image_file,
+    folder_index,
+    map_in_pool,
+    select_splits,
+    split_folders,
+)
+from siamese.data.folder_index import SPLIT_NAMES as SPLIT_NAMES
 from siamese.data.image_files import DEFAULT_MAX_PIXELS, RESIZE_MODES, BadImageError
 from siamese.data.labeled import LabeledData, SkippedFile, warn_single_sample_classes
+from siamese.data.streamed_folder import StreamedImages, stream_limit_bytes, stream_option
 from siamese.errors import ConfigError, DataError
 from siamese.faces.step import CROP_VERSION, NO_FACE, FaceStep, face_step
 
-IMAGE_EXTENSIONS = frozenset(
-    {".jpg", ".jpeg", ".png", ".pgm", ".ppm", ".pbm", ".bmp", ".webp", ".tif", ".tiff"}
-)
-SPLIT_NAMES = ("train", "val", "test")
 ON_BAD_FILE = ("error", "skip")
 
 _FORMAT_VERSION = 2  # 2: per-file stamps include change time and inode
@@ -53,13 +59,7 @@ _FORMAT_VERSION = 2  # 2: per-file stamps include change time and inode
 # is used from this many files, or this many bytes of files (a few large photos).
 _MIN_PARALLEL_FILES = 256
 _MIN_PARALLEL_BYTES = 16 * 2**20
-_MAX_DEFAULT_WORKERS = 8
-_MAX_CHUNK = 256  # files per worker task: few tasks, yet some balancing between workers
 _LISTED_PROBLEMS = 10
-_LAYOUT = (
-    "expected PATH/<class>/<image> (one subfolder of images per class), or PATH/train/<class>/"
-    "<image> with PATH/val/... and/or PATH/test/..."
-)
 
 
 @dataclass(frozen=True)
@@ -73,35 +73,8 @@ class _Options:
     face: FaceStep | None = None
 
 
-@dataclass(frozen=True)
-class _ImageFile:
-    class_name: str
-    relative: str  # to the split folder (the unit of caching), posix
-    size: int
-    stamp: int  # changes when the file is rewritten or replaced (see `_stamp`)
-
-
-def _stamp(stat: os.stat_result) -> int:
-    """Modification and change times and inode in one int64: a copy that keeps the old
-    modification time (cp -p, rsync -t) still gets a new change time and inode."""
-    return hash((stat.st_mtime_ns, stat.st_ctime_ns, stat.st_ino)) & 0x7FFF_FFFF_FFFF_FFFF
-
-
 class _PassingReason(str):
     """Why a file could not be read when that is about access, not content: not cached."""
-
-
-@dataclass
-class _SplitFolder:
-    """One folder of class subfolders: PATH itself, or PATH/<split>."""
-
-    name: str | None  # the split, None for a plain folder
-    path: Path
-    classes: dict[str, list[_ImageFile]]  # class name -> its image files, sorted by name
-
-    def prefix(self) -> str:
-        """What turns a path relative to this folder into one relative to PATH."""
-        return "" if self.name is None else f"{self.name}/"
 
 
 def load_folder(
@@ -116,6 +89,7 @@ def load_folder(
     use_cache: bool = True,
     max_pixels: int = DEFAULT_MAX_PIXELS,
     face: Any = None,
+    stream: bool | str = "auto",
 ) -> LabeledData:
     """Load a folder of images with one subfolder per class.
 
@@ -142,11 +116,21 @@ def load_folder(
             (then resized to `image_size`, if given); photos without a face are an error or,
             with the step's on_no_face "skip", left out and listed in `skipped`. Needs the
             `faces` extra.
+        stream: True: decode nothing up front; x is a `StreamedImages` that decodes the files
+            a batch needs, when it needs them (`siamese.data.streamed_folder`), so memory stays
+            bounded whatever the folder's size. The file list and each file's header are read
+            once (100,000 files in some 15 s on 2 cores) and kept in the cache; a file with
+            corrupt pixel data is reported only when it is decoded. False: decode every image
+            now (and cache the pixels). "auto": stream when the decoded pixels (N × C × H × W
+            bytes, C = 3 unless `channels` says, H × W from `image_size`, the face step or the
+            first image) would pass `streamed_folder.stream_limit_bytes()` (2 GiB, or
+            $SIAMESE_STREAM_ABOVE_BYTES). Streaming with a face step needs its on_no_face
+            "error" (a photo without a face cannot be left out once it is sampled).
     Returns:
-        LabeledData with x uint8 (N, C, H, W), y int64 (N,) indexing `classes` (the sorted
-        class folder names), `paths` relative to PATH, sorted by split, class and file name,
-        `skipped` the files left out; with splits, meta["split"] int64 (N,) indexing
-        meta_names["split"].
+        LabeledData with x uint8 (N, C, H, W) (a StreamedImages when streamed), y int64 (N,)
+        indexing `classes` (the sorted class folder names), `paths` relative to PATH, sorted
+        by split, class and file name, `skipped` the files left out; with splits,
+        meta["split"] int64 (N,) indexing meta_names["split"].
     Raises:
         ConfigError: an option is invalid.
         DataError: the folder is missing or laid out otherwise, a class folder is empty, or
@@ -157,13 +141,18 @@ def load_folder(
     if on_bad_file not in ON_BAD_FILE:
         raise ConfigError(f"on_bad_file must be 'error' or 'skip', got {on_bad_file!r}")
     n_workers = _check_workers(workers)
+    streaming = stream_option(stream)
     root = _check_root(Path(path).expanduser())
-    folders = _split_folders(root)
-    selected = _select(root, folders, split)
+    if streaming == "auto":
+        streaming = _decoded_estimate(root, split, options) > stream_limit_bytes()
+    if streaming:
+        return _load_streamed(root, split, options, on_bad_file, n_workers, use_cache)
+    folders = split_folders(root)
+    selected = select_splits(root, folders, split)
     classes = sorted({name for f in folders for name, files in f.classes.items() if files})
     if not any(files for f in selected for files in f.classes.values()):
         where = ", ".join(str(f.path) for f in selected)
-        raise DataError(f"no image files in {where}: {_LAYOUT}; {_extensions_hint()}")
+        raise DataError(f"no image files in {where}: {LAYOUT}; {extensions_hint()}")
 
     skipped = _empty_class_folders(root, selected, on_bad_file)
     split_names = [f.name for f in folders if f.name is not None]
@@ -207,8 +196,129 @@ def load_folder(
     return data
 
 
+def _decoded_estimate(root: Path, split: str | None, options: _Options) -> int:
+    """N × C × H × W: the bytes the folder's images would take decoded, from the number of
+    files (names only), C from `channels` (else 3), H × W from `image_size`, the face step or
+    the first image's header (0 when that cannot be read: the eager load then says why)."""
+    n = count_image_files(root, split)
+    first = first_image_file(root, split)
+    if n == 0 or first is None:
+        return 0
+    if options.size is not None:
+        height, width = options.size
+    elif options.face is not None:
+        height = width = options.face.size
+    else:
+        try:
+            height, width, _ = image_files.probe_image(first)
+        except BadImageError:
+            return 0
+    return n * (options.channels or 3) * height * width
+
+
+def _load_streamed(
+    root: Path,
+    split: str | None,
+    options: _Options,
+    on_bad_file: str,
+    workers: int,
+    use_cache: bool,
+) -> LabeledData:
+    """`load_folder` with x a StreamedImages: the same checks, order, labels and paths, from
+    the folder's index (`folder_index`) instead of its decoded pixels."""
+    if options.face is not None and options.face.on_no_face == "skip":
+        raise ConfigError(
+            f"{root} is streamed (stream=True, or its decoded images would pass "
+            f"{stream_limit_bytes():,} bytes), and streaming cannot leave out the photos without "
+            "a face that the face step's on_no_face 'skip' asks for: each is known only once "
+            "it is decoded. Set on_no_face to 'error' (a photo without a face then stops the "
+            "work, named), or load with stream=False"
+        )
+    folders = folder_index(root, workers, use_cache).splits
+    selected = select_splits(root, folders, split)
+    classes = sorted({name for f in folders for name, files in f.classes.items() if len(files)})
+    if not any(len(files) for f in selected for files in f.classes.values()):
+        where = ", ".join(str(f.path) for f in selected)
+        raise DataError(f"no image files in {where}: {LAYOUT}; {extensions_hint()}")
+
+    skipped = _empty_class_folders(root, selected, on_bad_file)
+    split_names = [f.name for f in folders if f.name is not None]
+    class_id = {name: i for i, name in enumerate(classes)}
+    paths: list[str] = []
+    labels: list[int] = []
+    splits: list[int] = []
+    sizes: list[tuple[int, int]] = []
+    colour = False
+    bad: list[SkippedFile] = []
+    for folder in selected:
+        split_index = split_names.index(folder.name) if folder.name is not None else 0
+        for name in sorted(folder.classes):
+            listed = folder.classes[name]
+            heights, widths = listed.heights.tolist(), listed.widths.tolist()
+            channels = listed.channels.tolist()
+            for i, file in enumerate(listed.files):
+                relative = f"{folder.prefix()}{name}/{file}"
+                reason = listed.reasons[i]
+                if not reason and heights[i] * widths[i] > options.max_pixels:
+                    reason = image_files.too_many_pixels_reason(
+                        widths[i], heights[i], options.max_pixels
+                    )
+                if reason:
+                    bad.append(SkippedFile(relative, reason))
+                    continue
+                paths.append(relative)
+                labels.append(class_id[name])
+                splits.append(split_index)
+                sizes.append((heights[i], widths[i]))
+                colour = colour or channels[i] == 3
+    if bad and on_bad_file == "error":
+        raise DataError(_bad_files_message(root, bad, len(paths) + len(bad)))
+    skipped += bad
+    if not paths:
+        raise DataError(
+            f"none of the {len(bad)} image files in {root} can be used, e.g. {bad[0].path}: "
+            f"{bad[0].reason}"
+        )
+    if skipped:
+        warnings.warn(_skipped_summary(root, skipped), stacklevel=3)
+
+    if options.size is not None:
+        size = options.size
+    elif options.face is not None:
+        size = (options.face.size, options.face.size)
+    else:
+        _check_one_size(root, paths, sizes)
+        size = sizes[0]
+    n_channels = options.channels or (3 if colour or options.face is not None else 1)
+    x = StreamedImages(
+        paths,
+        (n_channels, *size),
+        root=root,
+        resize=options.resize if options.size is not None else None,
+        max_pixels=options.max_pixels,
+        face=options.face,
+        workers=workers,
+    )
+    meta: dict[str, torch.Tensor] = {}
+    meta_names: dict[str, list[str]] = {}
+    if split_names:
+        meta["split"] = torch.tensor(splits, dtype=torch.int64)
+        meta_names["split"] = split_names
+    data = LabeledData(
+        x=x,
+        y=torch.tensor(labels, dtype=torch.int64),
+        classes=classes,
+        meta=meta,
+        meta_names=meta_names,
+        paths=paths,
+        skipped=skipped,
+    )
+    warn_single_sample_classes(data, str(root))
+    return data
+
+
 def _sort_outcomes(
-    results: list[tuple[_SplitFolder, list[_ImageFile], list[np.ndarray | str]]],
+    results: list[tuple[SplitFolder, list[ImageFile], list[np.ndarray | str]]],
     split_names: list[str],
 ) -> tuple[list[tuple[str, str, int, np.ndarray]], list[SkippedFile]]:
     """The decoded files as (path relative to PATH, class, split index, pixels), in order, and
@@ -266,10 +376,7 @@ def _check_options(
 
 def _check_workers(workers: int | None) -> int:
     if workers is None:
-        available = (
-            len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-        )
-        return max(1, min(available or 1, _MAX_DEFAULT_WORKERS))
+        return default_workers()
     if not isinstance(workers, int) or workers < 1:
         raise ConfigError(f"workers must be a positive integer or None, got {workers!r}")
     return workers
@@ -277,99 +384,14 @@ def _check_workers(workers: int | None) -> int:
 
 def _check_root(root: Path) -> Path:
     if not root.exists():
-        raise DataError(f"the image folder {root} does not exist: {_LAYOUT}")
+        raise DataError(f"the image folder {root} does not exist: {LAYOUT}")
     if not root.is_dir():
-        raise DataError(f"{root} is a file, not a folder: {_LAYOUT}")
+        raise DataError(f"{root} is a file, not a folder: {LAYOUT}")
     return root
 
 
-def _visible_entries(folder: Path) -> list[os.DirEntry[str]]:
-    """The entries of `folder` not hidden (dot files, .DS_Store), sorted by name."""
-    try:
-        with os.scandir(folder) as entries:
-            return sorted((e for e in entries if not e.name.startswith(".")), key=lambda e: e.name)
-    except OSError as err:
-        raise DataError(f"cannot list the folder {folder} ({err.strerror or err})") from None
-
-
-def _is_image(entry: os.DirEntry[str]) -> bool:
-    return os.path.splitext(entry.name)[1].lower() in IMAGE_EXTENSIONS and entry.is_file()
-
-
-def _split_folders(root: Path) -> list[_SplitFolder]:
-    """PATH's split folders (train, val, test, those present) or PATH itself when it has none.
-
-    A split folder is recognised by holding class folders; a `train` folder of images is a
-    class named "train".
-    """
-    subfolders = [e for e in _visible_entries(root) if e.is_dir()]
-    if not subfolders:
-        n_images = sum(_is_image(e) for e in _visible_entries(root))
-        found = f"{n_images} image file(s) directly inside but no" if n_images else "no"
-        raise DataError(f"{root} has {found} class subfolders: {_LAYOUT}")
-    names = {e.name for e in subfolders}
-    splits = [
-        name
-        for name in SPLIT_NAMES
-        if name in names and any(e.is_dir() for e in _visible_entries(root / name))
-    ]
-    if not splits:
-        return [_SplitFolder(None, root, _list_classes(root))]
-    others = sorted(names - set(SPLIT_NAMES))
-    if others:
-        raise DataError(
-            f"{root} has split folders ({', '.join(splits)}) and other folders beside them "
-            f"({', '.join(others[:5])}): move every class folder into train/, val/ or test/, or "
-            "load one of the folders by itself"
-        )
-    present = [name for name in SPLIT_NAMES if name in names]
-    return [_SplitFolder(name, root / name, _list_classes(root / name)) for name in present]
-
-
-def _list_classes(folder: Path) -> dict[str, list[_ImageFile]]:
-    classes: dict[str, list[_ImageFile]] = {}
-    for class_entry in _visible_entries(folder):
-        if not class_entry.is_dir():
-            continue
-        files = []
-        for entry in _visible_entries(Path(class_entry.path)):
-            if _is_image(entry):
-                try:
-                    stat = entry.stat()
-                except OSError as err:
-                    raise DataError(
-                        f"cannot read {entry.path} ({err.strerror or err}): check that it "
-                        "exists and that you may read it"
-                    ) from None
-                relative = f"{class_entry.name}/{entry.name}"
-                files.append(_ImageFile(class_entry.name, relative, stat.st_size, _stamp(stat)))
-        classes[class_entry.name] = files
-    return classes
-
-
-def _select(root: Path, folders: list[_SplitFolder], split: str | None) -> list[_SplitFolder]:
-    if split is None or split == "all":
-        return folders
-    names = [f.name for f in folders if f.name is not None]
-    if not names:
-        raise ConfigError(
-            f"split={split!r}, but {root} has no train/val/test subfolders (it is one "
-            "PATH/<class>/<image> folder): use split=None or 'all'"
-        )
-    if split not in names:
-        raise ConfigError(
-            f"split={split!r} is not a subfolder of {root}; choose from "
-            f"{', '.join([*names, 'all'])}"
-        )
-    return [f for f in folders if f.name == split]
-
-
-def _extensions_hint() -> str:
-    return f"image files are found by extension ({' '.join(sorted(IMAGE_EXTENSIONS))})"
-
-
 def _empty_class_folders(
-    root: Path, selected: list[_SplitFolder], on_bad_file: str
+    root: Path, selected: list[SplitFolder], on_bad_file: str
 ) -> list[SkippedFile]:
     """The class folders without images: an error, or (skip) records for `skipped`."""
     empty = [
@@ -383,7 +405,7 @@ def _empty_class_folders(
         raise DataError(
             f"{len(empty)} class folder(s) hold no image files: {listed}. Add images or remove "
             f"the folder(s), or pass on_bad_file='skip' to leave those classes out; "
-            f"{_extensions_hint()}"
+            f"{extensions_hint()}"
         )
     reason = "the class folder holds no image files: the class is left out"
     return [SkippedFile(e, reason) for e in empty]
@@ -425,18 +447,7 @@ def _stack(
 ) -> np.ndarray:
     """(N, C, H, W) uint8 from (C_i, H, W) arrays; grayscale is replicated when any image is
     in colour (with `channels=None`)."""
-    sizes = Counter(image.shape[1:] for image in images)
-    if len(sizes) > 1:
-        (common, _), (other, _) = sizes.most_common(2)
-        first = {}
-        for path, image in zip(paths, images, strict=True):
-            first.setdefault(image.shape[1:], path)
-        raise DataError(
-            f"the images in {root} have {len(sizes)} different sizes, e.g. {first[common]} is "
-            f"{common[0]}×{common[1]} and {first[other]} is {other[0]}×{other[1]} (H×W): pass "
-            "image_size=(H, W) (`--image-size` on the command line) to resize them all, "
-            "with resize='stretch', 'crop' or 'pad'"
-        )
+    _check_one_size(root, paths, [image.shape[1:] for image in images])
     n_channels = channels or max(image.shape[0] for image in images)
     height, width = images[0].shape[1:]
     x = np.empty((len(images), n_channels, height, width), dtype=np.uint8)
@@ -445,9 +456,25 @@ def _stack(
     return x
 
 
+def _check_one_size(root: Path, paths: list[str], sizes: Sequence[tuple[int, ...]]) -> None:
+    """DataError naming two files of different sizes ((H, W) each), if there are any."""
+    counts = Counter(sizes)
+    if len(counts) > 1:
+        (common, _), (other, _) = counts.most_common(2)
+        first: dict[tuple[int, ...], str] = {}
+        for path, size in zip(paths, sizes, strict=True):
+            first.setdefault(size, path)
+        raise DataError(
+            f"the images in {root} have {len(sizes)} different sizes, e.g. {first[common]} is "
+            f"{common[0]}×{common[1]} and {first[other]} is {other[0]}×{other[1]} (H×W): pass "
+            "image_size=(H, W) (`--image-size` on the command line) to resize them all, "
+            "with resize='stretch', 'crop' or 'pad'"
+        )
+
+
 def _decode_with_cache(
-    folders: list[_SplitFolder], options: _Options, workers: int, use_cache: bool
-) -> list[tuple[_SplitFolder, list[_ImageFile], list[np.ndarray | str]]]:
+    folders: list[SplitFolder], options: _Options, workers: int, use_cache: bool
+) -> list[tuple[SplitFolder, list[ImageFile], list[np.ndarray | str]]]:
     """Every image file of `folders` (sorted by class, then name) with its outcome: the
     decoded (C, H, W) pixels, or the reason (a str) it cannot be used.
 
@@ -542,7 +569,7 @@ def _read_cache(path: Path) -> dict[str, tuple[tuple[int, int], np.ndarray | str
     return entries
 
 
-def _write_cache(path: Path, files: list[_ImageFile], outcomes: list[np.ndarray | str]) -> None:
+def _write_cache(path: Path, files: list[ImageFile], outcomes: list[np.ndarray | str]) -> None:
     images = [outcome for outcome in outcomes if isinstance(outcome, np.ndarray)]
     save_npz_atomic(
         path,
@@ -600,32 +627,4 @@ def _decode_in_pool(
     arguments: tuple,
     workers: int,
 ) -> list[np.ndarray | BadImageError]:
-    chunk = min(_MAX_CHUNK, math.ceil(len(paths) / (workers * 4)))
-    chunks = [paths[i : i + chunk] for i in range(0, len(paths), chunk)]
-    columns = [repeat(value, len(chunks)) for value in arguments]
-    try:
-        with ProcessPoolExecutor(min(workers, len(chunks)), mp_context=_pool_context()) as pool:
-            return [outcome for part in pool.map(decode, chunks, *columns) for outcome in part]
-    except BrokenProcessPool:
-        guard = (
-            ""
-            if sys.platform.startswith("linux")
-            else "; outside Linux the workers run your script again: put its code under "
-            '`if __name__ == "__main__":`'
-        )
-        raise DataError(
-            f"a worker process died while decoding {len(paths)} image files under "
-            f"{os.path.commonpath(paths)} (out of memory, or a crash in an image library"
-            f"{guard}): run again with workers=1 to see which file, or lower max_pixels"
-        ) from None
-
-
-def _pool_context() -> multiprocessing.context.BaseContext:
-    """fork on Linux, spawn elsewhere.
-
-    Like torch's DataLoader: a forked worker starts in milliseconds and, unlike spawn or
-    forkserver, does not run the user's main script again, so a script without an
-    `if __name__ == "__main__":` guard works. The workers only run Pillow and numpy, never
-    torch, so the threads of the parent's torch pool do not matter to them.
-    """
-    return multiprocessing.get_context("fork" if sys.platform.startswith("linux") else "spawn")
+    return map_in_pool(decode, paths, arguments, workers, "decoding")

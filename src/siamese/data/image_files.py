@@ -126,7 +126,7 @@ def probe_image_bytes(data: bytes, name: str, max_pixels: int = DEFAULT_MAX_PIXE
     with image:
         width, height = image.size
         if width * height > max_pixels:
-            raise BadImageError(name, _too_many_pixels_reason(width, height, max_pixels))
+            raise BadImageError(name, too_many_pixels_reason(width, height, max_pixels))
         return str(image.format)
 
 
@@ -153,7 +153,7 @@ def _decode(
     with image:
         width, height = image.size
         if width * height > max_pixels:
-            raise BadImageError(path, _too_many_pixels_reason(width, height, max_pixels))
+            raise BadImageError(path, too_many_pixels_reason(width, height, max_pixels))
         try:
             orientation = _orientation(image)
             if size is not None:
@@ -218,6 +218,66 @@ def decode_images(
     return results
 
 
+_GREY_MODES = ("1", "L", "LA", "La", "I")
+
+
+def probe_image(path: str) -> tuple[int, int, int]:
+    """What `decode_image(path)` (channels=None, no resize) would give, from the file's header
+    alone: its height and width after the EXIF orientation, and its channels (1 grey, 3
+    colour). Palette images are decoded (their colours tell grey from colour) when they have
+    at most DEFAULT_MAX_PIXELS pixels, else counted as colour.
+
+    Returns:
+        (height, width, channels).
+    Raises:
+        BadImageError: the file is empty, not an image in a format this reads, its header is
+            corrupt, or its pixel mode is not supported. Corrupt pixel data is not found here.
+    """
+    if os.path.isfile(path) and os.path.getsize(path) == 0:
+        raise BadImageError(path, "the file is empty (0 bytes): re-copy it or delete it")
+    try:
+        image = _open(path, DEFAULT_MAX_PIXELS, path)
+    except BadImageError:
+        raise
+    except Exception as err:
+        access = isinstance(err, OSError) and err.errno is not None
+        raise BadImageError(path, _failure_reason(err), lasting=not access) from None
+    with image:
+        try:
+            width, height = image.size
+            if _orientation(image) in _TRANSPOSED_ORIENTATIONS:
+                width, height = height, width
+            mode = image.mode
+            if mode.startswith("I;16") or mode in _GREY_MODES:
+                channels = 1
+            elif mode in _COLOUR_MODES:
+                channels = 3
+            elif mode in ("P", "PA"):
+                channels = 3
+                if width * height <= DEFAULT_MAX_PIXELS:
+                    image.load()
+                    channels = 1 if _palette_to_gray_or_rgb(image).mode == "L" else 3
+            else:
+                raise BadImageError(path, _unsupported_mode_reason(mode))
+        except (BadImageError, MemoryError):
+            raise
+        except Exception as err:
+            raise BadImageError(path, _failure_reason(err)) from None
+    return height, width, channels
+
+
+def probe_images(paths: list[str]) -> list[tuple[int, int, int] | BadImageError]:
+    """`probe_image` for each path, with the error in place of a bad file's result (one task
+    of a process pool)."""
+    results: list[tuple[int, int, int] | BadImageError] = []
+    for path in paths:
+        try:
+            results.append(probe_image(path))
+        except BadImageError as err:
+            results.append(err)
+    return results
+
+
 def _open(source: str | io.BytesIO, max_pixels: int, path: str) -> Image.Image:
     """Read the header only (Pillow decodes pixels lazily, on `load`)."""
     with warnings.catch_warnings():
@@ -249,7 +309,7 @@ def _unsupported_mode_reason(mode: str) -> str:
     )
 
 
-def _too_many_pixels_reason(width: int, height: int, max_pixels: int) -> str:
+def too_many_pixels_reason(width: int, height: int, max_pixels: int) -> str:
     return (
         f"the image is {width}×{height} = {width * height:,} pixels, more than "
         f"max_pixels = {max_pixels:,} (a decompression bomb, or a very large image): downscale "

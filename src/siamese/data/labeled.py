@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 
 import torch
 
+from siamese.data.streamed_folder import StreamedImages
+
 
 @dataclass(frozen=True)
 class SkippedFile:
@@ -23,6 +25,9 @@ class LabeledData:
     Attributes:
         x: uint8 images (N, C, H, W), ink/foreground bright on a dark background for the
             character datasets; (N, T, F) sequences or (N, F) vectors (any dtype) for arrays.
+            For a folder too large to decode up front, a `StreamedImages` of that shape:
+            indexing it decodes those files; `subset` keeps it on disk; read it in batches
+            with `siamese.data.streamed_folder.load_batches`.
         y: int64 labels (N,), indices into `classes`.
         classes: the name of every class id (subsets keep the full list).
         meta: per-example int64 tensors (N,), e.g. `writer` for glyphs, `drawer` for Omniglot.
@@ -32,7 +37,7 @@ class LabeledData:
         skipped: the files the source could not use and left out, with the reason.
     """
 
-    x: torch.Tensor
+    x: torch.Tensor | StreamedImages
     y: torch.Tensor
     classes: list[str]
     meta: dict[str, torch.Tensor] = field(default_factory=dict)
@@ -70,7 +75,7 @@ class LabeledData:
         if index.dtype == torch.bool:
             index = index.nonzero().squeeze(1)
         return LabeledData(
-            x=self.x[index],
+            x=self.x.take(index) if isinstance(self.x, StreamedImages) else self.x[index],
             y=self.y[index],
             classes=self.classes,
             meta={name: values[index] for name, values in self.meta.items()},

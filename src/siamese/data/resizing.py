@@ -9,6 +9,7 @@ from collections.abc import Sequence
 import torch
 
 from siamese.data.labeled import LabeledData
+from siamese.data.streamed_folder import StreamedImages, in_memory
 from siamese.errors import ConfigError
 
 _CHUNK = 4096  # images per interpolation call: bounds the float32 working copy
@@ -60,7 +61,7 @@ def resize_images(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
 
 def resized(data: LabeledData, size: tuple[int, int]) -> LabeledData:
     """`data` with every image resized to `size` (labels and metadata unchanged)."""
-    return dataclasses.replace(data, x=resize_images(data.x, size))
+    return dataclasses.replace(data, x=resize_images(in_memory(data.x, "image_size"), size))
 
 
 def fitted_to(data: LabeledData, shape: Sequence[int], what: str) -> tuple[LabeledData, str]:
@@ -84,12 +85,16 @@ def fitted_to(data: LabeledData, shape: Sequence[int], what: str) -> tuple[Label
         )
     notes = []
     if have[0] != want[0]:
-        data = with_channels(data, int(want[0]))
         plural = "s" if have[0] > 1 else ""
         notes.append(f"converted from {have[0]} channel{plural} to {want[0]}")
     if have[1:] != want[1:]:
-        data = resized(data, (int(want[1]), int(want[2])))
         notes.append(f"resized from {have[1]}×{have[2]} to {want[1]}×{want[2]}")
+    if isinstance(data.x, StreamedImages):  # converted batch by batch, as they are decoded
+        return dataclasses.replace(data, x=data.x.fitted(want)), ", ".join(notes)
+    if have[0] != want[0]:
+        data = with_channels(data, int(want[0]))
+    if have[1:] != want[1:]:
+        data = resized(data, (int(want[1]), int(want[2])))
     return data, ", ".join(notes)
 
 
@@ -99,15 +104,18 @@ _LUMA = (0.299, 0.587, 0.114)  # ITU-R 601-2, Pillow's RGB → L
 def with_channels(data: LabeledData, channels: int) -> LabeledData:
     """`data` with images of 1 or 3 channels converted to `channels` (1 or 3): RGB → grey by
     ITU-R 601 luma, rounded like Pillow's "L"; grey → RGB by repeating the channel."""
-    x = data.x
-    if x.shape[1] == channels:
+    if data.x.shape[1] == channels:
         return data
+    return dataclasses.replace(data, x=convert_channels(data.x, channels))
+
+
+def convert_channels(x: torch.Tensor, channels: int) -> torch.Tensor:
+    """(N, 1 or 3, H, W) images as (N, `channels`, H, W): RGB → grey by ITU-R 601 luma, rounded
+    like Pillow's "L"; grey → RGB by repeating the channel; `x` itself when it has them."""
+    if x.shape[1] == channels:
+        return x
     if channels == 3:
-        converted = x.expand(-1, 3, -1, -1).contiguous()
-    else:
-        weights = torch.tensor(_LUMA, dtype=torch.float64).view(1, 3, 1, 1)
-        grey = (x.double() * weights).sum(dim=1, keepdim=True)
-        converted = (
-            grey.round().clamp(0, 255).to(x.dtype) if x.dtype == torch.uint8 else grey.to(x.dtype)
-        )
-    return dataclasses.replace(data, x=converted)
+        return x.expand(-1, 3, -1, -1).contiguous()
+    weights = torch.tensor(_LUMA, dtype=torch.float64).view(1, 3, 1, 1)
+    grey = (x.double() * weights).sum(dim=1, keepdim=True)
+    return grey.round().clamp(0, 255).to(x.dtype) if x.dtype == torch.uint8 else grey.to(x.dtype)

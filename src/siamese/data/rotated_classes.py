@@ -7,6 +7,7 @@ from __future__ import annotations
 import torch
 
 from siamese.data.labeled import LabeledData
+from siamese.data.streamed_folder import in_memory
 from siamese.errors import ConfigError
 
 ROTATIONS = (0, 90, 180, 270)
@@ -24,6 +25,7 @@ def with_rotated_classes(data: LabeledData) -> LabeledData:
     Raises:
         ConfigError: images that are not square (a turn would change their shape).
     """
+    in_memory(data.x, "rotated_classes")
     if data.x.ndim != 4 or data.x.shape[-1] != data.x.shape[-2]:
         raise ConfigError(
             f"rotated_classes needs square images (N, C, S, S), got shape {tuple(data.x.shape)}"

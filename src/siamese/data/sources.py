@@ -27,6 +27,7 @@ FOLDER_OPTIONS = (
     "use_cache",
     "max_pixels",
     "face",
+    "stream",
 )
 GLYPH_OPTIONS = ("held_out", "seed", "fonts", "alphabets", "variants", "use_cache")
 ARRAY_OPTIONS = ("labels", "label_column")
@@ -58,7 +59,9 @@ def load_dataset(
         options: source options: for folders and 5-celebrity-faces image_size (H, W),
             channels (1 or 3), resize ("stretch", "crop", "pad"), on_bad_file ("error" or
             "skip"), workers, use_cache, max_pixels, face (a face step: each photo becomes
-            its largest face; `siamese.faces.FaceStep`) (5-celebrity-faces defaults to
+            its largest face; `siamese.faces.FaceStep`), stream (true, false or "auto":
+            decode batches on demand instead of every image up front; auto streams above
+            2 GiB decoded, `siamese.data.streamed_folder`) (5-celebrity-faces defaults to
             image_size (160, 160), resize "crop", channels 3; with a face step, to the face
             crops' size); for every other named image dataset face, image_size (H, W)
             (bilinear, antialiased: ORL at 56×46, Omniglot at 28×28)

@@ -3,41 +3,72 @@
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Iterator
+from typing import Any
 
 import torch
+
+from siamese.devices import model_device, to_device
 
 PROGRESS_FROM = 10_000
 """Sets at least this large show a progress bar when `embed` is asked to."""
 
 
 def embed(
-    model: torch.nn.Module, x: torch.Tensor, batch_size: int = 2048, progress: bool = False
+    model: torch.nn.Module,
+    x: Any,
+    batch_size: int = 2048,
+    progress: bool = False,
+    workers: int | None = None,
 ) -> torch.Tensor:
     """Embeddings of all inputs, in evaluation mode and without gradients.
 
+    The inputs stay in host memory and go to the model's device a batch at a time (pinned,
+    without blocking, on CUDA); the embeddings stay on the model's device, where the
+    distances and metrics that use them are computed.
+
     Args:
         model: maps (B, ...) inputs to (B, D) embeddings.
-        x: (N, ...) inputs.
+        x: (N, ...) inputs: a tensor, or images streamed from files
+            (`siamese.data.streamed_folder.StreamedImages`), decoded by `workers` DataLoader
+            worker processes (0: in this process; None: the images' own `workers`).
         batch_size: inputs per forward pass (bounds memory).
         progress: show a progress bar (on stderr) when N >= `PROGRESS_FROM`.
     Returns:
-        (N, D) float32 embeddings.
+        (N, D) float32 embeddings on the model's device.
     """
+    device = model_device(model)
     was_training = model.training
     model.eval()
-    starts = range(0, x.shape[0], batch_size)
-    bar = _progress_bar(progress and x.shape[0] >= PROGRESS_FROM)
+    n = int(x.shape[0])
+    bar = _progress_bar(progress and n >= PROGRESS_FROM)
     try:
         with bar as shown, torch.inference_mode():
-            task = shown.add_task(f"embedding {x.shape[0]:,}", total=x.shape[0]) if shown else None
+            task = shown.add_task(f"embedding {n:,}", total=n) if shown else None
             parts = []
-            for i in starts:
-                parts.append(model(x[i : i + batch_size]).float())
+            for inputs in input_batches(x, batch_size, workers):
+                parts.append(model(to_device(inputs, device)).float())
                 if shown is not None:
                     shown.advance(task, parts[-1].shape[0])
     finally:
         model.train(was_training)
-    return torch.cat(parts) if parts else torch.empty(0, 0)
+    return torch.cat(parts) if parts else torch.empty(0, 0, device=device)
+
+
+def input_batches(x: Any, batch_size: int, workers: int | None = None) -> Iterator[torch.Tensor]:
+    """(B, ...) consecutive batches of `x` in host memory: slices of a tensor, or files
+    decoded by `workers` DataLoader processes for streamed images (None: their own
+    `workers`)."""
+    n = int(x.shape[0])
+    if isinstance(x, torch.Tensor):
+        for start in range(0, n, batch_size):
+            yield x[start : start + batch_size]
+        return
+    from siamese.data.streamed_folder import load_batches, ranges
+
+    count = getattr(x, "workers", 0) if workers is None else workers
+    with load_batches(x, ranges(n, batch_size), workers=count) as batches:
+        yield from batches
 
 
 def _progress_bar(show: bool) -> contextlib.AbstractContextManager:

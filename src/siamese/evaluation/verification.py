@@ -48,8 +48,10 @@ class RocCurve:
 
 
 def _check(distances: torch.Tensor, same: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    distances = distances.detach().double().flatten()
-    same = same.detach().flatten().bool()
+    # Pairs' dissimilarities are computed where the embeddings are (a GPU); the curve over
+    # them is a sort of P numbers, done on the CPU in float64 (which MPS lacks).
+    distances = distances.detach().cpu().double().flatten()
+    same = same.detach().cpu().flatten().bool()
     if distances.shape != same.shape:
         raise DataError(f"{distances.numel()} distances but {same.numel()} pair labels")
     if not torch.isfinite(distances).all():

@@ -25,7 +25,7 @@ import torch
 
 from siamese.atomic_files import write_json_atomic
 from siamese.errors import ConfigError, OutputError
-from siamese.models.files import load_model, read_model_files
+from siamese.models.files import PAIR_HEAD_FILE, load_model, read_model_files
 
 FORMATS = ("onnx", "torchscript")
 TOLERANCE = 1e-4
@@ -116,6 +116,9 @@ def export_model(
         "metric": description.get("metric", "euclidean"),
         "preprocessing": description.get("preprocessing") or {},
         "thresholds": description.get("thresholds"),
+        # A run that trained the pair classifier decides with its head, which the export
+        # does not hold: its embeddings are exported, its decisions cannot be.
+        "pair_head": (run_dir / PAIR_HEAD_FILE).is_file(),
         "verified": {
             "on": verified_on,
             "examples": int(images.shape[0]),

@@ -31,14 +31,18 @@ def encoders_for(input_shape: Sequence[int]) -> list[str]:
 
 
 def checked_input_shape(encoder: str, input_shape: Sequence[int]) -> tuple[int, ...]:
-    """`input_shape` as a tuple of positive ints, after checking `encoder` reads that rank."""
+    """`input_shape` as a tuple of positive ints, after checking `encoder` reads that rank.
+
+    Your own encoder (`package.module:factory`, not in `EXPECTED_INPUT`) may read any rank:
+    only its module can tell, when it is built.
+    """
     shape = tuple(input_shape)
     if not shape or not all(isinstance(n, int) and n >= 1 for n in shape):
         raise ConfigError(
             f"input shape {shape} for encoder {encoder!r} is invalid: give one example's shape "
             "without the batch dimension, as positive integers, e.g. (1, 28, 28)"
         )
-    ranks, reads = EXPECTED_INPUT[encoder]
+    ranks, reads = EXPECTED_INPUT.get(encoder, (None, "any shape"))
     if ranks is not None and len(shape) not in ranks:
         fitting = ", ".join(repr(name) for name in encoders_for(shape))
         hint = ""

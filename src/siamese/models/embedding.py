@@ -110,7 +110,8 @@ class EmbeddingNet(nn.Module):
             raise ConfigError(
                 f"this EmbeddingNet's encoder ({type(self.encoder).__name__}) is not one of "
                 "siamese.models' encoders, so its architecture cannot be described: build it "
-                "with siamese.models.build_encoder, or save its code along with the weights"
+                "with siamese.models.build_encoder, from a built-in name or from your own "
+                "factory's import path ('package.module:factory')"
             )
         return {
             "encoder": name,
@@ -131,8 +132,12 @@ def build_embedding_net(
     `input_shape`, with fresh weights (a pretrained encoder's published ones unless
     `load_weights` is False). Keys other than `encoder` default to `EmbeddingNet`'s defaults.
 
+    An `encoder` of the form `package.module:factory` (your own) is imported and its factory
+    called with `encoder_options` (`siamese.models.builder`): only models you trust.
+
     Raises:
-        ConfigError: for a missing `encoder`, an unknown key, or an invalid value.
+        ConfigError: for a missing `encoder`, an unknown key, or an invalid value
+            (`EncoderImportError` when your own encoder's path cannot be imported).
     """
     unknown = sorted(set(spec) - set(SPEC_KEYS))
     if unknown:
@@ -141,13 +146,20 @@ def build_embedding_net(
         )
     if "encoder" not in spec:
         raise ConfigError(
-            "the model spec has no 'encoder': name one of siamese.models.ENCODERS, e.g. 'convnet'"
+            "the model spec has no 'encoder': name one of siamese.models.ENCODERS, e.g. "
+            "'convnet', or your own factory as 'package.module:factory'"
         )
     options = spec.get("encoder_options") or {}
     if not isinstance(options, Mapping):
         raise ConfigError(
             f"encoder_options in the model spec must be a mapping of option names to values, "
             f"not {type(options).__name__}"
+        )
+    reserved = sorted(set(options) & {"name", "input_shape", "load_weights"})
+    if reserved:
+        raise ConfigError(
+            f"encoder_options in the model spec set {reserved[0]!r}, which comes from the data "
+            "or the encoder's name, not from the options: remove it (model.options)"
         )
     encoder = build_encoder(spec["encoder"], tuple(input_shape), load_weights, **options)
     return EmbeddingNet(

@@ -1,5 +1,8 @@
 """Model files: `model.safetensors` (the weights) + `model.json` (what rebuilds them), and a
-pair classifier's head (`pair_head.safetensors`). Nothing is ever unpickled.
+pair classifier's head (`pair_head.safetensors`). Nothing is ever unpickled. A model trained
+with your own encoder records its import path (`package.module:factory`) in `model.json`;
+loading imports that path and nothing else, which runs that module's code (as a pickle would
+run code): load only models you trust.
 
 Files are written atomically (`siamese.atomic_files`), so an interrupted save never leaves a
 half-written file that looks complete.
@@ -17,6 +20,7 @@ import torch
 
 from siamese.atomic_files import write_bytes_atomic, write_json_atomic
 from siamese.errors import CheckpointError, SiameseError
+from siamese.models.builder import EncoderImportError
 from siamese.models.embedding import EmbeddingNet, build_embedding_net
 from siamese.models.siamese_net import SiameseNet
 
@@ -45,7 +49,7 @@ def save_model(
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     spec = model.spec
-    state = {name: t.detach().contiguous() for name, t in model.state_dict().items()}
+    state = {name: t.detach().cpu().contiguous() for name, t in model.state_dict().items()}
     payload = safetensors.torch.save(state)
     write_bytes_atomic(out / "model.safetensors", payload)
     description = {
@@ -110,10 +114,13 @@ def load_model(run_dir: Path | str) -> EmbeddingNet:
     `model.safetensors`), in evaluation mode: it maps inputs to (N, D) embeddings.
 
     Nothing is unpickled: the architecture comes from JSON and the weights from safetensors,
-    checked against the fingerprint in `model.json`.
+    checked against the fingerprint in `model.json`. A model trained with your own encoder
+    (`package.module:factory`) imports that one path again, which runs that module's code as
+    any import does: load only models you trust.
 
     Raises:
-        CheckpointError: files missing, unreadable, altered, or from another format.
+        CheckpointError: files missing, unreadable, altered, or from another format; or the
+            model's own encoder cannot be imported any more.
     """
     run_dir = Path(run_dir)
     description, payload = read_model_files(run_dir)
@@ -123,6 +130,12 @@ def load_model(run_dir: Path | str) -> EmbeddingNet:
         )
         state = safetensors.torch.load(payload)
         model.load_state_dict(state, strict=True)
+    except EncoderImportError as err:
+        raise CheckpointError(
+            f"the model at {run_dir} was trained with encoder {err.path!r}, and importing it "
+            f"failed ({err.reason}): install the package that defines it, or put its folder "
+            "on PYTHONPATH, then load the model again"
+        ) from None
     except (KeyError, TypeError, RuntimeError, SiameseError) as err:
         raise CheckpointError(f"{run_dir}: the saved model cannot be rebuilt: {err}") from None
     model.eval()
@@ -134,7 +147,7 @@ PAIR_HEAD_FILE = "pair_head.safetensors"
 
 def save_pair_head(out: Path, head: torch.nn.Module) -> None:
     """Save a trained pair classifier's logistic unit beside the model (`pair_head.safetensors`)."""
-    state = {name: t.detach().contiguous() for name, t in head.state_dict().items()}
+    state = {name: t.detach().cpu().contiguous() for name, t in head.state_dict().items()}
     write_bytes_atomic(out / PAIR_HEAD_FILE, safetensors.torch.save(state))
 
 

@@ -9,6 +9,11 @@ strangers answered "unknown", verify a claimed identity.
     [answer] = gallery.identify("visitor.jpg")
     answer.identity            # "ada", or None when the best match is beyond the threshold
 
+The model is a `Recognizer` (PyTorch) or an `OnnxRecognizer` (an ONNX export, run by
+onnxruntime): `load_recognizer` picks by the folder, and both give the same embeddings, under
+the same fingerprint, so one gallery opens with either. (The gallery's own search and database
+code imports torch and SQLAlchemy either way; only the embeddings come from onnxruntime.)
+
 The database (`gallery_store`) is the source of truth: the gallery is bound to one model (its
 weights' fingerprint), one decision threshold at a false-accept rate chosen at creation, and
 one scoring (nearest example, or centroid, per identity). Every decision reports the threshold
@@ -25,7 +30,7 @@ import tempfile
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import sqlalchemy as sa
@@ -33,6 +38,7 @@ import torch
 from PIL import Image
 
 from siamese.errors import ConfigError, ConflictError, DataError, NoFaceError, NotFoundError
+from siamese.recognition.decisions import Thresholds
 from siamese.recognition.gallery_search import check_choices, make_search
 from siamese.recognition.gallery_store import (
     ExampleRow,
@@ -42,11 +48,57 @@ from siamese.recognition.gallery_store import (
     identities_table,
     now,
 )
-from siamese.recognition.images import ImageInput, PreparedInputs, as_image_list, describe
+from siamese.recognition.images import (
+    FaceInputs,
+    ImageInput,
+    PreparedInputs,
+    as_image_list,
+    describe,
+)
+from siamese.recognition.onnx_recognizer import OnnxRecognizer, device_providers, is_onnx_export
 from siamese.recognition.recognizer import Recognizer
 
 UNKNOWN = "unknown"
 NO_FACE_LABEL = "no face"
+
+
+class GalleryModel(Protocol):
+    """What a gallery uses of its model: `Recognizer` and `OnnxRecognizer` both offer it.
+    Embeddings and inputs may be torch tensors or numpy arrays; the gallery takes either."""
+
+    model_dir: Path
+    head: Any  # a pair classifier's head (refused), or None
+
+    @property
+    def fingerprint(self) -> str: ...
+    @property
+    def metric(self) -> str: ...
+    @property
+    def embedding_dim(self) -> int: ...
+    @property
+    def thresholds(self) -> Thresholds | None: ...
+    def threshold(self, far: float | None = None) -> tuple[float, float]: ...
+    def prepare_faces(self, images: ImageInput | Sequence[ImageInput]) -> PreparedInputs: ...
+    def every_face(self, images: ImageInput | Sequence[ImageInput]) -> FaceInputs: ...
+    def embed_prepared(self, x: Any, batch_size: int = 256) -> Any: ...
+    def embed(self, images: ImageInput | Sequence[ImageInput], batch_size: int = 256) -> Any: ...
+    def dissimilarity(self, z1: Any, z2: Any) -> Any: ...
+
+
+def load_recognizer(path: Path | str, device: str | None = None) -> Recognizer | OnnxRecognizer:
+    """The model at `path`: an `OnnxRecognizer` for a `siamese export --format onnx` folder
+    (it holds export.json), else a `Recognizer` (a run or model folder).
+
+    Args:
+        device: auto (None), cpu, cuda, cuda:N or mps (`siamese.devices`); for an export,
+            onnxruntime's provider for it (`device_providers`).
+    Raises:
+        CheckpointError: no model there, or its files altered or incomplete.
+        ConfigError: an ONNX export without onnxruntime installed; a device not here.
+    """
+    if is_onnx_export(path):
+        return OnnxRecognizer.load(path, providers=device_providers(device))
+    return Recognizer.load(path, device=device or "auto")
 
 
 @dataclass(frozen=True)
@@ -165,7 +217,7 @@ class Gallery:
     """
 
     def __init__(
-        self, store: GalleryStore, recognizer: Recognizer, search: str = "exact", nprobe: int = 16
+        self, store: GalleryStore, recognizer: GalleryModel, search: str = "exact", nprobe: int = 16
     ) -> None:
         self.store = store
         self.recognizer = recognizer
@@ -199,13 +251,13 @@ class Gallery:
     def create(
         cls,
         location: Path | str,
-        recognizer: Recognizer,
+        recognizer: GalleryModel,
         far: float | None = None,
         scoring: str = "nearest",
         keep_images: bool = False,
         search: str = "exact",
     ) -> Gallery:
-        """A new gallery bound to `recognizer`'s model.
+        """A new gallery bound to `recognizer`'s model (a `Recognizer` or an `OnnxRecognizer`).
 
         Args:
             location: an SQLite file path (created) or a database URL.
@@ -238,7 +290,7 @@ class Gallery:
 
     @classmethod
     def open(
-        cls, location: Path | str, recognizer: Recognizer, search: str = "exact", nprobe: int = 16
+        cls, location: Path | str, recognizer: GalleryModel, search: str = "exact", nprobe: int = 16
     ) -> Gallery:
         """An existing gallery, with the model it was created with.
 
@@ -249,10 +301,15 @@ class Gallery:
 
     @classmethod
     def open_with_its_model(
-        cls, location: Path | str, model: Path | str | None = None, search: str = "exact"
+        cls,
+        location: Path | str,
+        model: Path | str | None = None,
+        search: str = "exact",
+        device: str | None = None,
     ) -> Gallery:
         """An existing gallery with the model it was created with (read from its settings),
-        or with `model` (a run or model folder) when given.
+        or with `model` when given: a run or model folder, or an ONNX export folder of the same
+        run (`load_recognizer`), on `device` (None: auto).
 
         Raises:
             ConfigError: no gallery there, or another model's gallery. CheckpointError: the
@@ -264,7 +321,7 @@ class Gallery:
                 model = Path(store.setting("model_path"))
             finally:
                 store.close()
-        return cls.open(location, Recognizer.load(model), search=search)
+        return cls.open(location, load_recognizer(model, device), search=search)
 
     def close(self) -> None:
         self.store.close()
@@ -319,7 +376,7 @@ class Gallery:
         identity: str,
         given: list[ImageInput],
         prepared: PreparedInputs,
-        embeddings: torch.Tensor,
+        embeddings: torch.Tensor | np.ndarray,
         metadata: dict[str, Any] | None = None,
         force: bool = False,
         sources: list[str] | None = None,
@@ -342,8 +399,8 @@ class Gallery:
                 f"({', '.join(no_face[:5])}): nothing enrolled"
             )
         items = [given[k] for k in prepared.kept]
-        x = prepared.x
-        z = embeddings.numpy()
+        x = _as_numpy(prepared.x)
+        z = _as_numpy(embeddings)
         sources = [name_of(given[k], k) for k in prepared.kept]
         digests = [_sha256(item, x[k]) for k, item in enumerate(items)]
         stored_images = (
@@ -561,7 +618,7 @@ class Gallery:
         return out
 
     def identify_embeddings(
-        self, z: torch.Tensor, sources: list[str], k: int = 5
+        self, z: torch.Tensor | np.ndarray, sources: list[str], k: int = 5
     ) -> list[Identification]:
         """`identify` for embeddings already computed with this gallery's model.
 
@@ -571,7 +628,7 @@ class Gallery:
         if k < 1:
             raise ConfigError(f"k must be >= 1, got {k}")
         self._fresh()
-        top = self.search.top(z, k)
+        top = self.search.top(torch.as_tensor(z), k)
         out = []
         for row, source in enumerate(sources):
             accepted, best, candidates = self._decision(top, row)
@@ -594,7 +651,7 @@ class Gallery:
         faces = self.recognizer.every_face(given)
         z = self.recognizer.embed_prepared(faces.x)
         self._fresh()
-        top = self.search.top(z, k)
+        top = self.search.top(torch.as_tensor(z), k)
         answers: dict[int, list[Identification]] = {i: [] for i in range(len(given))}
         for row, (index, box) in enumerate(zip(faces.image, faces.boxes, strict=True)):
             accepted, best, candidates = self._decision(top, row)
@@ -625,9 +682,12 @@ class Gallery:
             raise DataError("verify takes one image; use identify for several")
         return self.verify_embedding(identity, z, describe(as_image_list(image)[0], 0))
 
-    def verify_embedding(self, identity: str, z: torch.Tensor, source: str) -> Verification:
+    def verify_embedding(
+        self, identity: str, z: torch.Tensor | np.ndarray, source: str
+    ) -> Verification:
         """`verify` for an embedding (1, D) already computed with this gallery's model."""
         embeddings, owner_name = self._examples_matrix(identity)
+        z = torch.as_tensor(z)
         stored = torch.from_numpy(embeddings)
         if self.settings["scoring"] == "centroid":
             distance = float(self.recognizer.dissimilarity(z, stored.mean(dim=0, keepdim=True))[0])
@@ -690,7 +750,7 @@ class Gallery:
     # ------------------------------------------------------------------------------------
     # Moving to another model
 
-    def reembed(self, recognizer: Recognizer, far: float | None = None) -> int:
+    def reembed(self, recognizer: GalleryModel, far: float | None = None) -> int:
         """Embed every stored image with another model and bind the gallery to it (with its
         threshold at `far`, default the gallery's rate when that model supports it), in one
         transaction. Returns the number of examples re-embedded.
@@ -722,7 +782,7 @@ class Gallery:
                 path = Path(folder) / f"{example_id}"
                 path.write_bytes(blob)
                 paths.append(path)
-            z = recognizer.embed(paths).numpy() if paths else np.empty((0, 0), np.float32)
+            z = _as_numpy(recognizer.embed(paths)) if paths else np.empty((0, 0), np.float32)
         t = recognizer.thresholds
         with self.store.transaction() as conn:
             for (example_id, _, _), vector in zip(rows, z, strict=True):
@@ -817,7 +877,12 @@ def _checked_name(name: str) -> str:
     return name.strip()
 
 
-def _sha256(item: ImageInput, pixels: torch.Tensor) -> str:
+def _as_numpy(x: torch.Tensor | np.ndarray) -> np.ndarray:
+    """A numpy array of a tensor (in host memory) or of an array (as is)."""
+    return x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
+
+
+def _sha256(item: ImageInput, pixels: np.ndarray) -> str:
     """A file's SHA-256 (its bytes), or for an image in memory that of its model input."""
     if isinstance(item, bytes):
         return hashlib.sha256(item).hexdigest()
@@ -828,16 +893,16 @@ def _sha256(item: ImageInput, pixels: torch.Tensor) -> str:
                 digest.update(chunk)
         return digest.hexdigest()
     shape = ",".join(str(v) for v in pixels.shape).encode()
-    return hashlib.sha256(shape + b":" + pixels.contiguous().numpy().tobytes()).hexdigest()
+    return hashlib.sha256(shape + b":" + np.ascontiguousarray(pixels).tobytes()).hexdigest()
 
 
-def _stored_image(item: ImageInput, pixels: torch.Tensor) -> bytes:
+def _stored_image(item: ImageInput, pixels: np.ndarray) -> bytes:
     """What `keep_images` stores: a file's bytes, or a PNG of an in-memory image's pixels."""
     if isinstance(item, bytes):
         return item
     if isinstance(item, (str, Path)):
         return Path(item).read_bytes()
-    array = pixels.numpy()
+    array = np.asarray(pixels)
     image = Image.fromarray(array[0] if array.shape[0] == 1 else array.transpose(1, 2, 0))
     buffer = io.BytesIO()
     image.save(buffer, format="PNG")

@@ -4,17 +4,21 @@ model's input: uint8 (N, C, H, W) at the model's size and channel count.
 Files go through the same decoder as training folders (`siamese.data.image_files`: EXIF
 orientation applied, 16-bit, palette and transparent images converted), and every other kind
 through the same conversion, so an image gives the same pixels whichever way it arrives.
+
+Nothing here imports torch (`OnnxRecognizer` runs without it): the inputs come back as numpy
+arrays, which `Recognizer` turns into tensors; a torch tensor given as an image is read through
+its own methods.
 """
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Union
 
 import numpy as np
-import torch
 from PIL import Image
 
 from siamese.data.image_files import (
@@ -26,7 +30,10 @@ from siamese.data.image_files import (
 from siamese.errors import ConfigError, DataError, NoFaceError
 from siamese.faces.step import NO_FACE, FaceStep, face_step
 
-ImageInput = str | Path | bytes | Image.Image | np.ndarray | torch.Tensor
+if TYPE_CHECKING:
+    import torch
+
+ImageInput = Union[str, Path, bytes, Image.Image, np.ndarray, "torch.Tensor"]
 """One image: a file path; the bytes of an image file (an upload); a PIL image; a numpy array
 (H, W) or (H, W, C) as image libraries lay them out; or a torch tensor (C, H, W) or (H, W).
 Arrays and tensors hold uint8 values or floats in [0, 1]. A 4-D array or tensor (N, H, W, C) /
@@ -62,18 +69,25 @@ class Preprocessing:
         return len(self.input_shape) == 3 and self.input_shape[0] in (1, 3)
 
 
+def is_tensor(value: Any) -> bool:
+    """Whether `value` is a torch tensor, without importing torch (a process that never
+    imported it holds none)."""
+    torch = sys.modules.get("torch")
+    return torch is not None and isinstance(value, torch.Tensor)
+
+
 def as_image_list(images: ImageInput | Sequence[ImageInput]) -> list[ImageInput]:
     """A list of single images from one image, a batch array/tensor, or a sequence of them."""
     if isinstance(images, (str, Path, bytes, Image.Image)):
         return [images]
     if isinstance(images, np.ndarray):
         return list(images) if images.ndim == 4 else [images]
-    if isinstance(images, torch.Tensor):
+    if is_tensor(images):
         return list(images) if images.ndim == 4 else [images]
     if isinstance(images, Sequence):
         out: list[ImageInput] = []
         for item in images:
-            if isinstance(item, (np.ndarray, torch.Tensor)) and item.ndim == 4:
+            if (isinstance(item, np.ndarray) or is_tensor(item)) and item.ndim == 4:
                 out.extend(list(item))
             else:
                 out.append(item)
@@ -93,9 +107,10 @@ def describe(image: ImageInput, index: int) -> str:
 class PreparedInputs:
     """Model inputs of the images in which a face was found (every image, without a face
     step): x (M, *input_shape) for the inputs at `kept` (indices into the images given);
-    `no_face` the indices of the images left out because no face was found."""
+    `no_face` the indices of the images left out because no face was found. x is a numpy
+    array from this module, a tensor from `Recognizer.prepare_faces`."""
 
-    x: torch.Tensor
+    x: np.ndarray | torch.Tensor
     kept: list[int]
     no_face: list[int]
 
@@ -122,20 +137,21 @@ def model_inputs_with_faces(images: Sequence[ImageInput], pre: Preprocessing) ->
     return PreparedInputs(_stacked(arrays, pre), kept, no_face)
 
 
-def _stacked(arrays: list[np.ndarray], pre: Preprocessing) -> torch.Tensor:
+def _stacked(arrays: list[np.ndarray], pre: Preprocessing) -> np.ndarray:
     """(M, *input_shape) uint8 of M arrays (M may be 0)."""
     if not arrays:
-        return torch.empty((0, *pre.input_shape), dtype=torch.uint8)
-    return torch.from_numpy(np.stack(arrays))
+        return np.empty((0, *pre.input_shape), dtype=np.uint8)
+    return np.stack(arrays)
 
 
 @dataclass(frozen=True)
 class FaceInputs:
     """Every face of some photos as model inputs: x (M, *input_shape); `image[m]` the index
     of the photo face m comes from, `boxes[m]` its [left, top, right, bottom] in that photo's
-    pixels; photos without a face have no entry."""
+    pixels; photos without a face have no entry. x is a numpy array from this module, a tensor
+    from `Recognizer.every_face`."""
 
-    x: torch.Tensor
+    x: np.ndarray | torch.Tensor
     image: list[int]
     boxes: list[list[float]]
 
@@ -167,7 +183,7 @@ def every_face_input(images: Sequence[ImageInput], pre: Preprocessing) -> FaceIn
     return FaceInputs(_stacked(arrays, pre), owners, boxes)
 
 
-def model_input(images: Sequence[ImageInput], pre: Preprocessing) -> torch.Tensor:
+def model_input(images: Sequence[ImageInput], pre: Preprocessing) -> np.ndarray:
     """Each image prepared for the model.
 
     Args:
@@ -184,9 +200,9 @@ def model_input(images: Sequence[ImageInput], pre: Preprocessing) -> torch.Tenso
     if not images:
         raise DataError("no images given: pass at least one image (a path, array or tensor)")
     if not pre.is_image:
-        return torch.stack([_vector(image, i, pre) for i, image in enumerate(images)])
+        return np.stack([_vector(image, i, pre) for i, image in enumerate(images)])
     arrays = [_image(image, i, pre) for i, image in enumerate(images)]
-    return torch.from_numpy(np.stack(arrays))
+    return np.stack(arrays)
 
 
 def _image(image: ImageInput, index: int, pre: Preprocessing) -> np.ndarray:
@@ -213,7 +229,7 @@ def _decoded(
             return decode_image_bytes(image, name, channels, size, resize)
         if isinstance(image, Image.Image):
             return image_array(image, name, channels, size, resize)
-        if isinstance(image, (np.ndarray, torch.Tensor)):
+        if isinstance(image, np.ndarray) or is_tensor(image):
             return image_array(_pil(image, name), name, channels, size, resize)
     except BadImageError as err:
         raise DataError(f"{err.path}: {err.reason}") from None
@@ -247,7 +263,8 @@ def _face(image: ImageInput, index: int, pre: Preprocessing) -> np.ndarray:
 
 def _pil(array: np.ndarray | torch.Tensor, name: str) -> Image.Image:
     """A PIL image of an (H, W), (H, W, C) numpy or (H, W), (C, H, W) torch image."""
-    if isinstance(array, torch.Tensor):
+    tensor = is_tensor(array)
+    if tensor:
         t = array.detach().cpu()
         values = t.numpy() if t.ndim == 2 else t.permute(1, 2, 0).numpy()
     else:
@@ -255,7 +272,7 @@ def _pil(array: np.ndarray | torch.Tensor, name: str) -> Image.Image:
     if values.ndim == 3 and values.shape[2] == 1:
         values = values[:, :, 0]
     if values.ndim not in (2, 3) or (values.ndim == 3 and values.shape[2] not in (3, 4)):
-        layout = "(H, W) or (C, H, W)" if isinstance(array, torch.Tensor) else "(H, W[, C])"
+        layout = "(H, W) or (C, H, W)" if tensor else "(H, W[, C])"
         raise DataError(
             f"{name}: an array of shape {tuple(array.shape)} is not an image: give {layout} "
             "with 1, 3 or 4 channels"
@@ -283,12 +300,13 @@ def _as_uint8(values: np.ndarray, name: str) -> np.ndarray:
     )
 
 
-def _vector(example: Any, index: int, pre: Preprocessing) -> torch.Tensor:
-    """A non-image example: a tensor or array of exactly the model's input shape."""
+def _vector(example: Any, index: int, pre: Preprocessing) -> np.ndarray:
+    """A non-image example: a tensor or array of exactly the model's input shape, as float32."""
     name = describe(example, index)
-    if isinstance(example, np.ndarray):
-        example = torch.from_numpy(np.asarray(example))
-    if not isinstance(example, torch.Tensor):
+    if is_tensor(example):
+        t = example.detach().cpu()
+        example = t.numpy() if str(t.dtype) == "torch.uint8" else t.float().numpy()
+    if not isinstance(example, np.ndarray):
         raise DataError(
             f"{name}: this model takes inputs of shape {pre.input_shape}, not images; give "
             "tensors or arrays of that shape"
@@ -298,4 +316,6 @@ def _vector(example: Any, index: int, pre: Preprocessing) -> torch.Tensor:
             f"{name}: shape {tuple(example.shape)}, but the model takes {pre.input_shape}"
         )
     # uint8 scaled as the model scales it, so one batch can mix uint8 and float examples
-    return example.float() / 255 if example.dtype == torch.uint8 else example.float()
+    if example.dtype == np.uint8:
+        return example.astype(np.float32) / np.float32(255)
+    return example.astype(np.float32)

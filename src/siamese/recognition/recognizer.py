@@ -5,23 +5,29 @@ from siamese.recognition import Recognizer
 recognizer = Recognizer.load("runs/orl")          # a run directory or a model folder
 z = recognizer.embed(["a.png", "b.png"])          # (2, D) float32
 result = recognizer.compare("a.png", "b.png")     # distance, threshold, FAR, decision
+
+The same without torch, from a `siamese export --format onnx` folder: `OnnxRecognizer`
+(`siamese.recognition.onnx_recognizer`).
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from siamese.data.labeled import LabeledData
+from siamese.devices import model_device, resolve_device
 from siamese.errors import CheckpointError, ConfigError
 from siamese.evaluation.embed import embed as embed_inputs
 from siamese.evaluation.verification import pair_dissimilarity
 from siamese.models.files import load_model_and_head
+from siamese.recognition.decisions import Comparison
 from siamese.recognition.images import (
     FaceInputs,
     ImageInput,
@@ -34,30 +40,7 @@ from siamese.recognition.images import (
 )
 from siamese.recognition.thresholds import Thresholds, calibrate, read_thresholds
 
-
-@dataclass(frozen=True)
-class Comparison:
-    """The verdict on two images.
-
-    Attributes:
-        distance: their dissimilarity on the model's scale (`metric`); lower is more alike.
-        threshold: accepted as the same identity when distance <= threshold.
-        far: the false-accept rate the threshold was calibrated at (None for a threshold the
-            caller gave).
-        same: the decision.
-        metric: the scale ("euclidean", "cosine", …, or "pair_head": 1 − p(same)).
-        calibrated_on: the data the threshold was measured on, in words.
-    """
-
-    distance: float
-    threshold: float
-    far: float | None
-    same: bool
-    metric: str
-    calibrated_on: str
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+__all__ = ["Comparison", "Recognizer"]
 
 
 class Recognizer:
@@ -68,6 +51,8 @@ class Recognizer:
         head: the pair classifier of a run that trained one (decisions use 1 − p(same)), or None.
         description: the model's model.json.
         model_dir: where the model files are.
+        device: where the model runs (`siamese.devices.resolve_device`'s names; None: where
+            `model` already is). The embeddings it returns are in host memory.
     """
 
     def __init__(
@@ -76,20 +61,23 @@ class Recognizer:
         description: dict[str, Any],
         model_dir: Path,
         head: torch.nn.Module | None = None,
+        device: str | torch.device | None = None,
     ) -> None:
-        self.model = model.eval()
-        self.head = head
+        self.device = model_device(model) if device is None else resolve_device(device)
+        self.model = model.eval().to(self.device)
+        self.head = head.to(self.device) if head is not None else None
         self.description = description
         self.model_dir = model_dir
         self.preprocessing = Preprocessing.from_description(description)
 
     @classmethod
-    def load(cls, path: Path | str) -> Recognizer:
+    def load(cls, path: Path | str, device: str | torch.device | None = "auto") -> Recognizer:
         """The model of a run directory, a folder holding model.json and model.safetensors,
-        or that model.json itself.
+        or that model.json itself, on `device` (auto: CUDA when torch sees a GPU).
 
         Raises:
             CheckpointError: no model there, or files altered since training.
+            ConfigError: a device this machine does not have.
         """
         folder = Path(path)
         if folder.is_file() and folder.name == "model.json":
@@ -101,7 +89,7 @@ class Recognizer:
             )
         model, head = load_model_and_head(folder)  # checks the weights' fingerprint
         description = json.loads((folder / "model.json").read_text(encoding="utf-8"))
-        return cls(model, description, folder, head=head)
+        return cls(model, description, folder, head=head, device=device)
 
     # ------------------------------------------------------------------------------------
     # What the model is
@@ -152,25 +140,28 @@ class Recognizer:
     def prepare(self, images: ImageInput | Sequence[ImageInput]) -> torch.Tensor:
         """The model's inputs for `images` (see `siamese.recognition.images.ImageInput`):
         (N, C, H, W) uint8, decoded, converted and resized as the model declares."""
-        return model_input(as_image_list(images), self.preprocessing)
+        return torch.from_numpy(model_input(as_image_list(images), self.preprocessing))
 
     def prepare_faces(self, images: ImageInput | Sequence[ImageInput]) -> PreparedInputs:
         """`prepare`, except that when the model's face step says on_no_face "skip", images
         in which no face is found are left out and listed (`PreparedInputs.no_face`)."""
-        return model_inputs_with_faces(as_image_list(images), self.preprocessing)
+        prepared = model_inputs_with_faces(as_image_list(images), self.preprocessing)
+        return replace(prepared, x=torch.from_numpy(prepared.x))
 
     def every_face(self, images: ImageInput | Sequence[ImageInput]) -> FaceInputs:
         """Every face of each photo as model inputs, with its photo and box (a model with a
         face step only)."""
-        return every_face_input(as_image_list(images), self.preprocessing)
+        faces = every_face_input(as_image_list(images), self.preprocessing)
+        return replace(faces, x=torch.from_numpy(faces.x))
 
     def embed_prepared(
-        self, x: torch.Tensor, batch_size: int = 256, progress: bool = False
+        self, x: torch.Tensor | np.ndarray, batch_size: int = 256, progress: bool = False
     ) -> torch.Tensor:
         """(N, D) float32 embeddings of model inputs from `prepare` (N, *input_shape)."""
+        x = torch.as_tensor(x)
         if x.shape[0] == 0:
             return torch.empty((0, self.embedding_dim), dtype=torch.float32)
-        return embed_inputs(self.model, x, batch_size, progress)
+        return embed_inputs(self.model, x, batch_size, progress).cpu()
 
     def embed(
         self,
@@ -186,7 +177,7 @@ class Recognizer:
             DataError: an input that is missing, unreadable or not an image, named in the
                 message.
         """
-        return embed_inputs(self.model, self.prepare(images), batch_size, progress)
+        return embed_inputs(self.model, self.prepare(images), batch_size, progress).cpu()
 
     def calibrate(self, data: LabeledData, description: str, progress: bool = False) -> Thresholds:
         """Thresholds measured on labelled data already in the model's input form
@@ -199,9 +190,13 @@ class Recognizer:
         z = embed_inputs(self.model, data.x, progress=progress)
         return calibrate(z, data.y, self.metric, description, head=self.head)
 
-    def dissimilarity(self, z1: torch.Tensor, z2: torch.Tensor) -> torch.Tensor:
-        """(P,) dissimilarities of matching rows of (P, D) embeddings, on `scale`."""
-        return pair_dissimilarity(z1, z2, self.metric, self.head)
+    def dissimilarity(
+        self, z1: torch.Tensor | np.ndarray, z2: torch.Tensor | np.ndarray
+    ) -> torch.Tensor:
+        """(P,) dissimilarities of matching rows of (P, D) embeddings, on `scale` (computed on
+        the model's device, returned in host memory)."""
+        z1, z2 = torch.as_tensor(z1).to(self.device), torch.as_tensor(z2).to(self.device)
+        return pair_dissimilarity(z1, z2, self.metric, self.head).cpu()
 
     def compare(
         self,

@@ -8,126 +8,32 @@ impostor pairs; a rate the data cannot support is listed as such, never extrapol
 
 Thresholds live in the model's `model.json` under "thresholds" (`write_thresholds`), written by
 `siamese train` from its validation classes and by `siamese calibrate` from the user's data.
+`Thresholds` itself (and reading it back) is torch-free, in `siamese.recognition.decisions`.
 """
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
 
 import torch
 
 from siamese.atomic_files import write_json_atomic
-from siamese.errors import ConfigError, DataError
+from siamese.errors import DataError
 from siamese.evaluation.verification import (
     PairHead,
     pair_dissimilarity,
     roc_curve,
     threshold_at_far,
 )
+from siamese.recognition.decisions import (
+    CALIBRATED_FARS,
+    MIN_FALSE_ACCEPTS,
+    Thresholds,
+    read_thresholds,
+)
 
-# The false-accept rates a calibration states a threshold for, where the data supports them.
-CALIBRATED_FARS = (1e-1, 5e-2, 1e-2, 5e-3, 1e-3, 5e-4, 1e-4, 5e-5, 1e-5, 1e-6)
-MIN_FALSE_ACCEPTS = 10
-"""A threshold at FAR f needs f × impostor pairs ≥ this: with fewer accepted impostors the
-rate measured at the threshold is too uncertain to quote (10 accepts: about ±30 %)."""
 MAX_PAIRS = 4_000_000
 """Impostor (and genuine) pairs used at most; beyond it a uniform random subset, seeded."""
-
-
-@dataclass(frozen=True)
-class Thresholds:
-    """A model's calibrated thresholds on one distance (or dissimilarity) scale.
-
-    Attributes:
-        metric: the scale: "euclidean", "sqeuclidean", "cosine" or "pair_head" (1 − the pair
-            classifier's probability of "same").
-        at_far: supported FAR → threshold (accept when distance <= threshold), smallest FAR
-            first.
-        unsupported: FARs of `CALIBRATED_FARS` the data could not support.
-        eer: the equal error rate on the calibration pairs; eer_threshold: the threshold there.
-        genuine_pairs, impostor_pairs: how many pairs of each kind the calibration measured.
-        calibrated_on: what data, in words (e.g. "validation classes of the run: 6 classes,
-            60 examples").
-        classes: the number of classes of that data.
-    """
-
-    metric: str
-    at_far: dict[float, float]
-    unsupported: tuple[float, ...]
-    eer: float
-    eer_threshold: float
-    genuine_pairs: int
-    impostor_pairs: int
-    calibrated_on: str
-    classes: int
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    def threshold(self, far: float | None = None) -> tuple[float, float]:
-        """(threshold, FAR) at `far`, or at the smallest supported FAR when None.
-
-        Raises:
-            ConfigError: `far` is not one of the calibrated rates, or the calibration data
-                could not support it (the message gives the rates that are available).
-        """
-        if not self.at_far:
-            raise ConfigError(
-                f"the model's calibration ({self.calibrated_on}: {self.impostor_pairs:,} impostor "
-                "pairs) supports no false-accept rate down to 1e-1; calibrate on more labelled "
-                "data: siamese calibrate MODEL --data ..."
-            )
-        if far is None:
-            far = min(self.at_far)
-        for known, value in self.at_far.items():
-            if math.isclose(known, far, rel_tol=1e-9):
-                return value, known
-        available = ", ".join(f"{f:g}" for f in self.at_far)
-        if any(math.isclose(u, far, rel_tol=1e-9) for u in self.unsupported):
-            raise ConfigError(
-                f"FAR {far:g} is not supported by the model's calibration ({self.calibrated_on}:"
-                f" {self.impostor_pairs:,} impostor pairs; {far:g} needs "
-                f"{math.ceil(MIN_FALSE_ACCEPTS / far):,}). Choose one of {available}, or "
-                "calibrate on more labelled data: siamese calibrate MODEL --data ... --far "
-                f"{far:g}"
-            )
-        raise ConfigError(
-            f"FAR {far:g} is not a calibrated rate; the model has thresholds at {available}"
-        )
-
-    def as_dict(self) -> dict[str, Any]:
-        """The JSON form stored in model.json (FARs as strings, e.g. "0.001")."""
-        return {
-            "metric": self.metric,
-            "at_far": {f"{far:g}": value for far, value in self.at_far.items()},
-            "unsupported": [f"{far:g}" for far in self.unsupported],
-            "eer": self.eer,
-            "eer_threshold": self.eer_threshold,
-            "genuine_pairs": self.genuine_pairs,
-            "impostor_pairs": self.impostor_pairs,
-            "calibrated_on": self.calibrated_on,
-            "classes": self.classes,
-            "min_false_accepts": MIN_FALSE_ACCEPTS,
-            **self.extra,
-        }
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Thresholds:
-        """The inverse of `as_dict`."""
-        known = {f.name for f in fields(cls)} | {"min_false_accepts"}
-        return cls(
-            metric=str(data["metric"]),
-            at_far={float(k): float(v) for k, v in data["at_far"].items()},
-            unsupported=tuple(float(f) for f in data.get("unsupported", ())),
-            eer=float(data["eer"]),
-            eer_threshold=float(data["eer_threshold"]),
-            genuine_pairs=int(data["genuine_pairs"]),
-            impostor_pairs=int(data["impostor_pairs"]),
-            calibrated_on=str(data["calibrated_on"]),
-            classes=int(data["classes"]),
-            extra={k: v for k, v in data.items() if k not in known},
-        )
 
 
 def calibration_pairs(
@@ -291,12 +197,6 @@ def write_thresholds(model_dir: Path | str, thresholds: Thresholds) -> None:
     description, _ = read_model_files(model_dir)
     description["thresholds"] = thresholds.as_dict()
     write_json_atomic(model_dir / "model.json", description)
-
-
-def read_thresholds(description: dict[str, Any]) -> Thresholds | None:
-    """The thresholds stored in a model.json (as a dict), or None when it has none."""
-    stored = description.get("thresholds")
-    return None if stored is None else Thresholds.from_dict(stored)
 
 
 __all__ = [

@@ -68,6 +68,7 @@ class ServiceSettings:
     Attributes:
         gallery: the gallery (SQLite file or database URL).
         model: the model folder, when not the one the gallery was created with.
+        device: where the model runs: auto (None), cpu, cuda, cuda:N or mps.
         search: "exact" or "faiss".
         max_upload_bytes: largest request body (all images of a request together).
         max_pixels: largest image (width × height), checked before decoding.
@@ -79,6 +80,7 @@ class ServiceSettings:
 
     gallery: str
     model: str | None = None
+    device: str | None = None
     search: str = "exact"
     max_upload_bytes: int = 10 * 2**20
     max_pixels: int = 40_000_000
@@ -100,7 +102,7 @@ class Service:
     def __init__(self, settings: ServiceSettings) -> None:
         self.settings = settings
         self.gallery = Gallery.open_with_its_model(
-            settings.gallery, settings.model, settings.search
+            settings.gallery, settings.model, settings.search, settings.device
         )
         self.recognizer = self.gallery.recognizer
         self.lock = threading.Lock()
@@ -121,7 +123,8 @@ class Service:
         )
 
     def _forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.recognizer.embed_prepared(x)
+        # a Recognizer gives tensors, an OnnxRecognizer (an export as --model) numpy arrays
+        return torch.as_tensor(self.recognizer.embed_prepared(x))
 
     async def locked(self, work: Callable[[], Any]) -> Any:
         """Run gallery work in the thread pool, one at a time in this worker."""
@@ -291,7 +294,7 @@ def create_app(settings: ServiceSettings) -> FastAPI:
         svc = service()
         loop = asyncio.get_running_loop()
         x = await loop.run_in_executor(svc.prepare_pool, svc.recognizer.prepare, [data])
-        return await svc.batcher(x)
+        return await svc.batcher(torch.as_tensor(x))
 
     # ------------------------------------------------------------------------------------
     # Recognition
@@ -402,7 +405,7 @@ def create_app(settings: ServiceSettings) -> FastAPI:
         # decoding, detection and the model outside the gallery's lock: only the write waits
         loop = asyncio.get_running_loop()
         prepared = await loop.run_in_executor(svc.prepare_pool, svc.recognizer.prepare_faces, data)
-        z = await svc.batcher(prepared.x)
+        z = await svc.batcher(torch.as_tensor(prepared.x))
         result = await svc.locked(
             lambda: svc.gallery.enroll_prepared(
                 name, data, prepared, z, metadata=meta, force=force, sources=names

@@ -1,4 +1,5 @@
-"""Training in several processes on CPU (`torchrun --nproc_per_node=N -m siamese train ...`).
+"""Training in several processes (`torchrun --nproc_per_node=N -m siamese train ...`): gloo
+between CPU processes, NCCL between GPUs (one per process, the GPU of its LOCAL_RANK).
 
 Each process trains on its shard of the batches (the samplers' `rank`/`world_size`). For P×K
 batches the embeddings of all ranks are gathered so that mining sees the global batch, while
@@ -36,9 +37,14 @@ class ProcessGroup:
         return self.world_size > 1
 
 
-def join_from_environment() -> ProcessGroup:
-    """Join the process group that `torchrun` describes in the environment (gloo backend),
-    or return a single-process group when it describes none."""
+def join_from_environment(backend: str = "gloo") -> ProcessGroup:
+    """Join the process group that `torchrun` describes in the environment, or return a
+    single-process group when it describes none.
+
+    Args:
+        backend: "gloo" between CPU processes, "nccl" between GPUs
+            (`siamese.devices.process_group_backend`).
+    """
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     if world_size <= 1:
         return ProcessGroup()
@@ -49,7 +55,7 @@ def join_from_environment() -> ProcessGroup:
             "with `torchrun --nproc_per_node=N -m siamese train CONFIG`"
         )
     if not dist.is_initialized():
-        dist.init_process_group(backend="gloo")
+        dist.init_process_group(backend=backend)
     return ProcessGroup(rank=dist.get_rank(), world_size=dist.get_world_size())
 
 

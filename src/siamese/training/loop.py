@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -26,6 +26,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, Ti
 
 from siamese.data.labeled import LabeledData
 from siamese.data.transforms import Transform
+from siamese.devices import autocast, check_precision, grad_scaler, model_device, to_device
 from siamese.errors import ConfigError, TrainingDivergedError
 from siamese.losses import LossOutput
 from siamese.training.distributed import ProcessGroup, average_gradients, gather_keeping_gradient
@@ -75,10 +76,13 @@ class TrainingLoop:
         optimizer, schedule: stepped once per batch.
         total_steps: the budget in optimiser steps.
         augment: a batch transform applied to the inputs, drawing from `augment_generator`.
-        precision: "fp32" or "bf16" (autocast of the model's forward pass).
+        precision: "fp32", "bf16" or "fp16" (autocast of the model's forward pass; fp16,
+            on a GPU only, with a gradient scaler).
         grad_clip: clip the global gradient norm to this (None: no clipping).
         log_every: steps between records (and host synchronisations).
         group: this process's rank and the world size.
+        device: where the model is (None: the device of its parameters). The data stays in
+            host memory; each batch's inputs are copied there (`siamese.devices.to_device`).
     """
 
     def __init__(
@@ -96,14 +100,17 @@ class TrainingLoop:
         grad_clip: float | None = None,
         log_every: int = 20,
         group: ProcessGroup | None = None,
+        device: torch.device | None = None,
     ) -> None:
         if total_steps < 0:  # 0: a pretrained encoder saved as it is
             raise ConfigError(f"the training budget must be >= 0 steps, got {total_steps}")
         if len(batches) < 1:
             raise ConfigError("the batch plan yields no batch: the training set is too small")
-        if precision not in ("fp32", "bf16"):
-            raise ConfigError(f"precision must be 'fp32' or 'bf16', got {precision!r}")
+        self.device = device if device is not None else model_device(model)
+        check_precision(precision, self.device, "precision")
+        self.scaler = grad_scaler(self.device, precision)
         self.model, self.objective, self.data, self.batches = model, objective, data, batches
+        self.labels = data.y.to(self.device)
         self.optimizer, self.schedule = optimizer, schedule
         self.total_steps, self.log_every = total_steps, log_every
         self.augment = augment
@@ -115,6 +122,7 @@ class TrainingLoop:
             *(p for p in model.parameters() if p.requires_grad),
             *self._objective_parameters,
         ]
+        self._inputs: torch.Tensor | None = None  # the current step's inputs, on the device
         self.position = Position()
         self.history = TrainingHistory()
         self.session_images = 0  # since this process started (a resumed run's history has more)
@@ -161,10 +169,8 @@ class TrainingLoop:
         stop = False
         while self.position.step < self.total_steps and not stop:
             self.batches.set_epoch(self.position.epoch)
-            for index, batch in enumerate(self.batches):
-                if index < self.position.batch:
-                    continue  # done before the checkpoint this run resumed from
-                self._step(batch if isinstance(batch, tuple) else (torch.as_tensor(batch),))
+            for index, batch, inputs in self._epoch():
+                self._step(batch, inputs)
                 self.position.step += 1
                 self.position.batch = index + 1
                 if self.position.step % self.log_every == 0 or (
@@ -201,27 +207,81 @@ class TrainingLoop:
         self.model.eval()
         return self.history
 
+    def _epoch(self) -> Iterator[tuple[int, tuple[torch.Tensor, ...], torch.Tensor | None]]:
+        """(index in the epoch, batch, its inputs or None) for the batches of the current
+        epoch not done yet (a resumed run skips those done before its checkpoint, without
+        reading them). Streamed images arrive decoded by DataLoader workers, a few batches
+        ahead; in-memory inputs are read by `_step`."""
+        todo = [
+            (index, batch if isinstance(batch, tuple) else (torch.as_tensor(batch),))
+            for index, batch in enumerate(self.batches)
+            if index >= self.position.batch
+        ]
+        if isinstance(self.data.x, torch.Tensor):
+            for index, batch in todo:
+                yield index, batch, None
+            return
+        from siamese.data.streamed_folder import load_batches
+
+        loader = load_batches(
+            self.data.x,
+            [self.input_index(batch) for _, batch in todo],
+            workers=getattr(self.data.x, "workers", 0),
+            pin_memory=self.device.type == "cuda",
+        )
+        try:
+            for (index, batch), inputs in zip(todo, loader, strict=True):
+                yield index, batch, inputs
+        finally:
+            loader.close()  # the budget may end mid-epoch: stop the workers
+
     def _embed(self, index: torch.Tensor) -> torch.Tensor:
-        inputs = self.data.x[index]
+        """The model on the step's inputs (which `_step` put on the device: `index`, the
+        same examples on the device, is not looked up again)."""
+        inputs = self._inputs
+        if inputs is None or inputs.shape[0] != index.shape[0]:
+            raise RuntimeError("the objective embedded other examples than the step's batch")
         if self.augment is not None:
             inputs = self.augment(inputs, generator=self.augment_generator)
-        if self.precision == "bf16":
-            with torch.autocast("cpu", dtype=torch.bfloat16):
-                return self.model(inputs).float()
-        return self.model(inputs)
+        with autocast(self.device, self.precision):
+            return self.model(inputs).float()
 
-    def _step(self, batch: tuple[torch.Tensor, ...]) -> None:
+    def step_inputs(self, batch: tuple[torch.Tensor, ...]) -> torch.Tensor:
+        """(B', ...) the host-memory inputs of every example a batch's objective embeds, in
+        the order it embeds them: the pk batch's indices, the pairs' i then j, the triplets'
+        anchors, positives then negatives."""
+        return self.data.x[self.input_index(batch)]
+
+    def input_index(self, batch: tuple[torch.Tensor, ...]) -> torch.Tensor:
+        """(B',) int64: the examples `step_inputs` reads, in that order."""
+        return torch.cat(batch[: _INPUTS_PER_ROW[self.objective.kind]])
+
+    def _step(self, batch: tuple[torch.Tensor, ...], inputs: torch.Tensor | None = None) -> None:
+        """One optimiser step on `batch` (index tensors in host memory); `inputs`, when
+        given, are its `step_inputs` already read (by DataLoader workers)."""
         gather = gather_keeping_gradient if self.group.distributed else None
-        out = self.objective.step(self._embed, self.data.y, batch, gather)
+        inputs = self.step_inputs(batch) if inputs is None else inputs
+        self._inputs = to_device(inputs, self.device)
+        on_device = tuple(to_device(t, self.device) for t in batch)
+        try:
+            out = self.objective.step(self._embed, self.labels, on_device, gather)
+        finally:
+            self._inputs = None
         loss = out.loss
         if self.group.distributed and self.objective.gathers:
             loss = loss * self.group.world_size  # each rank holds a share of the gradient
         self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        self.reduce_gradients()
+        (loss if self.scaler is None else self.scaler.scale(loss)).backward()
+        self.reduce_gradients()  # an overflow on one rank reaches every rank's gradients
+        if self.scaler is not None:
+            self.scaler.unscale_(self.optimizer)  # clip the true gradients
         if self.grad_clip is not None:
             torch.nn.utils.clip_grad_norm_(self.parameters, self.grad_clip)
-        self.optimizer.step()
+        if self.scaler is not None:
+            self.scaler.step(self.optimizer)  # skipped when a gradient overflowed
+            self.scaler.update()
+        else:
+            self.optimizer.step()
         self.schedule.step()
         z = out.embeddings
         self._pending.append(
@@ -255,14 +315,19 @@ class TrainingLoop:
         # (1, the bad value) or (0, 0): NaN and ±inf travel as themselves in a float tensor.
         found = torch.zeros(2, dtype=torch.float64)
         if self._pending:
-            losses = torch.stack([p["loss"] for p in self._pending]).double()
+            losses = torch.stack([p["loss"] for p in self._pending]).double().cpu()
             bad = losses[~torch.isfinite(losses)]
             if bad.numel():
                 found = torch.stack([torch.ones((), dtype=torch.float64), bad[0]])
         if self.group.distributed:  # every rank stops together, or none does
-            flags = [torch.zeros(2, dtype=torch.float64) for _ in range(self.group.world_size)]
-            torch.distributed.all_gather(flags, found)
-            found = next((f for f in flags if f[0] == 1), found)
+            # NCCL moves only GPU tensors; gloo, CPU ones.
+            wire = self.device if self.device.type == "cuda" else torch.device("cpu")
+            flags = [
+                torch.zeros(2, dtype=torch.float64, device=wire)
+                for _ in range(self.group.world_size)
+            ]
+            torch.distributed.all_gather(flags, found.to(wire))
+            found = next((f for f in flags if f[0] == 1), found).cpu()
         if found[0] == 1:
             value = float(found[1])
             raise TrainingDivergedError(
@@ -277,8 +342,11 @@ class TrainingLoop:
         return {"pending": list(self._pending), "images_since_log": self._images_since_log}
 
     def load_telemetry_state(self, state: dict[str, Any]) -> None:
-        """Restore `telemetry_state`."""
-        self._pending = list(state["pending"])
+        """Restore `telemetry_state` (saved on any device: its tensors move to this one)."""
+        self._pending = [
+            {name: value.to(self.device) for name, value in pending.items()}
+            for pending in state["pending"]
+        ]
         self._images_since_log = int(state["images_since_log"])
 
     def _record(self) -> dict[str, float]:

@@ -140,7 +140,8 @@ class Objective(torch.nn.Module):
             emb = local if gather is None else gather(local)
             y = y if gather is None else gather(y)
             out = self.loss(emb, y)
-            return StepOutput(out.loss, _three_stats(out.stat_tensors), local.detach())
+            stats = _three_stats(out.stat_tensors, out.loss.device)
+            return StepOutput(out.loss, stats, local.detach())
         if self.kind == "pairs":
             i, j, same = batch
             emb = embed(torch.cat([i, j]))
@@ -178,8 +179,8 @@ def _masked_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return (values * mask).sum() / mask.sum().clamp_min(1)
 
 
-def _three_stats(stats: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    zero = torch.zeros(())
+def _three_stats(stats: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
+    zero = torch.zeros((), device=device)
     return {
         name: stats.get(name, zero).detach().float()
         for name in ("active_fraction", "mean_pos_dist", "mean_neg_dist")

@@ -33,6 +33,7 @@ from siamese.atomic_files import write_json_atomic
 from siamese.config import RunConfig, check_resume_changes
 from siamese.config.loading import from_dict
 from siamese.config.yaml_dialect import save_config_atomic, to_dict
+from siamese.devices import check_precision, describe_device, process_group_backend, resolve_device
 from siamese.errors import (
     CheckpointError,
     DataError,
@@ -128,9 +129,13 @@ def train_run(
         TrainingDivergedError: the loss became NaN or inf (the last good checkpoint stays).
         ConfigError, DataError: as the config and data demand.
     """
-    group = join_from_environment()
+    device = resolve_device(config.device, "device (the config's, or --device)")
+    check_precision(config.train.precision, device)
+    group = join_from_environment(process_group_backend(device))
+    if device.type == "cuda":
+        torch.cuda.set_device(device)  # NCCL's collectives and object gathers use it
     try:
-        run = TrainingRun(config, Path(out), group, console or Console(), quiet)
+        run = TrainingRun(config, Path(out), group, console or Console(), quiet, device)
         return run.execute(resume, force)
     finally:
         leave(group)
@@ -141,9 +146,16 @@ class TrainingRun:
     run directory they write. Use `train_run`."""
 
     def __init__(
-        self, config: RunConfig, out: Path, group: ProcessGroup, console: Console, quiet: bool
+        self,
+        config: RunConfig,
+        out: Path,
+        group: ProcessGroup,
+        console: Console,
+        quiet: bool,
+        device: torch.device | None = None,
     ) -> None:
         self.config, self.out, self.group = config, out, group
+        self.device = device if device is not None else torch.device("cpu")
         self.checkpoint_dir = out / "checkpoints"
         self.log = _RunLog(out / "train.log" if group.is_main else None, console, quiet)
         self.quiet = quiet
@@ -157,10 +169,11 @@ class TrainingRun:
             self.train_data, self.val_data, self.split_record = load_training_data(config)
         self.data_warnings = [str(w.message) for w in caught]
         self.input_shape = tuple(self.train_data.x.shape[1:])
-        self.model = build_embedding_net(model_spec(config, self.train_data), self.input_shape)
+        spec = model_spec(config, self.train_data)
+        self.model = build_embedding_net(spec, self.input_shape).to(self.device)
         self.objective = Objective.from_config(
             config.batches.kind, config.loss, config.model.embedding_dim, seed=config.seed
-        )
+        ).to(self.device)
         batches = build_batches(config, self.train_data.y, group)
         self.steps_per_epoch = len(batches)
         epochs = config.train.epochs or 0
@@ -186,6 +199,7 @@ class TrainingRun:
             grad_clip=config.train.grad_clip,
             log_every=config.train.log_every,
             group=group,
+            device=self.device,
         )
         self.generators = {"augment": augment_generator}
         if self.objective.mining_generator is not None:
@@ -219,7 +233,14 @@ class TrainingRun:
                 self.log.line(
                     f"training {self.config.model.encoder} on {self.config.data.name}: "
                     f"{len(self.train_data):,} examples, {self.steps_per_epoch} steps/epoch, "
-                    f"{self.total_steps} steps" + (f", validating on {len(val):,}" if val else "")
+                    f"{self.total_steps} steps"
+                    + (f", validating on {len(val):,}" if val else "")
+                    + f"; on {describe_device(self.device)}"
+                    + (
+                        f" in {self.config.train.precision}"
+                        if self.config.train.precision != "fp32"
+                        else ""
+                    )
                 )
         if self.group.distributed:
             broadcast_parameters(self.model)

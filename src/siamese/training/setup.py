@@ -9,9 +9,11 @@ from typing import Any
 import torch
 
 from siamese.config import AugmentConfig, RunConfig
+from siamese.data.folder_index import default_workers
 from siamese.data.labeled import LabeledData
 from siamese.data.pk_sampler import PKSampler
 from siamese.data.splits import split_data
+from siamese.data.streamed_folder import StreamedImages, load_batches
 from siamese.data.tuples import TupleBatches
 from siamese.errors import ConfigError
 from siamese.models.builder import SELF_STANDARDISING
@@ -79,14 +81,15 @@ def split_off_test_classes(data: LabeledData, config: RunConfig) -> tuple[Labele
 
 
 def input_statistics(
-    x: torch.Tensor, seed: int = 0, max_examples: int = 10_000, chunk: int = 256
+    x: torch.Tensor | StreamedImages, seed: int = 0, max_examples: int = 10_000, chunk: int = 256
 ) -> tuple[float, float]:
     """Mean and standard deviation of the inputs (uint8 scaled to [0, 1]) over a seeded
     sample of up to `max_examples` examples, accumulated `chunk` examples at a time so that
     large images never exist in float64 all at once.
 
     Args:
-        x: (N, ...) uint8 or float inputs.
+        x: (N, ...) uint8 or float inputs; streamed images (`StreamedImages`) are decoded
+            in worker processes.
     Returns:
         (mean, std); std is 1.0 when the inputs are constant.
     """
@@ -95,8 +98,10 @@ def input_statistics(
     scale = 1 / 255.0 if x.dtype == torch.uint8 else 1.0
     total = squares = torch.zeros((), dtype=torch.float64)
     count = 0
-    for start in range(0, picked.numel(), chunk):
-        part = x[picked[start : start + chunk]].float() * scale
+    chunks = list(torch.split(picked, chunk))
+    workers = default_workers() if isinstance(x, StreamedImages) else 0
+    for inputs in load_batches(x, chunks, workers=workers):
+        part = inputs.float() * scale
         total = total + part.sum(dtype=torch.float64)
         squares = squares + part.square().sum(dtype=torch.float64)
         count += part.numel()

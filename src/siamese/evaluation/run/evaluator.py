@@ -12,6 +12,7 @@ import torch
 from siamese.config import load_config
 from siamese.data.labeled import LabeledData
 from siamese.data.resizing import fitted_to
+from siamese.devices import resolve_device
 from siamese.errors import ConfigError, DataError
 from siamese.evaluation.embed import embed
 from siamese.evaluation.run import protocols as measure
@@ -38,6 +39,7 @@ def evaluate_run(
     out: Path | None = None,
     data_options: dict[str, Any] | None = None,
     progress: bool = False,
+    device: str | None = None,
 ) -> Evaluation:
     """Embed the evaluation data with the run's model and measure each protocol.
 
@@ -62,6 +64,9 @@ def evaluate_run(
             "channels": 1} for a photo folder); without them the examples are fitted to the
             model's input (channels converted, images resized) as its preprocessing would.
         progress: show a progress bar while embedding large sets.
+        device: where the model embeds (`siamese.devices.resolve_device`; None: auto). The
+            protocols then measure on the host, in float64 where they need it, beside the
+            figures.
         out: the folder the figures are drawn into (`out/figures/`) and the reports belong
             in (default: RUN/evaluation). `evaluate_into` fills it as a whole or not at all.
         baseline: also measure verification and 1-shot episodes on the raw inputs (pixels
@@ -90,7 +95,9 @@ def evaluate_run(
             "a `siamese train` run"
         )
     config = load_config(run_dir / "config.yaml")
+    where = resolve_device(device)
     model, head = load_model_and_head(run_dir)
+    model = model.to(where)
     description_of_model = _model_description(run_dir)
     # The run's own examples: the data statement always compares with them.
     train, validation, _ = load_training_data(config)
@@ -131,7 +138,7 @@ def evaluate_run(
         pairs = protocol_pairs(config, data.y)
     if chosen.source == "validation":
         _refuse_a_validation_that_chose(run_dir, description)
-    z = embed(model, data.x, progress=progress)
+    z = embed(model, data.x, progress=progress).cpu()
     metric = config.loss.metric
     out = run_dir / "evaluation" if out is None else out
     result = Evaluation(run_dir, description, len(data), int(torch.unique(data.y).numel()), out)
@@ -148,56 +155,67 @@ def evaluate_run(
         """(embeddings, labels) of the run's training examples, embedded once for the
         retrieval gallery and the novelty detectors alike."""
         if not trained:
-            trained.append((embed(model, train.x), train.y))
+            trained.append((embed(model, train.x, progress=progress).cpu(), train.y))
         return trained[0]
 
     held_out = None if pairs is None else pairs[0]
     base = None
-    if baseline:
-        base = measure.raw_input_baseline(data, protocols, seed, held_out)
-        result.metrics["raw_inputs"] = base.metrics
-    measure.embedding_figures(result, data, z, figures_dir, seed)
-    if "verification" in protocols:
-        threshold = None
-        if chosen.source in ("other_split", "named", "test") and config.data.validation in (
-            "classes",
-            "samples",
-        ):
-            # A threshold chosen on the run's validation examples (never on the test pairs).
-            if validation is not None and len(validation) >= 2:
-                threshold = measure.validation_threshold(model, validation, metric, seed, head)
-        measure.verification(
-            result, data, z, metric, figures_dir, seed, held_out, config, threshold, base, head
-        )
-    if "retrieval" in protocols:
-        reference = None
-        if gallery == "train":
-            reference = training_embeddings()
-            if not bool(torch.isin(data.y, reference[1]).any()):
-                raise DataError(
-                    f"--gallery train: none of the classes of {description} are among the "
-                    "run's training classes (a class-disjoint split), so no query has a match "
-                    "in that gallery; use --gallery self"
-                )
-        images = train.x if reference is not None and data.x.dim() == 4 else None
-        measure.retrieval(result, data, z, metric, figures_dir, seed, reference, images)
-    if "fewshot" in protocols:
-        measure.fewshot(result, data, z, metric, figures_dir, seed, episodes, groups, base)
-    if "identification" in protocols:
-        if pairs is not None:
-            raise ConfigError(
-                "open-set identification needs unseen people, not held-out pairs: name them "
-                "with --data NAME [--split SPLIT]"
+    stages = [*(["baseline"] if baseline else []), "figures", *protocols]
+    with _Stages(progress, stages) as stage:
+        if baseline:
+            stage("baseline")
+            base = measure.raw_input_baseline(data, protocols, seed, held_out)
+            result.metrics["raw_inputs"] = base.metrics
+        stage("figures")
+        measure.embedding_figures(result, data, z, figures_dir, seed)
+        if "verification" in protocols:
+            stage("verification")
+            threshold = None
+            if chosen.source in ("other_split", "named", "test") and config.data.validation in (
+                "classes",
+                "samples",
+            ):
+                # A threshold chosen on the run's validation examples (never on the test pairs).
+                if validation is not None and len(validation) >= 2:
+                    threshold = measure.validation_threshold(model, validation, metric, seed, head)
+            measure.verification(
+                result, data, z, metric, figures_dir, seed, held_out, config, threshold, base, head
             )
-        name = data_name or config.data.name
-        stored = description_of_model.get("thresholds")
-        thresholds, note = _thresholds_from_other_classes(run_dir, stored, config, data, name, head)
-        measure.identification(result, data, z, metric, seed, thresholds, note)
-    if "novelty" in protocols and ood is not None:
-        reference = training_embeddings()
-        # Labels are comparable only when both sides number the same class list.
-        same_classes = train.classes == data.classes
-        measure.novelty(result, config, model, z, data, ood, metric, reference, same_classes)
+        if "retrieval" in protocols:
+            stage("retrieval")
+            reference = None
+            if gallery == "train":
+                reference = training_embeddings()
+                if not bool(torch.isin(data.y, reference[1]).any()):
+                    raise DataError(
+                        f"--gallery train: none of the classes of {description} are among the "
+                        "run's training classes (a class-disjoint split), so no query has a match "
+                        "in that gallery; use --gallery self"
+                    )
+            images = train.x if reference is not None and data.x.dim() == 4 else None
+            measure.retrieval(result, data, z, metric, figures_dir, seed, reference, images)
+        if "fewshot" in protocols:
+            stage("fewshot")
+            measure.fewshot(result, data, z, metric, figures_dir, seed, episodes, groups, base)
+        if "identification" in protocols:
+            stage("identification")
+            if pairs is not None:
+                raise ConfigError(
+                    "open-set identification needs unseen people, not held-out pairs: name them "
+                    "with --data NAME [--split SPLIT]"
+                )
+            name = data_name or config.data.name
+            stored = description_of_model.get("thresholds")
+            thresholds, note = _thresholds_from_other_classes(
+                run_dir, stored, config, data, name, head
+            )
+            measure.identification(result, data, z, metric, seed, thresholds, note)
+        if "novelty" in protocols and ood is not None:
+            stage("novelty")
+            reference = training_embeddings()
+            # Labels are comparable only when both sides number the same class list.
+            same_classes = train.classes == data.classes
+            measure.novelty(result, config, model, z, data, ood, metric, reference, same_classes)
     return result
 
 
@@ -292,3 +310,39 @@ def _model_description(run_dir: Path) -> dict[str, Any]:
     import json
 
     return json.loads((run_dir / "model.json").read_text(encoding="utf-8"))
+
+
+class _Stages:
+    """A progress bar over the evaluation's stages (figures, then each protocol) on stderr,
+    when `show`: calling it with a stage's name marks the one before as done."""
+
+    def __init__(self, show: bool, names: list[str]) -> None:
+        self.show, self.names = show, names
+        self.bar: Any = None
+        self.task: Any = None
+
+    def __enter__(self) -> _Stages:
+        if self.show:
+            from rich.console import Console
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+            self.bar = Progress(
+                TextColumn("{task.description}"),
+                BarColumn(bar_width=30),
+                MofNCompleteColumn(),
+                console=Console(stderr=True),
+                transient=True,
+            )
+            self.bar.__enter__()
+            self.task = self.bar.add_task("evaluating", total=len(self.names))
+        return self
+
+    def __call__(self, name: str) -> None:
+        if self.bar is not None:
+            done = self.names.index(name) if name in self.names else 0
+            self.bar.update(self.task, completed=done, description=f"evaluating: {name}")
+
+    def __exit__(self, *exc: object) -> None:
+        if self.bar is not None:
+            self.bar.update(self.task, completed=len(self.names))
+            self.bar.__exit__(*exc)

@@ -14,6 +14,7 @@ import torch
 from siamese.config import RunConfig
 from siamese.data.labeled import LabeledData
 from siamese.data.resizing import fitted_to
+from siamese.data.streamed_folder import in_memory
 from siamese.distances import pairwise_distances
 from siamese.errors import ConfigError, DataError
 from siamese.evaluation.embed import embed
@@ -60,7 +61,7 @@ def validation_threshold(
     test pairs without looking at them."""
     from siamese.evaluation.verification import best_threshold
 
-    z = embed(model, validation.x)
+    z = embed(model, validation.x).cpu()
     i, j, same = _pairs(validation, seed + 1)
     return best_threshold(_pair_distances(z, i, j, metric, head), same)[0]
 
@@ -88,7 +89,7 @@ def raw_input_baseline(
     model's episodes."""
     from siamese.evaluation.verification import roc_curve, verification_metrics
 
-    x = data.x.flatten(1).float()
+    x = in_memory(data.x, "the raw-input baseline (--baseline)").flatten(1).float()
     out = Baseline(features=x / 255.0 if data.x.dtype == torch.uint8 else x)
     if "verification" in protocols:
         i, j, same = held_out_pairs if held_out_pairs is not None else _pairs(data, seed)
@@ -231,16 +232,18 @@ def retrieval(
         title = "Retrieval: each query and its nearest neighbours (leave-one-out)"
         shown_queries = queries
     else:
-        # Queries first, then the gallery: one image tensor for the grid to index.
         d = pairwise_distances(z[queries], reference[0], metric)
-        images = torch.cat([data.x[queries], reference_images])
-        labels = torch.cat([data.y[queries], reference[1]])
         title = "Retrieval in the training set: each query and its nearest training examples"
         shown_queries = torch.arange(queries.numel())
     k = min(5, d.shape[1] - (1 if reference is None else 0))
     distances, neighbours = d.topk(k, dim=1, largest=False)
     if reference is not None and reference_images is not None:
-        neighbours = neighbours + queries.numel()
+        # Queries first, then their neighbours: one image tensor for the grid to index, with
+        # only the images shown (a streamed training set is read for those alone).
+        shown = neighbours.flatten()
+        images = torch.cat([data.x[queries], reference_images[shown]])
+        labels = torch.cat([data.y[queries], reference[1][shown]])
+        neighbours = torch.arange(shown.numel()).view_as(neighbours) + queries.numel()
     result.figures["retrieval"] = plot_retrieval_grid(
         images,
         labels,
@@ -369,7 +372,7 @@ def novelty(
             f"has {tuple(data_in.x.shape[1:])}; give out-of-distribution data with as many "
             "channels (images of another size are resized to fit)"
         ) from None
-    z_out = embed(model, out.x)
+    z_out = embed(model, out.x).cpu()
     z_train, y_train = training
     detector = GiniDetector.fit(z_train, y_train)
     # Half of the in-distribution examples set each threshold, the other half report the

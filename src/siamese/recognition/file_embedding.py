@@ -1,0 +1,141 @@
+"""Embedding many image files in bounded memory: a batch of files at a time, decoded and
+prepared (face step, resize) by DataLoader worker processes while the model embeds the batch
+before; and the contiguous share of a file list each `torchrun` rank embeds.
+
+Only one batch of pixels per worker (and the (N, D) embeddings) is ever in memory, whatever
+the number of files.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import torch
+
+from siamese.errors import DataError, SiameseError
+
+
+class PreparesAndEmbeds(Protocol):
+    """What `embed_files` needs of a recognizer (`Recognizer`, or one running an export)."""
+
+    def prepare(self, images: Sequence[Any]) -> Any: ...
+    def embed_prepared(self, x: Any, batch_size: int = 256, progress: bool = False) -> Any: ...
+
+
+@dataclass(frozen=True)
+class _Failed:
+    """A batch a worker could not prepare: the user's error, raised again in the main
+    process as itself (a DataLoader would wrap it in a worker traceback)."""
+
+    error: SiameseError
+
+
+class _FileBatches(torch.utils.data.Dataset):
+    """Item i: batch i of the files, prepared as the recognizer's model input."""
+
+    def __init__(self, recognizer: PreparesAndEmbeds, paths: Sequence[Path], batch_size: int):
+        self.recognizer, self.paths, self.batch_size = recognizer, list(paths), batch_size
+
+    def __len__(self) -> int:
+        return -(-len(self.paths) // self.batch_size)
+
+    def __getitem__(self, index: int) -> Any:
+        chunk = self.paths[index * self.batch_size : (index + 1) * self.batch_size]
+        try:
+            return self.recognizer.prepare(chunk)
+        except SiameseError as err:
+            return _Failed(err)
+
+
+def _as_is(item: Any) -> Any:
+    return item
+
+
+def prepared_batches(
+    recognizer: PreparesAndEmbeds, paths: Sequence[Path], batch_size: int, workers: int = 0
+) -> Iterator[Any]:
+    """The model inputs of `paths`, `batch_size` files at a time and in order.
+
+    Args:
+        workers: DataLoader worker processes decoding ahead (0: in this process).
+    Raises:
+        DataError: a file that is missing or not an image (named), as `prepare` raises it.
+    """
+    batches = _FileBatches(recognizer, paths, batch_size)
+    if workers == 0:
+        source: Any = (batches[i] for i in range(len(batches)))
+    else:
+        from siamese.data.folder_index import pool_context
+
+        source = torch.utils.data.DataLoader(
+            batches,
+            batch_size=None,
+            num_workers=workers,
+            collate_fn=_as_is,
+            multiprocessing_context=pool_context(),
+            prefetch_factor=2,
+            worker_init_fn=_one_thread,
+            generator=torch.Generator().manual_seed(0),  # leaves torch's global one alone
+        )
+    for item in source:
+        if isinstance(item, _Failed):
+            raise item.error
+        yield item
+
+
+def _one_thread(_: int) -> None:
+    torch.set_num_threads(1)  # the workers decode; the main process's threads run the model
+
+
+def embed_files(
+    recognizer: PreparesAndEmbeds,
+    paths: Sequence[Path],
+    batch_size: int = 256,
+    workers: int = 0,
+    progress: bool = False,
+) -> torch.Tensor:
+    """(N, D) float32 embeddings of image files, in the order given, in bounded memory.
+
+    Raises:
+        DataError: a file that is missing or not an image (named), or no files.
+    """
+    if not paths:
+        raise DataError("no image files to embed")
+    parts: list[torch.Tensor] = []
+    with _bar(progress, len(paths)) as (bar, task):
+        for inputs in prepared_batches(recognizer, paths, batch_size, workers):
+            z = torch.as_tensor(recognizer.embed_prepared(inputs, batch_size))
+            parts.append(z)
+            if bar is not None:
+                bar.advance(task, z.shape[0])
+    return torch.cat(parts)
+
+
+def shard_bounds(n: int, rank: int, world_size: int) -> tuple[int, int]:
+    """[start, end) of the contiguous share of n items that `rank` of `world_size` takes: the
+    shares differ in size by at most one, and in rank order they are the whole list."""
+    if not 0 <= rank < world_size:
+        raise ValueError(f"rank {rank} is not in [0, {world_size})")
+    return n * rank // world_size, n * (rank + 1) // world_size
+
+
+@contextlib.contextmanager
+def _bar(show: bool, total: int) -> Iterator[tuple[Any, Any]]:
+    if not show:
+        yield None, None
+        return
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(bar_width=30),
+        MofNCompleteColumn(),
+        console=Console(stderr=True),
+        transient=True,
+    ) as bar:
+        yield bar, bar.add_task(f"embedding {total:,} images", total=total)
