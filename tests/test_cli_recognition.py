@@ -248,3 +248,26 @@ def test_torchrun_two_processes_embed_what_one_process_embeds(
     assert list(a["paths"]) == list(b["paths"])
     np.testing.assert_allclose(a["embeddings"], b["embeddings"], atol=1e-5)
     assert str(b["model_fingerprint"]) == str(a["model_fingerprint"])
+
+
+def test_torchrun_embed_with_a_bad_file_in_one_share_fails_on_every_process(
+    tmp_path: Path, people: Path, digits_model: Path
+) -> None:
+    """The bad file lies in the second process's share: both processes stop with its name,
+    neither waits for the other, and nothing is written."""
+    import subprocess
+    import sys
+
+    folder = tmp_path / "images"
+    shutil.copytree(people / "probes", folder)
+    (folder / "zz_broken.png").write_bytes(b"not a png at all")
+    target = tmp_path / "z.npz"
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
+    command = [*torchrun, "-m", "siamese", "embed", str(digits_model), str(folder)]
+    done = subprocess.run(
+        [*command, "--out", str(target), "--quiet"], capture_output=True, text=True, timeout=300
+    )
+    output = done.stdout + done.stderr
+    assert done.returncode != 0
+    assert "process 1:" in output and "zz_broken.png" in output
+    assert not target.exists()

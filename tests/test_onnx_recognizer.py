@@ -547,7 +547,7 @@ def test_device_names_map_to_onnxruntime_providers() -> None:
         "CPUExecutionProvider",
     ]
     has_cuda = "CUDAExecutionProvider" in onnxruntime.get_available_providers()
-    expected = ["CUDAExecutionProvider"] if has_cuda else []
+    expected = [("CUDAExecutionProvider", {"device_id": 0})] if has_cuda else []
     assert device_providers(None) == [*expected, "CPUExecutionProvider"]
     with pytest.raises(ConfigError, match=r"runs on auto, cpu, cuda or cuda:N"):
         device_providers("mps")

@@ -68,6 +68,12 @@ def resolve_device(
         raise ConfigError(f"{where} = {name}, but {cuda_absence()}: use cpu or auto")
     if name == "cuda":
         return _local_cuda()
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise ConfigError(
+            f"{where} = {name} under torchrun would put every process on that one GPU: give "
+            "cuda or auto (each process then takes the GPU of its LOCAL_RANK), and choose the "
+            "GPUs with CUDA_VISIBLE_DEVICES"
+        )
     index = int(name.split(":")[1])
     count = torch.cuda.device_count()
     if index >= count:
@@ -89,9 +95,23 @@ def cuda_absence() -> str:
 
 
 def _local_cuda() -> torch.device:
-    """cuda:LOCAL_RANK under torchrun (one GPU per process), else cuda:0."""
+    """cuda:LOCAL_RANK under torchrun (one GPU per process), else cuda:0.
+
+    Raises:
+        ConfigError: more processes on this machine than GPUs (two would share one, which
+            NCCL refuses), unless each process sees exactly one (CUDA_VISIBLE_DEVICES per
+            process: then it is cuda:0).
+    """
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    return torch.device("cuda", local_rank % max(torch.cuda.device_count(), 1))
+    count = torch.cuda.device_count()
+    if count == 1:
+        return torch.device("cuda", 0)
+    if local_rank >= count:
+        raise ConfigError(
+            f"this process has LOCAL_RANK {local_rank}, but the machine shows {count} GPUs: "
+            "start at most one process per GPU (torchrun --nproc_per_node)"
+        )
+    return torch.device("cuda", local_rank)
 
 
 def describe_device(device: torch.device) -> str:

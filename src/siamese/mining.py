@@ -163,7 +163,10 @@ def random_triplets(
         (a, p, n): int64 index tensors of equal length T <= B.
     """
     positive, negative = positive_negative_masks(labels, ref_labels)
-    scores = torch.rand(dist.shape, generator=generator, device=dist.device)
+    # Drawn where the generator lives (a CPU generator for a CUDA batch), then moved: the same
+    # draws on every device, so a checkpoint resumes the same stream anywhere.
+    on = generator.device if generator is not None else dist.device
+    scores = torch.rand(dist.shape, generator=generator, device=on).to(dist.device)
     # Valid entries score in [0, 1), invalid ones -1, so argmax is uniform over the valid.
     random_p = scores.masked_fill(~positive, -1.0).argmax(dim=1)
     random_n = scores.masked_fill(~negative, -1.0).argmax(dim=1)

@@ -109,32 +109,42 @@ def embed(
     suffix = out.suffix.lower()
     if suffix not in (".npz", ".parquet"):
         raise ConfigError(f"--out {out}: write .npz or .parquet (the format follows the suffix)")
-    files = _unique(image_files(paths))
     # The embeddings travel between processes once, at the end, in host memory: gloo, even
     # when the models run on GPUs.
     group = join_from_environment("gloo")
     try:
-        recognizer = load_recognizer(model, device)
+        files = _shared(group, lambda: _unique(image_files(paths)))
         start, end = shard_bounds(len(files), group.rank, group.world_size)
         failure: str | None = None
         z = None
         try:
+            recognizer = load_recognizer(model, device)
             if end > start:
                 mine = embed_files(recognizer, files[start:end], batch_size, workers, not quiet)
                 z = mine.numpy()
-        except SiameseError as err:
-            failure = str(err)
+        except Exception as err:  # every rank must reach the gathers below, or they hang
+            if not group.distributed:
+                raise
+            failure = str(err) if isinstance(err, SiameseError) else f"{type(err).__name__}: {err}"
+            failure = f"process {group.rank}: {failure}"
         if group.distributed:
-            shares: list[Any] = [None] * group.world_size
-            torch.distributed.all_gather_object(shares, (failure, z))
+            failures: list[Any] = [None] * group.world_size
+            torch.distributed.all_gather_object(failures, failure)
+            problems = [f for f in failures if f is not None]
+            if problems:
+                raise DataError("; ".join(problems))
+            parts: list[Any] | None = [None] * group.world_size if group.is_main else None
+            torch.distributed.gather_object(z, parts, dst=0)  # only the writer holds them all
         else:
-            shares = [(failure, z)]
-        problems = [f for f, _ in shares if f is not None]
-        if problems:
-            raise DataError("; ".join(problems))
+            parts = [z]
         if not group.is_main:
             return
-        embeddings = np.concatenate([part for _, part in shares if part is not None])
+        embeddings = np.concatenate([part for part in parts if part is not None])
+        if embeddings.shape[0] != len(files):
+            raise DataError(
+                f"{embeddings.shape[0]} embeddings for {len(files)} files: a process embedded "
+                "another share than it was given; nothing was written"
+            )
         _write_embeddings(out, [str(p) for p in files], embeddings, recognizer)
     finally:
         leave(group)
@@ -142,6 +152,29 @@ def embed(
         f"{len(files)} embeddings ({embeddings.shape[1]}-d) → {out}"
         + (f" ({group.world_size} processes)" if group.distributed else "")
     )
+
+
+def _shared(group: Any, make: Any) -> Any:
+    """`make()` on the first process, the same value on every process (a folder that changes
+    while the processes start cannot give them different file lists); its user error, if it
+    raises one, on every process."""
+    if not group.distributed:
+        return make()
+    import torch
+
+    from siamese.errors import DataError, SiameseError
+
+    box: list[Any] = [None]
+    if group.is_main:
+        try:
+            box = [(make(), None)]
+        except SiameseError as err:
+            box = [(None, str(err))]
+    torch.distributed.broadcast_object_list(box, src=0)
+    value, error = box[0]
+    if error is not None:
+        raise DataError(error)
+    return value
 
 
 def _unique(files: list[Path]) -> list[Path]:

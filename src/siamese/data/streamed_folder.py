@@ -459,14 +459,14 @@ class StreamedBatches:
             self.close()
             raise
         except RuntimeError as err:
-            if "DataLoader worker" not in str(err):
-                raise
             self.close()
-            raise DataError(
-                f"a worker process died while decoding images of {self.images!r} (out of "
-                "memory, or a crash in an image library): run with workers=0 to see which "
-                "file, or use fewer workers"
-            ) from None
+            if "exited unexpectedly" in str(err):
+                raise DataError(
+                    f"a worker process died while decoding images of {self.images!r} (out of "
+                    "memory, or a crash in an image library): run with workers=0 to see which "
+                    "file, or use fewer workers"
+                ) from None
+            raise DataError(f"decoding images of {self.images!r} failed: {err}") from err
         if isinstance(batch, _Failure):
             self.close()
             raise DataError(batch.message)

@@ -313,7 +313,7 @@ def apply_affine(x: torch.Tensor, theta: torch.Tensor, fill: float = 0.0) -> tor
             f"apply_affine: theta must have shape ({x.shape[0]}, 2, 3), got {tuple(theta.shape)}"
         )
     xf = _to_compute_dtype(x)
-    theta = theta.to(device=x.device, dtype=xf.dtype)
+    theta = theta.to(dtype=xf.dtype).to(device=x.device)
     grid = _affine_grid(theta, xf.shape[2], xf.shape[3])
     # grid_sample pads with zeros; warping x − fill and adding fill back pads with fill instead,
     # blended bilinearly at the edges exactly as a fill-valued border would be.
@@ -410,7 +410,9 @@ class RandomAffine(Transform):
         """(B, C, H, W) -> (B, C, H, W), same dtype."""
         _check_images("RandomAffine", x)
         b, _, h, w = x.shape
-        theta = self.sample_matrices(b, h, w, generator, x.device)
+        # The matrices are drawn and built in float64 where the generator is (the host for a
+        # GPU batch: MPS has no float64), then cast and moved by `apply_affine`.
+        theta = self.sample_matrices(b, h, w, generator, None)
         return apply_affine(x, theta, self.fill)
 
     def sample_params(

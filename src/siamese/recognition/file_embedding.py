@@ -17,12 +17,14 @@ from typing import Any, Protocol
 import torch
 
 from siamese.errors import DataError, SiameseError
+from siamese.recognition.images import Preprocessing, as_image_list, model_input
 
 
 class PreparesAndEmbeds(Protocol):
     """What `embed_files` needs of a recognizer (`Recognizer`, or one running an export)."""
 
-    def prepare(self, images: Sequence[Any]) -> Any: ...
+    preprocessing: Preprocessing
+
     def embed_prepared(self, x: Any, batch_size: int = 256, progress: bool = False) -> Any: ...
 
 
@@ -35,10 +37,11 @@ class _Failed:
 
 
 class _FileBatches(torch.utils.data.Dataset):
-    """Item i: batch i of the files, prepared as the recognizer's model input."""
+    """Item i: batch i of the files as model inputs ((B, *input_shape) uint8 numpy). It holds
+    the preprocessing only, never the model: the workers decode, the main process embeds."""
 
-    def __init__(self, recognizer: PreparesAndEmbeds, paths: Sequence[Path], batch_size: int):
-        self.recognizer, self.paths, self.batch_size = recognizer, list(paths), batch_size
+    def __init__(self, preprocessing: Preprocessing, paths: Sequence[Path], batch_size: int):
+        self.preprocessing, self.paths, self.batch_size = preprocessing, list(paths), batch_size
 
     def __len__(self) -> int:
         return -(-len(self.paths) // self.batch_size)
@@ -46,7 +49,7 @@ class _FileBatches(torch.utils.data.Dataset):
     def __getitem__(self, index: int) -> Any:
         chunk = self.paths[index * self.batch_size : (index + 1) * self.batch_size]
         try:
-            return self.recognizer.prepare(chunk)
+            return model_input(as_image_list(chunk), self.preprocessing)
         except SiameseError as err:
             return _Failed(err)
 
@@ -65,7 +68,7 @@ def prepared_batches(
     Raises:
         DataError: a file that is missing or not an image (named), as `prepare` raises it.
     """
-    batches = _FileBatches(recognizer, paths, batch_size)
+    batches = _FileBatches(recognizer.preprocessing, paths, batch_size)
     if workers == 0:
         source: Any = (batches[i] for i in range(len(batches)))
     else:

@@ -97,7 +97,16 @@ def load_recognizer(path: Path | str, device: str | None = None) -> Recognizer |
         ConfigError: an ONNX export without onnxruntime installed; a device not here.
     """
     if is_onnx_export(path):
-        return OnnxRecognizer.load(path, providers=device_providers(device))
+        recognizer = OnnxRecognizer.load(path, providers=device_providers(device))
+        wanted_cuda = (device or "").strip().lower().startswith("cuda")
+        if wanted_cuda and "CUDAExecutionProvider" not in recognizer.providers:
+            # onnxruntime falls back to the CPU quietly when its CUDA provider fails to load
+            raise ConfigError(
+                f"--device {device}: onnxruntime could not start its CUDA provider (a CUDA or "
+                "cuDNN library missing or of another version; its log says which): install "
+                "the onnxruntime-gpu matching this machine's CUDA, or use --device cpu"
+            )
+        return recognizer
     return Recognizer.load(path, device=device or "auto")
 
 

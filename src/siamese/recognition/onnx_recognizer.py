@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 from collections.abc import Sequence
 from pathlib import Path
@@ -427,6 +428,8 @@ def device_providers(device: str | None) -> list[str | tuple[str, dict[str, Any]
     """
     name = (device or "auto").strip().lower()
     cpu = "CPUExecutionProvider"
+    # Under torchrun each process takes the GPU of its LOCAL_RANK, as the torch path does.
+    local = {"device_id": int(os.environ.get("LOCAL_RANK", "0"))}
     if name == "cpu":
         return [cpu]
     if name == "auto":
@@ -435,11 +438,12 @@ def device_providers(device: str | None) -> list[str | tuple[str, dict[str, Any]
         except ImportError:
             return None  # the session says what to install
         has_cuda = "CUDAExecutionProvider" in onnxruntime.get_available_providers()
-        return ["CUDAExecutionProvider", cpu] if has_cuda else [cpu]
+        return [("CUDAExecutionProvider", local), cpu] if has_cuda else [cpu]
     match = re.fullmatch(r"cuda(?::(\d+))?", name)
     if match is None:
         raise ConfigError(
             f"--device = {device!r}: an ONNX export runs on auto, cpu, cuda or cuda:N "
             "(onnxruntime's CPU and CUDA providers)"
         )
-    return [("CUDAExecutionProvider", {"device_id": int(match.group(1) or 0)}), cpu]
+    chosen = {"device_id": int(match.group(1))} if match.group(1) else local
+    return [("CUDAExecutionProvider", chosen), cpu]

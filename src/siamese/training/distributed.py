@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from datetime import timedelta
 
 import torch
 import torch.distributed as dist
@@ -55,7 +56,10 @@ def join_from_environment(backend: str = "gloo") -> ProcessGroup:
             "with `torchrun --nproc_per_node=N -m siamese train CONFIG`"
         )
     if not dist.is_initialized():
-        dist.init_process_group(backend=backend)
+        # Rank 0 validates, calibrates and saves alone while the others wait in a collective:
+        # longer than NCCL's default 10 minutes on a large validation set.
+        seconds = int(os.environ.get("SIAMESE_DIST_TIMEOUT", str(2 * 3600)))
+        dist.init_process_group(backend=backend, timeout=timedelta(seconds=seconds))
     return ProcessGroup(rank=dist.get_rank(), world_size=dist.get_world_size())
 
 

@@ -315,7 +315,7 @@ class TrainingLoop:
         # (1, the bad value) or (0, 0): NaN and ±inf travel as themselves in a float tensor.
         found = torch.zeros(2, dtype=torch.float64)
         if self._pending:
-            losses = torch.stack([p["loss"] for p in self._pending]).double().cpu()
+            losses = torch.stack([p["loss"] for p in self._pending]).cpu().double()
             bad = losses[~torch.isfinite(losses)]
             if bad.numel():
                 found = torch.stack([torch.ones((), dtype=torch.float64), bad[0]])
@@ -446,7 +446,7 @@ def fit(
         raise ConfigError(f"epochs must be >= 1, got {epochs}")
     objective = Objective(
         "pk", loss_fn if isinstance(loss_fn, torch.nn.Module) else _Wrapped(loss_fn)
-    )
+    ).to(model_device(model))
     parameters: Iterable[torch.nn.Parameter] = [*model.parameters(), *objective.parameters()]
     optimizer = torch.optim.AdamW(parameters, lr=lr, weight_decay=weight_decay)
     total_steps = epochs * len(sampler)

@@ -319,6 +319,8 @@ class TrainingRun:
         rng_states = saved["rng"]
         restore_rng_state(rng_states[min(self.group.rank, len(rng_states) - 1)], self.generators)
         self.tracker = _Tracker(**saved["tracker"])
+        if self.loop.scaler is not None and saved.get("scaler"):
+            self.loop.scaler.load_state_dict(saved["scaler"])
         if "train.early_stop.patience" in changed:  # a stopped run may go on with more patience
             self.tracker.stopped_early, self.tracker.stale = False, 0
         self.last_checkpoint_step = self.loop.position.step
@@ -400,7 +402,9 @@ class TrainingRun:
         self._checkpoint(position)
         stop = self.tracker.stopped_early and not final
         if self.group.distributed:
-            flag = torch.tensor([int(stop)])
+            # NCCL moves only GPU tensors; gloo, CPU ones.
+            wire = self.device if dist.get_backend() == "nccl" else torch.device("cpu")
+            flag = torch.tensor([int(stop)], device=wire)
             dist.broadcast(flag, src=0)
             stop = bool(flag.item())
         return stop
@@ -497,6 +501,8 @@ class TrainingRun:
             "telemetry": self.loop.telemetry_state(),
             "rng": rng,
             "tracker": asdict(self.tracker),
+            # fp16's loss scale and its growth count: a resumed run skips the same steps
+            "scaler": self.loop.scaler.state_dict() if self.loop.scaler is not None else None,
             "config": to_dict(self.config),
         }
 
