@@ -108,14 +108,22 @@ def embed_files(
     """
     if not paths:
         raise DataError("no image files to embed")
-    parts: list[torch.Tensor] = []
+    # One (N, D) output filled batch by batch: no small long-lived pieces between the large
+    # short-lived buffers of each forward pass, which would keep the heap from reusing them
+    # (with the `siamese` command's allocator settings the process then grows with N).
+    out: torch.Tensor | None = None
+    done = 0
     with _bar(progress, len(paths)) as (bar, task):
         for inputs in prepared_batches(recognizer, paths, batch_size, workers):
             z = torch.as_tensor(recognizer.embed_prepared(inputs, batch_size))
-            parts.append(z)
+            if out is None:
+                out = torch.empty((len(paths), z.shape[1]), dtype=torch.float32)
+            out[done : done + z.shape[0]] = z
+            done += z.shape[0]
             if bar is not None:
                 bar.advance(task, z.shape[0])
-    return torch.cat(parts)
+    assert out is not None and done == len(paths)
+    return out
 
 
 def shard_bounds(n: int, rank: int, world_size: int) -> tuple[int, int]:
