@@ -63,7 +63,9 @@ def embed(
     out: torch.Tensor | None = None
     done = 0
     try:
-        with bar as shown, torch.inference_mode():
+        # no_grad, not inference_mode: the output is an ordinary tensor that callers may use
+        # under autograd (a novelty probe trains on it).
+        with bar as shown, torch.no_grad():
             task = shown.add_task(f"embedding {n:,}", total=n) if shown else None
             for inputs in input_batches(x, batch_size, workers):
                 z = model(to_device(inputs, device)).float()
