@@ -263,7 +263,7 @@ TRAIN_STEPS = 60
 
 def measure_training(root: Path, cache: Path, out: Path, stream: bool) -> dict[str, Any]:
     """`siamese train` on the whole folder, streamed or decoded up front: a convnet, P×K
-    32×4 batch-all-free semi-hard triplets, `TRAIN_STEPS` steps, 2% of the classes held out
+    32×4 semi-hard triplets, `TRAIN_STEPS` steps, 2% of the classes held out
     for validation and the thresholds (embedded at the end, streamed too); the peak memory
     of the process and its workers from the load to the saved model."""
     os.environ["SIAMESE_CACHE_DIR"] = str(cache)

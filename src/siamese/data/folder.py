@@ -177,23 +177,9 @@ def load_folder(
     paths = [relative for relative, *_ in good]
     x = _stack(root, paths, [pixels for *_, pixels in good], options.channels)
     class_id = {name: i for i, name in enumerate(classes)}
-    y = torch.tensor([class_id[name] for _, name, _, _ in good], dtype=torch.int64)
-    meta: dict[str, torch.Tensor] = {}
-    meta_names: dict[str, list[str]] = {}
-    if split_names:
-        meta["split"] = torch.tensor([s for _, _, s, _ in good], dtype=torch.int64)
-        meta_names["split"] = split_names
-    data = LabeledData(
-        x=torch.from_numpy(x),
-        y=y,
-        classes=classes,
-        meta=meta,
-        meta_names=meta_names,
-        paths=paths,
-        skipped=skipped,
-    )
-    warn_single_sample_classes(data, str(root))
-    return data
+    labels = [class_id[name] for _, name, _, _ in good]
+    splits = [s for _, _, s, _ in good]
+    return _labeled(root, torch.from_numpy(x), labels, splits, split_names, classes, paths, skipped)
 
 
 def _decoded_estimate(root: Path, split: str | None, options: _Options) -> int:
@@ -299,6 +285,21 @@ def _load_streamed(
         face=options.face,
         workers=workers,
     )
+    return _labeled(root, x, labels, splits, split_names, classes, paths, skipped)
+
+
+def _labeled(
+    root: Path,
+    x: torch.Tensor | StreamedImages,
+    labels: list[int],
+    splits: list[int],
+    split_names: list[str],
+    classes: list[str],
+    paths: list[str],
+    skipped: list[SkippedFile],
+) -> LabeledData:
+    """The folder's `LabeledData` (decoded or streamed `x`), with each example's split as
+    `meta["split"]` when the folder has splits; warns about classes of one example."""
     meta: dict[str, torch.Tensor] = {}
     meta_names: dict[str, list[str]] = {}
     if split_names:

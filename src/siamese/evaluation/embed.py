@@ -56,7 +56,7 @@ def embed(
     was_training = model.training
     model.eval()
     n = int(x.shape[0])
-    bar = _progress_bar(progress and n >= PROGRESS_FROM)
+    bar = count_bar(progress and n >= PROGRESS_FROM)
     # One (N, D) output filled batch by batch, not a list of pieces joined at the end: small
     # long-lived pieces between each pass's large short-lived buffers keep the heap from
     # reusing them, and a process embedding 100,000 images grew by GBs (measured).
@@ -96,7 +96,9 @@ def input_batches(x: Any, batch_size: int, workers: int | None = None) -> Iterat
         yield from batches
 
 
-def _progress_bar(show: bool) -> contextlib.AbstractContextManager:
+def count_bar(show: bool) -> contextlib.AbstractContextManager:
+    """A transient "description ━━━ done/total" rich bar on stderr (`embed`, `embed_files`,
+    the evaluation's stages), or a no-op context giving None when not `show`."""
     if not show:
         return contextlib.nullcontext(None)
     from rich.console import Console

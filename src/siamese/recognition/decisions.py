@@ -8,8 +8,9 @@ must not import torch). How thresholds are measured is in `siamese.recognition.t
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, fields
-from typing import Any
+from typing import Any, Protocol
 
 from siamese.errors import ConfigError
 
@@ -146,3 +147,46 @@ class Comparison:
 
 
 __all__ = ["CALIBRATED_FARS", "MIN_FALSE_ACCEPTS", "Comparison", "Thresholds", "read_thresholds"]
+
+
+class ComparingModel(Protocol):
+    """What `compare_images` needs of a recogniser (`Recognizer` or `OnnxRecognizer`)."""
+
+    scale: str
+    thresholds: Thresholds | None
+
+    def embed(self, images: Sequence[Any]) -> Any: ...
+    def dissimilarity(self, z1: Any, z2: Any) -> Any: ...
+    def threshold(self, far: float | None = None) -> tuple[float, float]: ...
+
+
+def compare_images(
+    model: ComparingModel,
+    a: Any,
+    b: Any,
+    far: float | None = None,
+    threshold: float | None = None,
+) -> Comparison:
+    """Whether two images show the same identity, by `model`.
+
+    Args:
+        a, b: one image each.
+        far: the calibrated false-accept rate to decide at (default: the smallest the
+            model's calibration supports).
+        threshold: decide at this dissimilarity instead (then `far` must be None).
+    Raises:
+        ConfigError: no calibrated threshold at `far` (and no `threshold` given).
+        DataError: an input is not a readable image.
+    """
+    if threshold is not None and far is not None:
+        raise ConfigError("give a false-accept rate or a threshold, not both")
+    z = model.embed([a, b])
+    if z.shape[0] != 2:
+        raise ConfigError("compare takes one image on each side; use embed for batches")
+    distance = float(model.dissimilarity(z[:1], z[1:])[0])
+    if threshold is None:
+        value, rate = model.threshold(far)
+        calibrated_on = model.thresholds.calibrated_on if model.thresholds else ""
+    else:
+        value, rate, calibrated_on = float(threshold), None, "given by the caller"
+    return Comparison(distance, value, rate, distance <= value, model.scale, calibrated_on)

@@ -8,7 +8,6 @@ the number of files.
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +16,7 @@ from typing import Any, Protocol
 import torch
 
 from siamese.errors import DataError, SiameseError
+from siamese.evaluation.embed import count_bar
 from siamese.recognition.images import Preprocessing, as_image_list, model_input
 
 
@@ -113,7 +113,8 @@ def embed_files(
     # (with the `siamese` command's allocator settings the process then grows with N).
     out: torch.Tensor | None = None
     done = 0
-    with _bar(progress, len(paths)) as (bar, task):
+    with count_bar(progress) as bar:
+        task = bar.add_task(f"embedding {len(paths):,} images", total=len(paths)) if bar else None
         for inputs in prepared_batches(recognizer, paths, batch_size, workers):
             z = torch.as_tensor(recognizer.embed_prepared(inputs, batch_size))
             if out is None:
@@ -132,21 +133,3 @@ def shard_bounds(n: int, rank: int, world_size: int) -> tuple[int, int]:
     if not 0 <= rank < world_size:
         raise ValueError(f"rank {rank} is not in [0, {world_size})")
     return n * rank // world_size, n * (rank + 1) // world_size
-
-
-@contextlib.contextmanager
-def _bar(show: bool, total: int) -> Iterator[tuple[Any, Any]]:
-    if not show:
-        yield None, None
-        return
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
-
-    with Progress(
-        TextColumn("{task.description}"),
-        BarColumn(bar_width=30),
-        MofNCompleteColumn(),
-        console=Console(stderr=True),
-        transient=True,
-    ) as bar:
-        yield bar, bar.add_task(f"embedding {total:,} images", total=total)

@@ -28,7 +28,12 @@ from typing import Any
 import numpy as np
 
 from siamese.errors import CheckpointError, ConfigError, DataError
-from siamese.recognition.decisions import Comparison, Thresholds, read_thresholds
+from siamese.recognition.decisions import (
+    Comparison,
+    Thresholds,
+    compare_images,
+    read_thresholds,
+)
 from siamese.recognition.images import (
     FaceInputs,
     ImageInput,
@@ -253,18 +258,7 @@ class OnnxRecognizer:
             ConfigError: no calibrated threshold at `far` (and no `threshold` given).
             DataError: an input is not a readable image.
         """
-        if threshold is not None and far is not None:
-            raise ConfigError("give a false-accept rate or a threshold, not both")
-        z = self.embed([a, b])
-        if z.shape[0] != 2:
-            raise ConfigError("compare takes one image on each side; use embed for batches")
-        distance = float(self.dissimilarity(z[:1], z[1:])[0])
-        if threshold is None:
-            value, rate = self.threshold(far)
-            calibrated_on = self.thresholds.calibrated_on if self.thresholds else ""
-        else:
-            value, rate, calibrated_on = float(threshold), None, "given by the caller"
-        return Comparison(distance, value, rate, distance <= value, self.scale, calibrated_on)
+        return compare_images(self, a, b, far, threshold)
 
     def __repr__(self) -> str:
         return (

@@ -27,7 +27,7 @@ from siamese.errors import CheckpointError, ConfigError
 from siamese.evaluation.embed import embed as embed_inputs
 from siamese.evaluation.verification import pair_dissimilarity
 from siamese.models.files import load_model_and_head
-from siamese.recognition.decisions import Comparison
+from siamese.recognition.decisions import Comparison, compare_images
 from siamese.recognition.images import (
     FaceInputs,
     ImageInput,
@@ -216,15 +216,4 @@ class Recognizer:
             ConfigError: no calibrated threshold at `far` (and no `threshold` given).
             DataError: an input is not a readable image.
         """
-        if threshold is not None and far is not None:
-            raise ConfigError("give a false-accept rate or a threshold, not both")
-        z = self.embed([a, b])
-        if z.shape[0] != 2:
-            raise ConfigError("compare takes one image on each side; use embed for batches")
-        distance = float(self.dissimilarity(z[:1], z[1:])[0])
-        if threshold is None:
-            value, rate = self.threshold(far)
-            calibrated_on = self.thresholds.calibrated_on if self.thresholds else ""
-        else:
-            value, rate, calibrated_on = float(threshold), None, "given by the caller"
-        return Comparison(distance, value, rate, distance <= value, self.scale, calibrated_on)
+        return compare_images(self, a, b, far, threshold)

@@ -212,16 +212,18 @@ class TrainingLoop:
         epoch not done yet (a resumed run skips those done before its checkpoint, without
         reading them). Streamed images arrive decoded by DataLoader workers, a few batches
         ahead; in-memory inputs are read by `_step`."""
-        todo = [
+        pending = (
             (index, batch if isinstance(batch, tuple) else (torch.as_tensor(batch),))
             for index, batch in enumerate(self.batches)
             if index >= self.position.batch
-        ]
+        )
         if isinstance(self.data.x, torch.Tensor):
-            for index, batch in todo:
+            for index, batch in pending:
                 yield index, batch, None
             return
         from siamese.data.streamed_folder import load_batches
+
+        todo = list(pending)  # the workers are handed the epoch's batches up front
 
         loader = load_batches(
             self.data.x,

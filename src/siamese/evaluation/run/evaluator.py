@@ -14,7 +14,7 @@ from siamese.data.labeled import LabeledData
 from siamese.data.resizing import fitted_to
 from siamese.devices import resolve_device
 from siamese.errors import ConfigError, DataError
-from siamese.evaluation.embed import embed
+from siamese.evaluation.embed import count_bar, embed
 from siamese.evaluation.run import protocols as measure
 from siamese.evaluation.run.data import evaluation_data, is_pair_protocol, protocol_pairs
 from siamese.evaluation.run.result import Evaluation
@@ -323,16 +323,7 @@ class _Stages:
 
     def __enter__(self) -> _Stages:
         if self.show:
-            from rich.console import Console
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
-
-            self.bar = Progress(
-                TextColumn("{task.description}"),
-                BarColumn(bar_width=30),
-                MofNCompleteColumn(),
-                console=Console(stderr=True),
-                transient=True,
-            )
+            self.bar = count_bar(True)
             self.bar.__enter__()
             self.task = self.bar.add_task("evaluating", total=len(self.names))
         return self
