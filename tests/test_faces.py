@@ -239,6 +239,20 @@ def test_face_step_options_are_checked() -> None:
     assert FaceStep(**json.loads(json.dumps(FaceStep().as_dict()))) == FaceStep()
 
 
+def test_face_resnet_reads_every_size_from_its_smallest_and_refuses_smaller() -> None:
+    """The smallest side is computed from the layers: one pixel less fails in the network."""
+    from siamese.faces.face_resnet import SMALLEST_SIDE, DlibFaceResNet
+
+    assert SMALLEST_SIDE == 103
+    net = DlibFaceResNet((3, 150, 150), pretrained=False)
+    with torch.no_grad():
+        assert net(torch.rand(1, 3, SMALLEST_SIDE, SMALLEST_SIDE + 40)).shape == (1, 128)
+        with pytest.raises(RuntimeError):
+            net(torch.rand(1, 3, SMALLEST_SIDE - 1, SMALLEST_SIDE))
+    with pytest.raises(ConfigError, match=r"at least 103×103 .* not 102×150"):
+        DlibFaceResNet((3, 102, 150), pretrained=False)
+
+
 def test_a_missing_extra_says_what_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
     from siamese.faces import dependencies
 

@@ -53,6 +53,25 @@ _LEVELS = ((32, 3, False), (64, 3, True), (128, 2, True), (256, 2, True), (256, 
 _WEIGHTS_FILE = "dlib_face_recognition_resnet_model_v1.dat"
 
 
+def _last_level_side(side: int) -> int:
+    """The last level's feature-map side for an input side, 0 where some layer's input is
+    smaller than its 3×3 or 7×7 kernel (each spatial dimension on its own)."""
+    side = (side - 7) // 2 + 1  # stem convolution, 7×7 stride 2, no padding
+    if side < 3:
+        return 0
+    side = (side - 3) // 2 + 1  # max pool 3×3 stride 2
+    for _, _, down in _LEVELS:
+        if down:
+            if side < 3:
+                return 0
+            side = max((side - 3) // 2 + 1, side // 2)  # Block's convolution or its pool
+    return side
+
+
+SMALLEST_SIDE = next(side for side in range(7, CHIP_SIZE + 1) if _last_level_side(side) > 0)
+"""The smallest input height and width the network reads (103)."""
+
+
 class Affine(nn.Module):
     """Per-channel scale and shift: (N, C, H, W) → (N, C, H, W)."""
 
@@ -123,9 +142,10 @@ class DlibFaceResNet(nn.Module):
                 f"encoder 'dlib_face_resnet' reads RGB images (3, H, W), not {tuple(input_shape)}: "
                 "load the images with channels 3 (face chips are 150×150)"
             )
-        if min(input_shape[1:]) < 64:
+        if min(input_shape[1:]) < SMALLEST_SIDE:
             raise ConfigError(
-                f"encoder 'dlib_face_resnet' needs images of at least 64×64 (it was trained on "
+                f"encoder 'dlib_face_resnet' needs images of at least {SMALLEST_SIDE}×"
+                f"{SMALLEST_SIDE} (smaller ones vanish before its last level; it was trained on "
                 f"150×150 face chips), not {input_shape[1]}×{input_shape[2]}"
             )
         if not isinstance(pretrained, bool):
