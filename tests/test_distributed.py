@@ -3,6 +3,7 @@ and `torchrun -m siamese train` writes one valid run directory."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -50,6 +51,20 @@ def test_global_batch_loss_and_gradients_equal_one_process(tmp_path: Path, loss_
         assert len(rank["objective_grads"]) == len(wanted) == (2 if loss_name != "triplet" else 0)
         for got, want in zip(rank["objective_grads"], wanted, strict=True):
             torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="reads Linux's /proc")
+def test_leaving_the_group_stops_its_threads(tmp_path: Path) -> None:
+    """After `leave`, no gloo thread runs on into the interpreter's teardown (where it used
+    to abort a finished rank now and then), even though torch._dynamo was imported after
+    joining."""
+    torchrun([str(SCRIPTS / "process_group_exit.py"), str(tmp_path)], cwd=tmp_path)
+    for rank in range(2):
+        record = json.loads((tmp_path / f"rank{rank}.json").read_text())
+        assert record["sum"] == [2.0] * 4
+        assert any("gloo" in name for name in record["threads_while_joined"])
+        assert not [name for name in record["threads_after_leave"] if "gloo" in name], record
+        assert record["warnings"] == []
 
 
 @pytest.mark.slow

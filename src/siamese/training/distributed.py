@@ -10,7 +10,10 @@ writes checkpoints, metrics and the model.
 
 from __future__ import annotations
 
+import gc
 import os
+import warnings
+import weakref
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -56,6 +59,15 @@ def join_from_environment(backend: str = "gloo") -> ProcessGroup:
             "with `torchrun --nproc_per_node=N -m siamese train CONFIG`"
         )
     if not dist.is_initialized():
+        # torch.distributed.nn.functional's collectives take `group=group.WORLD` as a default
+        # argument, evaluated when the module is first imported. torch._dynamo imports it, and
+        # torch.optim imports torch._dynamo on the first optimizer: after init_process_group,
+        # ten default arguments would hold the world group forever, destroy_process_group
+        # could not free it, and gloo's threads (gloo_tcp_loop, pt_gloo_runloop) ran on into
+        # the interpreter's teardown, which now and then killed a finished rank with
+        # "terminate called without an active exception". Imported first, they hold None.
+        import torch.distributed.nn.functional  # noqa: F401
+
         # Rank 0 validates, calibrates and saves alone while the others wait in a collective:
         # longer than NCCL's default 10 minutes on a large validation set.
         seconds = int(os.environ.get("SIAMESE_DIST_TIMEOUT", str(2 * 3600)))
@@ -69,7 +81,18 @@ def leave(group: ProcessGroup) -> None:
     group down alone while another is still in it can abort the whole job."""
     if group.distributed and dist.is_initialized():
         dist.barrier()
+        world = weakref.ref(dist.group.WORLD)
         dist.destroy_process_group()
+        gc.collect()
+        if world() is not None:
+            # Its native threads outlive it and race the interpreter's teardown at exit.
+            warnings.warn(
+                "the process group is still referenced after destroy_process_group (by "
+                "something imported after init_process_group that keeps `group.WORLD`): its "
+                "threads stay alive until exit, where they can abort this process",
+                RuntimeWarning,
+                stacklevel=2,
+            )
 
 
 def gather_keeping_gradient(local: torch.Tensor) -> torch.Tensor:
