@@ -26,7 +26,7 @@ and col2im, and BLAS), which no oneDNN convolution touches, on every CPU:
 
 The results equal `Conv2d`'s to float rounding (tests compare both with float64 references),
 the parameters are `Conv2d`'s (same names and shapes, so saved weights load either way), and
-narrow layers are cheap to unfold: the price is measured in `benchmarks/bench_memory_format.py`.
+narrow layers are cheap to unfold: the price is measured in `benchmarks/bench_strided_convolution.py`.
 """
 
 from __future__ import annotations
