@@ -9,7 +9,7 @@ from typing import Any
 
 
 def describe_machine() -> dict[str, Any]:
-    """CPU model, cores, memory, OS, Python and torch versions."""
+    """CPU model and vector extensions, cores, memory, OS, Python and torch versions."""
     import torch
 
     cpu = platform.processor() or platform.machine()
@@ -25,8 +25,13 @@ def describe_machine() -> dict[str, Any]:
         for line in meminfo.read_text().splitlines():
             if line.startswith("MemTotal"):
                 memory_gib = round(int(line.split()[1]) / 1024**2, 1)
+    from siamese.cli.info import cpu_report
+
     return {
         "cpu": cpu,
+        # which oneDNN/ATen kernels ran: the same code differs (and crashed) between CPU families
+        "vector_extensions": cpu_report().get("vector_extensions"),
+        "torch_cpu_capability": torch.backends.cpu.get_cpu_capability(),
         "cores": os.cpu_count(),
         "memory_gib": memory_gib,
         "os": platform.platform(),

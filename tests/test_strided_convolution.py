@@ -260,3 +260,25 @@ def test_the_reproducers_geometry_trains_without_the_crashing_kernels() -> None:
     assert not crashing, crashing
     used = [line for line in log if ",convolution," in line and "backward" in line]
     assert any("ic16oc16" in line for line in used)  # whole blocks stay on oneDNN
+
+
+def test_a_narrow_resnet_trains_and_its_model_embeds(tmp_path: Path) -> None:
+    """`siamese train` on the geometry that crashed here (4 → 8 channels through a 1×1
+    stride-2 shortcut, channels-last); the saved model embeds the same with and without
+    gradients (the matmul path and oneDNN's forward kernel)."""
+    from conftest import small_digits_config
+    from siamese.models.files import load_model
+    from siamese.training.run import train_run
+
+    out = tmp_path / "run"
+    config = small_digits_config("model.encoder=resnet", "model.options.widths=[4, 8]")
+    assert train_run(config, out, quiet=True).steps > 0
+    model = load_model(out).eval()
+    shortcut = model.encoder.stages[1][0].shortcut[0]
+    assert isinstance(shortcut, StridedConv2d) and shortcut.in_channels == 4
+    x = torch.rand(5, 1, 8, 8)
+    with torch.no_grad():
+        inference = model(x)
+    x.requires_grad_()
+    training_path = model(x)
+    torch.testing.assert_close(training_path.detach(), inference, rtol=1e-5, atol=1e-5)

@@ -15,6 +15,7 @@ from siamese.cli.demo import demo
 from siamese.cli.evaluate import evaluate
 from siamese.cli.export import export
 from siamese.cli.gallery import gallery_app
+from siamese.cli.info import info
 from siamese.cli.plot import plot
 from siamese.cli.recognize import calibrate, compare, embed
 from siamese.cli.serve import serve_app
@@ -67,6 +68,7 @@ app.command("embed")(embed)
 app.command("compare")(compare)
 app.command("calibrate")(calibrate)
 app.command("export")(export)
+app.command("info")(info)
 app.add_typer(gallery_app, name="gallery", context_settings=_CONTEXT)
 app.add_typer(serve_app, name="serve", context_settings=_CONTEXT)
 

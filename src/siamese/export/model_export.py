@@ -168,18 +168,20 @@ def _to_onnx(model: torch.nn.Module, example: torch.Tensor, path: Path, opset: i
         ) from None
     batch = torch.export.Dim("batch", min=1)
     kwargs: dict[str, Any] = {"opset_version": opset} if opset is not None else {}
-    torch.onnx.export(
-        model,
-        (example,),
-        str(path),
-        input_names=["images"],
-        output_names=["embeddings"],
-        dynamic_shapes={"x": {0: batch}},
-        dynamo=True,
-        external_data=False,  # one self-contained file (embedding models are far below 2 GB)
-        verbose=False,
-        **kwargs,
-    )
+    # without gradients, as inference runs it (a StridedConv2d is then a plain Conv2d)
+    with torch.no_grad():
+        torch.onnx.export(
+            model,
+            (example,),
+            str(path),
+            input_names=["images"],
+            output_names=["embeddings"],
+            dynamic_shapes={"x": {0: batch}},
+            dynamo=True,
+            external_data=False,  # one self-contained file (embedding models are far below 2 GB)
+            verbose=False,
+            **kwargs,
+        )
 
 
 def _onnx_runner(path: Path) -> Any:
