@@ -1,11 +1,11 @@
 """What `StridedConv2d` costs (issue 23): training steps of ResNets whose strided convolutions
-take the matmul path, against the same networks on oneDNN's strided kernels in the same run
+take the detour, against the same networks on oneDNN's strided kernels in the same run
 (where this CPU survives them), and against NCHW activations throughout.
 
 For each network, one training step (forward, backward, SGD) on a fixed batch, the variants
 taking turns over several repetitions; the median seconds per step. Variants:
 - `ours`: the encoder as shipped (channels-last; strided convolutions with channel tails train
-  by unfold + matmul).
+  without strided oneDNN kernels: a 1×1 as a matrix product, a 3×3 at unit stride).
 - `onednn_channels_last`: the same with every `StridedConv2d` run as a plain `nn.Conv2d`:
   oneDNN's strided backward kernels, which crash at some widths on some CPUs. Measured only
   where this CPU's kernels survive them (input channels ≥ 8 on AVX2); on an AVX-512 Xeon they
@@ -42,7 +42,7 @@ REPEATS = 15
 BATCH = 32
 
 # (name, input shape, resnet options): the issue's crashing models, a channel tail of 8 on
-# AVX-512 (24), and the default widths, where nothing takes the matmul path.
+# AVX-512 (24), and the default widths, where nothing takes the detour.
 NETWORKS: list[tuple[str, tuple[int, int, int], dict[str, Any]]] = [
     ("resnet (8, 16) on 3×64×64", (3, 64, 64), {"widths": [8, 16]}),
     ("resnet (8, 16, 16) on 1×112×92 faces", (1, 112, 92), {"widths": [8, 16, 16]}),
@@ -84,7 +84,7 @@ def training_step(
 
 
 def safe_path_layers(shape: tuple[int, int, int], options: dict[str, Any]) -> int:
-    """How many of the network's strided convolutions train by matmul."""
+    """How many of the network's strided convolutions train without strided oneDNN kernels."""
     encoder = build_encoder("resnet", shape, **options)
     count = 0
     for module in encoder.modules():
@@ -138,7 +138,7 @@ def main() -> None:
         row = {
             "network": name,
             "batch": BATCH,
-            "matmul_layers": safe_path_layers(shape, options),
+            "detoured_layers": safe_path_layers(shape, options),
             "seconds_per_step": {k: round(v, 5) for k, v in medians.items()},
             "ours_speed_vs_nchw": round(medians["nchw"] / medians["ours"], 3),
         }

@@ -20,7 +20,7 @@ from torch import nn
 
 from siamese.models.strided_convolution import (
     StridedConv2d,
-    conv2d_by_matmul,
+    conv2d_without_strided_kernels,
     needs_safe_path,
 )
 
@@ -70,14 +70,14 @@ def test_training_path_equals_a_float64_convolution(c_in, kernel_padding, stride
 
 
 @pytest.mark.parametrize("channels_last", [True, False])
-def test_matmul_convolution_with_dilation_and_uneven_strides(channels_last: bool) -> None:
+def test_detour_with_dilation_and_uneven_strides(channels_last: bool) -> None:
     torch.manual_seed(0)
     x = torch.randn(2, 5, 11, 9)
     if channels_last:
         x = x.contiguous(memory_format=torch.channels_last)
     x.requires_grad_()
     weight = torch.randn(7, 5, 3, 2, requires_grad=True)
-    out = conv2d_by_matmul(x, weight, None, (3, 2), (2, 1), (2, 1))
+    out = conv2d_without_strided_kernels(x, weight, None, (3, 2), (2, 1), (2, 1))
     assert out.is_contiguous(memory_format=torch.channels_last)
     grad_out = torch.randn_like(out)
     (out * grad_out).sum().backward()
@@ -265,7 +265,7 @@ def test_the_reproducers_geometry_trains_without_the_crashing_kernels() -> None:
 def test_a_narrow_resnet_trains_and_its_model_embeds(tmp_path: Path) -> None:
     """`siamese train` on the geometry that crashed here (4 → 8 channels through a 1×1
     stride-2 shortcut, channels-last); the saved model embeds the same with and without
-    gradients (the matmul path and oneDNN's forward kernel)."""
+    gradients (the detour and oneDNN's forward kernel)."""
     from conftest import small_digits_config
     from siamese.models.files import load_model
     from siamese.training.run import train_run

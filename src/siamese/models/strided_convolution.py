@@ -11,22 +11,26 @@ Measured with torch 2.13.0+cpu (oneDNN 3.12), `Conv2d(C, 16, k, stride=2)` on (4
 - Intel Xeon (AVX-512, AMX): k = 1, C ∈ {3, 4, 8, 12}: `brgconv_strided:avx512_core`
   backward_data aborts; C ∈ {16, 32, 64} passes (issue 23).
 
-Both are the kernels' channel tails (C not a multiple of the 8- or 16-float vector block) in
-the "reduce to unit stride" copy of a strided input. Which layout torch asks for does not avoid
-them: oneDNN picks a channels-last backward kernel even for an NCHW tensor. So, while
-gradients are needed, such a convolution runs here as unfold + matrix product (ATen's im2col
-and col2im, and BLAS), which no oneDNN convolution touches, on every CPU:
+Both fail on channel tails (C not a multiple of the 8- or 16-float vector block) of strided
+kernels; the AVX2 one writes past its "reduce to unit stride" workspace (oneDNN issue 6035).
+A larger strided kernel's backward_data runs the same `brgconv_strided` kernel that aborts on
+AVX-512, untested there at small C; unit-stride kernels at small C are what every narrow
+ConvNet trains through on both CPU families. Which layout torch asks for does not avoid the
+strided ones: oneDNN picks a channels-last backward kernel even for an NCHW tensor. So, while
+gradients are needed, such a convolution runs here without any strided oneDNN kernel, on every
+CPU (`conv2d_without_strided_kernels`: a 1×1 kernel as a matrix product of every stride-th
+pixel, a larger one as the unit-stride convolution read at every stride-th output):
 
 - when `in_channels` is not a multiple of 16 (covers both vector blocks), the stride is
   greater than 1, and either the kernel is 1×1 (backward_weights and backward_data both
-  fail) or the input needs a gradient (backward_data fails). A larger strided kernel whose
+  fail) or the input needs a gradient (backward_data: the kernel that aborts on AVX-512). A larger strided kernel whose
   input needs no gradient (a stem on the image itself) only computes backward_weights, which
   is every channels-last ResNet stem's path and has not been seen failing.
 - Inference (no gradient) keeps oneDNN's forward kernels: faster, and never seen failing.
 
 The results equal `Conv2d`'s to float rounding (tests compare both with float64 references),
-the parameters are `Conv2d`'s (same names and shapes, so saved weights load either way), and
-narrow layers are cheap to unfold: the price is measured in `benchmarks/bench_strided_convolution.py`.
+the parameters are `Conv2d`'s (same names and shapes, so saved weights load either way); what
+the detour costs is measured in `benchmarks/bench_strided_convolution.py`.
 """
 
 from __future__ import annotations
@@ -61,7 +65,7 @@ def needs_safe_path(
     return input_requires_grad or (pointwise and weight_requires_grad)
 
 
-def conv2d_by_matmul(
+def conv2d_without_strided_kernels(
     x: torch.Tensor,
     weight: torch.Tensor,
     bias: torch.Tensor | None,
@@ -69,7 +73,13 @@ def conv2d_by_matmul(
     padding: tuple[int, int],
     dilation: tuple[int, int],
 ) -> torch.Tensor:
-    """A 2-d convolution (groups 1, zero padding) as im2col and one matrix product.
+    """A strided 2-d convolution (groups 1, zero padding) that no strided oneDNN kernel
+    computes, forward or backward.
+
+    A 1×1 kernel without padding reads every stride-th pixel: those pixels times the weight
+    matrix, one matrix product (BLAS). A larger kernel is the unit-stride convolution (oneDNN's
+    unit-stride kernels, which every narrow ConvNet trains through) read at every stride-th
+    output: exact, at stride² times the arithmetic of that one layer.
 
     Args:
         x: (N, C, H, W) input, any memory format.
@@ -78,23 +88,23 @@ def conv2d_by_matmul(
         (N, O, H', W') in channels-last memory format, H' = ⌊(H + 2·ph − dh·(kh−1) − 1)/sh⌋ + 1
         (likewise W'), as `F.conv2d` gives.
     """
-    n, _, h, w = x.shape
-    out_channels, _, kh, kw = weight.shape
-    oh = (h + 2 * padding[0] - dilation[0] * (kh - 1) - 1) // stride[0] + 1
-    ow = (w + 2 * padding[1] - dilation[1] * (kw - 1) - 1) // stride[1] + 1
-    columns = F.unfold(x, (kh, kw), dilation=dilation, padding=padding, stride=stride)
-    # (N, L, C·kh·kw) @ (C·kh·kw, O) → (N, L, O): rows are output pixels, so the result is
-    # already the channels-last layout the rest of the network keeps.
-    out = columns.transpose(1, 2) @ weight.reshape(out_channels, -1).t()
-    if bias is not None:
-        out = out + bias
-    return out.reshape(n, oh, ow, out_channels).permute(0, 3, 1, 2)
+    sh, sw = stride
+    out_channels, in_channels, kh, kw = weight.shape
+    if (kh, kw) == (1, 1) and tuple(padding) == (0, 0):
+        pixels = x[:, :, ::sh, ::sw].permute(0, 2, 3, 1)  # (N, H', W', C)
+        out = pixels @ weight.reshape(out_channels, in_channels).t()  # (N, H', W', O)
+        if bias is not None:
+            out = out + bias
+        return out.permute(0, 3, 1, 2).contiguous(memory_format=torch.channels_last)
+    full = F.conv2d(x, weight, bias, 1, padding, dilation)
+    return full[:, :, ::sh, ::sw].contiguous(memory_format=torch.channels_last)
 
 
 class StridedConv2d(nn.Conv2d):
-    """`nn.Conv2d` (groups 1, zero padding) that trains through `conv2d_by_matmul` where
-    oneDNN's strided backward kernels would crash (`needs_safe_path`); otherwise, and always
-    without gradients, exactly `nn.Conv2d`. Same parameters, so the same state dict."""
+    """`nn.Conv2d` (groups 1, zero padding) that trains through
+    `conv2d_without_strided_kernels` where oneDNN's strided backward kernels would crash
+    (`needs_safe_path`); otherwise, and always without gradients, exactly `nn.Conv2d`. Same
+    parameters, so the same state dict."""
 
     def __init__(self, *args: object, **kwargs: object) -> None:
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
@@ -110,7 +120,7 @@ class StridedConv2d(nn.Conv2d):
             x.requires_grad,
             self.weight.requires_grad,
         ):
-            return conv2d_by_matmul(
+            return conv2d_without_strided_kernels(
                 x,
                 self.weight,
                 self.bias,
