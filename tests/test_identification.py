@@ -10,6 +10,7 @@ import torch
 
 from siamese.errors import DataError
 from siamese.evaluation.identification import (
+    Trial,
     best_identities,
     enrolment_trial,
     fnir,
@@ -62,6 +63,32 @@ def test_threshold_at_fpir_accepts_at_most_that_share_of_strangers() -> None:
         assert sum(1 for s in scores.tolist() if s <= nxt) > rate * scores.numel()
     assert threshold_at_fpir(scores, 0.001) is None  # 100 strangers cannot measure 0.1 %
     assert threshold_at_fpir(scores, 0.02) < 0.2  # ties at 0.2: both or neither
+
+
+def test_a_mated_probe_taken_for_another_enrolled_identity_is_a_miss() -> None:
+    """NIST's counting: a mated probe whose best candidate is a wrong enrolled identity within
+    the threshold is not identified (it counts for FNIR, against DIR), although it is
+    accepted; only its own identity within the threshold is a hit."""
+    gallery = torch.tensor([[0.0], [1.0]])  # identities 0 and 1, one example each
+    gallery_labels = torch.tensor([0, 1])
+    mated = torch.tensor([[0.9], [1.2], [0.3]])  # of 0 (nearest to 1), of 1, of 0
+    mated_labels = torch.tensor([0, 1, 0])
+    stranger = torch.tensor([[5.0]])
+    identity, best = best_identities(mated, gallery, gallery_labels)
+    assert identity.tolist() == [1, 1, 0]
+    torch.testing.assert_close(best, torch.tensor([0.1, 0.2, 0.3]))
+    _, stranger_best = best_identities(stranger, gallery, gallery_labels)
+    trial = Trial(
+        mated_correct=identity == mated_labels,
+        mated_best=best,
+        non_mated_best=stranger_best,
+        enrolled=2,
+    )
+    # at 0.5 all three mated probes are accepted, but the first is accepted as the wrong person
+    assert fnir(trial, 0.5) == pytest.approx(1 / 3)
+    assert 1 - fnir(trial, 0.5) == pytest.approx(2 / 3)  # DIR
+    assert fnir(trial, 0.25) == pytest.approx(2 / 3)  # the third is now beyond the threshold
+    assert fpir(trial, 0.5) == 0.0 and fpir(trial, 4.5) == 1.0
 
 
 def test_fnir_fpir_and_the_open_set_report_agree_with_counting() -> None:
