@@ -120,3 +120,13 @@ def test_calibrate_on_embeddings_with_duplicates_gives_no_nan() -> None:
     reference = (z[i].double() - z[j].double()).norm(dim=1)
     assert torch.allclose(d.double(), reference, atol=1e-6)
     assert bool((d[same == 1] == 0).all())
+
+
+def test_the_one_accept_rule() -> None:
+    """At the threshold is accepted (calibration counts pairs at or below it); NaN never is."""
+    from siamese.recognition.decisions import accepts
+
+    assert accepts(0.5, 0.5) and accepts(0.0, 0.5) and accepts(-1.0, 0.0)
+    assert not accepts(0.5000001, 0.5)
+    assert not accepts(float("nan"), 0.5) and not accepts(0.1, float("nan"))
+    assert accepts(float("inf"), float("inf"))

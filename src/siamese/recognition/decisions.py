@@ -121,6 +121,14 @@ def read_thresholds(description: dict[str, Any]) -> Thresholds | None:
     return None if stored is None else Thresholds.from_dict(stored)
 
 
+def accepts(distance: float, threshold: float) -> bool:
+    """The one accept rule every decision uses (compare, identify, verify, the service): the
+    same identity when `distance` <= `threshold`. A distance equal to the threshold is
+    accepted, as calibration counts it (the FAR at a threshold counts impostor pairs at or
+    below it); NaN is never accepted."""
+    return distance <= threshold
+
+
 @dataclass(frozen=True)
 class Comparison:
     """The verdict on two images.
@@ -146,7 +154,14 @@ class Comparison:
         return asdict(self)
 
 
-__all__ = ["CALIBRATED_FARS", "MIN_FALSE_ACCEPTS", "Comparison", "Thresholds", "read_thresholds"]
+__all__ = [
+    "CALIBRATED_FARS",
+    "MIN_FALSE_ACCEPTS",
+    "Comparison",
+    "Thresholds",
+    "accepts",
+    "read_thresholds",
+]
 
 
 class ComparingModel(Protocol):
@@ -189,4 +204,4 @@ def compare_images(
         calibrated_on = model.thresholds.calibrated_on if model.thresholds else ""
     else:
         value, rate, calibrated_on = float(threshold), None, "given by the caller"
-    return Comparison(distance, value, rate, distance <= value, model.scale, calibrated_on)
+    return Comparison(distance, value, rate, accepts(distance, value), model.scale, calibrated_on)

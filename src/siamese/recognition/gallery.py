@@ -38,7 +38,7 @@ import torch
 from PIL import Image
 
 from siamese.errors import ConfigError, ConflictError, DataError, NoFaceError, NotFoundError
-from siamese.recognition.decisions import Thresholds
+from siamese.recognition.decisions import Thresholds, accepts
 from siamese.recognition.gallery_search import check_choices, make_search
 from siamese.recognition.gallery_store import (
     ExampleRow,
@@ -653,7 +653,7 @@ class Gallery:
             if int(i) >= 0
         ]
         best = candidates[0].distance if candidates else float("inf")
-        accepted = candidates[0].identity if candidates and best <= self.threshold else None
+        accepted = candidates[0].identity if candidates and accepts(best, self.threshold) else None
         return accepted, best, candidates
 
     def _identify_every_face(self, given: list[ImageInput], k: int) -> list[Identification]:
@@ -702,7 +702,7 @@ class Gallery:
             distance = float(self.recognizer.dissimilarity(z, stored.mean(dim=0, keepdim=True))[0])
         else:
             distance = float(self.recognizer.dissimilarity(z.expand_as(stored), stored).min())
-        same = distance <= self.threshold
+        same = accepts(distance, self.threshold)
         return Verification(owner_name, source, distance, same, self.threshold, self.far)
 
     def identities(self) -> list[IdentityInfo]:

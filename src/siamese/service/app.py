@@ -36,6 +36,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from siamese.data.image_files import DEFAULT_MAX_PIXELS, BadImageError, probe_image_bytes
 from siamese.errors import SiameseError
 from siamese.recognition import Gallery
+from siamese.recognition.decisions import accepts
 from siamese.service import keys as api_keys
 from siamese.service.batching import MicroBatcher
 from siamese.service.errors import ApiError, from_siamese_error, scrub
@@ -350,7 +351,7 @@ def create_app(settings: ServiceSettings) -> FastAPI:
             "identity": None,
             "source": image.filename or "image",
             "distance": distance,
-            "same": distance <= threshold,
+            "same": accepts(distance, threshold),
             "threshold": threshold,
             "far": svc.gallery.far,
         }
