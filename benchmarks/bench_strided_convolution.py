@@ -23,7 +23,8 @@ import json
 import statistics
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -51,15 +52,15 @@ NETWORKS: list[tuple[str, tuple[int, int, int], dict[str, Any]]] = [
 ]
 
 
-class PlainConvolutions:
+@contextmanager
+def plain_convolutions() -> Iterator[None]:
     """Within this context every StridedConv2d runs as nn.Conv2d (oneDNN's kernels)."""
-
-    def __enter__(self) -> None:
-        self.saved = StridedConv2d.forward
-        StridedConv2d.forward = nn.Conv2d.forward  # type: ignore[method-assign]
-
-    def __exit__(self, *exc: object) -> None:
-        StridedConv2d.forward = self.saved  # type: ignore[method-assign]
+    saved = StridedConv2d.forward
+    StridedConv2d.forward = nn.Conv2d.forward  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        StridedConv2d.forward = saved  # type: ignore[method-assign]
 
 
 def training_step(
@@ -122,16 +123,11 @@ def main() -> None:
         samples: dict[str, list[float]] = {k: [] for k in variants}
         for repeat in range(REPEATS + 1):
             for key, step in variants.items():
-                plain = PlainConvolutions() if key == "onednn_channels_last" else None
-                if plain:
-                    plain.__enter__()
-                try:
+                context = plain_convolutions() if key == "onednn_channels_last" else nullcontext()
+                with context:
                     start = time.perf_counter()
                     step()
                     elapsed = time.perf_counter() - start
-                finally:
-                    if plain:
-                        plain.__exit__()
                 if repeat:  # the first round warms up
                     samples[key].append(elapsed)
         medians = {k: statistics.median(v) for k, v in samples.items()}

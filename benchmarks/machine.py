@@ -4,36 +4,25 @@ from __future__ import annotations
 
 import os
 import platform
-from pathlib import Path
 from typing import Any
 
 
 def describe_machine() -> dict[str, Any]:
-    """CPU model and vector extensions, cores, memory, OS, Python and torch versions."""
+    """CPU model and vector extensions, cores, memory, OS, Python and torch versions (the CPU
+    and memory as `siamese info` reads them)."""
     import torch
 
-    cpu = platform.processor() or platform.machine()
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.is_file():
-        for line in cpuinfo.read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    memory_gib = None
-    meminfo = Path("/proc/meminfo")
-    if meminfo.is_file():
-        for line in meminfo.read_text().splitlines():
-            if line.startswith("MemTotal"):
-                memory_gib = round(int(line.split()[1]) / 1024**2, 1)
-    from siamese.cli.info import cpu_report
+    from siamese.cli.info import cpu_report, memory_total_bytes
 
+    cpu = cpu_report()
+    memory = memory_total_bytes()
     return {
-        "cpu": cpu,
+        "cpu": cpu.get("model") or platform.processor() or platform.machine(),
         # which oneDNN/ATen kernels ran: the same code differs (and crashed) between CPU families
-        "vector_extensions": cpu_report().get("vector_extensions"),
+        "vector_extensions": cpu.get("vector_extensions"),
         "torch_cpu_capability": torch.backends.cpu.get_cpu_capability(),
         "cores": os.cpu_count(),
-        "memory_gib": memory_gib,
+        "memory_gib": round(memory / 1024**3, 1) if memory is not None else None,
         "os": platform.platform(),
         "python": platform.python_version(),
         "torch": torch.__version__,
