@@ -39,7 +39,7 @@ def test_gallery_commands_end_to_end(
 ) -> None:
     gallery = str(tmp_path / "staff.sqlite")
     code, out = run_cli(["gallery", "create", gallery, "--model", str(digits_model)], capsys)
-    assert code == 0 and "threshold" in out and "FAR" in out, out
+    assert code == 0 and "threshold" in out and "FPIR 0.01" in out, out
     code, out = run_cli(
         ["gallery", "enroll", gallery, "--folder", str(people / "known"), "--json"], capsys
     )
@@ -61,10 +61,21 @@ def test_gallery_commands_end_to_end(
         "distance",
         "threshold",
         "far",
+        "estimated_fpir",
+        "rule",
+        "target",
+        "generation",
+        "margin",
+        "ambiguous",
         "candidates",
         "no_face",
         "box",
     }
+    # the threshold is the gallery's at its size (10 identities of 3 images): FPIR 1 %
+    assert answer["rule"] == "fpir" and answer["target"] == 0.01
+    assert answer["margin"] == pytest.approx(
+        answer["candidates"][1]["distance"] - answer["candidates"][0]["distance"]
+    )
     assert answer["no_face"] is False and answer["box"] is None
     assert answer["source"] == str(probe) and len(answer["candidates"]) == 3
     assert answer["decision"] in ("unknown", answer["candidates"][0]["identity"])
@@ -83,6 +94,17 @@ def test_gallery_commands_end_to_end(
     stats = json.loads(out)
     assert stats["identities"] == 9 and stats["examples"] == 27
     assert stats["model_path"] == str(digits_model)
+    assert stats["rule"] == "fpir" and stats["target"] == 0.01
+    assert stats["decision_generation"] > 0 and stats["basis"]
+    # it measured itself at 10 identities; with 3 images each it has genuine probes
+    assert stats["self_calibrated_at"] == 10 and stats["genuine_probes"] == 30
+    code, out = run_cli(["gallery", "calibrate", gallery, "--fpir", "0.1"], capsys)
+    assert code == 0 and "9 identities, 27 images; rule FPIR 0.1" in out, out
+    assert "expected identification rate" in out and "resting on" in out
+    code, out = run_cli(["gallery", "stats", gallery, "--json"], capsys)
+    after = json.loads(out)
+    assert after["self_calibrated_at"] == 9 and after["genuine_probes"] == 27
+    assert after["target"] == 0.1 and after["threshold"] >= stats["threshold"]
 
 
 def test_gallery_errors_are_one_clear_line(

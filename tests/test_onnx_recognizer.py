@@ -235,11 +235,11 @@ def test_without_torch_a_face_models_export_finds_and_embeds_faces_as_the_run_do
         from siamese.recognition import OnnxRecognizer
 
         recognizer = OnnxRecognizer.load(sys.argv[1])
-        prepared = recognizer.prepare_faces(sys.argv[3:])
-        faces = recognizer.every_face(sys.argv[3:])
+        prepared = recognizer.read(sys.argv[3:])
+        faces = recognizer.read(sys.argv[3:], every_face=True)
         np.savez(
-            sys.argv[2], z=recognizer.embed_prepared(prepared.x), kept=prepared.kept,
-            faces=recognizer.embed_prepared(faces.x), boxes=np.asarray(faces.boxes),
+            sys.argv[2], z=prepared.z, kept=prepared.prepared.image,
+            faces=faces.z, boxes=np.asarray(faces.prepared.boxes),
             torch=np.asarray([m.split(".")[0] == "torch" for m in sys.modules if sys.modules[m]]),
         )
         """
@@ -256,12 +256,13 @@ def test_without_torch_a_face_models_export_finds_and_embeds_faces_as_the_run_do
     got = np.load(out)
     assert not got["torch"].any()
     recognizer = Recognizer.load(run, device="cpu")
-    prepared = recognizer.prepare_faces(files)
-    assert got["kept"].tolist() == prepared.kept == [0, 1, 2, 3]  # the wall has no face
-    assert np.abs(got["z"] - recognizer.embed_prepared(prepared.x).numpy()).max() <= TOLERANCE
-    faces = recognizer.every_face(files)
-    np.testing.assert_allclose(got["boxes"], np.asarray(faces.boxes))
-    assert np.abs(got["faces"] - recognizer.embed_prepared(faces.x).numpy()).max() <= TOLERANCE
+    read = recognizer.read(files)
+    assert got["kept"].tolist() == read.prepared.image == [0, 1, 2, 3]  # the wall: no face
+    assert read.prepared.no_face == [4]
+    assert np.abs(got["z"] - read.z).max() <= TOLERANCE
+    faces = recognizer.read(files, every_face=True)
+    np.testing.assert_allclose(got["boxes"], np.asarray(faces.prepared.boxes))
+    assert np.abs(got["faces"] - faces.z).max() <= TOLERANCE
 
 
 # ------------------------------------------------------------------------------------------
@@ -297,8 +298,9 @@ def test_inputs_of_every_kind_and_batch_size_give_the_runs_embeddings(
     assert isinstance(x, np.ndarray) and x.dtype == np.uint8 and x.shape == (24, 1, 8, 8)
     np.testing.assert_allclose(recognizer.embed_prepared(torch.from_numpy(x)), from_files)
     assert recognizer.embed_prepared(x[:0]).shape == (0, 16)
-    prepared = recognizer.prepare_faces(digit_files[:3])  # no face step: every image kept
-    assert prepared.kept == [0, 1, 2] and prepared.no_face == []
+    prepared = recognizer.prepare_images(digit_files[:3])  # no face step: every image kept
+    assert prepared.image == [0, 1, 2] and prepared.no_face == []
+    assert prepared.sources == [str(p) for p in digit_files[:3]]
     with pytest.raises(DataError, match=r"takes uint8 pixels"):
         recognizer.embed_prepared(x.astype(np.float32))
     with pytest.raises(DataError, match=r"shape \(24, 8, 8\).*\(N, 1, 8, 8\)"):
@@ -306,7 +308,7 @@ def test_inputs_of_every_kind_and_batch_size_give_the_runs_embeddings(
     with pytest.raises(DataError, match=r"nothing\.png: no such file"):
         recognizer.embed([digit_files[0], digit_files[0].parent / "nothing.png"])
     with pytest.raises(ConfigError, match="no face step"):
-        recognizer.every_face(digit_files[:1])
+        recognizer.prepare_images(digit_files[:1], every_face=True)
 
 
 def test_the_export_has_the_runs_fingerprint_thresholds_and_description(

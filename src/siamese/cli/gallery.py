@@ -64,12 +64,21 @@ def create(
             "--format onnx`: embeds with onnxruntime).",
         ),
     ],
+    fpir: Annotated[
+        float | None,
+        typer.Option(
+            "--fpir",
+            help="The share of strangers the gallery may accept, at whatever size it grows "
+            "to (default 0.01): its threshold follows the number of people enrolled.",
+            show_default=False,
+        ),
+    ] = None,
     far: Annotated[
         float | None,
         typer.Option(
             "--far",
-            help="False-accept rate of the decision threshold (default: the smallest the "
-            "model's calibration supports).",
+            help="Experts: a fixed pair false-accept rate instead of --fpir (the share of "
+            "strangers accepted then grows with the gallery).",
             show_default=False,
         ),
     ] = None,
@@ -83,16 +92,66 @@ def create(
     ] = False,
     device: DeviceOption = None,
 ) -> None:
-    """Create an empty gallery bound to a model and its threshold."""
+    """Create an empty gallery bound to a model and its decision rule."""
     from siamese.recognition import Gallery, load_recognizer
 
     with Gallery.create(
-        location, load_recognizer(model, device), far=far, scoring=scoring, keep_images=keep_images
+        location,
+        load_recognizer(model, device),
+        fpir=fpir,
+        far=far,
+        scoring=scoring,
+        keep_images=keep_images,
     ) as gallery:
-        far_text = f"FAR {gallery.far:g}" if gallery.far is not None else "no FAR"
+        rule, target = gallery.rule
         _console().print(
-            f"created {location}: model {model}, threshold {gallery.threshold:.4f} at "
-            f"{far_text} ({gallery.settings['calibrated_on']}), scoring {scoring}"
+            f"created {location}: model {model}, scoring {scoring}, deciding at "
+            f"{rule.upper()} {target:g}; the threshold follows the gallery's size "
+            f"({gallery.threshold:.4f} for its first identity)"
+            if rule == "fpir"
+            else f"created {location}: model {model}, scoring {scoring}, threshold "
+            f"{gallery.threshold:.4f} at pair FAR {target:g} (fixed: the share of strangers "
+            "accepted grows with the gallery; `siamese gallery stats` estimates it)"
+        )
+
+
+@gallery_app.command("calibrate")
+def calibrate(
+    location: GalleryArgument,
+    model: ModelOverride = None,
+    fpir: Annotated[
+        float | None,
+        typer.Option("--fpir", help="Change the target FPIR too.", show_default=False),
+    ] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Measure the gallery on its own people (each left out as a stranger to the rest;
+    identities with two or more images as genuine probes) and set its threshold from it."""
+    with _open(location, model) as gallery:
+        if fpir is not None:
+            gallery.set_rule(fpir=fpir)
+        gallery.calibrate()
+        figures = gallery.stats()
+    if as_json:
+        typer.echo(json.dumps(figures))
+        return
+    _print_decision(figures)
+
+
+def _print_decision(figures: dict[str, Any]) -> None:
+    console = _console()
+    estimate = figures["estimated_fpir"]
+    rate = figures["expected_identification_rate"]
+    console.print(
+        f"{figures['identities']} identities, {figures['examples']} images; rule "
+        f"{figures['rule'].upper()} {figures['target']:g}: threshold {figures['threshold']:.4f}, "
+        f"estimated FPIR {'unknown' if estimate is None else f'{estimate:.3g}'} at this size"
+    )
+    console.print(f"  resting on {figures['basis']}")
+    if rate is not None:
+        console.print(
+            f"  expected identification rate {rate:.1%} ({figures['genuine_probes']} genuine "
+            "probes from identities with two or more images)"
         )
 
 
@@ -245,9 +304,17 @@ def identify(
             continue
         others = ", ".join(f"{c.identity} {c.distance:.3f}" for c in a.candidates[:k])
         where = f" face at {[round(v) for v in a.box]}" if a.box is not None else ""
+        d = a.decision
+        estimate = "" if d.estimated_fpir is None else f", est. FPIR {d.estimated_fpir:.3g}"
+        flag = (
+            " [yellow]ambiguous: the runner-up is within the threshold too[/]"
+            if a.ambiguous
+            else ""
+        )
         console.print(
-            f"{a.source}{where}: [bold]{a.label}[/] (distance {a.distance:.4f}, threshold "
-            f"{a.threshold:.4f} at FAR {a.far:g}); candidates: {others or 'none'}"
+            f"{a.source}{where}: [bold]{a.label}[/]{flag} (distance {a.distance:.4f}, "
+            f"threshold {d.threshold:.4f} at {d.rule.upper()} {d.target:g}{estimate}); "
+            f"candidates: {others or 'none'}"
         )
 
 
@@ -267,9 +334,10 @@ def verify(
         typer.echo(json.dumps(v.as_dict()))
         return
     verdict = "yes" if v.same else "no"
+    far = f" (pair FAR {v.far:g})" if v.far is not None else ""
     _console().print(
         f"{verdict}: {v.source} vs {v.identity}, distance {v.distance:.4f} "
-        f"{'<=' if v.same else '>'} threshold {v.threshold:.4f} (FAR {v.far:g})"
+        f"{'<=' if v.same else '>'} threshold {v.threshold:.4f}{far}"
     )
 
 
@@ -322,15 +390,16 @@ def stats(
     model: ModelOverride = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Counts, model, threshold and settings of the gallery."""
+    """Size, decision rule, threshold, estimated FPIR (and what it rests on), settings."""
     with _open(location, model) as gallery:
         figures = gallery.stats()
     if as_json:
         typer.echo(json.dumps(figures))
         return
+    _print_decision(figures)
     console = _console()
-    for key, value in figures.items():
-        console.print(f"{key}: {value}")
+    for key in ("location", "model_path", "metric", "scoring", "search", "keep_images"):
+        console.print(f"{key}: {figures[key]}")
 
 
 @gallery_app.command("reembed")

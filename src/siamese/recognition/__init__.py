@@ -2,15 +2,24 @@
 thresholds, and a persistent gallery that enrols identities and identifies new images.
 
 - `images`: what users hand over (paths, PIL images, arrays, tensors) → the model's input.
-- `decisions`: `Thresholds` (as model.json stores them) and `Comparison`, without torch.
+- `decisions`: the decision rules, without torch: the accept rule, `Thresholds` (as
+  model.json stores them), `Comparison`, and the gallery's threshold at a target FPIR for
+  its size (`identification_basis`).
 - `thresholds`: decision thresholds at stated false-accept rates, calibrated on classes the
   model did not train on, stored in model.json.
-- `recognizer`: `Recognizer` (load a model, embed, compare).
+- `recognition_model`: `RecognitionModel`, what every recogniser is (metric, fingerprint,
+  thresholds, prepare → embed, compare), and `load_recognizer` (picks the kind by folder).
+- `recognizer`: `Recognizer`, a `RecognitionModel` run by PyTorch.
 - `onnx_recognizer`: `OnnxRecognizer`, the same on a `siamese export --format onnx` folder,
   run by onnxruntime without importing torch.
-- `gallery`: `Gallery` (enrol, identify with open-set rejection, verify, remove, rename),
-  on `gallery_store` (the database, through SQLAlchemy: SQLite by default) and
-  `gallery_search` (exact search, or a FAISS index, as caches of the database).
+- `fpir`: the share of strangers a gallery of N identities accepts at a threshold (its FPIR),
+  estimated from labelled data, and the threshold at a target FPIR (torch-free).
+- `answers`: what a gallery answers (`Identification`, `Verification`, `Enrollment`, …),
+  each decision with its `DecisionBasis`.
+- `gallery`: `Gallery` (enrol, identify with open-set rejection, verify, remove, rename,
+  calibrate on its own people), on `gallery_store` (all of its SQL, through SQLAlchemy:
+  SQLite by default), `gallery_search` (exact search, or a FAISS index, as caches of the
+  database) and `gallery_calibration` (each enrolled identity left out as a stranger).
 
 Names are imported on first use, so that `OnnxRecognizer` (with `images` and `decisions`)
 imports no torch.
@@ -27,28 +36,31 @@ from typing import TYPE_CHECKING, Any
 
 _PUBLIC: dict[str, str] = {
     "Comparison": "siamese.recognition.decisions",
-    "Enrollment": "siamese.recognition.gallery",
+    "DecisionBasis": "siamese.recognition.answers",
+    "Enrollment": "siamese.recognition.answers",
     "Gallery": "siamese.recognition.gallery",
-    "Identification": "siamese.recognition.gallery",
+    "Identification": "siamese.recognition.answers",
     "OnnxRecognizer": "siamese.recognition.onnx_recognizer",
     "Recognizer": "siamese.recognition.recognizer",
     "Thresholds": "siamese.recognition.decisions",
-    "Verification": "siamese.recognition.gallery",
+    "RecognitionModel": "siamese.recognition.recognition_model",
+    "Verification": "siamese.recognition.answers",
     "calibrate": "siamese.recognition.thresholds",
-    "load_recognizer": "siamese.recognition.gallery",
+    "load_recognizer": "siamese.recognition.recognition_model",
 }
 __all__ = sorted(_PUBLIC)
 
 if TYPE_CHECKING:
-    from siamese.recognition.decisions import Comparison, Thresholds
-    from siamese.recognition.gallery import (
+    from siamese.recognition.answers import (
+        DecisionBasis,
         Enrollment,
-        Gallery,
         Identification,
         Verification,
-        load_recognizer,
     )
+    from siamese.recognition.decisions import Comparison, Thresholds
+    from siamese.recognition.gallery import Gallery
     from siamese.recognition.onnx_recognizer import OnnxRecognizer
+    from siamese.recognition.recognition_model import RecognitionModel, load_recognizer
     from siamese.recognition.recognizer import Recognizer
     from siamese.recognition.thresholds import calibrate
 

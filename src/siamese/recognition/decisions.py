@@ -8,11 +8,22 @@ must not import torch). How thresholds are measured is in `siamese.recognition.t
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, fields
-from typing import Any, Protocol
+from typing import Any
 
 from siamese.errors import ConfigError
+from siamese.recognition.answers import DecisionBasis
+from siamese.recognition.fpir import (
+    MIN_STRANGERS_ACCEPTED,
+    FpirTable,
+    GalleryCalibration,
+    identities_needed,
+)
+
+RULES = ("fpir", "far")
+MIN_IDENTITIES_TO_RESCALE = 10
+"""Enrolled identities from which a gallery moves the model's thresholds to the spread of its
+own strangers' distances (45 impostor pairs give their mean and spread to about ±15 %)."""
 
 # The false-accept rates a calibration states a threshold for, where the data supports them.
 CALIBRATED_FARS = (1e-1, 5e-2, 1e-2, 5e-3, 1e-3, 5e-4, 1e-4, 5e-5, 1e-5, 1e-6)
@@ -79,6 +90,13 @@ class Thresholds:
         raise ConfigError(
             f"FAR {far:g} is not a calibrated rate; the model has thresholds at {available}"
         )
+
+    @property
+    def fpir_table(self) -> FpirTable | None:
+        """The thresholds by false-positive identification rate for each gallery size
+        (`siamese.recognition.fpir`), or None for a calibration made before they existed."""
+        stored = self.extra.get("fpir")
+        return None if stored is None else FpirTable.from_dict(stored)
 
     def as_dict(self) -> dict[str, Any]:
         """The JSON form stored in model.json (FARs as strings, e.g. "0.001")."""
@@ -154,54 +172,169 @@ class Comparison:
         return asdict(self)
 
 
+def identification_basis(
+    rule: str,
+    target: float,
+    identities: int,
+    examples: int,
+    scoring: str,
+    thresholds: Thresholds,
+    own: GalleryCalibration | None,
+    generation: int,
+) -> DecisionBasis:
+    """The threshold a gallery identifies at, and what it stands for: the one rule that
+    `Gallery`, `siamese gallery` and the service all use, re-derived after every write.
+
+    Rule "fpir": the threshold at which the gallery is expected to accept the share `target`
+    of strangers at its current size (`siamese.recognition.fpir`), from the best evidence
+    there is, in this order:
+
+    1. the gallery's own people (`own`), once they support the target
+       (`MIN_STRANGERS_ACCEPTED` left-out identities accepted at it): strangers from the
+       user's own domain, scored exactly as this gallery scores;
+    2. the model's calibration table at this size, moved to where this gallery's strangers
+       lie (t ↦ μ_g + σ_g (t − μ_m)/σ_m, from the mean and spread of the distances between
+       its identities) once it has `MIN_IDENTITIES_TO_RESCALE`: photos of another kind than
+       the calibration's (web photos against lab photos) sit farther apart, and a threshold
+       that does not move with them recognises nobody;
+    3. the model's calibration table as measured.
+
+    With nearest-example scoring, an identity of k examples gives a stranger k chances, so
+    the model's table is read at the number of examples (an upper bound on the exposure:
+    examples of one identity resemble each other); with centroid scoring, at the number of
+    identities.
+
+    Rule "far" (`gallery create --far`): the model's pair threshold at that false-accept
+    rate, whatever the size; the estimated FPIR is still reported.
+
+    Raises:
+        ConfigError: the rule is unknown, or the model's calibration cannot support it.
+    """
+    if rule not in RULES:
+        raise ConfigError(f"unknown gallery rule {rule!r}; use one of {', '.join(RULES)}")
+    n = max(identities, 1)
+    exposure = max(examples if scoring == "nearest" else identities, 1)
+    table = thresholds.fpir_table
+    own_supported = False
+    if own is not None and own.strangers.probes > 0:
+        _, _, accepted = own.strangers.threshold_at(target if rule == "fpir" else 1.0, n)
+        own_supported = rule == "fpir" and accepted >= MIN_STRANGERS_ACCEPTED
+    if rule == "far":
+        threshold, far = thresholds.threshold(target)
+        estimate, basis = _estimate(threshold, n, exposure, table, own)
+        return DecisionBasis(threshold, "far", target, estimate, far, basis, generation)
+    if not 0 < target < 1:
+        raise ConfigError(f"a target FPIR must lie in (0, 1), got {target:g}")
+    if own is not None and own_supported:
+        threshold, estimate, accepted = own.strangers.threshold_at(target, n)
+        basis = (
+            f"this gallery's own {own.identities} identities, each left out as a stranger to "
+            f"the rest ({own.strangers.probes} probes; {accepted} accepted at the threshold)"
+        )
+        return DecisionBasis(
+            threshold, "fpir", target, estimate, _far_at(thresholds, threshold), basis, generation
+        )
+    found = table.threshold(target, exposure) if table is not None else None
+    if found is None:
+        return _independent(target, n, exposure, thresholds, own, generation)
+    model_threshold, method = found
+    estimate = table.rate_at(model_threshold, exposure) if table is not None else None
+    how = (
+        f"{table.probes:,} calibration strangers" if method == "probes"
+        else f"{table.impostor_pairs:,} impostor pairs, assumed independent (a bound)"
+    )  # fmt: skip
+    basis = f"the model's calibration ({thresholds.calibrated_on}; {how})"
+    threshold = model_threshold
+    if (
+        own is not None
+        and own.identities >= MIN_IDENTITIES_TO_RESCALE
+        and own.impostor_std > 0
+        and table is not None
+        and table.impostor_std > 0
+    ):
+        threshold = own.impostor_mean + own.impostor_std * (
+            (model_threshold - table.impostor_mean) / table.impostor_std
+        )
+        basis += (
+            f", moved to this gallery's strangers (the spread of {own.impostor_pairs:,} "
+            f"distances between its {own.identities} identities); its own estimate needs "
+            f"{identities_needed(target):,} identities"
+        )
+    elif own is None or own.identities < identities_needed(target):
+        basis += f"; the gallery's own estimate needs {identities_needed(target):,} identities"
+    return DecisionBasis(
+        threshold, "fpir", target, estimate, _far_at(thresholds, threshold), basis, generation
+    )
+
+
+def _estimate(
+    threshold: float,
+    n: int,
+    exposure: int,
+    table: FpirTable | None,
+    own: GalleryCalibration | None,
+) -> tuple[float | None, str]:
+    """(estimated FPIR at `threshold`, what it rests on) for a threshold set otherwise."""
+    if own is not None and own.strangers.probes > 0:
+        rate, accepted = own.strangers.rate_at(threshold, n)
+        if accepted >= MIN_STRANGERS_ACCEPTED:
+            return rate, f"this gallery's own {own.identities} identities, left out in turn"
+    if table is not None:
+        return table.rate_at(threshold, exposure), "the model's calibration"
+    return None, "no estimate (the model's calibration predates FPIR tables)"
+
+
+def _far_at(thresholds: Thresholds, threshold: float) -> float | None:
+    """The pair FAR at `threshold` by the model's calibrated points (the largest calibrated
+    rate whose threshold it does not exceed), or None below them all."""
+    below = [far for far, t in thresholds.at_far.items() if t <= threshold + 1e-12]
+    return max(below) if below else None
+
+
+def _independent(
+    target: float,
+    n: int,
+    exposure: int,
+    thresholds: Thresholds,
+    own: GalleryCalibration | None,
+    generation: int,
+) -> DecisionBasis:
+    """The FPIR rule from the calibrated pair thresholds alone (a model calibrated before FPIR
+    tables, or a target its table does not reach): the pair rate 1 − (1 − target)^(1/N),
+    assuming independent comparisons (a bound), at the calibrated rate just below it.
+
+    Raises:
+        ConfigError: the calibration supports no pair rate that small.
+    """
+    needed = -math.expm1(math.log1p(-target) / exposure)
+    usable = [far for far in thresholds.at_far if far <= needed * (1 + 1e-9)]
+    if not usable:
+        smallest = min(thresholds.at_far) if thresholds.at_far else None
+        raise ConfigError(
+            f"FPIR {target:g} with {exposure:,} enrolled examples needs a pair false-accept rate "
+            f"of {needed:.2g}, and the model's calibration ({thresholds.calibrated_on}) "
+            f"supports rates down to {smallest if smallest is not None else 'none'}: give a "
+            "larger --fpir, calibrate the model on more labelled data (siamese calibrate), "
+            "or enrol enough people for the gallery to calibrate itself (siamese gallery "
+            f"calibrate; {identities_needed(target):,} identities)"
+        )
+    far = max(usable)
+    threshold = thresholds.at_far[far]
+    estimate = -math.expm1(exposure * math.log1p(-far))
+    basis = (
+        f"the model's pair thresholds ({thresholds.calibrated_on}) at FAR {far:g}, comparisons "
+        "assumed independent (a bound)"
+    )
+    return DecisionBasis(threshold, "fpir", target, estimate, far, basis, generation)
+
+
 __all__ = [
     "CALIBRATED_FARS",
     "MIN_FALSE_ACCEPTS",
+    "RULES",
     "Comparison",
     "Thresholds",
     "accepts",
+    "identification_basis",
     "read_thresholds",
 ]
-
-
-class ComparingModel(Protocol):
-    """What `compare_images` needs of a recogniser (`Recognizer` or `OnnxRecognizer`)."""
-
-    scale: str
-    thresholds: Thresholds | None
-
-    def embed(self, images: Sequence[Any]) -> Any: ...
-    def dissimilarity(self, z1: Any, z2: Any) -> Any: ...
-    def threshold(self, far: float | None = None) -> tuple[float, float]: ...
-
-
-def compare_images(
-    model: ComparingModel,
-    a: Any,
-    b: Any,
-    far: float | None = None,
-    threshold: float | None = None,
-) -> Comparison:
-    """Whether two images show the same identity, by `model`.
-
-    Args:
-        a, b: one image each.
-        far: the calibrated false-accept rate to decide at (default: the smallest the
-            model's calibration supports).
-        threshold: decide at this dissimilarity instead (then `far` must be None).
-    Raises:
-        ConfigError: no calibrated threshold at `far` (and no `threshold` given).
-        DataError: an input is not a readable image.
-    """
-    if threshold is not None and far is not None:
-        raise ConfigError("give a false-accept rate or a threshold, not both")
-    z = model.embed([a, b])
-    if z.shape[0] != 2:
-        raise ConfigError("compare takes one image on each side; use embed for batches")
-    distance = float(model.dissimilarity(z[:1], z[1:])[0])
-    if threshold is None:
-        value, rate = model.threshold(far)
-        calibrated_on = model.thresholds.calibrated_on if model.thresholds else ""
-    else:
-        value, rate, calibrated_on = float(threshold), None, "given by the caller"
-    return Comparison(distance, value, rate, accepts(distance, value), model.scale, calibrated_on)

@@ -11,21 +11,14 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import torch
 
 from siamese.errors import DataError, SiameseError
 from siamese.evaluation.embed import count_bar
 from siamese.recognition.images import Preprocessing, as_image_list, model_input
-
-
-class PreparesAndEmbeds(Protocol):
-    """What `embed_files` needs of a recognizer (`Recognizer`, or one running an export)."""
-
-    preprocessing: Preprocessing
-
-    def embed_prepared(self, x: Any, batch_size: int = 256, progress: bool = False) -> Any: ...
+from siamese.recognition.recognition_model import RecognitionModel
 
 
 @dataclass(frozen=True)
@@ -59,7 +52,7 @@ def _as_is(item: Any) -> Any:
 
 
 def prepared_batches(
-    recognizer: PreparesAndEmbeds, paths: Sequence[Path], batch_size: int, workers: int = 0
+    recognizer: RecognitionModel, paths: Sequence[Path], batch_size: int, workers: int = 0
 ) -> Iterator[Any]:
     """The model inputs of `paths`, `batch_size` files at a time and in order.
 
@@ -95,7 +88,7 @@ def _one_thread(_: int) -> None:
 
 
 def embed_files(
-    recognizer: PreparesAndEmbeds,
+    recognizer: RecognitionModel,
     paths: Sequence[Path],
     batch_size: int = 256,
     workers: int = 0,

@@ -1,222 +1,69 @@
 """A persistent gallery: enrol identities from one or more images, identify new images with
 strangers answered "unknown", verify a claimed identity.
 
-    from siamese.recognition import Gallery, Recognizer
+    from siamese.recognition import Gallery, load_recognizer
 
-    recognizer = Recognizer.load("runs/faces")
-    gallery = Gallery.create("staff.sqlite", recognizer, far=1e-3)
+    gallery = Gallery.create("staff.sqlite", load_recognizer("runs/faces"))  # FPIR 1 %
     gallery.enroll("ada", ["ada.jpg"])
     [answer] = gallery.identify("visitor.jpg")
     answer.identity            # "ada", or None when the best match is beyond the threshold
 
-The model is a `Recognizer` (PyTorch) or an `OnnxRecognizer` (an ONNX export, run by
-onnxruntime): `load_recognizer` picks by the folder, and both give the same embeddings, under
-the same fingerprint, so one gallery opens with either. (The gallery's own search and database
-code imports torch and SQLAlchemy either way; only the embeddings come from onnxruntime.)
+Recognition is one pipeline: the model prepares the images (`RecognitionModel.prepare_images`:
+decoding, the face step), embeds them (`embed_images`), and the gallery decides. Each gallery
+method takes images (and runs the first two steps itself) or `EmbeddedImages` already made (a
+service prepares in its thread pool and embeds in its micro-batcher, outside the gallery's
+lock).
 
-The database (`gallery_store`) is the source of truth: the gallery is bound to one model (its
-weights' fingerprint), one decision threshold at a false-accept rate chosen at creation, and
-one scoring (nearest example, or centroid, per identity). Every decision reports the threshold
-and the rate it used. The search (`gallery_search`) is a cache of the database, rebuilt when
-another process has written since it was read.
+The database (`gallery_store`, which holds all of the gallery's SQL) is the source of truth:
+the gallery is bound to one model (its weights' fingerprint), one scoring (nearest example, or
+centroid, per identity) and one decision rule: by default a target false-positive
+identification rate (the share of strangers accepted, `--fpir`, 1 %), whose threshold is
+re-derived for the gallery's size inside every write and stored with the write counter
+(`siamese.recognition.decisions.identification_basis`); or a pair false-accept rate (`--far`).
+The gallery also measures itself on its own people (`calibrate`, and automatically as it
+grows). Every answer carries the threshold, what it stands for and what it rests on. The
+search (`gallery_search`) is a cache of the database, rebuilt when another process has
+written since it was read.
 """
 
 from __future__ import annotations
 
 import hashlib
 import io
-import json
 import tempfile
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
-import sqlalchemy as sa
 import torch
 from PIL import Image
+from sqlalchemy.engine import Connection
 
-from siamese.errors import ConfigError, ConflictError, DataError, NoFaceError, NotFoundError
-from siamese.recognition.decisions import Thresholds, accepts
+from siamese.errors import ConfigError, DataError, NoFaceError, NotFoundError
+from siamese.recognition.answers import (
+    Candidate,
+    DecisionBasis,
+    Enrollment,
+    Identification,
+    IdentityInfo,
+    Verification,
+)
+from siamese.recognition.decisions import accepts, identification_basis
+from siamese.recognition.fpir import DEFAULT_FPIR, GalleryCalibration
+from siamese.recognition.gallery_calibration import measure_gallery
 from siamese.recognition.gallery_search import check_choices, make_search
-from siamese.recognition.gallery_store import (
-    ExampleRow,
-    GalleryStore,
-    embedding_blob,
-    examples_table,
-    identities_table,
-    now,
-)
-from siamese.recognition.images import (
-    FaceInputs,
-    ImageInput,
-    PreparedInputs,
-    as_image_list,
-    describe,
-)
-from siamese.recognition.onnx_recognizer import OnnxRecognizer, device_providers, is_onnx_export
-from siamese.recognition.recognizer import Recognizer
+from siamese.recognition.gallery_store import ExampleRow, GalleryStore, NewExample, now
+from siamese.recognition.images import EmbeddedImages, ImageInput
+from siamese.recognition.recognition_model import RecognitionModel, load_recognizer
 
-UNKNOWN = "unknown"
-NO_FACE_LABEL = "no face"
+SELF_CALIBRATION_STEP = 0.1
+"""The gallery measures itself again (automatically) once its number of identities has moved
+by this share since it last did."""
+MIN_SELF_CALIBRATION = 10
+"""Identities from which the gallery measures itself automatically."""
 
-
-class GalleryModel(Protocol):
-    """What a gallery uses of its model: `Recognizer` and `OnnxRecognizer` both offer it.
-    Embeddings and inputs may be torch tensors or numpy arrays; the gallery takes either."""
-
-    model_dir: Path
-    head: Any  # a pair classifier's head (refused), or None
-
-    @property
-    def fingerprint(self) -> str: ...
-    @property
-    def metric(self) -> str: ...
-    @property
-    def embedding_dim(self) -> int: ...
-    @property
-    def thresholds(self) -> Thresholds | None: ...
-    def threshold(self, far: float | None = None) -> tuple[float, float]: ...
-    def prepare_faces(self, images: ImageInput | Sequence[ImageInput]) -> PreparedInputs: ...
-    def every_face(self, images: ImageInput | Sequence[ImageInput]) -> FaceInputs: ...
-    def embed_prepared(self, x: Any, batch_size: int = 256) -> Any: ...
-    def embed(self, images: ImageInput | Sequence[ImageInput], batch_size: int = 256) -> Any: ...
-    def dissimilarity(self, z1: Any, z2: Any) -> Any: ...
-
-
-def load_recognizer(path: Path | str, device: str | None = None) -> Recognizer | OnnxRecognizer:
-    """The model at `path`: an `OnnxRecognizer` for a `siamese export --format onnx` folder
-    (it holds export.json), else a `Recognizer` (a run or model folder).
-
-    Args:
-        device: auto (None), cpu, cuda, cuda:N or mps (`siamese.devices`); for an export,
-            onnxruntime's provider for it (`device_providers`).
-    Raises:
-        CheckpointError: no model there, or its files altered or incomplete.
-        ConfigError: an ONNX export without onnxruntime installed; a device not here.
-    """
-    if is_onnx_export(path):
-        recognizer = OnnxRecognizer.load(path, providers=device_providers(device))
-        wanted_cuda = (device or "").strip().lower().startswith("cuda")
-        if wanted_cuda and "CUDAExecutionProvider" not in recognizer.providers:
-            # onnxruntime falls back to the CPU quietly when its CUDA provider fails to load
-            raise ConfigError(
-                f"--device {device}: onnxruntime could not start its CUDA provider (a CUDA or "
-                "cuDNN library missing or of another version; its log says which): install "
-                "the onnxruntime-gpu matching this machine's CUDA, or use --device cpu"
-            )
-        return recognizer
-    return Recognizer.load(path, device=device or "auto")
-
-
-@dataclass(frozen=True)
-class Candidate:
-    """One identity a probe may be: its name and the probe's distance to it."""
-
-    identity: str
-    distance: float
-
-
-@dataclass(frozen=True)
-class Identification:
-    """The answer for one probe image.
-
-    Attributes:
-        source: the probe's path, or "image N".
-        identity: the best identity when its distance is within the threshold, else None
-            (`label` is then "unknown").
-        distance: the best identity's distance (inf for an empty gallery, or no face).
-        candidates: the k best identities, best first, accepted or not.
-        threshold, far: the decision threshold and the false-accept rate it was set at.
-        no_face: the model's face step found no face in the image (its on_no_face is
-            "skip", or every face was asked for; `label` is then "no face", and nothing was
-            compared).
-        box: with every face asked for, this face's [left, top, right, bottom] in the photo.
-    """
-
-    source: str
-    identity: str | None
-    distance: float
-    candidates: list[Candidate]
-    threshold: float
-    far: float | None
-    no_face: bool = False
-    box: list[float] | None = None
-
-    @property
-    def label(self) -> str:
-        if self.no_face:
-            return NO_FACE_LABEL
-        return self.identity if self.identity is not None else UNKNOWN
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "source": self.source,
-            "identity": self.identity,
-            "decision": self.label,
-            "distance": _finite(self.distance),
-            "threshold": self.threshold,
-            "far": self.far,
-            "candidates": [
-                {"identity": c.identity, "distance": _finite(c.distance)} for c in self.candidates
-            ],
-            "no_face": self.no_face,
-            "box": self.box,
-        }
-
-
-@dataclass(frozen=True)
-class Verification:
-    """Whether an image shows a claimed identity."""
-
-    identity: str
-    source: str
-    distance: float
-    same: bool
-    threshold: float
-    far: float | None
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-@dataclass(frozen=True)
-class Enrollment:
-    """What one `enroll` call did.
-
-    Attributes:
-        identity: the identity enrolled into; created: whether this call created it.
-        added: the sources of the examples stored.
-        already_enrolled: sources whose image this identity already had (nothing stored).
-        no_face: sources in which the model's face step found no face (left out: its
-            on_no_face is "skip").
-    """
-
-    identity: str
-    created: bool
-    added: list[str]
-    already_enrolled: list[str] = field(default_factory=list)
-    no_face: list[str] = field(default_factory=list)
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-@dataclass(frozen=True)
-class IdentityInfo:
-    name: str
-    examples: int
-    metadata: dict[str, Any] | None
-    created_at: str
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "identity": self.name,
-            "examples": self.examples,
-            "metadata": self.metadata,
-            "created_at": self.created_at,
-        }
+Images = ImageInput | Sequence[ImageInput] | EmbeddedImages
 
 
 class Gallery:
@@ -226,7 +73,11 @@ class Gallery:
     """
 
     def __init__(
-        self, store: GalleryStore, recognizer: GalleryModel, search: str = "exact", nprobe: int = 16
+        self,
+        store: GalleryStore,
+        recognizer: RecognitionModel,
+        search: str = "exact",
+        nprobe: int = 16,
     ) -> None:
         self.store = store
         self.recognizer = recognizer
@@ -252,6 +103,8 @@ class Gallery:
         )
         self.search_generation = -1
         self.names: dict[int, str] = {}
+        self.decision = self._stored_decision(settings)
+        store.after_write = self._rederive
 
     # ------------------------------------------------------------------------------------
     # Creating and opening
@@ -260,7 +113,8 @@ class Gallery:
     def create(
         cls,
         location: Path | str,
-        recognizer: GalleryModel,
+        recognizer: RecognitionModel,
+        fpir: float | None = None,
         far: float | None = None,
         scoring: str = "nearest",
         keep_images: bool = False,
@@ -270,27 +124,40 @@ class Gallery:
 
         Args:
             location: an SQLite file path (created) or a database URL.
-            far: the false-accept rate of the decision threshold, one the model's calibration
-                supports (default: the smallest it supports).
+            fpir: the share of strangers the gallery may accept, whatever its size (default
+                0.01 when `far` is not given either).
+            far: instead, a fixed pair false-accept rate the model's calibration supports (for
+                experts: the share of strangers accepted then grows with the gallery).
             scoring: "nearest" (an identity scores its closest example) or "centroid".
             keep_images: store each enrolled image (PNG of the model's input, or the file's
                 bytes), so that `reembed` can move the gallery to another model.
             search: "exact" or "faiss".
         Raises:
-            ConfigError: a gallery is already there; the model has no threshold at `far`.
+            ConfigError: a gallery is already there; both rules given; the model has no
+                calibration that supports the rule.
         """
         check_choices(scoring, search)  # before anything is written
-        threshold, rate = recognizer.threshold(far)
-        t = recognizer.thresholds
+        if fpir is not None and far is not None:
+            raise ConfigError("give --fpir or --far, not both")
+        rule, target = ("far", far) if far is not None else ("fpir", fpir or DEFAULT_FPIR)
+        thresholds = recognizer.thresholds
+        if thresholds is None:
+            raise ConfigError(recognizer.no_thresholds_message())
+        # the rule for the empty gallery, checked before anything is written
+        decision = identification_basis(rule, target, 0, 0, scoring, thresholds, None, 0)
         settings = {
             "model_fingerprint": recognizer.fingerprint,
             "model_path": str(recognizer.model_dir),
             "embedding_dim": recognizer.embedding_dim,
             "metric": recognizer.metric,
             "scoring": scoring,
-            "far": rate,
-            "threshold": threshold,
-            "calibrated_on": t.calibrated_on if t else "",
+            "rule": rule,
+            "target": target,
+            "decision": decision.as_dict(),
+            "self_calibration": None,
+            "far": decision.far,
+            "threshold": decision.threshold,
+            "calibrated_on": thresholds.calibrated_on,
             "keep_images": bool(keep_images),
             "created_at": now(),
         }
@@ -299,7 +166,11 @@ class Gallery:
 
     @classmethod
     def open(
-        cls, location: Path | str, recognizer: GalleryModel, search: str = "exact", nprobe: int = 16
+        cls,
+        location: Path | str,
+        recognizer: RecognitionModel,
+        search: str = "exact",
+        nprobe: int = 16,
     ) -> Gallery:
         """An existing gallery, with the model it was created with.
 
@@ -341,21 +212,144 @@ class Gallery:
     def __exit__(self, *_: object) -> None:
         self.close()
 
+    # ------------------------------------------------------------------------------------
+    # The decision rule
+
     @property
     def threshold(self) -> float:
-        return float(self.settings["threshold"])
+        """The current decision threshold (accept a score <= it)."""
+        return self.decision.threshold
 
     @property
     def far(self) -> float | None:
-        return self.settings["far"]
+        """The pair false-accept rate at the current threshold (by the model's calibration)."""
+        return self.decision.far
+
+    @property
+    def rule(self) -> tuple[str, float]:
+        """("fpir" or "far", the target rate)."""
+        s = self.settings
+        if "rule" not in s:  # a gallery made before FPIR rules: its pair rate, as made
+            return "far", float(s["far"])
+        return str(s["rule"]), float(s["target"])
+
+    def set_rule(self, fpir: float | None = None, far: float | None = None) -> DecisionBasis:
+        """Change the decision rule (one of the two rates); the threshold follows at once.
+
+        Raises:
+            ConfigError: both or neither given, or a rate the calibration cannot support.
+        """
+        if (fpir is None) == (far is None):
+            raise ConfigError("give one of fpir or far")
+        rule, target = ("fpir", fpir) if fpir is not None else ("far", far)
+        assert target is not None
+        identities, examples = self.store.counts()
+        identification_basis(  # refused before anything is written
+            rule, target, identities, examples, self.settings["scoring"], self._thresholds(),
+            self._own(), 0,
+        )  # fmt: skip
+        with self.store.transaction() as conn:
+            self.store.set_settings(conn, {"rule": rule, "target": target})
+            self.settings = {**self.settings, "rule": rule, "target": target}
+            self.store.bump(conn)
+        self.search_generation = -1
+        return self.decision
+
+    def calibrate(self) -> GalleryCalibration:
+        """Measure the gallery on its own people now (each identity left out as a stranger
+        to the rest; genuine probes from identities with two or more images), store it, and
+        re-derive the threshold from it.
+
+        Raises:
+            ConfigError: fewer than two identities.
+        """
+        vectors, _, owners, _, generation = self.store.all_embeddings(self.recognizer.embedding_dim)
+        if np.unique(owners).size < 2:
+            raise ConfigError(
+                f"{self.store.location}: a gallery calibrates on its own identities, each "
+                "left out as a stranger to the others: enrol at least two first"
+            )
+        own = measure_gallery(
+            vectors, owners, self.settings["metric"], self.settings["scoring"], generation
+        )
+        with self.store.transaction() as conn:
+            self.store.set_settings(conn, {"self_calibration": own.as_dict()})
+            self.settings = {**self.settings, "self_calibration": own.as_dict()}
+            self.store.bump(conn)
+        self.search_generation = -1
+        return own
+
+    def _thresholds(self) -> Any:
+        thresholds = self.recognizer.thresholds
+        if thresholds is None:
+            raise ConfigError(self.recognizer.no_thresholds_message())
+        return thresholds
+
+    def _own(self) -> GalleryCalibration | None:
+        stored = self.settings.get("self_calibration")
+        return None if stored is None else GalleryCalibration.from_dict(stored)
+
+    def _stored_decision(self, settings: dict[str, Any]) -> DecisionBasis:
+        stored = settings.get("decision")
+        if stored is not None:
+            return DecisionBasis(**stored)
+        # a gallery made before FPIR rules: its fixed pair threshold, as made
+        generation = int(settings.get("generation", 0))
+        return DecisionBasis(
+            float(settings["threshold"]), "far", settings["far"], None, settings["far"],
+            f"the model's pair threshold at FAR {settings['far']} (a gallery made before "
+            "FPIR rules)", generation,
+        )  # fmt: skip
+
+    def _rederive(self, conn: Connection, generation: int) -> None:
+        """`GalleryStore.after_write`: the threshold for the gallery as this write leaves it,
+        stored in the same transaction."""
+        if "rule" not in self.settings:
+            return  # a gallery made before FPIR rules keeps its fixed threshold
+        rule, target = self.rule
+        identities, examples = self.store.counts(conn)
+        stored = self.store.setting_in(conn, "self_calibration")
+        own = None if stored is None else GalleryCalibration.from_dict(stored)
+        decision = identification_basis(
+            rule, target, identities, examples, self.settings["scoring"], self._thresholds(),
+            own, generation,
+        )  # fmt: skip
+        self.store.set_settings(
+            conn,
+            {"decision": decision.as_dict(), "threshold": decision.threshold, "far": decision.far},
+        )
+        self.decision = decision
+
+    def _maybe_calibrate(self) -> None:
+        """Measure the gallery on its own people again once it has grown (or shrunk) by
+        `SELF_CALIBRATION_STEP` since it last did (from `MIN_SELF_CALIBRATION` identities)."""
+        if "rule" not in self.settings:
+            return
+        identities, _ = self.store.counts()
+        own = self._own()
+        if identities < MIN_SELF_CALIBRATION:
+            return
+        if own is not None and abs(identities - own.identities) < max(
+            1.0, SELF_CALIBRATION_STEP * own.identities
+        ):
+            return
+        self.calibrate()
 
     # ------------------------------------------------------------------------------------
     # Writing
 
+    def read(
+        self, images: Images, every_face: bool = False, sources: Sequence[str] | None = None
+    ) -> EmbeddedImages:
+        """The images prepared and embedded by the gallery's model (as given when already)."""
+        if isinstance(images, EmbeddedImages):
+            return images
+        return self.recognizer.read(images, every_face, sources)
+
     def enroll(
         self,
         identity: str,
-        images: ImageInput | Sequence[ImageInput],
+        images: Images,
         metadata: dict[str, Any] | None = None,
         force: bool = False,
         sources: list[str] | None = None,
@@ -363,134 +357,72 @@ class Gallery:
         """Add examples of `identity` (created if new), all or nothing.
 
         Every image is decoded and embedded before anything is written; then one transaction
-        stores them. An image this identity already has is skipped and reported; an image
-        another identity has is refused unless `force`.
+        stores them (and the threshold for the gallery's new size). An image this identity
+        already has is skipped and reported; an image another identity has is refused unless
+        `force`. Photos in which the model's face step finds no face are left out and listed.
 
         Args:
+            images: images, or `EmbeddedImages` from the gallery's model.
             sources: how to name each image (default: its path, or "image N").
         Raises:
-            DataError: an image is unreadable (named), or already enrolled under another
-                identity (without `force`); nothing of the call is stored.
-            ConfigError: an empty identity name.
+            DataError: an image is unreadable (named). ConflictError: already enrolled under
+                another identity (without `force`); nothing of the call is stored.
+            NoFaceError: no face in any of them. ConfigError: an empty identity name.
         """
-        given = as_image_list(images)
-        # every image readable, or nothing happens; photos without a face are left out
-        # (and listed) when the model's face step says so
-        prepared = self.recognizer.prepare_faces(given)
-        z = self.recognizer.embed_prepared(prepared.x)
-        return self.enroll_prepared(identity, given, prepared, z, metadata, force, sources)
-
-    def enroll_prepared(
-        self,
-        identity: str,
-        given: list[ImageInput],
-        prepared: PreparedInputs,
-        embeddings: torch.Tensor | np.ndarray,
-        metadata: dict[str, Any] | None = None,
-        force: bool = False,
-        sources: list[str] | None = None,
-    ) -> Enrollment:
-        """`enroll` for images already prepared (`Recognizer.prepare_faces(given)`) and
-        embedded ((K, D), one row per kept image): what a service does outside its lock."""
         name = _checked_name(identity)
-        if sources is not None and len(sources) != len(given):
-            raise ConfigError(f"{len(sources)} sources for {len(given)} images")
-
-        names_given = sources
-
-        def name_of(item: ImageInput, k: int) -> str:
-            return names_given[k] if names_given is not None else describe(item, k)
-
-        no_face = [name_of(given[k], k) for k in prepared.no_face]
-        if not prepared.kept:
+        read = self.read(images, sources=sources)
+        prepared = read.prepared
+        no_face = [prepared.sources[i] for i in prepared.no_face]
+        if not prepared.image:
             raise NoFaceError(
-                f"no face found in any of the {len(given)} image(s) given for {name!r} "
+                f"no face found in any of the {len(prepared.given)} image(s) given for {name!r} "
                 f"({', '.join(no_face[:5])}): nothing enrolled"
             )
-        items = [given[k] for k in prepared.kept]
-        x = _as_numpy(prepared.x)
-        z = _as_numpy(embeddings)
-        sources = [name_of(given[k], k) for k in prepared.kept]
-        digests = [_sha256(item, x[k]) for k, item in enumerate(items)]
-        stored_images = (
-            [_stored_image(item, x[k]) for k, item in enumerate(items)]
-            if self.settings["keep_images"]
-            else [None] * len(items)
-        )
-        # the same image twice in one call: keep its first occurrence
-        firsts = {d: k for k, d in reversed(list(enumerate(digests)))}
-        with self.store.transaction() as conn:
-            owners = self.store.owners_of(conn, sorted(set(digests)))
-            others = {
-                d: [o for o in names if o != name] for d, names in owners.items() if d in firsts
-            }
-            clashes = {d: o for d, o in others.items() if o}
-            if clashes and not force:
-                lines = [
-                    f"{sources[firsts[d]]} (enrolled as {', '.join(o)})" for d, o in clashes.items()
-                ]
-                raise ConflictError(
-                    f"already enrolled under another identity, so not enrolled as {name!r}: "
-                    + "; ".join(lines)
-                    + ". If the same image really shows both, enroll with force=True (--force)"
+        keep_images = bool(self.settings["keep_images"])
+        examples = []
+        for row, index in enumerate(prepared.image):
+            item, pixels = prepared.given[index], prepared.x[row]
+            examples.append(
+                NewExample(
+                    read.z[row],
+                    _sha256(item, pixels),
+                    prepared.sources[index],
+                    _stored_image(item, pixels) if keep_images else None,
                 )
-            identity_id = self.store.identity_id(conn, name)
-            created = identity_id is None
-            if identity_id is None:
-                identity_id = self.store.add_identity(conn, name, metadata)
-            elif metadata is not None:
-                conn.execute(
-                    identities_table.update()
-                    .where(identities_table.c.id == identity_id)
-                    .values(metadata=json.dumps(metadata, sort_keys=True))
-                )
-            mine = {d for d, names in owners.items() if name in names}
-            new = [k for d, k in firsts.items() if d not in mine]
-            new.sort()
-            chosen = set(new)
-            repeated = [sources[k] for k in range(len(items)) if k not in chosen]
-            rows = [
-                {
-                    "identity_id": identity_id,
-                    "embedding": embedding_blob(z[k]),
-                    "sha256": digests[k],
-                    "source": sources[k],
-                    "added_at": now(),
-                    "metadata": None,
-                    "image": stored_images[k],
-                }
-                for k in new
-            ]
-            example_ids = self.store.add_examples(conn, rows)
-            generation = self.store.bump(conn) if rows or created else None
-        if generation is not None:
-            self.names[identity_id] = name
+            )
+        done = self.store.enroll(name, metadata, examples, force)
+        if done.generation is not None:
+            self.names[done.identity_id] = name
+            rows = np.asarray(done.stored, dtype=np.int64)
             self._after_write(
-                generation,
+                done.generation,
                 lambda: self.search.add(
-                    z[new], np.asarray(example_ids, np.int64), np.full(len(new), identity_id)
+                    read.z[rows],
+                    np.asarray(done.example_ids, np.int64),
+                    np.full(rows.size, done.identity_id),
                 ),
             )
-        return Enrollment(name, created, [sources[k] for k in new], repeated, no_face)
+            self._maybe_calibrate()
+        return Enrollment(
+            name,
+            done.created,
+            [examples[k].source for k in done.stored],
+            [examples[k].source for k in done.repeated],
+            no_face,
+            self.decision,
+        )
 
     def remove(self, identity: str) -> int:
         """Delete an identity and its examples; returns how many examples went.
 
         Raises:
-            DataError: no such identity.
+            NotFoundError: no such identity.
         """
-        with self.store.transaction() as conn:
-            identity_id = self._existing(conn, identity)
-            count = conn.execute(
-                sa.select(sa.func.count())
-                .select_from(examples_table)
-                .where(examples_table.c.identity_id == identity_id)
-            ).scalar_one()
-            conn.execute(identities_table.delete().where(identities_table.c.id == identity_id))
-            generation = self.store.bump(conn)
+        identity_id, count, generation = self.store.remove_identity(identity)
         self.names.pop(identity_id, None)
         self._after_write(generation, lambda: self.search.remove_identities([identity_id]))
-        return int(count)
+        self._maybe_calibrate()
+        return count
 
     def remove_example(self, identity: str, example_id: int) -> None:
         """Delete one example of an identity (the identity stays, even with none left).
@@ -498,17 +430,7 @@ class Gallery:
         Raises:
             NotFoundError: no such identity, or no such example of it.
         """
-        with self.store.transaction() as conn:
-            identity_id = self._existing(conn, identity)
-            deleted = conn.execute(
-                examples_table.delete().where(
-                    (examples_table.c.id == int(example_id))
-                    & (examples_table.c.identity_id == identity_id)
-                )
-            ).rowcount
-            if not deleted:
-                raise NotFoundError(f"identity {identity!r} has no example {example_id}")
-            generation = self.store.bump(conn)
+        generation = self.store.remove_example(identity, example_id)
         self._after_write(generation, None)  # the search is rebuilt on the next read
 
     def example_image(self, identity: str, example_id: int) -> bytes:
@@ -517,20 +439,7 @@ class Gallery:
         Raises:
             NotFoundError: no such identity or example, or the gallery keeps no images.
         """
-        with self.store.engine.connect() as conn:
-            identity_id = self._existing(conn, identity)
-            blob = conn.execute(
-                sa.select(examples_table.c.image).where(
-                    (examples_table.c.id == int(example_id))
-                    & (examples_table.c.identity_id == identity_id)
-                )
-            ).scalar_one_or_none()
-        if blob is None:
-            raise NotFoundError(
-                f"no stored image of example {example_id} of {identity!r} (the gallery keeps "
-                "images only when created with --keep-images)"
-            )
-        return bytes(blob)
+        return self.store.example_image(identity, example_id)
 
     def set_metadata(self, identity: str, metadata: dict[str, Any] | None) -> None:
         """Replace an identity's metadata (None clears it).
@@ -538,52 +447,21 @@ class Gallery:
         Raises:
             NotFoundError: no such identity.
         """
-        with self.store.transaction() as conn:
-            identity_id = self._existing(conn, identity)
-            conn.execute(
-                identities_table.update()
-                .where(identities_table.c.id == identity_id)
-                .values(metadata=None if metadata is None else json.dumps(metadata, sort_keys=True))
-            )
+        self.store.set_metadata(identity, metadata)
 
     def rename(self, identity: str, new_name: str) -> bool:
         """Rename an identity; when `new_name` exists, merge into it (its examples join that
         identity, an image both had is kept once). Returns True when it merged.
 
         Raises:
-            DataError: no such identity.
+            NotFoundError: no such identity.
         """
-        new_name = _checked_name(new_name)
-        with self.store.transaction() as conn:
-            old_id = self._existing(conn, identity)
-            target = self.store.identity_id(conn, new_name)
-            if target == old_id:
-                return False
-            if target is None:
-                conn.execute(
-                    identities_table.update()
-                    .where(identities_table.c.id == old_id)
-                    .values(name=new_name)
-                )
-            else:
-                theirs = sa.select(examples_table.c.sha256).where(
-                    examples_table.c.identity_id == target
-                )
-                conn.execute(
-                    examples_table.delete().where(
-                        (examples_table.c.identity_id == old_id)
-                        & examples_table.c.sha256.in_(theirs)
-                    )
-                )
-                conn.execute(
-                    examples_table.update()
-                    .where(examples_table.c.identity_id == old_id)
-                    .values(identity_id=target)
-                )
-                conn.execute(identities_table.delete().where(identities_table.c.id == old_id))
-            generation = self.store.bump(conn)
+        done = self.store.rename(identity, _checked_name(new_name))
+        if done is None:
+            return False
+        old_id, target, generation = done
         if target is None:
-            self.names[old_id] = new_name
+            self.names[old_id] = _checked_name(new_name)
             self._after_write(generation, lambda: None)
         else:
             self.names.pop(old_id, None)
@@ -594,116 +472,102 @@ class Gallery:
     # Reading
 
     def identify(
-        self, images: ImageInput | Sequence[ImageInput], k: int = 5, every_face: bool = False
+        self, images: Images, k: int = 5, every_face: bool = False
     ) -> list[Identification]:
         """Each image's k best identities, and the decision: the best one when within the
-        threshold, else unknown.
+        threshold, else unknown; with the threshold, what it stands for, and the margin to
+        the runner-up.
 
         Args:
+            images: images, or `EmbeddedImages` from the gallery's model.
             every_face: with a face model, one answer per face found in each photo (with its
                 box; a photo without any gets one "no face" answer) instead of its main face.
         Raises:
             DataError: an image is unreadable (named).
-            ConfigError: every_face with a model that declares no face step.
+            ConfigError: every_face with a model that declares no face step; k < 1.
         """
         if k < 1:
             raise ConfigError(f"k must be >= 1, got {k}")
-        given = as_image_list(images)
-        if every_face:
-            return self._identify_every_face(given, k)
-        prepared = self.recognizer.prepare_faces(given)
-        z = self.recognizer.embed_prepared(prepared.x)
-        found = self.identify_embeddings(
-            z, [describe(given[index], index) for index in prepared.kept], k
-        )
-        out = [
-            Identification(
-                describe(item, i), None, float("inf"), [], self.threshold, self.far, no_face=True
-            )
-            for i, item in enumerate(given)
-        ]
-        for answer, index in zip(found, prepared.kept, strict=True):
-            out[index] = answer
-        return out
-
-    def identify_embeddings(
-        self, z: torch.Tensor | np.ndarray, sources: list[str], k: int = 5
-    ) -> list[Identification]:
-        """`identify` for embeddings already computed with this gallery's model.
-
-        Args:
-            z: (N, D) float32 embeddings; sources: how each answer names its probe.
-        """
-        if k < 1:
-            raise ConfigError(f"k must be >= 1, got {k}")
+        read = self.read(images, every_face=every_face)
+        prepared = read.prepared
         self._fresh()
-        top = self.search.top(torch.as_tensor(z), k)
-        out = []
-        for row, source in enumerate(sources):
-            accepted, best, candidates = self._decision(top, row)
-            out.append(Identification(source, accepted, best, candidates, self.threshold, self.far))
+        decision = self.decision
+        top = self.search.top(torch.as_tensor(read.z), max(k, 2))
+        answers: dict[int, list[Identification]] = {i: [] for i in range(len(prepared.given))}
+        for row, index in enumerate(prepared.image):
+            box = prepared.boxes[row] if prepared.boxes is not None else None
+            answers[index].append(self._answer(top, row, k, prepared.sources[index], decision, box))
+        out: list[Identification] = []
+        for index, source in enumerate(prepared.sources):
+            out += answers[index] or [
+                Identification(source, None, float("inf"), [], decision, no_face=True)
+            ]
         return out
 
-    def _decision(self, top: Any, row: int) -> tuple[str | None, float, list[Candidate]]:
-        """(the accepted identity or None, the best distance, the candidates) of one probe
-        row of a search result."""
+    def _answer(
+        self,
+        top: Any,
+        row: int,
+        k: int,
+        source: str,
+        decision: DecisionBasis,
+        box: list[float] | None,
+    ) -> Identification:
+        """The decision on one probe row of a search result."""
         candidates = [
             Candidate(self.names[int(i)], float(d))
-            for d, i in zip(top.distances[row], top.identity_ids[row], strict=True)
+            for d, i in zip(
+                top.distances[row].tolist(), top.identity_ids[row].tolist(), strict=True
+            )
             if int(i) >= 0
         ]
         best = candidates[0].distance if candidates else float("inf")
-        accepted = candidates[0].identity if candidates and accepts(best, self.threshold) else None
-        return accepted, best, candidates
+        accepted = bool(candidates) and accepts(best, decision.threshold)
+        margin = candidates[1].distance - best if len(candidates) >= 2 else None
+        ambiguous = (
+            accepted
+            and len(candidates) >= 2
+            and accepts(candidates[1].distance, decision.threshold)
+        )
+        return Identification(
+            source,
+            candidates[0].identity if accepted else None,
+            best,
+            candidates[:k],
+            decision,
+            margin=margin,
+            ambiguous=ambiguous,
+            box=box,
+        )
 
-    def _identify_every_face(self, given: list[ImageInput], k: int) -> list[Identification]:
-        faces = self.recognizer.every_face(given)
-        z = self.recognizer.embed_prepared(faces.x)
-        self._fresh()
-        top = self.search.top(torch.as_tensor(z), k)
-        answers: dict[int, list[Identification]] = {i: [] for i in range(len(given))}
-        for row, (index, box) in enumerate(zip(faces.image, faces.boxes, strict=True)):
-            accepted, best, candidates = self._decision(top, row)
-            answers[index].append(
-                Identification(
-                    describe(given[index], index), accepted, best, candidates, self.threshold,
-                    self.far, box=box,
-                )
-            )  # fmt: skip
-        out: list[Identification] = []
-        for index, item in enumerate(given):
-            out += answers[index] or [
-                Identification(
-                    describe(item, index), None, float("inf"), [], self.threshold, self.far,
-                    no_face=True,
-                )
-            ]  # fmt: skip
-        return out
-
-    def verify(self, identity: str, image: ImageInput) -> Verification:
-        """Whether `image` shows `identity` (its score against that identity alone).
+    def verify(self, identity: str, image: Images) -> Verification:
+        """Whether `image` shows `identity` (its score against that identity alone, at the
+        gallery's threshold).
 
         Raises:
-            DataError: no such identity, or an unreadable image.
+            NotFoundError: no such identity. DataError: an unreadable image, or not one.
         """
-        z = self.recognizer.embed(image)
-        if z.shape[0] != 1:
+        read = self.read(image)
+        if read.z.shape[0] != 1 or len(read.prepared.given) != 1:
             raise DataError("verify takes one image; use identify for several")
-        return self.verify_embedding(identity, z, describe(as_image_list(image)[0], 0))
-
-    def verify_embedding(
-        self, identity: str, z: torch.Tensor | np.ndarray, source: str
-    ) -> Verification:
-        """`verify` for an embedding (1, D) already computed with this gallery's model."""
-        embeddings, owner_name = self._examples_matrix(identity)
-        z = torch.as_tensor(z)
-        stored = torch.from_numpy(embeddings)
+        stored = self.store.embeddings_of(identity, self.recognizer.embedding_dim)
+        z = read.z
         if self.settings["scoring"] == "centroid":
-            distance = float(self.recognizer.dissimilarity(z, stored.mean(dim=0, keepdim=True))[0])
+            distance = float(
+                np.asarray(self.recognizer.dissimilarity(z, stored.mean(0, keepdims=True)))[0]
+            )
         else:
-            distance = float(self.recognizer.dissimilarity(z.expand_as(stored), stored).min())
-        same = accepts(distance, self.threshold)
-        return Verification(owner_name, source, distance, same, self.threshold, self.far)
+            distance = float(
+                np.asarray(
+                    self.recognizer.dissimilarity(np.repeat(z, len(stored), 0), stored)
+                ).min()
+            )
+        self._fresh()
+        threshold = self.decision.threshold
+        return Verification(
+            identity, read.prepared.sources[0], distance, accepts(distance, threshold), threshold,
+            self.decision.far,
+        )  # fmt: skip
 
     def identities(self) -> list[IdentityInfo]:
         """Every identity, by name, with its number of examples."""
@@ -722,23 +586,30 @@ class Gallery:
         for info in self.identities():
             if info.name == name:
                 return info
-        raise NotFoundError(self._no_such(name))
+        raise NotFoundError(self.store.no_such(name))
 
     def examples(self, identity: str) -> list[ExampleRow]:
         """The stored examples of an identity (without embeddings).
 
         Raises:
-            DataError: no such identity.
+            NotFoundError: no such identity.
         """
         rows = self.store.examples_of(identity)
-        if not rows and identity not in {i.name for i in self.identities()}:
-            raise NotFoundError(self._no_such(identity))
+        if not rows and not self.has_identity(identity):
+            raise NotFoundError(self.store.no_such(identity))
         return rows
 
     def stats(self) -> dict[str, Any]:
-        """Counts and settings: identities, examples, model, threshold, FAR, scoring."""
+        """Counts, settings, and the decision: the rule, the threshold at the current size,
+        the estimated FPIR there and what it rests on, and the expected identification rate
+        where the gallery has genuine data (identities of two or more images)."""
         identities, examples = self.store.counts()
         s = self.store.settings()
+        self.settings = s
+        self.decision = self._stored_decision(s)
+        own = self._own()
+        rule, target = self.rule
+        rate = own.identification_rate(self.decision.threshold) if own is not None else None
         return {
             "location": self.store.location,
             "identities": identities,
@@ -747,8 +618,16 @@ class Gallery:
             "model_fingerprint": s["model_fingerprint"],
             "metric": s["metric"],
             "scoring": s["scoring"],
-            "threshold": s["threshold"],
-            "far": s["far"],
+            "rule": rule,
+            "target": target,
+            "threshold": self.decision.threshold,
+            "estimated_fpir": self.decision.estimated_fpir,
+            "far": self.decision.far,
+            "basis": self.decision.basis,
+            "decision_generation": self.decision.generation,
+            "expected_identification_rate": rate,
+            "genuine_probes": int(own.genuine.size) if own is not None else 0,
+            "self_calibrated_at": own.identities if own is not None else None,
             "calibrated_on": s["calibrated_on"],
             "keep_images": s["keep_images"],
             "schema_version": s["schema_version"],
@@ -759,14 +638,14 @@ class Gallery:
     # ------------------------------------------------------------------------------------
     # Moving to another model
 
-    def reembed(self, recognizer: GalleryModel, far: float | None = None) -> int:
-        """Embed every stored image with another model and bind the gallery to it (with its
-        threshold at `far`, default the gallery's rate when that model supports it), in one
-        transaction. Returns the number of examples re-embedded.
+    def reembed(self, recognizer: RecognitionModel, far: float | None = None) -> int:
+        """Embed every stored image with another model and bind the gallery to it, in one
+        transaction (the threshold re-derived from its calibration; `far` switches the rule to
+        that pair rate). Returns the number of examples re-embedded.
 
         Raises:
-            ConfigError: the gallery did not keep its images, or the model has no threshold
-                at the rate.
+            ConfigError: the gallery did not keep its images, or the model cannot support
+                the rule.
         """
         if not self.settings["keep_images"]:
             raise ConfigError(
@@ -776,7 +655,14 @@ class Gallery:
             )
         if recognizer.head is not None:
             raise ConfigError("a pair-classifier model cannot serve a gallery")
-        threshold, rate = recognizer.threshold(far if far is not None else self.far)
+        thresholds = recognizer.thresholds
+        if thresholds is None:
+            raise ConfigError(recognizer.no_thresholds_message())
+        rule, target = ("far", far) if far is not None else self.rule
+        identities, examples = self.store.counts()
+        identification_basis(  # refused before anything is done
+            rule, target, identities, examples, self.settings["scoring"], thresholds, None, 0
+        )
         rows = self.store.stored_images()
         missing = [example_id for example_id, blob, _ in rows if blob is None]
         if missing:
@@ -791,29 +677,32 @@ class Gallery:
                 path = Path(folder) / f"{example_id}"
                 path.write_bytes(blob)
                 paths.append(path)
-            z = _as_numpy(recognizer.embed(paths)) if paths else np.empty((0, 0), np.float32)
-        t = recognizer.thresholds
-        with self.store.transaction() as conn:
-            for (example_id, _, _), vector in zip(rows, z, strict=True):
-                conn.execute(
-                    examples_table.update()
-                    .where(examples_table.c.id == example_id)
-                    .values(embedding=embedding_blob(vector))
-                )
-            self.store.set_settings(
-                conn,
+            z = (
+                np.asarray(recognizer.read(paths).z)
+                if paths
+                else np.empty((0, recognizer.embedding_dim), np.float32)
+            )
+        previous = self.recognizer
+        self.recognizer = recognizer  # `_rederive` reads the new model's calibration
+        self.settings = {**self.settings, "rule": rule, "target": target, "self_calibration": None}
+        try:
+            self.store.replace_embeddings(
+                [example_id for example_id, _, _ in rows],
+                z,
                 {
                     "model_fingerprint": recognizer.fingerprint,
                     "model_path": str(recognizer.model_dir),
                     "embedding_dim": recognizer.embedding_dim,
                     "metric": recognizer.metric,
-                    "far": rate,
-                    "threshold": threshold,
-                    "calibrated_on": t.calibrated_on if t else "",
+                    "rule": rule,
+                    "target": target,
+                    "self_calibration": None,
+                    "calibrated_on": thresholds.calibrated_on,
                 },
             )
-            self.store.bump(conn)
-        self.recognizer = recognizer
+        except BaseException:
+            self.recognizer = previous
+            raise
         self.settings = self.store.settings()
         self.search = make_search(
             self.search_kind,
@@ -822,13 +711,14 @@ class Gallery:
             recognizer.embedding_dim,
         )
         self.search_generation = -1
+        self._maybe_calibrate()
         return len(rows)
 
     # ------------------------------------------------------------------------------------
     # The search cache
 
     def _fresh(self) -> None:
-        """Rebuild the search from the database when another process has written."""
+        """Rebuild the search, and read the threshold, when another process has written."""
         if self.store.generation() == self.search_generation:
             return
         vectors, ids, owners, names, generation = self.store.all_embeddings(
@@ -836,6 +726,8 @@ class Gallery:
         )
         self.names = names
         self.search.reset(vectors, ids, owners)
+        self.settings = self.store.settings()
+        self.decision = self._stored_decision(self.settings)
         self.search_generation = generation
 
     def _after_write(self, generation: int, update: Any) -> None:
@@ -847,48 +739,11 @@ class Gallery:
         else:
             self.search_generation = -1
 
-    def _existing(self, conn: sa.Connection, identity: str) -> int:
-        identity_id = self.store.identity_id(conn, identity)
-        if identity_id is None:
-            raise NotFoundError(self._no_such(identity))
-        return identity_id
-
-    def _no_such(self, identity: str) -> str:
-        names = [i.name for i in self.identities()]
-        near = [n for n in names if n.lower() == identity.lower()]
-        hint = f" (did you mean {near[0]!r}?)" if near else ""
-        return (
-            f"no identity {identity!r} in {self.store.location}{hint}; `siamese gallery list` "
-            "shows the enrolled ones"
-        )
-
-    def _examples_matrix(self, identity: str) -> tuple[np.ndarray, str]:
-        with self.store.engine.connect() as conn:
-            identity_id = self._existing(conn, identity)
-            blobs = (
-                conn.execute(
-                    sa.select(examples_table.c.embedding).where(
-                        examples_table.c.identity_id == identity_id
-                    )
-                )
-                .scalars()
-                .all()
-            )
-        if not blobs:
-            raise DataError(f"identity {identity!r} has no examples to verify against")
-        dim = self.recognizer.embedding_dim
-        return np.stack([np.frombuffer(b, dtype="<f4").reshape(dim) for b in blobs]), identity
-
 
 def _checked_name(name: str) -> str:
     if not isinstance(name, str) or not name.strip():
         raise ConfigError(f"an identity needs a non-empty name, got {name!r}")
     return name.strip()
-
-
-def _as_numpy(x: torch.Tensor | np.ndarray) -> np.ndarray:
-    """A numpy array of a tensor (in host memory) or of an array (as is)."""
-    return x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
 
 
 def _sha256(item: ImageInput, pixels: np.ndarray) -> str:
@@ -916,7 +771,3 @@ def _stored_image(item: ImageInput, pixels: np.ndarray) -> bytes:
     buffer = io.BytesIO()
     image.save(buffer, format="PNG")
     return buffer.getvalue()
-
-
-def _finite(value: float) -> float | None:
-    return value if value != float("inf") else None

@@ -29,7 +29,7 @@ import numpy as np
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from siamese.errors import ConfigError, DataError, OutputError
+from siamese.errors import ConfigError, ConflictError, DataError, NotFoundError, OutputError
 
 SCHEMA_VERSION = 2
 BUSY_TIMEOUT_S = 60.0
@@ -163,12 +163,48 @@ class ExampleRow:
     metadata: dict[str, Any] | None
 
 
+@dataclass(frozen=True)
+class NewExample:
+    """An example to store: its embedding, image SHA-256, source, and image (or None)."""
+
+    embedding: np.ndarray
+    sha256: str
+    source: str
+    image: bytes | None
+
+
+@dataclass(frozen=True)
+class StoredEnrollment:
+    """What `GalleryStore.enroll` wrote.
+
+    Attributes:
+        identity_id: the identity's row; created: whether the call created it.
+        stored: indices (into the examples given) of those stored; example_ids: their rows.
+        repeated: indices of those skipped (already this identity's, or given twice).
+        generation: the write counter after the write, or None when nothing was written.
+    """
+
+    identity_id: int
+    created: bool
+    stored: list[int]
+    example_ids: list[int]
+    repeated: list[int]
+    generation: int | None
+
+
 class GalleryStore:
-    """Rows in, rows out: the gallery's SQL, with no knowledge of models or search."""
+    """Rows in, rows out: all of the gallery's SQL, with no knowledge of models or search.
+
+    Attributes:
+        after_write: called inside every write transaction, after the write counter moves,
+            with the connection and the new generation (the gallery re-derives its decision
+            threshold there, so the threshold and the write that changed it commit together).
+    """
 
     def __init__(self, engine: Engine, location: str) -> None:
         self.engine = engine
         self.location = location
+        self.after_write: Callable[[Connection, int], None] | None = None
 
     # ------------------------------------------------------------------------------------
     # Creating and opening
@@ -298,6 +334,13 @@ class GalleryStore:
             raise ConfigError(f"{self.location}: the gallery has no setting {key!r}: damaged")
         return json.loads(value)
 
+    def setting_in(self, conn: Connection, key: str) -> Any:
+        """A setting read in `conn`'s transaction (None when the gallery has no such key)."""
+        value = conn.execute(
+            sa.select(settings_table.c.value).where(settings_table.c.key == key)
+        ).scalar_one_or_none()
+        return None if value is None else json.loads(value)
+
     def _set(self, conn: Connection, key: str, value: Any) -> None:
         conn.execute(
             settings_table.update()
@@ -306,8 +349,15 @@ class GalleryStore:
         )
 
     def set_settings(self, conn: Connection, values: dict[str, Any]) -> None:
+        """Set settings, adding the keys the gallery does not have yet."""
         for key, value in values.items():
-            self._set(conn, key, value)
+            updated = conn.execute(
+                settings_table.update()
+                .where(settings_table.c.key == key)
+                .values(value=json.dumps(value))
+            ).rowcount
+            if not updated:
+                conn.execute(settings_table.insert().values(key=key, value=json.dumps(value)))
 
     def generation(self, conn: Connection | None = None) -> int:
         """The count of writes so far: a cache built at generation g is stale when it differs."""
@@ -319,9 +369,12 @@ class GalleryStore:
         return int(self.setting("generation"))
 
     def bump(self, conn: Connection) -> int:
-        """Count one write (inside its transaction); returns the new generation."""
+        """Count one write (inside its transaction), then run `after_write`; returns the new
+        generation."""
         generation = self.generation(conn) + 1
         self._set(conn, "generation", generation)
+        if self.after_write is not None:
+            self.after_write(conn, generation)
         return generation
 
     # ------------------------------------------------------------------------------------
@@ -450,16 +503,253 @@ class GalleryStore:
                 ).all()
             ]
 
-    def counts(self) -> tuple[int, int]:
-        """(identities, examples)."""
-        with self.engine.connect() as conn:
-            identities = conn.execute(
-                sa.select(sa.func.count()).select_from(identities_table)
-            ).scalar_one()
-            examples = conn.execute(
-                sa.select(sa.func.count()).select_from(examples_table)
-            ).scalar_one()
+    def counts(self, conn: Connection | None = None) -> tuple[int, int]:
+        """(identities, examples), in `conn`'s transaction when given."""
+        if conn is None:
+            with self.engine.connect() as own:
+                return self.counts(own)
+        identities = conn.execute(
+            sa.select(sa.func.count()).select_from(identities_table)
+        ).scalar_one()
+        examples = conn.execute(sa.select(sa.func.count()).select_from(examples_table)).scalar_one()
         return int(identities), int(examples)
+
+    # ------------------------------------------------------------------------------------
+    # Writes of the gallery
+
+    def enroll(
+        self,
+        name: str,
+        metadata: dict[str, Any] | None,
+        examples: list[NewExample],
+        force: bool = False,
+    ) -> StoredEnrollment:
+        """Add `examples` to identity `name` (created if new) in one transaction: an image it
+        already has, or one given twice, is skipped; an image another identity has is refused
+        unless `force`.
+
+        Raises:
+            ConflictError: an image enrolled under another identity (without `force`);
+                nothing is written.
+        """
+        digests = [e.sha256 for e in examples]
+        firsts = {d: k for k, d in reversed(list(enumerate(digests)))}
+        with self.transaction() as conn:
+            owners = self.owners_of(conn, sorted(set(digests)))
+            others = {d: [o for o in who if o != name] for d, who in owners.items()}
+            clashes = {d: o for d, o in others.items() if o}
+            if clashes and not force:
+                lines = [
+                    f"{examples[firsts[d]].source} (enrolled as {', '.join(o)})"
+                    for d, o in clashes.items()
+                ]
+                raise ConflictError(
+                    f"already enrolled under another identity, so not enrolled as {name!r}: "
+                    + "; ".join(lines)
+                    + ". If the same image really shows both, enroll with force=True (--force)"
+                )
+            identity_id = self.identity_id(conn, name)
+            created = identity_id is None
+            if identity_id is None:
+                identity_id = self.add_identity(conn, name, metadata)
+            elif metadata is not None:
+                conn.execute(
+                    identities_table.update()
+                    .where(identities_table.c.id == identity_id)
+                    .values(metadata=_json_or_none(metadata))
+                )
+            mine = {d for d, who in owners.items() if name in who}
+            stored = sorted(k for d, k in firsts.items() if d not in mine)
+            chosen = set(stored)
+            rows = [
+                {
+                    "identity_id": identity_id,
+                    "embedding": embedding_blob(examples[k].embedding),
+                    "sha256": examples[k].sha256,
+                    "source": examples[k].source,
+                    "added_at": now(),
+                    "metadata": None,
+                    "image": examples[k].image,
+                }
+                for k in stored
+            ]
+            example_ids = self.add_examples(conn, rows)
+            generation = self.bump(conn) if rows or created else None
+        repeated = [k for k in range(len(examples)) if k not in chosen]
+        return StoredEnrollment(identity_id, created, stored, example_ids, repeated, generation)
+
+    def remove_identity(self, name: str) -> tuple[int, int, int]:
+        """Delete an identity and its examples: (its id, examples deleted, generation).
+
+        Raises:
+            NotFoundError: no such identity.
+        """
+        with self.transaction() as conn:
+            identity_id = self.existing(conn, name)
+            count = conn.execute(
+                sa.select(sa.func.count())
+                .select_from(examples_table)
+                .where(examples_table.c.identity_id == identity_id)
+            ).scalar_one()
+            conn.execute(identities_table.delete().where(identities_table.c.id == identity_id))
+            generation = self.bump(conn)
+        return identity_id, int(count), generation
+
+    def remove_example(self, name: str, example_id: int) -> int:
+        """Delete one example of an identity (the identity stays); returns the generation.
+
+        Raises:
+            NotFoundError: no such identity, or no such example of it.
+        """
+        with self.transaction() as conn:
+            identity_id = self.existing(conn, name)
+            deleted = conn.execute(
+                examples_table.delete().where(
+                    (examples_table.c.id == int(example_id))
+                    & (examples_table.c.identity_id == identity_id)
+                )
+            ).rowcount
+            if not deleted:
+                raise NotFoundError(f"identity {name!r} has no example {example_id}")
+            return self.bump(conn)
+
+    def example_image(self, name: str, example_id: int) -> bytes:
+        """The stored image of one example.
+
+        Raises:
+            NotFoundError: no such identity or example, or the gallery keeps no images.
+        """
+        with self.engine.connect() as conn:
+            identity_id = self.existing(conn, name)
+            blob = conn.execute(
+                sa.select(examples_table.c.image).where(
+                    (examples_table.c.id == int(example_id))
+                    & (examples_table.c.identity_id == identity_id)
+                )
+            ).scalar_one_or_none()
+        if blob is None:
+            raise NotFoundError(
+                f"no stored image of example {example_id} of {name!r} (the gallery keeps "
+                "images only when created with --keep-images)"
+            )
+        return bytes(blob)
+
+    def set_metadata(self, name: str, metadata: dict[str, Any] | None) -> None:
+        """Replace an identity's metadata (None clears it).
+
+        Raises:
+            NotFoundError: no such identity.
+        """
+        with self.transaction() as conn:
+            identity_id = self.existing(conn, name)
+            conn.execute(
+                identities_table.update()
+                .where(identities_table.c.id == identity_id)
+                .values(metadata=_json_or_none(metadata))
+            )
+
+    def rename(self, name: str, new_name: str) -> tuple[int, int | None, int] | None:
+        """Rename an identity, or merge it into `new_name` when that exists (its examples
+        join it; an image both had is kept once).
+
+        Returns:
+            (the old id, the id merged into or None, generation), or None when the names are
+            the same identity.
+        Raises:
+            NotFoundError: no such identity.
+        """
+        with self.transaction() as conn:
+            old_id = self.existing(conn, name)
+            target = self.identity_id(conn, new_name)
+            if target == old_id:
+                return None
+            if target is None:
+                conn.execute(
+                    identities_table.update()
+                    .where(identities_table.c.id == old_id)
+                    .values(name=new_name)
+                )
+            else:
+                theirs = sa.select(examples_table.c.sha256).where(
+                    examples_table.c.identity_id == target
+                )
+                conn.execute(
+                    examples_table.delete().where(
+                        (examples_table.c.identity_id == old_id)
+                        & examples_table.c.sha256.in_(theirs)
+                    )
+                )
+                conn.execute(
+                    examples_table.update()
+                    .where(examples_table.c.identity_id == old_id)
+                    .values(identity_id=target)
+                )
+                conn.execute(identities_table.delete().where(identities_table.c.id == old_id))
+            generation = self.bump(conn)
+        return old_id, target, generation
+
+    def embeddings_of(self, name: str, dim: int) -> np.ndarray:
+        """(K, dim) float32 embeddings of an identity's examples.
+
+        Raises:
+            NotFoundError: no such identity. DataError: it has no examples.
+        """
+        with self.engine.connect() as conn:
+            identity_id = self.existing(conn, name)
+            blobs = (
+                conn.execute(
+                    sa.select(examples_table.c.embedding).where(
+                        examples_table.c.identity_id == identity_id
+                    )
+                )
+                .scalars()
+                .all()
+            )
+        if not blobs:
+            raise DataError(f"identity {name!r} has no examples to verify against")
+        return np.stack([np.frombuffer(b, dtype="<f4").reshape(dim) for b in blobs])
+
+    def replace_embeddings(
+        self, example_ids: list[int], vectors: np.ndarray, settings: dict[str, Any]
+    ) -> int:
+        """Store new embeddings of these examples and new settings in one transaction (a move
+        to another model); returns the generation."""
+        with self.transaction() as conn:
+            for example_id, vector in zip(example_ids, vectors, strict=True):
+                conn.execute(
+                    examples_table.update()
+                    .where(examples_table.c.id == example_id)
+                    .values(embedding=embedding_blob(vector))
+                )
+            self.set_settings(conn, settings)
+            return self.bump(conn)
+
+    def existing(self, conn: Connection, name: str) -> int:
+        """The id of identity `name`.
+
+        Raises:
+            NotFoundError: no such identity (with the name that differs only in case, if any).
+        """
+        identity_id = self.identity_id(conn, name)
+        if identity_id is None:
+            raise NotFoundError(self.no_such(name, conn))
+        return identity_id
+
+    def no_such(self, name: str, conn: Connection | None = None) -> str:
+        """The message for an identity that is not there."""
+        if conn is None:
+            with self.engine.connect() as own:
+                return self.no_such(name, own)
+        near = conn.execute(
+            sa.select(identities_table.c.name).where(
+                sa.func.lower(identities_table.c.name) == name.lower()
+            )
+        ).scalar()
+        hint = f" (did you mean {near!r}?)" if near else ""
+        return (
+            f"no identity {name!r} in {self.location}{hint}; `siamese gallery list` shows the "
+            "enrolled ones"
+        )
 
 
 def embedding_blob(vector: np.ndarray) -> bytes:

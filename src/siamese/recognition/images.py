@@ -104,37 +104,91 @@ def describe(image: ImageInput, index: int) -> str:
 
 
 @dataclass(frozen=True)
-class PreparedInputs:
-    """Model inputs of the images in which a face was found (every image, without a face
-    step): x (M, *input_shape) for the inputs at `kept` (indices into the images given);
-    `no_face` the indices of the images left out because no face was found. x is a numpy
-    array from this module, a tensor from `Recognizer.prepare_faces`."""
+class PreparedImages:
+    """Images turned into model inputs: the first step of recognition (prepare → embed →
+    decide), the one that runs on the CPU away from the model.
 
-    x: np.ndarray | torch.Tensor
-    kept: list[int]
-    no_face: list[int]
-
-
-def model_inputs_with_faces(images: Sequence[ImageInput], pre: Preprocessing) -> PreparedInputs:
-    """`model_input`, except that with a face step whose on_no_face is "skip", an image in
-    which no face is found is left out and listed instead of raising.
-
-    Raises:
-        DataError: as `model_input` (and for a photo without a face under on_no_face
-            "error", or when no image has a face).
+    Attributes:
+        given: the images as the caller gave them (`as_image_list`).
+        sources: how answers name each given image (its path, "image N", or the caller's).
+        x: (R, *input_shape) uint8 model inputs, one row per face (or per image, without a
+            face step).
+        image: (R,) for row r, the index of the given image it comes from.
+        boxes: with every face asked for, row r's [left, top, right, bottom] in its photo;
+            else None.
     """
+
+    given: list[ImageInput]
+    sources: list[str]
+    x: np.ndarray
+    image: list[int]
+    boxes: list[list[float]] | None = None
+
+    @property
+    def no_face(self) -> list[int]:
+        """Indices of the given images that gave no row (no face found; left out)."""
+        found = set(self.image)
+        return [i for i in range(len(self.given)) if i not in found]
+
+    def embedded(self, z: Any) -> EmbeddedImages:
+        """These images with their (R, D) embeddings (a numpy array or a CPU tensor)."""
+        z = np.asarray(z.detach().cpu() if hasattr(z, "detach") else z, dtype=np.float32)
+        if z.ndim != 2 or z.shape[0] != self.x.shape[0]:
+            raise ValueError(f"expected ({self.x.shape[0]}, D) embeddings, got {z.shape}")
+        return EmbeddedImages(self, z)
+
+
+@dataclass(frozen=True)
+class EmbeddedImages:
+    """Prepared images and their embeddings: what a gallery decides on.
+
+    Attributes:
+        prepared: the images, their names and which rows come from which image.
+        z: (R, D) float32 embeddings, row r of `prepared.x`'s.
+    """
+
+    prepared: PreparedImages
+    z: np.ndarray
+
+
+def prepare_images(
+    images: ImageInput | Sequence[ImageInput],
+    pre: Preprocessing,
+    every_face: bool = False,
+    sources: Sequence[str] | None = None,
+) -> PreparedImages:
+    """The model's inputs for `images`.
+
+    Without a face step, one row per image. With one, the main face of each image; a photo
+    without a face is left out (listed in `no_face`) when the step's on_no_face is "skip",
+    and refused when it is "error". With `every_face`, one row per face found, with its box.
+
+    Args:
+        sources: how answers name each image (default: its path, or "image N").
+    Raises:
+        DataError: an unreadable input, or a photo without a face under on_no_face "error".
+        ConfigError: every_face for a model without a face step; sources of another length.
+    """
+    given = as_image_list(images)
+    names = [describe(item, i) for i, item in enumerate(given)] if sources is None else sources
+    if len(names) != len(given):
+        raise ConfigError(f"{len(names)} sources for {len(given)} images")
+    names = [str(n) for n in names]
+    if every_face:
+        x, owners, boxes = _every_face(given, pre)
+        return PreparedImages(given, names, x, owners, boxes)
     if pre.face is None or pre.face.on_no_face == "error":
-        return PreparedInputs(model_input(images, pre), list(range(len(images))), [])
-    if not images:
+        return PreparedImages(given, names, model_input(given, pre), list(range(len(given))))
+    if not given:
         raise DataError("no images given: pass at least one image (a path, array or tensor)")
-    arrays, kept, no_face = [], [], []
-    for i, image in enumerate(images):
+    arrays, kept = [], []
+    for i, image in enumerate(given):
         try:
             arrays.append(_face(image, i, pre))
             kept.append(i)
         except NoFaceError:
-            no_face.append(i)
-    return PreparedInputs(_stacked(arrays, pre), kept, no_face)
+            pass
+    return PreparedImages(given, names, _stacked(arrays, pre), kept)
 
 
 def _stacked(arrays: list[np.ndarray], pre: Preprocessing) -> np.ndarray:
@@ -144,20 +198,11 @@ def _stacked(arrays: list[np.ndarray], pre: Preprocessing) -> np.ndarray:
     return np.stack(arrays)
 
 
-@dataclass(frozen=True)
-class FaceInputs:
-    """Every face of some photos as model inputs: x (M, *input_shape); `image[m]` the index
-    of the photo face m comes from, `boxes[m]` its [left, top, right, bottom] in that photo's
-    pixels; photos without a face have no entry. x is a numpy array from this module, a tensor
-    from `Recognizer.every_face`."""
-
-    x: np.ndarray | torch.Tensor
-    image: list[int]
-    boxes: list[list[float]]
-
-
-def every_face_input(images: Sequence[ImageInput], pre: Preprocessing) -> FaceInputs:
-    """Every face of each photo (the model's face step, with all faces), as model inputs.
+def _every_face(
+    images: list[ImageInput], pre: Preprocessing
+) -> tuple[np.ndarray, list[int], list[list[float]]]:
+    """Every face of each photo (the model's face step, with all faces): (inputs, the photo
+    of each, its box).
 
     Raises:
         ConfigError: the model declares no face step. DataError: an unreadable input.
@@ -180,7 +225,7 @@ def every_face_input(images: Sequence[ImageInput], pre: Preprocessing) -> FaceIn
             arrays.append(crop)
             owners.append(i)
             boxes.append(box)
-    return FaceInputs(_stacked(arrays, pre), owners, boxes)
+    return _stacked(arrays, pre), owners, boxes
 
 
 def model_input(images: Sequence[ImageInput], pre: Preprocessing) -> np.ndarray:

@@ -28,29 +28,15 @@ from typing import Any
 import numpy as np
 
 from siamese.errors import CheckpointError, ConfigError, DataError
-from siamese.recognition.decisions import (
-    Comparison,
-    Thresholds,
-    compare_images,
-    read_thresholds,
-)
-from siamese.recognition.images import (
-    FaceInputs,
-    ImageInput,
-    PreparedInputs,
-    Preprocessing,
-    as_image_list,
-    every_face_input,
-    model_input,
-    model_inputs_with_faces,
-)
+from siamese.recognition.images import Preprocessing
+from siamese.recognition.recognition_model import RecognitionModel
 
 EXPORT_FILE = "export.json"
 EXPORT_EXTRA = "pip install 'siamese[export]'"
 METRICS = ("euclidean", "sqeuclidean", "cosine")
 
 
-class OnnxRecognizer:
+class OnnxRecognizer(RecognitionModel):
     """An ONNX export with its preprocessing, distance and calibrated thresholds.
 
     Attributes:
@@ -121,79 +107,19 @@ class OnnxRecognizer:
         session = _session(payload, model_file, providers, threads)
         return cls(session, export, folder)
 
-    # ------------------------------------------------------------------------------------
-    # What the model is
-
-    @property
-    def metric(self) -> str:
-        """The embedding distance: "euclidean", "sqeuclidean" or "cosine"."""
-        return str(self.description["metric"])
-
-    @property
-    def scale(self) -> str:
-        """The scale of decisions: the metric (an export has no pair classifier)."""
-        return self.metric
-
-    @property
-    def fingerprint(self) -> str:
-        """SHA-256 of the run's weights (export.json's "source_sha256"): the same as the
-        PyTorch model's `Recognizer.fingerprint`, so their embeddings compare."""
-        return str(self.description["sha256"])
-
-    @property
-    def embedding_dim(self) -> int:
-        return int(self.description["embedding_dim"])
-
-    @property
-    def input_shape(self) -> tuple[int, ...]:
-        """(C, H, W) of one model input."""
-        return self.preprocessing.input_shape
-
     @property
     def providers(self) -> list[str]:
         """The execution providers the session runs on, most preferred first."""
         return list(self.session.get_providers())
 
-    @property
-    def thresholds(self) -> Thresholds | None:
-        """The calibrated thresholds export.json carries (None if the run had none)."""
-        return read_thresholds(self.description)
-
-    def threshold(self, far: float | None = None) -> tuple[float, float]:
-        """(threshold, FAR) at a calibrated false-accept rate (the smallest the calibration
-        supports when `far` is None).
-
-        Raises:
-            ConfigError: the export has no calibrated thresholds, or none at `far`.
-        """
-        thresholds = self.thresholds
-        if thresholds is None:
-            source = self.export.get("source_run", "RUN")
-            raise ConfigError(
-                f"{self.model_dir}: the export has no calibrated thresholds (its run had none). "
-                "Measure them on labelled images of people or classes the model did not train "
-                f"on with the run (siamese calibrate {source} --data folder:PATH), then export "
-                "it again"
-            )
-        return thresholds.threshold(far)
-
-    # ------------------------------------------------------------------------------------
-    # Using it
-
-    def prepare(self, images: ImageInput | Sequence[ImageInput]) -> np.ndarray:
-        """The model's inputs for `images` (see `siamese.recognition.images.ImageInput`):
-        (N, C, H, W) uint8, decoded, converted and resized as the model declares."""
-        return model_input(as_image_list(images), self.preprocessing)
-
-    def prepare_faces(self, images: ImageInput | Sequence[ImageInput]) -> PreparedInputs:
-        """`prepare`, except that when the model's face step says on_no_face "skip", images
-        in which no face is found are left out and listed (`PreparedInputs.no_face`)."""
-        return model_inputs_with_faces(as_image_list(images), self.preprocessing)
-
-    def every_face(self, images: ImageInput | Sequence[ImageInput]) -> FaceInputs:
-        """Every face of each photo as model inputs, with its photo and box (a model with a
-        face step only)."""
-        return every_face_input(as_image_list(images), self.preprocessing)
+    def no_thresholds_message(self) -> str:
+        source = self.export.get("source_run", "RUN")
+        return (
+            f"{self.model_dir}: the export has no calibrated thresholds (its run had none). "
+            "Measure them on labelled images of people or classes the model did not train "
+            f"on with the run (siamese calibrate {source} --data folder:PATH), then export "
+            "it again"
+        )
 
     def embed_prepared(self, x: Any, batch_size: int = 256) -> np.ndarray:
         """(N, D) float32 embeddings of model inputs from `prepare`: (N, *input_shape) uint8
@@ -224,41 +150,10 @@ class OnnxRecognizer:
             out[start : start + batch.shape[0]] = z
         return out
 
-    def embed(self, images: ImageInput | Sequence[ImageInput], batch_size: int = 256) -> np.ndarray:
-        """Embeddings of images: one path, PIL image, array or tensor, a batch, or a list.
-
-        Returns:
-            (N, D) float32 embeddings, in the order given.
-        Raises:
-            DataError: an input that is missing, unreadable or not an image, named in the
-                message.
-        """
-        return self.embed_prepared(self.prepare(images), batch_size)
-
     def dissimilarity(self, z1: Any, z2: Any) -> np.ndarray:
         """(P,) float64 distances, in `metric`, of matching rows of (P, D) embeddings (numpy
         arrays, or anything `np.asarray` reads)."""
         return paired_distances(np.asarray(z1), np.asarray(z2), self.metric)
-
-    def compare(
-        self,
-        a: ImageInput,
-        b: ImageInput,
-        far: float | None = None,
-        threshold: float | None = None,
-    ) -> Comparison:
-        """Whether two images show the same identity.
-
-        Args:
-            a, b: one image each.
-            far: the calibrated false-accept rate to decide at (default: the smallest the
-                model's calibration supports).
-            threshold: decide at this distance instead (then `far` must be None).
-        Raises:
-            ConfigError: no calibrated threshold at `far` (and no `threshold` given).
-            DataError: an input is not a readable image.
-        """
-        return compare_images(self, a, b, far, threshold)
 
     def __repr__(self) -> str:
         return (

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -23,27 +22,24 @@ import torch
 
 from siamese.data.labeled import LabeledData
 from siamese.devices import model_device, resolve_device
-from siamese.errors import CheckpointError, ConfigError
+from siamese.errors import CheckpointError
 from siamese.evaluation.embed import embed as embed_inputs
 from siamese.evaluation.verification import pair_dissimilarity
 from siamese.models.files import load_model_and_head
-from siamese.recognition.decisions import Comparison, compare_images
+from siamese.recognition.decisions import Comparison
 from siamese.recognition.images import (
-    FaceInputs,
     ImageInput,
-    PreparedInputs,
     Preprocessing,
     as_image_list,
-    every_face_input,
     model_input,
-    model_inputs_with_faces,
 )
-from siamese.recognition.thresholds import Thresholds, calibrate, read_thresholds
+from siamese.recognition.recognition_model import RecognitionModel
+from siamese.recognition.thresholds import Thresholds, calibrate
 
 __all__ = ["Comparison", "Recognizer"]
 
 
-class Recognizer:
+class Recognizer(RecognitionModel):
     """A trained model with its preprocessing, distance and calibrated thresholds.
 
     Attributes:
@@ -92,67 +88,12 @@ class Recognizer:
         return cls(model, description, folder, head=head, device=device)
 
     # ------------------------------------------------------------------------------------
-    # What the model is
-
-    @property
-    def metric(self) -> str:
-        """The embedding distance: "euclidean", "sqeuclidean" or "cosine"."""
-        return str(self.description.get("metric", "euclidean"))
-
-    @property
-    def scale(self) -> str:
-        """The scale of decisions: the metric, or "pair_head" for a pair classifier."""
-        return "pair_head" if self.head is not None else self.metric
-
-    @property
-    def fingerprint(self) -> str:
-        """SHA-256 of the weights: embeddings from two models compare only if it is equal."""
-        return str(self.description["sha256"])
-
-    @property
-    def embedding_dim(self) -> int:
-        return int(self.description["embedding_dim"])
-
-    @property
-    def thresholds(self) -> Thresholds | None:
-        """The calibrated thresholds in model.json (None if the model has none)."""
-        return read_thresholds(self.description)
-
-    def threshold(self, far: float | None = None) -> tuple[float, float]:
-        """(threshold, FAR) at a calibrated false-accept rate (the smallest the calibration
-        supports when `far` is None).
-
-        Raises:
-            ConfigError: the model has no calibrated thresholds, or none at `far`.
-        """
-        thresholds = self.thresholds
-        if thresholds is None:
-            raise ConfigError(
-                f"{self.model_dir}: the model has no calibrated thresholds (its run had no "
-                "validation classes). Measure them on labelled images of people or classes "
-                f"it did not train on: siamese calibrate {self.model_dir} --data folder:PATH"
-            )
-        return thresholds.threshold(far)
-
-    # ------------------------------------------------------------------------------------
     # Using it
 
     def prepare(self, images: ImageInput | Sequence[ImageInput]) -> torch.Tensor:
         """The model's inputs for `images` (see `siamese.recognition.images.ImageInput`):
         (N, C, H, W) uint8, decoded, converted and resized as the model declares."""
         return torch.from_numpy(model_input(as_image_list(images), self.preprocessing))
-
-    def prepare_faces(self, images: ImageInput | Sequence[ImageInput]) -> PreparedInputs:
-        """`prepare`, except that when the model's face step says on_no_face "skip", images
-        in which no face is found are left out and listed (`PreparedInputs.no_face`)."""
-        prepared = model_inputs_with_faces(as_image_list(images), self.preprocessing)
-        return replace(prepared, x=torch.from_numpy(prepared.x))
-
-    def every_face(self, images: ImageInput | Sequence[ImageInput]) -> FaceInputs:
-        """Every face of each photo as model inputs, with its photo and box (a model with a
-        face step only)."""
-        faces = every_face_input(as_image_list(images), self.preprocessing)
-        return replace(faces, x=torch.from_numpy(faces.x))
 
     def embed_prepared(
         self, x: torch.Tensor | np.ndarray, batch_size: int = 256, progress: bool = False
@@ -162,22 +103,6 @@ class Recognizer:
         if x.shape[0] == 0:
             return torch.empty((0, self.embedding_dim), dtype=torch.float32)
         return embed_inputs(self.model, x, batch_size, progress).cpu()
-
-    def embed(
-        self,
-        images: ImageInput | Sequence[ImageInput],
-        batch_size: int = 256,
-        progress: bool = False,
-    ) -> torch.Tensor:
-        """Embeddings of images: one path, PIL image, array or tensor, a batch, or a list.
-
-        Returns:
-            (N, D) float32 embeddings, in the order given.
-        Raises:
-            DataError: an input that is missing, unreadable or not an image, named in the
-                message.
-        """
-        return embed_inputs(self.model, self.prepare(images), batch_size, progress).cpu()
 
     def calibrate(self, data: LabeledData, description: str, progress: bool = False) -> Thresholds:
         """Thresholds measured on labelled data already in the model's input form
@@ -197,23 +122,3 @@ class Recognizer:
         the model's device, returned in host memory)."""
         z1, z2 = torch.as_tensor(z1).to(self.device), torch.as_tensor(z2).to(self.device)
         return pair_dissimilarity(z1, z2, self.metric, self.head).cpu()
-
-    def compare(
-        self,
-        a: ImageInput,
-        b: ImageInput,
-        far: float | None = None,
-        threshold: float | None = None,
-    ) -> Comparison:
-        """Whether two images show the same identity.
-
-        Args:
-            a, b: one image each.
-            far: the calibrated false-accept rate to decide at (default: the smallest the
-                model's calibration supports).
-            threshold: decide at this dissimilarity instead (then `far` must be None).
-        Raises:
-            ConfigError: no calibrated threshold at `far` (and no `threshold` given).
-            DataError: an input is not a readable image.
-        """
-        return compare_images(self, a, b, far, threshold)

@@ -13,11 +13,14 @@ Thresholds live in the model's `model.json` under "thresholds" (`write_threshold
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from siamese.atomic_files import write_json_atomic
+from siamese.distances import pairwise_distances
 from siamese.errors import DataError
 from siamese.evaluation.verification import (
     PairHead,
@@ -31,9 +34,20 @@ from siamese.recognition.decisions import (
     Thresholds,
     read_thresholds,
 )
+from siamese.recognition.fpir import (
+    SMALLEST_KEPT,
+    FpirTable,
+    PairImpostors,
+    StrangerScores,
+    fpir_table,
+)
 
 MAX_PAIRS = 4_000_000
 """Impostor (and genuine) pairs used at most; beyond it a uniform random subset, seeded."""
+MAX_STRANGER_PROBES = 4_000
+"""Calibration examples scored as strangers against every other class (`stranger_table`)."""
+MAX_STRANGER_REFERENCES = 20_000
+"""Examples they are scored against, at most (a seeded uniform subset beyond)."""
 
 
 def calibration_pairs(
@@ -186,7 +200,48 @@ def calibrate(
     distances = pair_distances(embeddings, i, j, metric, head)
     classes = int(torch.unique(labels).numel())
     scale = "pair_head" if head is not None else metric
-    return thresholds_from_distances(distances, same, scale, calibrated_on, classes)
+    thresholds = thresholds_from_distances(distances, same, scale, calibrated_on, classes)
+    if head is not None:
+        return thresholds  # a pair classifier scores pairs: it serves no gallery
+    impostors = distances[same == 0].double().numpy()
+    table = stranger_table(embeddings, labels, metric, impostors, seed)
+    return Thresholds(**{**thresholds.__dict__, "extra": {"fpir": table.as_dict()}})
+
+
+def stranger_table(
+    embeddings: torch.Tensor,
+    labels: torch.Tensor,
+    metric: str,
+    impostor_distances: np.ndarray,
+    seed: int = 0,
+    max_probes: int = MAX_STRANGER_PROBES,
+    max_references: int = MAX_STRANGER_REFERENCES,
+) -> FpirTable:
+    """The model's thresholds by false-positive identification rate for galleries of every
+    size (`siamese.recognition.fpir`): each of up to `max_probes` calibration examples is a
+    stranger scored against every example of the other classes (each example an identity
+    enrolled from one image).
+
+    Args:
+        embeddings: (N, D) calibration embeddings; labels: (N,) int64.
+        impostor_distances: (P,) the impostor pair distances of the same calibration.
+    """
+    n = embeddings.shape[0]
+    g = torch.Generator().manual_seed(seed + 1)
+    probes = torch.randperm(n, generator=g)[:max_probes]
+    references = torch.randperm(n, generator=g)[:max_references].sort().values
+    keep = min(SMALLEST_KEPT, references.numel())
+    smallest, counts = [], []
+    reference_z, reference_y = embeddings[references], labels[references]
+    for start in range(0, probes.numel(), 256):
+        rows = probes[start : start + 256]
+        d = pairwise_distances(embeddings[rows], reference_z, metric).double()
+        own = labels[rows][:, None] == reference_y[None, :]
+        d = d.masked_fill(own, math.inf)
+        smallest.append(d.topk(keep, dim=1, largest=False).values)
+        counts.append((~own).sum(dim=1))
+    strangers = StrangerScores(torch.cat(smallest).numpy(), torch.cat(counts).numpy())
+    return fpir_table(strangers, PairImpostors(np.sort(impostor_distances)))
 
 
 def write_thresholds(model_dir: Path | str, thresholds: Thresholds) -> None:
@@ -207,6 +262,7 @@ __all__ = [
     "calibration_pairs",
     "pair_distances",
     "read_thresholds",
+    "stranger_table",
     "thresholds_from_distances",
     "write_thresholds",
 ]

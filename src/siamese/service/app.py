@@ -24,6 +24,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Annotated, Any
 
+import numpy as np
 import sqlalchemy as sa
 import torch
 from fastapi import Depends, FastAPI, File, Form, Query, Request, UploadFile
@@ -37,6 +38,7 @@ from siamese.data.image_files import DEFAULT_MAX_PIXELS, BadImageError, probe_im
 from siamese.errors import SiameseError
 from siamese.recognition import Gallery
 from siamese.recognition.decisions import accepts
+from siamese.recognition.images import EmbeddedImages
 from siamese.service import keys as api_keys
 from siamese.service.batching import MicroBatcher
 from siamese.service.errors import ApiError, from_siamese_error, scrub
@@ -297,6 +299,20 @@ def create_app(settings: ServiceSettings) -> FastAPI:
         x = await loop.run_in_executor(svc.prepare_pool, svc.recognizer.prepare, [data])
         return await svc.batcher(torch.as_tensor(x))
 
+    async def read_images(
+        data: list[bytes], sources: list[str], every_face: bool = False
+    ) -> EmbeddedImages:
+        """Recognition's first two steps, as `Gallery.read` takes them, outside the gallery's
+        lock: prepared in the thread pool, embedded in the micro-batcher."""
+        svc = service()
+        loop = asyncio.get_running_loop()
+        prepared = await loop.run_in_executor(
+            svc.prepare_pool, svc.recognizer.prepare_images, data, every_face, sources
+        )
+        if prepared.x.shape[0] == 0:
+            return prepared.embedded(np.empty((0, svc.recognizer.embedding_dim), np.float32))
+        return prepared.embedded(await svc.batcher(torch.as_tensor(prepared.x)))
+
     # ------------------------------------------------------------------------------------
     # Recognition
 
@@ -313,13 +329,8 @@ def create_app(settings: ServiceSettings) -> FastAPI:
         data = await read_image(image, "image")
         svc = service()
         source = image.filename or "image"
-        if every_face:
-            answers = await svc.locked(lambda: svc.gallery.identify([data], k, every_face=True))
-            for answer in answers:
-                object.__setattr__(answer, "source", source)
-        else:
-            z = await embed_one(data)
-            answers = await svc.locked(lambda: svc.gallery.identify_embeddings(z, [source], k))
+        read = await read_images([data], [source], every_face)
+        answers = await svc.locked(lambda: svc.gallery.identify(read, k))
         return {"results": [a.as_dict() for a in answers]}
 
     @app.post("/v1/verify", response_model=VerificationOut, tags=["recognition"])
@@ -337,10 +348,8 @@ def create_app(settings: ServiceSettings) -> FastAPI:
         data = await read_image(image, "image")
         svc = service()
         if identity is not None:
-            z = await embed_one(data)
-            result = await svc.locked(
-                lambda: svc.gallery.verify_embedding(identity, z, image.filename or "image")
-            )
+            read = await read_images([data], [image.filename or "image"])
+            result = await svc.locked(lambda: svc.gallery.verify(identity, read))
             return result.as_dict()
         assert image2 is not None
         data2 = await read_image(image2, "image2")
@@ -404,13 +413,9 @@ def create_app(settings: ServiceSettings) -> FastAPI:
         svc = service()
         names = [f.filename or f"image {i + 1}" for i, f in enumerate(images)]
         # decoding, detection and the model outside the gallery's lock: only the write waits
-        loop = asyncio.get_running_loop()
-        prepared = await loop.run_in_executor(svc.prepare_pool, svc.recognizer.prepare_faces, data)
-        z = await svc.batcher(torch.as_tensor(prepared.x))
+        read = await read_images(data, names)
         result = await svc.locked(
-            lambda: svc.gallery.enroll_prepared(
-                name, data, prepared, z, metadata=meta, force=force, sources=names
-            )
+            lambda: svc.gallery.enroll(name, read, metadata=meta, force=force)
         )
         return result.as_dict()
 
@@ -526,6 +531,7 @@ def create_app(settings: ServiceSettings) -> FastAPI:
     async def model(_: Reader) -> dict[str, Any]:
         svc = service()
         description = svc.recognizer.description
+        stats = await svc.locked(svc.gallery.stats)
         return {
             "name": Path(str(svc.recognizer.model_dir)).name,
             "fingerprint": svc.recognizer.fingerprint,
@@ -534,8 +540,9 @@ def create_app(settings: ServiceSettings) -> FastAPI:
             "metric": svc.recognizer.metric,
             "preprocessing": description.get("preprocessing") or {},
             "thresholds": description.get("thresholds"),
-            "gallery_threshold": svc.gallery.threshold,
-            "gallery_far": svc.gallery.far,
+            "gallery_threshold": stats["threshold"],
+            "gallery_far": stats["far"],
+            "gallery": stats,
         }
 
     @app.get("/healthz", response_model=StatusOut, tags=["service"])

@@ -30,8 +30,16 @@ class IdentificationOut(BaseModel):
     identity: str | None = Field(description="the identity when within the threshold, else null")
     decision: str = Field(description='the identity, "unknown", or "no face"')
     distance: float | None = Field(description="the best identity's distance (null: none)")
-    threshold: float
-    far: float | None
+    threshold: float = Field(description="the gallery's threshold at its current size")
+    far: float | None = Field(description="the pair false-accept rate at the threshold")
+    estimated_fpir: float | None = Field(
+        description="the share of strangers the gallery is estimated to accept at it"
+    )
+    rule: str = Field(description='"fpir" (a target share of strangers) or "far" (a pair rate)')
+    target: float | None = Field(description="the rate the rule targets")
+    generation: int = Field(description="the gallery's write counter the threshold belongs to")
+    margin: float | None = Field(description="the runner-up's distance minus the best's")
+    ambiguous: bool = Field(description="accepted, and the runner-up is within the threshold too")
     candidates: list[CandidateOut]
     no_face: bool
     box: list[float] | None = Field(description="[left, top, right, bottom] of the face")
@@ -56,12 +64,23 @@ class EmbedOut(BaseModel):
     model: str = Field(description="the model's fingerprint (SHA-256 of its weights)")
 
 
+class DecisionOut(BaseModel):
+    threshold: float
+    rule: str
+    target: float | None
+    estimated_fpir: float | None
+    far: float | None
+    basis: str = Field(description="what the threshold and its estimate rest on")
+    generation: int
+
+
 class EnrollmentOut(BaseModel):
     identity: str
     created: bool
     added: list[str]
     already_enrolled: list[str]
     no_face: list[str]
+    decision: DecisionOut | None = Field(description="the gallery's threshold after the write")
 
 
 class IdentityOut(BaseModel):
@@ -104,6 +123,34 @@ class IdentityPatch(BaseModel):
     metadata: dict[str, Any] | None = None
 
 
+class GalleryStatsOut(BaseModel):
+    """The gallery's size and decision rule (`siamese gallery stats`)."""
+
+    identities: int
+    examples: int
+    scoring: str
+    rule: str = Field(description='"fpir" or "far"')
+    target: float | None
+    threshold: float = Field(description="the threshold at the current size")
+    estimated_fpir: float | None = Field(description="strangers estimated accepted at it")
+    far: float | None
+    basis: str = Field(description="what the threshold and estimate rest on")
+    decision_generation: int
+    expected_identification_rate: float | None = Field(
+        description="enrolled people's photos identified at the threshold, estimated from "
+        "identities with two or more images (null: none)"
+    )
+    genuine_probes: int
+    self_calibrated_at: int | None = Field(
+        description="identities when the gallery last measured itself (null: never)"
+    )
+
+
+class StatusOut(BaseModel):
+    status: str
+    detail: str | None = None
+
+
 class ModelOut(BaseModel):
     name: str
     fingerprint: str
@@ -114,8 +161,4 @@ class ModelOut(BaseModel):
     thresholds: dict[str, Any] | None
     gallery_threshold: float
     gallery_far: float | None
-
-
-class StatusOut(BaseModel):
-    status: str
-    detail: str | None = None
+    gallery: GalleryStatsOut

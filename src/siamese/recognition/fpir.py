@@ -1,0 +1,402 @@
+"""The share of strangers a gallery accepts (its false-positive identification rate, FPIR) as a
+function of the decision threshold and the gallery's size, estimated from labelled data; and
+the threshold that keeps it at a target.
+
+Why a pair false-accept rate is not enough: a stranger is compared with every enrolled
+identity and accepted when the *best* of those N scores is within the threshold, so the share
+of strangers accepted grows with N (at FAR 1e-3 and 500 identities, up to 1 − (1 − 10⁻³)⁵⁰⁰ ≈
+39 %).
+
+The estimate. Take a probe p that is not enrolled, and a gallery whose identities are drawn
+from the same population as the calibration identities. Given p, its scores against the N
+identities are independent draws from p's own score distribution F_p (the identities are
+independent of each other; the dependence between a stranger's N scores comes only through
+the stranger itself: some faces look like many people, some like nobody). So
+
+    FPIR(t; N) = E_p [ 1 − (1 − F_p(t))^N ],
+
+exactly, and an estimate is the mean over calibration probes of that expression with F_p(t)
+the share of p's scores against other identities that are <= t. Treating all scores as
+independent instead (1 − (1 − F(t))^N with F pooled over probes) overestimates FPIR (the
+function is concave in F_p: Jensen), so it is a bound, used where too few probes support the
+per-probe estimate.
+
+Only each probe's smallest scores matter for rates up to tens of percent: `StrangerScores`
+keeps the K smallest, and counts a probe whose K-th score is within the threshold as
+accepted outright (an upper bound, exact when N is large against the identities it was
+scored on).
+
+Support: an estimate at rate f rests on the probes accepted at it; with P probes about f·P
+of them. It is quoted as supported when at least `MIN_STRANGERS_ACCEPTED` are (5: a Poisson
+count of 5 is within a factor 2 of its mean 19 times in 20).
+
+Nothing here imports torch (the numpy arrays come from either runtime).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+MIN_STRANGERS_ACCEPTED = 5
+"""Probes that must be accepted at a threshold for its FPIR estimate to be quoted as
+supported."""
+DEFAULT_FPIR = 0.01
+"""The target a gallery is created with when no rule is given: 1 stranger in 100 accepted."""
+SMALLEST_KEPT = 64
+"""How many of each probe's smallest stranger scores are kept."""
+TABLE_SIZES = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1_000, 2_000, 5_000, 10_000, 20_000,
+               50_000, 100_000, 200_000, 500_000, 1_000_000)  # fmt: skip
+TABLE_TARGETS = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2)
+
+
+@dataclass(frozen=True)
+class StrangerScores:
+    """Each probe's smallest scores against identities that are not its own.
+
+    Attributes:
+        smallest: (P, K) float64, each row ascending, padded with inf where a probe had fewer
+            than K other identities.
+        identities: (P,) how many other identities each probe was scored against (n_p).
+    """
+
+    smallest: np.ndarray
+    identities: np.ndarray
+
+    @property
+    def probes(self) -> int:
+        return int(self.smallest.shape[0])
+
+    def curve(self, n: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The estimated FPIR of a gallery of `n` identities at every threshold where it
+        changes.
+
+        Returns:
+            (values (V,) ascending, rate (V,) the FPIR when accepting scores <= values[v],
+            accepted (V,) how many probes have a score <= values[v]).
+        """
+        p, k = self.smallest.shape
+        if p == 0 or k == 0:
+            empty = np.empty(0)
+            return empty, empty, empty
+        n_p = np.maximum(self.identities.astype(np.float64), 1.0)[:, None]
+        c = np.arange(1, k + 1, dtype=np.float64)[None, :]
+        below = np.clip(1.0 - (c - 1) / n_p, 0.0, 1.0) ** n
+        at = np.clip(1.0 - c / n_p, 0.0, 1.0) ** n
+        delta = below - at
+        # a probe whose K kept scores are all within t may have more: count it as accepted
+        truncated = self.identities > k
+        delta[truncated, k - 1] = below[truncated, k - 1]
+        finite = np.isfinite(self.smallest)
+        values = self.smallest[finite]
+        order = np.argsort(values, kind="stable")
+        values = values[order]
+        rate = np.cumsum(delta[finite][order]) / p
+        first = np.zeros_like(self.smallest, dtype=np.int64)
+        first[:, 0] = 1
+        accepted = np.cumsum(first[finite][order])
+        return values, np.minimum(rate, 1.0), accepted
+
+    def rate_at(self, threshold: float, n: float) -> tuple[float, int]:
+        """(estimated FPIR, probes accepted) of a gallery of `n` identities at `threshold`."""
+        values, rate, accepted = self.curve(n)
+        i = int(np.searchsorted(values, threshold, side="right")) - 1
+        return (0.0, 0) if i < 0 else (float(rate[i]), int(accepted[i]))
+
+    def threshold_at(self, target: float, n: float) -> tuple[float, float, int]:
+        """The largest threshold whose estimated FPIR for `n` identities is <= `target`.
+
+        Halfway between the last score accepted and the next (as pair thresholds are set,
+        `siamese.evaluation.verification.threshold_at_far`); just below the smallest score
+        when even that one would exceed the target.
+
+        Returns:
+            (threshold, the estimated FPIR there, probes accepted there).
+        """
+        values, rate, accepted = self.curve(n)
+        if values.size == 0:
+            return math.inf, 0.0, 0
+        i = int(np.searchsorted(rate, target, side="right")) - 1
+        if i < 0:
+            return float(np.nextafter(values[0], -np.inf)), 0.0, 0
+        if i + 1 < values.size and values[i + 1] > values[i]:
+            t = float((values[i] + values[i + 1]) / 2)
+        else:
+            t = float(values[i])
+        return t, float(rate[i]), int(accepted[i])
+
+    def as_dict(self) -> dict[str, Any]:
+        """A JSON form (scores rounded to 6 significant digits, inf as null)."""
+        return {
+            "smallest": [
+                [None if not math.isfinite(v) else float(f"{v:.6g}") for v in row]
+                for row in self.smallest.tolist()
+            ],
+            "identities": [int(v) for v in self.identities],
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> StrangerScores:
+        rows = [[math.inf if v is None else float(v) for v in row] for row in data["smallest"]]
+        k = max((len(r) for r in rows), default=0)
+        smallest = np.full((len(rows), k), math.inf)
+        for i, row in enumerate(rows):
+            smallest[i, : len(row)] = row
+        return cls(smallest, np.asarray(data["identities"], dtype=np.int64))
+
+
+def stranger_scores(
+    scores: np.ndarray, own: np.ndarray | None, keep: int = SMALLEST_KEPT
+) -> StrangerScores:
+    """`StrangerScores` of probes from their scores against identities.
+
+    Args:
+        scores: (P, I) each probe's score against each identity (inf for none).
+        own: (P, I) bool, True where the identity is the probe's own (left out); None: none.
+        keep: how many of the smallest to keep.
+    """
+    scores = np.asarray(scores, dtype=np.float64)
+    if own is not None:
+        scores = np.where(own, np.inf, scores)
+    counts = np.isfinite(scores).sum(axis=1)
+    k = min(keep, scores.shape[1])
+    if k == 0:
+        return StrangerScores(np.empty((scores.shape[0], 0)), counts)
+    part = np.partition(scores, k - 1, axis=1)[:, :k] if k < scores.shape[1] else scores
+    return StrangerScores(np.sort(part, axis=1), counts)
+
+
+@dataclass(frozen=True)
+class PairImpostors:
+    """Scores of impostor pairs, sorted: the pooled distribution F, for the independence bound
+    1 − (1 − F(t))^N and for its mean and spread."""
+
+    sorted_scores: np.ndarray
+
+    def threshold_at(self, target: float, n: float) -> tuple[float, float, bool]:
+        """(threshold, estimated FPIR there (a bound), supported) for `n` identities: the
+        pair rate 1 − (1 − target)^(1/n) as a quantile of the impostor scores, supported when
+        at least 10 impostor pairs fall within it."""
+        m = self.sorted_scores.size
+        if m == 0:
+            return math.inf, 0.0, False
+        far = -math.expm1(math.log1p(-min(target, 1 - 1e-12)) / n)
+        k = math.floor(far * m)
+        if k == 0:
+            return float(np.nextafter(self.sorted_scores[0], -np.inf)), 0.0, False
+        t = float(self.sorted_scores[k - 1])
+        if k < m and self.sorted_scores[k] > t:
+            t = float((t + self.sorted_scores[k]) / 2)
+        return t, self.rate_at(t, n), far * m >= 10
+
+    def rate_at(self, threshold: float, n: float) -> float:
+        m = self.sorted_scores.size
+        if m == 0:
+            return 0.0
+        f = np.searchsorted(self.sorted_scores, threshold, side="right") / m
+        return float(-math.expm1(n * math.log1p(-min(f, 1 - 1e-15))))
+
+
+@dataclass(frozen=True)
+class FpirTable:
+    """A model's stranger rates, as model.json stores them: the threshold at each target FPIR
+    (`TABLE_TARGETS`) for galleries of each size (`TABLE_SIZES`, identities of one example
+    each), from its calibration data.
+
+    Attributes:
+        sizes, targets: the grid.
+        thresholds: (sizes, targets) the threshold, NaN where the data supports neither method.
+        methods: (sizes, targets) "probes" (the per-probe estimate, supported), "pairs" (the
+            independence bound, a stricter threshold, used where too few probes support the
+            first), or "" (unsupported).
+        probes: calibration probes; impostor_pairs: impostor pairs.
+        impostor_mean, impostor_std: the mean and spread of impostor pair scores (for moving
+            the thresholds to a gallery whose strangers sit elsewhere).
+    """
+
+    sizes: tuple[int, ...]
+    targets: tuple[float, ...]
+    thresholds: np.ndarray
+    methods: list[list[str]]
+    probes: int
+    impostor_pairs: int
+    impostor_mean: float
+    impostor_std: float
+
+    def threshold(self, target: float, n: float) -> tuple[float, str] | None:
+        """The threshold at FPIR `target` for `n` identities: interpolated in log size and log
+        target between supported grid points (None when the grid does not support it).
+
+        Returns:
+            (threshold, method: the weaker of the grid points used).
+        """
+        ls = np.log(np.asarray(self.sizes, dtype=np.float64))
+        lt = np.log(np.asarray(self.targets, dtype=np.float64))
+        x, y = math.log(max(n, 1.0)), math.log(target)
+        if y < lt[0] - 1e-9 or y > lt[-1] + 1e-9:
+            return None
+        i = int(np.clip(np.searchsorted(ls, x, side="right") - 1, 0, len(ls) - 2))
+        j = int(np.clip(np.searchsorted(lt, y, side="right") - 1, 0, len(lt) - 2))
+        wx = float(np.clip((x - ls[i]) / (ls[i + 1] - ls[i]), 0.0, 1.0))
+        wy = float(np.clip((y - lt[j]) / (lt[j + 1] - lt[j]), 0.0, 1.0))
+        corners = [(i, j, (1 - wx) * (1 - wy)), (i + 1, j, wx * (1 - wy)),
+                   (i, j + 1, (1 - wx) * wy), (i + 1, j + 1, wx * wy)]  # fmt: skip
+        used = [(a, b, w) for a, b, w in corners if w > 1e-12]
+        if any(not self.methods[a][b] for a, b, _ in used):
+            return None
+        value = sum(w * float(self.thresholds[a, b]) for a, b, w in used)
+        method = "pairs" if any(self.methods[a][b] == "pairs" for a, b, _ in used) else "probes"
+        return value, method
+
+    def rate_at(self, threshold: float, n: float) -> float | None:
+        """The estimated FPIR at `threshold` for `n` identities: the target whose threshold
+        it is, interpolated (clipped to the grid's targets; None where unsupported)."""
+        known = [(f, self.threshold(f, n)) for f in self.targets]
+        points = [(f, t[0]) for f, t in known if t is not None]
+        if not points:
+            return None
+        fs = np.log([f for f, _ in points])
+        ts = np.asarray([t for _, t in points])
+        order = np.argsort(ts)
+        return float(np.exp(np.interp(threshold, ts[order], fs[order])))
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "sizes": list(self.sizes),
+            "targets": list(self.targets),
+            "thresholds": [
+                [None if math.isnan(v) else float(f"{v:.6g}") for v in row]
+                for row in self.thresholds.tolist()
+            ],
+            "methods": self.methods,
+            "probes": self.probes,
+            "impostor_pairs": self.impostor_pairs,
+            "impostor_mean": self.impostor_mean,
+            "impostor_std": self.impostor_std,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> FpirTable:
+        return cls(
+            sizes=tuple(int(v) for v in data["sizes"]),
+            targets=tuple(float(v) for v in data["targets"]),
+            thresholds=np.asarray(
+                [[math.nan if v is None else float(v) for v in row] for row in data["thresholds"]]
+            ),
+            methods=[[str(m) for m in row] for row in data["methods"]],
+            probes=int(data["probes"]),
+            impostor_pairs=int(data["impostor_pairs"]),
+            impostor_mean=float(data["impostor_mean"]),
+            impostor_std=float(data["impostor_std"]),
+        )
+
+
+def fpir_table(strangers: StrangerScores, impostors: PairImpostors) -> FpirTable:
+    """The table of a calibration: the per-probe estimate where `MIN_STRANGERS_ACCEPTED`
+    probes support it, else the independence bound where enough pairs support that."""
+    thresholds = np.full((len(TABLE_SIZES), len(TABLE_TARGETS)), math.nan)
+    methods = [["" for _ in TABLE_TARGETS] for _ in TABLE_SIZES]
+    for a, n in enumerate(TABLE_SIZES):
+        for b, target in enumerate(TABLE_TARGETS):
+            t, _, accepted = strangers.threshold_at(target, n)
+            if accepted >= MIN_STRANGERS_ACCEPTED:
+                thresholds[a, b], methods[a][b] = t, "probes"
+                continue
+            t, _, supported = impostors.threshold_at(target, n)
+            if supported:
+                thresholds[a, b], methods[a][b] = t, "pairs"
+    scores = impostors.sorted_scores
+    return FpirTable(
+        TABLE_SIZES,
+        TABLE_TARGETS,
+        thresholds,
+        methods,
+        strangers.probes,
+        int(scores.size),
+        float(scores.mean()) if scores.size else math.nan,
+        float(scores.std()) if scores.size else math.nan,
+    )
+
+
+@dataclass(frozen=True)
+class GalleryCalibration:
+    """A gallery's calibration on its own people: each enrolled example, with its identity
+    left out, is a stranger to the rest (scores in the user's own domain, no extra labels);
+    each example of an identity with two or more is a genuine probe of it.
+
+    Attributes:
+        generation: the gallery's write counter it was measured at; identities: N then.
+        strangers: each probe's smallest scores against the other identities.
+        impostor_mean, impostor_std, impostor_pairs: the mean and spread of the
+            example-to-example distances between different identities (their number).
+        genuine: (G,) each genuine probe's score against its own identity (its other
+            examples); genuine_rival: (G,) its best score against any other identity.
+    """
+
+    generation: int
+    identities: int
+    strangers: StrangerScores
+    impostor_mean: float
+    impostor_std: float
+    impostor_pairs: int
+    genuine: np.ndarray
+    genuine_rival: np.ndarray
+
+    def identification_rate(self, threshold: float) -> float | None:
+        """The share of genuine probes identified at `threshold` (their own identity scores
+        best and within it), or None without genuine probes."""
+        if self.genuine.size == 0:
+            return None
+        hit = (self.genuine <= threshold) & (self.genuine < self.genuine_rival)
+        return float(hit.mean())
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "generation": self.generation,
+            "identities": self.identities,
+            "strangers": self.strangers.as_dict(),
+            "impostor_mean": self.impostor_mean,
+            "impostor_std": self.impostor_std,
+            "impostor_pairs": self.impostor_pairs,
+            "genuine": [float(f"{v:.6g}") for v in self.genuine.tolist()],
+            "genuine_rival": [
+                None if not math.isfinite(v) else float(f"{v:.6g}")
+                for v in self.genuine_rival.tolist()
+            ],
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> GalleryCalibration:
+        return cls(
+            generation=int(data["generation"]),
+            identities=int(data["identities"]),
+            strangers=StrangerScores.from_dict(data["strangers"]),
+            impostor_mean=float(data["impostor_mean"]),
+            impostor_std=float(data["impostor_std"]),
+            impostor_pairs=int(data["impostor_pairs"]),
+            genuine=np.asarray(data["genuine"], dtype=np.float64),
+            genuine_rival=np.asarray(
+                [math.inf if v is None else v for v in data["genuine_rival"]], dtype=np.float64
+            ),
+        )
+
+
+def identities_needed(target: float) -> int:
+    """Left-out identities a gallery needs for its own estimate at `target` to be supported."""
+    return math.ceil(MIN_STRANGERS_ACCEPTED / target)
+
+
+__all__ = [
+    "DEFAULT_FPIR",
+    "MIN_STRANGERS_ACCEPTED",
+    "FpirTable",
+    "GalleryCalibration",
+    "PairImpostors",
+    "StrangerScores",
+    "fpir_table",
+    "identities_needed",
+    "stranger_scores",
+]
