@@ -45,7 +45,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 # isort: split
 from machine import describe_machine
 from markdown_tables import publish_results
-
 from siamese.data.sources import load_dataset
 from siamese.recognition import Gallery, Recognizer
 from siamese.recognition.calibration_data import calibration_data
@@ -285,9 +284,9 @@ def section(document: dict[str, Any]) -> str:
             "strangers rejected |",
             "|---|---|---|---|---|",
         ]
+        s = faces["summary"]
         for target in TARGETS:
             for stage in ("before", "after"):
-                s = faces["summary"]
 
                 def cell(key: str, stage: str = stage, target: float = target) -> str:
                     v = s[f"{target}/{stage}/{key}"]

@@ -448,3 +448,117 @@ def test_a_database_url_that_cannot_work_is_one_clear_error(
     except ImportError:
         with pytest.raises(ConfigError, match=r"needs its Python driver.*psycopg"):
             Gallery.create("postgresql://user@127.0.0.1:1/gallery", recognizer)
+
+
+# ------------------------------------------------------------------------------------------
+# Decisions by FPIR for the gallery's size
+
+
+def test_a_new_gallery_decides_at_fpir_1_percent_and_its_threshold_follows_its_size(
+    tmp_path: Path, recognizer: Recognizer, digits
+) -> None:
+    x, y = digits
+    table = recognizer.thresholds.fpir_table
+    assert table is not None
+    with Gallery.create(tmp_path / "g.sqlite", recognizer) as gallery:
+        assert gallery.rule == ("fpir", 0.01)
+        seen = []
+        for k in range(8):
+            done = gallery.enroll(f"p{k}", [x[2 * k], x[2 * k + 1]])
+            # derived inside the write, for the gallery as the write left it
+            assert done.decision is not None
+            assert done.decision.generation == gallery.store.generation()
+            expected = table.threshold(0.01, 2 * (k + 1))  # nearest: 2 examples each
+            assert expected is not None and done.decision.threshold == pytest.approx(expected[0])
+            seen.append(done.decision.threshold)
+        assert all(a >= b for a, b in zip(seen, seen[1:], strict=False)) and seen[0] > seen[-1]
+        [answer] = gallery.identify(x[:1])
+        assert answer.decision == gallery.decision and answer.decision.rule == "fpir"
+        assert answer.decision.estimated_fpir is not None
+        assert answer.decision.estimated_fpir <= 0.01 * 1.01
+        assert "model's calibration" in answer.decision.basis
+        gallery.remove("p7")
+        assert gallery.threshold == pytest.approx(seen[-2])
+        # another process's write moves this gallery's threshold at its next read
+        with Gallery.open(tmp_path / "g.sqlite", recognizer) as other:
+            other.enroll("p9", [x[40], x[41], x[42], x[43]])
+            moved = other.threshold
+        [answer] = gallery.identify(x[:1])
+        assert answer.threshold == pytest.approx(moved) and moved < seen[-2]
+        assert answer.decision.generation == gallery.store.generation()
+
+
+def test_an_answer_gives_the_margin_to_the_runner_up_and_flags_two_within_the_threshold(
+    tmp_path: Path, recognizer: Recognizer, digits
+) -> None:
+    x, _ = digits
+    with Gallery.create(tmp_path / "g.sqlite", recognizer, fpir=0.1) as gallery:
+        gallery.enroll("ada", [x[0]])
+        gallery.enroll("ada's twin", [x[0]], force=True)  # the same photo under two names
+        gallery.enroll("bob", [x[5]])
+        [twin] = gallery.identify(x[:1], k=1)
+        assert twin.identity in ("ada", "ada's twin") and twin.ambiguous
+        assert twin.margin == pytest.approx(0.0, abs=ZERO) and len(twin.candidates) == 1
+        [other] = gallery.identify(x[5:6])
+        assert other.identity == "bob" and not other.ambiguous
+        assert other.margin == pytest.approx(
+            other.candidates[1].distance - other.candidates[0].distance
+        )
+        body = other.as_dict()
+        assert body["ambiguous"] is False and body["estimated_fpir"] is not None
+        assert body["rule"] == "fpir" and body["target"] == 0.1
+
+
+def test_the_gallery_measures_itself_on_its_own_people(
+    tmp_path: Path, recognizer: Recognizer, digits
+) -> None:
+    x, y = digits
+    with Gallery.create(tmp_path / "g.sqlite", recognizer, fpir=0.1) as gallery:
+        gallery.enroll("only", [x[0]])
+        with pytest.raises(ConfigError, match="at least two"):
+            gallery.calibrate()
+        for k in range(1, 9):  # fewer than 10: not measured on its own
+            gallery.enroll(f"p{k}", [x[3 * k], x[3 * k + 1]])
+        assert gallery.stats()["self_calibrated_at"] is None
+        gallery.enroll("p9", [x[40]])  # 10 identities: it measures itself
+        stats = gallery.stats()
+        assert stats["self_calibrated_at"] == 10 and stats["genuine_probes"] == 16
+        assert stats["expected_identification_rate"] is not None
+        # 10 identities cannot support 10 % by themselves: the model's table decides, and
+        # the basis says how many identities its own estimate needs
+        assert "50 identities" in stats["basis"] and "it has 10" in stats["basis"]
+        for k in range(10, 60):
+            gallery.enroll(f"p{k}", [x[100 + k]])
+        stats = gallery.stats()
+        assert stats["self_calibrated_at"] >= 55
+        assert "this gallery's own" in stats["basis"]
+        own = gallery._own()
+        assert own is not None
+        expected = own.strangers.threshold_at(0.1, stats["identities"])[0]
+        assert stats["threshold"] == pytest.approx(expected)
+        with pytest.raises(ConfigError, match="give one of"):
+            gallery.set_rule()
+        gallery.set_rule(far=0.01)
+        assert gallery.stats()["rule"] == "far"
+        assert gallery.threshold == recognizer.thresholds.at_far[0.01]
+
+
+def test_a_gallery_made_before_fpir_rules_keeps_its_pair_threshold(
+    tmp_path: Path, recognizer: Recognizer, digits
+) -> None:
+    x, _ = digits
+    path = tmp_path / "old.sqlite"
+    with Gallery.create(path, recognizer, far=0.01) as gallery:
+        threshold = gallery.threshold
+    with sqlite3.connect(path) as db:  # as an older siamese wrote it: no rule, no decision
+        db.execute(
+            "DELETE FROM gallery_settings WHERE key IN "
+            "('rule', 'target', 'decision', 'self_calibration')"
+        )
+    with Gallery.open(path, recognizer) as gallery:
+        assert gallery.rule == ("far", 0.01) and gallery.threshold == threshold
+        for k in range(12):
+            gallery.enroll(f"p{k}", [x[k]])
+        [answer] = gallery.identify(x[:1])
+        assert answer.threshold == threshold and answer.decision.rule == "far"
+        assert gallery.stats()["self_calibrated_at"] is None

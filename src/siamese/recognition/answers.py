@@ -66,9 +66,9 @@ class Identification:
         candidates: the k best identities, best first, accepted or not.
         decision: the threshold and what it stands for (`DecisionBasis`).
         margin: the runner-up's score minus the best's (None with fewer than two).
-        ambiguous: an accepted answer whose runner-up is within the threshold too and within
-            `AMBIGUOUS_MARGIN` of the threshold of the best: two enrolled identities are about
-            as likely; a person should look.
+        ambiguous: an accepted answer whose runner-up is within the threshold too, and within
+            a tenth of the threshold of the best (`gallery.AMBIGUOUS_MARGIN`): two enrolled
+            identities fit about equally; a person should look.
         no_face: the model's face step found no face in the image (`label` is then
             "no face", and nothing was compared).
         box: with every face asked for, this face's [left, top, right, bottom] in the photo.

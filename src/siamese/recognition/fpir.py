@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -47,7 +48,12 @@ supported."""
 DEFAULT_FPIR = 0.01
 """The target a gallery is created with when no rule is given: 1 stranger in 100 accepted."""
 SMALLEST_KEPT = 64
-"""How many of each probe's smallest stranger scores are kept."""
+"""How many of each probe's smallest stranger scores a gallery keeps (it scores each probe
+against its own N − 1 other identities, so a probe with 64 within the threshold is accepted
+outright: 1 − (1 − 64/N)^N ≈ 1)."""
+TABLE_KEPT = 1024
+"""How many a model's calibration keeps per probe (its probes are scored against up to
+20,000 examples, far more than the small galleries its table serves)."""
 TABLE_SIZES = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1_000, 2_000, 5_000, 10_000, 20_000,
                50_000, 100_000, 200_000, 500_000, 1_000_000)  # fmt: skip
 TABLE_TARGETS = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2)
@@ -70,18 +76,20 @@ class StrangerScores:
     def probes(self) -> int:
         return int(self.smallest.shape[0])
 
-    def curve(self, n: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def curve(self, n: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """The estimated FPIR of a gallery of `n` identities at every threshold where it
         changes.
 
         Returns:
             (values (V,) ascending, rate (V,) the FPIR when accepting scores <= values[v],
-            accepted (V,) how many probes have a score <= values[v]).
+            accepted (V,) how many probes have a score <= values[v], saturated (V,) how many
+            of those have all K kept scores <= values[v] (counted as accepted outright)).
         """
         p, k = self.smallest.shape
         if p == 0 or k == 0:
             empty = np.empty(0)
-            return empty, empty, empty
+            return empty, empty, empty, empty
+        values, order, accepted, saturated = self._ordered
         n_p = np.maximum(self.identities.astype(np.float64), 1.0)[:, None]
         c = np.arange(1, k + 1, dtype=np.float64)[None, :]
         below = np.clip(1.0 - (c - 1) / n_p, 0.0, 1.0) ** n
@@ -90,19 +98,28 @@ class StrangerScores:
         # a probe whose K kept scores are all within t may have more: count it as accepted
         truncated = self.identities > k
         delta[truncated, k - 1] = below[truncated, k - 1]
+        rate = np.cumsum(delta[np.isfinite(self.smallest)][order]) / p
+        return values, np.minimum(rate, 1.0), accepted, saturated
+
+    @cached_property
+    def _ordered(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """What `curve` needs whatever n: every finite kept score in ascending order, the
+        order, and the running counts of probes accepted and saturated."""
+        k = self.smallest.shape[1]
         finite = np.isfinite(self.smallest)
         values = self.smallest[finite]
         order = np.argsort(values, kind="stable")
-        values = values[order]
-        rate = np.cumsum(delta[finite][order]) / p
         first = np.zeros_like(self.smallest, dtype=np.int64)
         first[:, 0] = 1
+        last = np.zeros_like(self.smallest, dtype=np.int64)
+        last[self.identities > k, k - 1] = 1
         accepted = np.cumsum(first[finite][order])
-        return values, np.minimum(rate, 1.0), accepted
+        saturated = np.cumsum(last[finite][order])
+        return values[order], order, accepted, saturated
 
     def rate_at(self, threshold: float, n: float) -> tuple[float, int]:
         """(estimated FPIR, probes accepted) of a gallery of `n` identities at `threshold`."""
-        values, rate, accepted = self.curve(n)
+        values, rate, accepted, _ = self.curve(n)
         i = int(np.searchsorted(values, threshold, side="right")) - 1
         return (0.0, 0) if i < 0 else (float(rate[i]), int(accepted[i]))
 
@@ -116,17 +133,25 @@ class StrangerScores:
         Returns:
             (threshold, the estimated FPIR there, probes accepted there).
         """
-        values, rate, accepted = self.curve(n)
+        t, rate, accepted, _ = self.threshold_with_saturation(target, n)
+        return t, rate, accepted
+
+    def threshold_with_saturation(
+        self, target: float, n: float, curve: Any = None
+    ) -> tuple[float, float, int, int]:
+        """`threshold_at`, and how many probes there had all K kept scores within it (their
+        share of the rate is a bound, not an estimate). `curve`: `curve(n)`, when known."""
+        values, rate, accepted, saturated = self.curve(n) if curve is None else curve
         if values.size == 0:
-            return math.inf, 0.0, 0
+            return math.inf, 0.0, 0, 0
         i = int(np.searchsorted(rate, target, side="right")) - 1
         if i < 0:
-            return float(np.nextafter(values[0], -np.inf)), 0.0, 0
+            return float(np.nextafter(values[0], -np.inf)), 0.0, 0, 0
         if i + 1 < values.size and values[i + 1] > values[i]:
             t = float((values[i] + values[i + 1]) / 2)
         else:
             t = float(values[i])
-        return t, float(rate[i]), int(accepted[i])
+        return t, float(rate[i]), int(accepted[i]), int(saturated[i])
 
     def as_dict(self) -> dict[str, Any]:
         """A JSON form (scores rounded to 6 significant digits, inf as null)."""
@@ -300,9 +325,13 @@ def fpir_table(strangers: StrangerScores, impostors: PairImpostors) -> FpirTable
     thresholds = np.full((len(TABLE_SIZES), len(TABLE_TARGETS)), math.nan)
     methods = [["" for _ in TABLE_TARGETS] for _ in TABLE_SIZES]
     for a, n in enumerate(TABLE_SIZES):
+        curve = strangers.curve(n)
         for b, target in enumerate(TABLE_TARGETS):
-            t, _, accepted = strangers.threshold_at(target, n)
-            if accepted >= MIN_STRANGERS_ACCEPTED:
+            t, _, accepted, saturated = strangers.threshold_with_saturation(target, n, curve)
+            # probes with every kept score within t count as accepted outright: a bound,
+            # tight when n is large against the scores each probe was scored on; where they
+            # are more than a tenth of those accepted, the pair method (exact at n = 1) serves
+            if accepted >= MIN_STRANGERS_ACCEPTED and saturated <= 0.1 * accepted:
                 thresholds[a, b], methods[a][b] = t, "probes"
                 continue
             t, _, supported = impostors.threshold_at(target, n)

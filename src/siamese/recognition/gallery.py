@@ -63,6 +63,10 @@ by this share since it last did."""
 MIN_SELF_CALIBRATION = 10
 """Identities from which the gallery measures itself automatically."""
 
+AMBIGUOUS_MARGIN = 0.1
+"""An accepted answer is flagged ambiguous when the runner-up is within the threshold too and
+within this share of the threshold of the best: two enrolled identities fit about equally."""
+
 Images = ImageInput | Sequence[ImageInput] | EmbeddedImages
 
 
@@ -526,8 +530,9 @@ class Gallery:
         margin = candidates[1].distance - best if len(candidates) >= 2 else None
         ambiguous = (
             accepted
-            and len(candidates) >= 2
+            and margin is not None
             and accepts(candidates[1].distance, decision.threshold)
+            and margin <= AMBIGUOUS_MARGIN * decision.threshold
         )
         return Identification(
             source,

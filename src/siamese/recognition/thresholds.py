@@ -35,7 +35,7 @@ from siamese.recognition.decisions import (
     read_thresholds,
 )
 from siamese.recognition.fpir import (
-    SMALLEST_KEPT,
+    TABLE_KEPT,
     FpirTable,
     PairImpostors,
     StrangerScores,
@@ -230,15 +230,15 @@ def stranger_table(
     g = torch.Generator().manual_seed(seed + 1)
     probes = torch.randperm(n, generator=g)[:max_probes]
     references = torch.randperm(n, generator=g)[:max_references].sort().values
-    keep = min(SMALLEST_KEPT, references.numel())
+    keep = min(TABLE_KEPT, references.numel())
     smallest, counts = [], []
     reference_z, reference_y = embeddings[references], labels[references]
     for start in range(0, probes.numel(), 256):
         rows = probes[start : start + 256]
-        d = pairwise_distances(embeddings[rows], reference_z, metric).double()
+        d = pairwise_distances(embeddings[rows], reference_z, metric)
         own = labels[rows][:, None] == reference_y[None, :]
         d = d.masked_fill(own, math.inf)
-        smallest.append(d.topk(keep, dim=1, largest=False).values)
+        smallest.append(d.topk(keep, dim=1, largest=False).values.double())
         counts.append((~own).sum(dim=1))
     strangers = StrangerScores(torch.cat(smallest).numpy(), torch.cat(counts).numpy())
     return fpir_table(strangers, PairImpostors(np.sort(impostor_distances)))

@@ -39,7 +39,9 @@ class IdentificationOut(BaseModel):
     target: float | None = Field(description="the rate the rule targets")
     generation: int = Field(description="the gallery's write counter the threshold belongs to")
     margin: float | None = Field(description="the runner-up's distance minus the best's")
-    ambiguous: bool = Field(description="accepted, and the runner-up is within the threshold too")
+    ambiguous: bool = Field(
+        description="accepted, with the runner-up within the threshold and within a tenth of it of the best"
+    )
     candidates: list[CandidateOut]
     no_face: bool
     box: list[float] | None = Field(description="[left, top, right, bottom] of the face")
