@@ -4,6 +4,7 @@ real processes enrolling at once or killed halfway."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import multiprocessing
@@ -457,7 +458,7 @@ def test_a_database_url_that_cannot_work_is_one_clear_error(
 def test_a_new_gallery_decides_at_fpir_1_percent_and_its_threshold_follows_its_size(
     tmp_path: Path, recognizer: Recognizer, digits
 ) -> None:
-    x, y = digits
+    x, _y = digits
     table = recognizer.thresholds.fpir_table
     assert table is not None
     with Gallery.create(tmp_path / "g.sqlite", recognizer) as gallery:
@@ -471,7 +472,7 @@ def test_a_new_gallery_decides_at_fpir_1_percent_and_its_threshold_follows_its_s
             expected = table.threshold(0.01, 2 * (k + 1))  # nearest: 2 examples each
             assert expected is not None and done.decision.threshold == pytest.approx(expected[0])
             seen.append(done.decision.threshold)
-        assert all(a >= b for a, b in zip(seen, seen[1:], strict=False)) and seen[0] > seen[-1]
+        assert all(a >= b for a, b in itertools.pairwise(seen)) and seen[0] > seen[-1]
         [answer] = gallery.identify(x[:1])
         assert answer.decision == gallery.decision and answer.decision.rule == "fpir"
         assert answer.decision.estimated_fpir is not None
@@ -512,7 +513,7 @@ def test_an_answer_gives_the_margin_to_the_runner_up_and_flags_two_within_the_th
 def test_the_gallery_measures_itself_on_its_own_people(
     tmp_path: Path, recognizer: Recognizer, digits
 ) -> None:
-    x, y = digits
+    x, _y = digits
     with Gallery.create(tmp_path / "g.sqlite", recognizer, fpir=0.1) as gallery:
         gallery.enroll("only", [x[0]])
         with pytest.raises(ConfigError, match="at least two"):
