@@ -47,6 +47,7 @@ from machine import describe_machine
 from markdown_tables import publish_results
 from siamese.data.sources import load_dataset
 from siamese.recognition import Gallery, Recognizer
+from siamese.recognition import gallery as gallery_module
 from siamese.recognition.calibration_data import calibration_data
 from siamese.recognition.images import EmbeddedImages, PreparedImages
 
@@ -54,6 +55,14 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 RUNS = ROOT / "runs" / "bench"
 TARGETS = (0.01, 0.1)
+RULES = ("far", "fpir", "fpir+ratio", "fpir+t-norm")
+RULE_NAMES = {
+    "far": "FAR (old)",
+    "fpir": "FPIR, distances",
+    "fpir+ratio": "FPIR, cohort ratio",
+    "fpir+t-norm": "FPIR, T-norm",
+}
+NORMALISATION = {"far": "none", "fpir": "none", "fpir+ratio": "ratio", "fpir+t-norm": "t-norm"}
 MAX_STRANGER_IMAGES = 3_000
 MAX_MATED_IMAGES = 3_000
 
@@ -93,9 +102,10 @@ def trial(
     out: dict[str, Any] = {"strangers": int(strangers.size), "mated": int(mated.size)}
     for target in TARGETS:
         rows: dict[str, Any] = {}
-        for rule in ("far", "fpir"):
+        for rule in RULES:
             path = folder / f"{rule}-{target}-{size}-{rng.integers(1 << 30)}.sqlite"
-            kwargs = {"far": target} if rule == "far" else {"fpir": target}
+            kwargs: dict[str, Any] = {"far": target} if rule == "far" else {"fpir": target}
+            kwargs["normalisation"] = NORMALISATION[rule]
             with Gallery.create(path, recognizer, **kwargs) as gallery:
                 for c, row in zip(enrolled, enrol_rows, strict=True):
                     gallery.enroll(f"c{c}", embedded(z, x, np.asarray([row])))
@@ -117,7 +127,7 @@ def trial(
 def summarise(trials: list[dict[str, Any]]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for target in TARGETS:
-        for rule in ("far", "fpir"):
+        for rule in RULES:
             values = {
                 key: [t[str(target)][rule][key] for t in trials]
                 for key in ("fpir", "dir", "threshold")
@@ -200,11 +210,21 @@ def faces_case(recognizer: Recognizer, folder: Path, trials: int) -> dict[str, A
         celeb_probes = probes[y[probes] >= 1000]
         orl_probes = probes[y[probes] < 1000]
         row: dict[str, Any] = {}
-        for target in TARGETS:
-            path = folder / f"faces-{target}-{t}.sqlite"
-            with Gallery.create(path, recognizer, fpir=target) as gallery:
-                for c, r in zip(enrolled, enrol_rows, strict=True):
-                    gallery.enroll(f"c{c}", embedded(z, x, np.asarray([r])))
+        for target, normalisation in [(f, m) for f in TARGETS for m in ("none", "ratio", "t-norm")]:
+            key = f"{target}/{normalisation}"
+            path = folder / f"faces-{target}-{normalisation}-{t}.sqlite"
+            with Gallery.create(
+                path, recognizer, fpir=target, normalisation=normalisation
+            ) as gallery:
+                # "before": the model's calibration alone (the gallery does not measure
+                # itself while enrolling); "after": `siamese gallery calibrate`
+                automatic = gallery_module.MIN_SELF_CALIBRATION
+                gallery_module.MIN_SELF_CALIBRATION = 10**9
+                try:
+                    for c, r in zip(enrolled, enrol_rows, strict=True):
+                        gallery.enroll(f"c{c}", embedded(z, x, np.asarray([r])))
+                finally:
+                    gallery_module.MIN_SELF_CALIBRATION = automatic
                 stages = {}
                 for stage in ("before", "after"):
                     if stage == "after":
@@ -231,14 +251,14 @@ def faces_case(recognizer: Recognizer, folder: Path, trials: int) -> dict[str, A
                     measured["basis"] = gallery.decision.basis
                     stages[stage] = measured
             path.unlink()
-            row[str(target)] = stages
+            row[key] = stages
         results.append(row)
     summary: dict[str, Any] = {}
-    for target in TARGETS:
+    for key in results[0]:
         for stage in ("before", "after"):
-            for key in ("celebrities_identified", "orl_identified", "strangers_rejected"):
-                values = [r[str(target)][stage][key] for r in results]
-                summary[f"{target}/{stage}/{key}"] = {
+            for measure in ("celebrities_identified", "orl_identified", "strangers_rejected"):
+                values = [r[key][stage][measure] for r in results]
+                summary[f"{key}/{stage}/{measure}"] = {
                     "mean": float(np.mean(values)),
                     "std": float(np.std(values)),
                 }
@@ -262,11 +282,11 @@ def section(document: dict[str, Any]) -> str:
     for block in document["datasets"]:
         for size in block["sizes"]:
             for target in TARGETS:
-                for rule in ("far", "fpir"):
+                for rule in RULES:
                     s = size["summary"][f"{rule}@{target}"]
                     lines.append(
                         f"| {block['name']} | {size['identities']} | "
-                        f"{'FAR (old)' if rule == 'far' else 'FPIR (new)'} | {target:g} | "
+                        f"{RULE_NAMES[rule]} | {target:g} | "
                         f"{100 * s['fpir_mean']:.2f} ± {100 * s['fpir_std']:.2f} % | "
                         f"{s['ratio_to_target']:.2f} | {100 * s['dir_mean']:.1f} % | "
                         f"{s['threshold_mean']:.4f} |"
@@ -280,22 +300,25 @@ def section(document: dict[str, Any]) -> str:
             "as probes; the remaining 10 ORL people as strangers; before and after `siamese "
             "gallery calibrate` (the gallery measuring itself on its 15 people).",
             "",
-            "| target FPIR | stage | celebrities' photos identified | ORL probes identified | "
-            "strangers rejected |",
-            "|---|---|---|---|---|",
+            "| target FPIR | scores | stage | celebrities' photos identified | ORL probes "
+            "identified | strangers rejected |",
+            "|---|---|---|---|---|---|",
         ]
         s = faces["summary"]
         for target in TARGETS:
-            for stage in ("before", "after"):
+            for normalisation in ("none", "ratio", "t-norm"):
+                for stage in ("before", "after"):
+                    key = f"{target}/{normalisation}/{stage}"
 
-                def cell(key: str, stage: str = stage, target: float = target) -> str:
-                    v = s[f"{target}/{stage}/{key}"]
-                    return f"{100 * v['mean']:.1f} ± {100 * v['std']:.1f} %"
+                    def cell(measure: str, key: str = key) -> str:
+                        v = s[f"{key}/{measure}"]
+                        return f"{100 * v['mean']:.1f} ± {100 * v['std']:.1f} %"
 
-                lines.append(
-                    f"| {target:g} | {stage} | {cell('celebrities_identified')} | "
-                    f"{cell('orl_identified')} | {cell('strangers_rejected')} |"
-                )
+                    lines.append(
+                        f"| {target:g} | {normalisation} "
+                        f"| {stage} | {cell('celebrities_identified')} | "
+                        f"{cell('orl_identified')} | {cell('strangers_rejected')} |"
+                    )
     m = document["machine"]
     lines += ["", f"Measured {document['date']} on {m['cpu']} ({m['cores']} cores)."]
     return "\n".join(lines)

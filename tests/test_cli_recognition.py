@@ -66,6 +66,8 @@ def test_gallery_commands_end_to_end(
         "target",
         "generation",
         "margin",
+        "score",
+        "normalised_threshold",
         "ambiguous",
         "candidates",
         "no_face",

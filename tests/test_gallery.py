@@ -25,6 +25,7 @@ from PIL import Image
 from siamese.data.sources import load_dataset
 from siamese.errors import ConfigError, DataError
 from siamese.recognition import Gallery, Recognizer
+from siamese.recognition.decisions import identification_basis
 from siamese.recognition.gallery_store import SCHEMA_VERSION
 
 # An image against itself: the search's distances come from ‖a‖² + ‖b‖² − 2a·b in float32,
@@ -75,12 +76,17 @@ def test_identify_ranks_identities_as_a_brute_force_search_does(
     probes = x[200:230]
     answers = gallery.identify(list(probes), k=4)
     z = recognizer.embed(probes)
+    # the default decision: the best distance as a ratio to the mean of the next five
+    assert gallery.normalisation == "ratio" and gallery.decision.normalised_threshold is not None
     for answer, probe in zip(answers, z, strict=True):
-        expected = _brute_force(recognizer, enrolled, probe, scoring == "centroid")[:4]
+        ranked = _brute_force(recognizer, enrolled, probe, scoring == "centroid")
+        expected = ranked[:4]
         assert [c.identity for c in answer.candidates] == [name for name, _ in expected]
         for c, (_, d) in zip(answer.candidates, expected, strict=True):
             assert c.distance == pytest.approx(d, abs=1e-5)
-        accepted = answer.candidates[0].distance <= gallery.threshold
+        ratio = ranked[0][1] / (sum(d for _, d in ranked[1:6]) / 5)
+        assert answer.score == pytest.approx(ratio, rel=1e-4)
+        accepted = answer.score <= gallery.decision.normalised_threshold
         assert answer.identity == (answer.candidates[0].identity if accepted else None)
         assert answer.label == (answer.identity or "unknown")
         assert answer.threshold == gallery.threshold and answer.far == gallery.far
@@ -514,7 +520,9 @@ def test_the_gallery_measures_itself_on_its_own_people(
     tmp_path: Path, recognizer: Recognizer, digits
 ) -> None:
     x, _y = digits
-    with Gallery.create(tmp_path / "g.sqlite", recognizer, fpir=0.1) as gallery:
+    with Gallery.create(
+        tmp_path / "g.sqlite", recognizer, fpir=0.1, normalisation="none"
+    ) as gallery:
         gallery.enroll("only", [x[0]])
         with pytest.raises(ConfigError, match="at least two"):
             gallery.calibrate()
@@ -539,6 +547,17 @@ def test_the_gallery_measures_itself_on_its_own_people(
         assert stats["threshold"] == pytest.approx(expected)
         with pytest.raises(ConfigError, match="give one of"):
             gallery.set_rule()
+        # on normalised scores: the gallery's own strangers and the model's simulated ones,
+        # pooled, the gallery's weighing more than the model's past 50 identities
+        rule = identification_basis(
+            "fpir", 0.1, stats["identities"], stats["examples"], "nearest",
+            recognizer.thresholds, own, 0, "ratio",
+        )  # fmt: skip
+        assert rule.normalised_threshold is not None
+        assert f"own {own.identities} identities" in rule.basis and "weight" in rule.basis
+        assert rule.estimated_fpir is not None and rule.estimated_fpir <= 0.1
+        own_share = float((own.normalised_strangers("ratio") <= rule.normalised_threshold).mean())
+        assert abs(own_share - 0.1) < 0.1  # the gallery's own strangers near the target
         gallery.set_rule(far=0.01)
         assert gallery.stats()["rule"] == "far"
         assert gallery.threshold == recognizer.thresholds.at_far[0.01]

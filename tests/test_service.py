@@ -95,6 +95,12 @@ def test_enrol_identify_verify_and_embed(client: TestClient, digits, digits_mode
         [expected] = g.identify(probe)
     assert answer["decision"] == expected.label and answer["source"] == "probe.png"
     assert answer["distance"] == pytest.approx(expected.distance, abs=1e-5)
+    # the evidence: the gallery's threshold, its rule, the estimate, the write it belongs to
+    assert answer["threshold"] == expected.threshold and answer["rule"] == "far"
+    assert answer["generation"] == expected.decision.generation == 2
+    assert answer["estimated_fpir"] == pytest.approx(expected.decision.estimated_fpir)
+    assert answer["margin"] == pytest.approx(expected.margin, abs=1e-5)
+    assert body["decision"]["rule"] == "far" and body["decision"]["generation"] == 1
 
     response = client.post(
         "/v1/verify", data={"identity": "zero"}, files={"image": ("p.png", probe, "image/png")}
@@ -149,7 +155,11 @@ def test_model_health_readiness_metrics_and_schema(client: TestClient, digits) -
     x, _ = digits
     model = client.get("/v1/model").json()
     assert model["input_shape"] == [1, 8, 8] and model["gallery_far"] == 0.01
-    assert model["thresholds"]["at_far"]
+    assert model["thresholds"]["at_far"] and model["thresholds"]["fpir"]["sizes"]
+    # the gallery's size and decision rule, as `siamese gallery stats` gives them
+    gallery = model["gallery"]
+    assert gallery["identities"] == 0 and gallery["rule"] == "far" and gallery["target"] == 0.01
+    assert gallery["threshold"] == model["gallery_threshold"] and gallery["basis"]
     assert client.get("/healthz").json()["status"] == "ok"
     assert client.get("/readyz").json()["status"] == "ready"
     client.post("/v1/identify", files={"image": ("p.png", _png_bytes(x[0]), "image/png")})

@@ -89,6 +89,9 @@ def test_the_page_enrols_identifies_and_rejects_a_stranger_in_chromium(
             page.click("#identify-form button")
             page.wait_for_selector("#decision")
             assert page.inner_text("#decision") == "madonna"
+            # the evidence: the gallery's threshold, its rule, the strangers it accepts
+            evidence = page.inner_text("#evidence")
+            assert "pair FAR 0.01" in evidence and "strangers accepted" in evidence
             assert page.locator(".candidate.accepted img").count() == 1  # her enrolled photo
             if os.environ.get("SIAMESE_SCREENSHOT"):
                 page.screenshot(path=os.environ["SIAMESE_SCREENSHOT"], full_page=True)

@@ -90,6 +90,16 @@ def create(
         bool,
         typer.Option("--keep-images", help="Store the images too (needed by `reembed`)."),
     ] = False,
+    normalise: Annotated[
+        str | None,
+        typer.Option(
+            "--normalise",
+            help="Decide on the best distance as a 'ratio' to (or 't-norm' against) the "
+            "probe's 5 nearest other identities, or on distances ('none'). Default: the "
+            "library's (see BENCHMARKS: strangers accepted at every gallery size).",
+            show_default=False,
+        ),
+    ] = None,
     device: DeviceOption = None,
 ) -> None:
     """Create an empty gallery bound to a model and its decision rule."""
@@ -102,6 +112,7 @@ def create(
         far=far,
         scoring=scoring,
         keep_images=keep_images,
+        **({"normalisation": normalise} if normalise is not None else {}),
     ) as gallery:
         rule, target = gallery.rule
         _console().print(

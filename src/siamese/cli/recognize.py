@@ -254,6 +254,32 @@ def compare(
     )
 
 
+def _validation_classes(run: Path) -> Any:
+    """The validation classes of the run at `run`, as its training held them out.
+
+    Raises:
+        ConfigError: not a run folder, or a run without class-disjoint validation.
+    """
+    from siamese.config import load_config
+    from siamese.errors import ConfigError
+    from siamese.training.setup import load_training_data
+
+    if not (run / "config.yaml").is_file():
+        raise ConfigError(
+            f"--data validation: {run} is not a run folder (no config.yaml); give the --out "
+            "folder of `siamese train`, or --data folder:PATH"
+        )
+    config = load_config(run / "config.yaml")
+    if config.data.validation != "classes":
+        raise ConfigError(
+            f"--data validation: the run at {run} held out {config.data.validation}, not "
+            "classes, so it has no people it never trained on; give --data folder:PATH"
+        )
+    _, validation, _ = load_training_data(config)
+    assert validation is not None
+    return validation
+
+
 def calibrate(
     model: ModelArgument,
     data: Annotated[
@@ -261,7 +287,8 @@ def calibrate(
         typer.Option(
             "--data",
             help="Labelled data of identities the model did not train on: folder:PATH (one "
-            "subfolder per identity) or a dataset name.",
+            "subfolder per identity), a dataset name, or 'validation': the run's own "
+            "validation classes again (e.g. to add what a newer siamese measures).",
         ),
     ],
     split: Annotated[str | None, typer.Option("--split", help="The dataset's split.")] = None,
@@ -297,7 +324,15 @@ def calibrate(
 
     options = dict(parse_key_value(o, "--data-option") for o in data_option or [])
     recognizer = Recognizer.load(model, device=device or "auto")
-    labelled, description, seen = calibration_data(recognizer, data, split, options)
+    if data == "validation":
+        labelled, description, seen = _validation_classes(recognizer.model_dir), "", 0
+        classes = int(labelled.y.unique().numel())
+        description = (
+            f"the run's validation classes ({classes} classes, {len(labelled):,} examples, "
+            "never trained on)"
+        )
+    else:
+        labelled, description, seen = calibration_data(recognizer, data, split, options)
     if seen:
         warnings.warn(
             f"{seen} of the {data} classes were trained on by this model: thresholds measured "

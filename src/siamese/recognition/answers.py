@@ -31,6 +31,9 @@ class DecisionBasis:
             when that does not reach it).
         basis: what the estimate rests on, in words.
         generation: the gallery's write counter the threshold was derived at.
+        normalised_threshold: with cohort-normalised scores, the threshold on that scale
+            (accept when the best candidate's normalised score <= it); `threshold` then serves
+            verification and probes without a full cohort. None: decisions on distances.
     """
 
     threshold: float
@@ -40,6 +43,7 @@ class DecisionBasis:
     far: float | None
     basis: str
     generation: int
+    normalised_threshold: float | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -66,9 +70,9 @@ class Identification:
         candidates: the k best identities, best first, accepted or not.
         decision: the threshold and what it stands for (`DecisionBasis`).
         margin: the runner-up's score minus the best's (None with fewer than two).
-        ambiguous: an accepted answer whose runner-up is within the threshold too, and within
-            a tenth of the threshold of the best (`gallery.AMBIGUOUS_MARGIN`): two enrolled
-            identities fit about equally; a person should look.
+        ambiguous: an accepted answer whose runner-up is within a tenth of the distance
+            threshold of the best (`gallery.AMBIGUOUS_MARGIN`): two enrolled identities fit
+            about equally; a person should look.
         no_face: the model's face step found no face in the image (`label` is then
             "no face", and nothing was compared).
         box: with every face asked for, this face's [left, top, right, bottom] in the photo.
@@ -83,6 +87,7 @@ class Identification:
     ambiguous: bool = False
     no_face: bool = False
     box: list[float] | None = None
+    score: float | None = None
 
     @property
     def label(self) -> str:
@@ -111,6 +116,8 @@ class Identification:
             "target": self.decision.target,
             "generation": self.decision.generation,
             "margin": None if self.margin is None else finite(self.margin),
+            "score": None if self.score is None else finite(self.score),
+            "normalised_threshold": self.decision.normalised_threshold,
             "ambiguous": self.ambiguous,
             "candidates": [
                 {"identity": c.identity, "distance": finite(c.distance)} for c in self.candidates

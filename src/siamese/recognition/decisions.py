@@ -8,8 +8,10 @@ must not import torch). How thresholds are measured is in `siamese.recognition.t
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
+
+import numpy as np
 
 from siamese.errors import ConfigError
 from siamese.recognition.answers import DecisionBasis
@@ -19,6 +21,7 @@ from siamese.recognition.fpir import (
     GalleryCalibration,
     identities_needed,
 )
+from siamese.recognition.score_normalisation import COHORT, NORMALISATIONS
 
 RULES = ("fpir", "far")
 
@@ -178,9 +181,18 @@ def identification_basis(
     thresholds: Thresholds,
     own: GalleryCalibration | None,
     generation: int,
+    normalisation: str = "none",
 ) -> DecisionBasis:
     """The threshold a gallery identifies at, and what it stands for: the one rule that
     `Gallery`, `siamese gallery` and the service all use, re-derived after every write.
+
+    With `normalisation` "ratio" or "t-norm", the decision is on the best candidate's score
+    against the probe's cohort (`siamese.recognition.score_normalisation`) once it has one,
+    at the threshold on that scale for the same target: the share of strangers accepted is
+    estimated from the gallery's own people left out in turn and from galleries of its size
+    simulated from the model's calibration, pooled (the model's weighing as many strangers as
+    the gallery needs to support the target alone); the distance threshold stays for
+    verification and for probes without a full cohort.
 
     Rule "fpir": the threshold at which the gallery is expected to accept the share `target`
     of strangers at its current size (`siamese.recognition.fpir`), from the best evidence
@@ -205,6 +217,83 @@ def identification_basis(
     Raises:
         ConfigError: the rule is unknown, or the model's calibration cannot support it.
     """
+    raw = _distance_basis(rule, target, identities, examples, scoring, thresholds, own, generation)
+    if normalisation not in NORMALISATIONS:
+        raise ConfigError(
+            f"unknown score normalisation {normalisation!r}; use one of {', '.join(NORMALISATIONS)}"
+        )
+    if normalisation == "none" or rule != "fpir" or identities < COHORT + 1:
+        return raw
+    n = max(identities, 1)
+    exposure = max(examples if scoring == "nearest" else identities, 1)
+    table = thresholds.fpir_table
+    model = _normalised_model_curve(table, target, exposure, normalisation)
+    scores = own.normalised_strangers(normalisation) if own is not None else np.empty(0)
+    scores = scores[np.isfinite(scores)]
+    if model is None and scores.size * target < MIN_STRANGERS_ACCEPTED:
+        return raw  # no threshold on the normalised scale can be estimated yet
+    # The gallery's own strangers and the model's simulated ones, pooled: the model's count
+    # as `identities_needed(target)` strangers, so the gallery's own data weigh as much as
+    # they once they could support the target alone, and more as it grows.
+    prior = identities_needed(target) if model is not None else 0
+    candidates = np.unique(np.concatenate([scores, model[0] if model is not None else []]))
+    if candidates.size:
+        dense = np.linspace(candidates[0], candidates[-1], 512)
+        candidates = np.unique(np.concatenate([candidates, dense]))
+
+    def pooled(t: np.ndarray) -> np.ndarray:
+        own_rate = (scores[None, :] <= t[:, None]).mean(axis=1) if scores.size else np.zeros(t.size)
+        model_rate = np.exp(np.interp(t, model[0], np.log(model[1]))) if model is not None else 0.0
+        return (scores.size * own_rate + prior * model_rate) / (scores.size + prior)
+
+    rates = pooled(candidates)
+    within = np.flatnonzero(rates <= target)
+    value = float(candidates[within[-1]]) if within.size else float(candidates[0]) - 1e-9
+    estimate = float(rates[within[-1]]) if within.size else 0.0
+    weight = scores.size / (scores.size + prior)
+    sources = []
+    if scores.size:
+        sources.append(
+            f"this gallery's own {own.identities if own else 0} identities, each left out as "
+            f"a stranger ({scores.size} probes, weight {weight:.0%})"
+        )
+    if model is not None:
+        sources.append(
+            f"galleries of {n:,} simulated from the model's calibration "
+            f"({thresholds.calibrated_on}; weight {1 - weight:.0%})"
+        )
+    basis = (
+        f"distances as a {normalisation} of each probe's {COHORT} nearest other identities; "
+        f"threshold from {' and '.join(sources)}"
+    )
+    return replace(raw, normalised_threshold=value, estimated_fpir=estimate, basis=basis)
+
+
+def _normalised_model_curve(
+    table: FpirTable | None, target: float, n: int, kind: str
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """The model's simulated FPIR against the normalised threshold at size `n`: (thresholds,
+    rates) ascending, from the table's supported targets; None when it supports none."""
+    if table is None:
+        return None
+    points = [(f, table.normalised_threshold(f, n, kind)) for f in table.targets]
+    known = sorted((t, f) for f, t in points if t is not None)
+    if len(known) < 2:
+        return None
+    return np.asarray([t for t, _ in known]), np.asarray([f for _, f in known])
+
+
+def _distance_basis(
+    rule: str,
+    target: float,
+    identities: int,
+    examples: int,
+    scoring: str,
+    thresholds: Thresholds,
+    own: GalleryCalibration | None,
+    generation: int,
+) -> DecisionBasis:
+    """`identification_basis` on distances."""
     if rule not in RULES:
         raise ConfigError(f"unknown gallery rule {rule!r}; use one of {', '.join(RULES)}")
     n = max(identities, 1)

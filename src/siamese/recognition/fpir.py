@@ -36,7 +36,7 @@ Nothing here imports torch (the numpy arrays come from either runtime).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
@@ -238,8 +238,12 @@ class FpirTable:
             independence bound, a stricter threshold, used where too few probes support the
             first), or "" (unsupported).
         probes: calibration probes; impostor_pairs: impostor pairs.
-        impostor_mean, impostor_std: the mean and spread of impostor pair scores (for moving
-            the thresholds to a gallery whose strangers sit elsewhere).
+        impostor_mean, impostor_std: the mean and spread of impostor pair scores.
+        normalised: per kind of normalised score ("ratio", "t-norm":
+            `siamese.recognition.score_normalisation`), (sizes, targets) the threshold on it,
+            from simulated galleries; NaN where unsupported (fewer than
+            `MIN_STRANGERS_ACCEPTED` probes accepted, or a gallery too small for a cohort).
+            Empty for a table made before normalised scores.
     """
 
     sizes: tuple[int, ...]
@@ -250,6 +254,17 @@ class FpirTable:
     impostor_pairs: int
     impostor_mean: float
     impostor_std: float
+    normalised: dict[str, np.ndarray] = field(default_factory=dict)
+
+    def normalised_threshold(self, target: float, n: float, kind: str) -> float | None:
+        """The threshold on the `kind` normalised score at FPIR `target` for `n` identities
+        (interpolated as `threshold`), or None where the table does not support it."""
+        grid = self.normalised.get(kind)
+        if grid is None:
+            return None
+        methods = [["probes" if math.isfinite(v) else "" for v in row] for row in grid]
+        found = self._interpolate(grid, methods, target, n)
+        return None if found is None else found[0]
 
     def threshold(self, target: float, n: float) -> tuple[float, str] | None:
         """The threshold at FPIR `target` for `n` identities: interpolated in log size and log
@@ -258,6 +273,11 @@ class FpirTable:
         Returns:
             (threshold, method: the weaker of the grid points used).
         """
+        return self._interpolate(self.thresholds, self.methods, target, n)
+
+    def _interpolate(
+        self, grid: np.ndarray, methods: list[list[str]], target: float, n: float
+    ) -> tuple[float, str] | None:
         ls = np.log(np.asarray(self.sizes, dtype=np.float64))
         lt = np.log(np.asarray(self.targets, dtype=np.float64))
         x, y = math.log(max(n, 1.0)), math.log(target)
@@ -270,10 +290,10 @@ class FpirTable:
         corners = [(i, j, (1 - wx) * (1 - wy)), (i + 1, j, wx * (1 - wy)),
                    (i, j + 1, (1 - wx) * wy), (i + 1, j + 1, wx * wy)]  # fmt: skip
         used = [(a, b, w) for a, b, w in corners if w > 1e-12]
-        if any(not self.methods[a][b] for a, b, _ in used):
+        if any(not methods[a][b] for a, b, _ in used):
             return None
-        value = sum(w * float(self.thresholds[a, b]) for a, b, w in used)
-        method = "pairs" if any(self.methods[a][b] == "pairs" for a, b, _ in used) else "probes"
+        value = sum(w * float(grid[a, b]) for a, b, w in used)
+        method = "pairs" if any(methods[a][b] == "pairs" for a, b, _ in used) else "probes"
         return value, method
 
     def rate_at(self, threshold: float, n: float) -> float | None:
@@ -301,10 +321,18 @@ class FpirTable:
             "impostor_pairs": self.impostor_pairs,
             "impostor_mean": self.impostor_mean,
             "impostor_std": self.impostor_std,
+            "normalised": {
+                kind: [
+                    [None if math.isnan(v) else float(f"{v:.6g}") for v in row]
+                    for row in grid.tolist()
+                ]
+                for kind, grid in self.normalised.items()
+            },
         }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> FpirTable:
+        normalised = data.get("normalised") or {}
         return cls(
             sizes=tuple(int(v) for v in data["sizes"]),
             targets=tuple(float(v) for v in data["targets"]),
@@ -316,12 +344,48 @@ class FpirTable:
             impostor_pairs=int(data["impostor_pairs"]),
             impostor_mean=float(data["impostor_mean"]),
             impostor_std=float(data["impostor_std"]),
+            normalised={
+                str(kind): np.asarray(
+                    [[math.nan if v is None else float(v) for v in row] for row in grid]
+                )
+                for kind, grid in normalised.items()
+            },
         )
 
 
-def fpir_table(strangers: StrangerScores, impostors: PairImpostors) -> FpirTable:
+def quantile_threshold(scores: np.ndarray, target: float) -> tuple[float, int]:
+    """The largest threshold accepting at most the share `target` of `scores` (halfway to the
+    next score), and how many it accepts."""
+    s = np.sort(scores[np.isfinite(scores)]) if scores.size else scores
+    if s.size == 0:
+        return math.inf, 0
+    accepted = math.floor(target * scores.size)
+    if accepted == 0:
+        return float(np.nextafter(s[0], -np.inf)), 0
+    if accepted >= s.size:
+        return float(s[-1]), int(s.size)
+    t = float(s[accepted - 1])
+    if s[accepted] > t:
+        t = float((t + s[accepted]) / 2)
+    return t, accepted
+
+
+def fpir_table(
+    strangers: StrangerScores,
+    impostors: PairImpostors,
+    quantiles: np.ndarray | None = None,
+    draws: int = 8,
+) -> FpirTable:
     """The table of a calibration: the per-probe estimate where `MIN_STRANGERS_ACCEPTED`
-    probes support it, else the independence bound where enough pairs support that."""
+    probes support it, else the independence bound where enough pairs support that; and,
+    given each probe's distance `quantiles` (P, Q), the thresholds on each kind of normalised
+    score from `draws` simulated galleries per probe and size."""
+    from siamese.recognition.score_normalisation import (
+        COHORT,
+        NORMALISATIONS,
+        simulate_normalised_strangers,
+    )
+
     thresholds = np.full((len(TABLE_SIZES), len(TABLE_TARGETS)), math.nan)
     methods = [["" for _ in TABLE_TARGETS] for _ in TABLE_SIZES]
     for a, n in enumerate(TABLE_SIZES):
@@ -337,6 +401,21 @@ def fpir_table(strangers: StrangerScores, impostors: PairImpostors) -> FpirTable
             t, _, supported = impostors.threshold_at(target, n)
             if supported:
                 thresholds[a, b], methods[a][b] = t, "pairs"
+    normalised: dict[str, np.ndarray] = {}
+    if quantiles is not None and strangers.probes > 0:
+        for kind in NORMALISATIONS[1:]:
+            grid = np.full((len(TABLE_SIZES), len(TABLE_TARGETS)), math.nan)
+            for a, n in enumerate(TABLE_SIZES):
+                if n < COHORT + 1:
+                    continue
+                s = simulate_normalised_strangers(
+                    strangers.smallest, strangers.identities, quantiles, n, draws, a, kind
+                )
+                for b, target in enumerate(TABLE_TARGETS):
+                    t, accepted = quantile_threshold(s, target)
+                    if accepted / draws >= MIN_STRANGERS_ACCEPTED:
+                        grid[a, b] = t
+            normalised[kind] = grid
     scores = impostors.sorted_scores
     return FpirTable(
         TABLE_SIZES,
@@ -347,6 +426,7 @@ def fpir_table(strangers: StrangerScores, impostors: PairImpostors) -> FpirTable
         int(scores.size),
         float(scores.mean()) if scores.size else math.nan,
         float(scores.std()) if scores.size else math.nan,
+        normalised,
     )
 
 
@@ -363,6 +443,8 @@ class GalleryCalibration:
             example-to-example distances between different identities (their number).
         genuine: (G,) each genuine probe's score against its own identity (its other
             examples); genuine_rival: (G,) its best score against any other identity.
+        genuine_cohort: (G, ≤ COHORT) each genuine probe's scores against its nearest other
+            identities (its cohort, for normalised scores).
     """
 
     generation: int
@@ -373,14 +455,31 @@ class GalleryCalibration:
     impostor_pairs: int
     genuine: np.ndarray
     genuine_rival: np.ndarray
+    genuine_cohort: np.ndarray = field(default_factory=lambda: np.empty((0, 0)))
 
-    def identification_rate(self, threshold: float) -> float | None:
+    def normalised_strangers(self, kind: str) -> np.ndarray:
+        """(P,) each stranger probe's best score normalised (`kind`) against its cohort."""
+        from siamese.recognition.score_normalisation import COHORT, normalised_best
+
+        return normalised_best(self.strangers.smallest[:, : COHORT + 1], kind)
+
+    def identification_rate(
+        self, threshold: float, normalised_threshold: float | None = None, kind: str = "none"
+    ) -> float | None:
         """The share of genuine probes identified at `threshold` (their own identity scores
-        best and within it), or None without genuine probes."""
+        best and within it; with `normalised_threshold`, its `kind` normalised score within
+        that), or None without genuine probes."""
+        from siamese.recognition.score_normalisation import normalised_against
+
         if self.genuine.size == 0:
             return None
-        hit = (self.genuine <= threshold) & (self.genuine < self.genuine_rival)
-        return float(hit.mean())
+        best = self.genuine < self.genuine_rival
+        if normalised_threshold is not None and kind != "none":
+            scores = normalised_against(self.genuine, self.genuine_cohort, kind)
+            within = scores <= normalised_threshold
+        else:
+            within = self.genuine <= threshold
+        return float((best & within).mean())
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -391,10 +490,8 @@ class GalleryCalibration:
             "impostor_std": self.impostor_std,
             "impostor_pairs": self.impostor_pairs,
             "genuine": [float(f"{v:.6g}") for v in self.genuine.tolist()],
-            "genuine_rival": [
-                None if not math.isfinite(v) else float(f"{v:.6g}")
-                for v in self.genuine_rival.tolist()
-            ],
+            "genuine_rival": _finite_list(self.genuine_rival),
+            "genuine_cohort": [_finite_list(row) for row in self.genuine_cohort],
         }
 
     @classmethod
@@ -407,10 +504,22 @@ class GalleryCalibration:
             impostor_std=float(data["impostor_std"]),
             impostor_pairs=int(data["impostor_pairs"]),
             genuine=np.asarray(data["genuine"], dtype=np.float64),
-            genuine_rival=np.asarray(
-                [math.inf if v is None else v for v in data["genuine_rival"]], dtype=np.float64
-            ),
+            genuine_rival=_array(data["genuine_rival"]),
+            genuine_cohort=np.asarray(
+                [_array(row) for row in data["genuine_cohort"]], dtype=np.float64
+            )
+            if data.get("genuine_cohort")
+            else np.empty((len(data["genuine"]), 0)),
         )
+
+
+def _finite_list(values: np.ndarray) -> list[float | None]:
+    """JSON numbers (6 significant digits), inf as null."""
+    return [None if not math.isfinite(v) else float(f"{v:.6g}") for v in values.tolist()]
+
+
+def _array(values: list[float | None]) -> np.ndarray:
+    return np.asarray([math.inf if v is None else v for v in values], dtype=np.float64)
 
 
 def identities_needed(target: float) -> int:

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import math
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
@@ -56,16 +57,19 @@ from siamese.recognition.gallery_search import check_choices, make_search
 from siamese.recognition.gallery_store import ExampleRow, GalleryStore, NewExample, now
 from siamese.recognition.images import EmbeddedImages, ImageInput
 from siamese.recognition.recognition_model import RecognitionModel, load_recognizer
+from siamese.recognition.score_normalisation import COHORT, normalised_best
 
 SELF_CALIBRATION_STEP = 0.1
 """The gallery measures itself again (automatically) once its number of identities has moved
 by this share since it last did."""
+DEFAULT_NORMALISATION = "ratio"
+"""How a new gallery scores: see `benchmarks/bench_fpir.py` for what decided it."""
 MIN_SELF_CALIBRATION = 10
 """Identities from which the gallery measures itself automatically."""
 
 AMBIGUOUS_MARGIN = 0.1
-"""An accepted answer is flagged ambiguous when the runner-up is within the threshold too and
-within this share of the threshold of the best: two enrolled identities fit about equally."""
+"""An accepted answer is flagged ambiguous when the runner-up's distance is within this share of
+the distance threshold of the best: two enrolled identities fit about equally."""
 
 Images = ImageInput | Sequence[ImageInput] | EmbeddedImages
 
@@ -123,6 +127,7 @@ class Gallery:
         scoring: str = "nearest",
         keep_images: bool = False,
         search: str = "exact",
+        normalisation: str = DEFAULT_NORMALISATION,
     ) -> Gallery:
         """A new gallery bound to `recognizer`'s model (a `Recognizer` or an `OnnxRecognizer`).
 
@@ -136,6 +141,9 @@ class Gallery:
             keep_images: store each enrolled image (PNG of the model's input, or the file's
                 bytes), so that `reembed` can move the gallery to another model.
             search: "exact" or "faiss".
+            normalisation: "ratio" or "t-norm" (decide on the best distance normalised
+                against the probe's nearest other identities, `score_normalisation`), or
+                "none" (on distances).
         Raises:
             ConfigError: a gallery is already there; both rules given; the model has no
                 calibration that supports the rule.
@@ -148,13 +156,16 @@ class Gallery:
         if thresholds is None:
             raise ConfigError(recognizer.no_thresholds_message())
         # the rule for the empty gallery, checked before anything is written
-        decision = identification_basis(rule, target, 0, 0, scoring, thresholds, None, 0)
+        decision = identification_basis(
+            rule, target, 0, 0, scoring, thresholds, None, 0, normalisation
+        )
         settings = {
             "model_fingerprint": recognizer.fingerprint,
             "model_path": str(recognizer.model_dir),
             "embedding_dim": recognizer.embedding_dim,
             "metric": recognizer.metric,
             "scoring": scoring,
+            "normalisation": normalisation,
             "rule": rule,
             "target": target,
             "decision": decision.as_dict(),
@@ -230,6 +241,11 @@ class Gallery:
         return self.decision.far
 
     @property
+    def normalisation(self) -> str:
+        """ "t-norm" or "none" (a gallery made before normalised scores: "none")."""
+        return str(self.settings.get("normalisation", "none"))
+
+    @property
     def rule(self) -> tuple[str, float]:
         """("fpir" or "far", the target rate)."""
         s = self.settings
@@ -250,7 +266,7 @@ class Gallery:
         identities, examples = self.store.counts()
         identification_basis(  # refused before anything is written
             rule, target, identities, examples, self.settings["scoring"], self._thresholds(),
-            self._own(), 0,
+            self._own(), 0, self.normalisation,
         )  # fmt: skip
         with self.store.transaction() as conn:
             self.store.set_settings(conn, {"rule": rule, "target": target})
@@ -316,7 +332,7 @@ class Gallery:
         own = None if stored is None else GalleryCalibration.from_dict(stored)
         decision = identification_basis(
             rule, target, identities, examples, self.settings["scoring"], self._thresholds(),
-            own, generation,
+            own, generation, self.normalisation,
         )  # fmt: skip
         self.store.set_settings(
             conn,
@@ -496,11 +512,19 @@ class Gallery:
         prepared = read.prepared
         self._fresh()
         decision = self.decision
-        top = self.search.top(torch.as_tensor(read.z), max(k, 2))
+        top = self.search.top(torch.as_tensor(read.z), max(k, 2, COHORT + 1))
+        scores = (
+            normalised_best(top.distances[:, : COHORT + 1].numpy(), self.normalisation)
+            if decision.normalised_threshold is not None
+            else None
+        )
         answers: dict[int, list[Identification]] = {i: [] for i in range(len(prepared.given))}
         for row, index in enumerate(prepared.image):
             box = prepared.boxes[row] if prepared.boxes is not None else None
-            answers[index].append(self._answer(top, row, k, prepared.sources[index], decision, box))
+            score = None if scores is None else float(scores[row])
+            answers[index].append(
+                self._answer(top, row, k, prepared.sources[index], decision, box, score)
+            )
         out: list[Identification] = []
         for index, source in enumerate(prepared.sources):
             out += answers[index] or [
@@ -516,8 +540,10 @@ class Gallery:
         source: str,
         decision: DecisionBasis,
         box: list[float] | None,
+        score: float | None,
     ) -> Identification:
-        """The decision on one probe row of a search result."""
+        """The decision on one probe row of a search result: on its normalised `score` when
+        the gallery decides on one and the probe has a full cohort, else on its distance."""
         candidates = [
             Candidate(self.names[int(i)], float(d))
             for d, i in zip(
@@ -526,13 +552,15 @@ class Gallery:
             if int(i) >= 0
         ]
         best = candidates[0].distance if candidates else float("inf")
-        accepted = bool(candidates) and accepts(best, decision.threshold)
+        normalised = score is not None and math.isfinite(score)
+        if normalised:
+            assert decision.normalised_threshold is not None and score is not None
+            accepted = bool(candidates) and accepts(score, decision.normalised_threshold)
+        else:
+            accepted = bool(candidates) and accepts(best, decision.threshold)
         margin = candidates[1].distance - best if len(candidates) >= 2 else None
         ambiguous = (
-            accepted
-            and margin is not None
-            and accepts(candidates[1].distance, decision.threshold)
-            and margin <= AMBIGUOUS_MARGIN * decision.threshold
+            accepted and margin is not None and margin <= AMBIGUOUS_MARGIN * decision.threshold
         )
         return Identification(
             source,
@@ -543,6 +571,7 @@ class Gallery:
             margin=margin,
             ambiguous=ambiguous,
             box=box,
+            score=score if normalised else None,
         )
 
     def verify(self, identity: str, image: Images) -> Verification:
@@ -614,7 +643,13 @@ class Gallery:
         self.decision = self._stored_decision(s)
         own = self._own()
         rule, target = self.rule
-        rate = own.identification_rate(self.decision.threshold) if own is not None else None
+        rate = (
+            own.identification_rate(
+                self.decision.threshold, self.decision.normalised_threshold, self.normalisation
+            )
+            if own is not None
+            else None
+        )
         return {
             "location": self.store.location,
             "identities": identities,
@@ -623,6 +658,8 @@ class Gallery:
             "model_fingerprint": s["model_fingerprint"],
             "metric": s["metric"],
             "scoring": s["scoring"],
+            "normalisation": self.normalisation,
+            "normalised_threshold": self.decision.normalised_threshold,
             "rule": rule,
             "target": target,
             "threshold": self.decision.threshold,

@@ -14,6 +14,7 @@ import torch
 
 from siamese.distances import pairwise_distances
 from siamese.recognition.fpir import GalleryCalibration, StrangerScores, stranger_scores
+from siamese.recognition.score_normalisation import COHORT
 
 MAX_PROBES = 2_000
 """Enrolled examples scored as strangers at most (a seeded uniform subset beyond)."""
@@ -68,6 +69,7 @@ def measure_gallery(
     smallest: list[np.ndarray] = []
     seen: list[np.ndarray] = []
     genuine: list[np.ndarray] = []
+    genuine_cohort: list[np.ndarray] = []
     rival: list[np.ndarray] = []
     total, total_sq, pairs = 0.0, 0.0, 0
     for start in range(0, probes.size, _BLOCK):
@@ -103,10 +105,13 @@ def measure_gallery(
                     1
                 )
                 own_score = pairwise_distances(z[rows].double(), rest, metric).diagonal()
-            best_other = scores.masked_fill(own, math.inf).min(dim=1).values
+            others = scores.masked_fill(own, math.inf)
+            cohort = others.topk(min(COHORT, n), dim=1, largest=False).values
             genuine.append(own_score[multi].numpy())
-            rival.append(best_other[multi].numpy())
+            rival.append(cohort[:, 0][multi].numpy())
+            genuine_cohort.append(cohort[multi].numpy())
     strangers = StrangerScores(np.concatenate(smallest), np.concatenate(seen))
+    genuine_scores = np.concatenate(genuine) if genuine else np.empty(0)
     mean = total / pairs if pairs else math.nan
     std = math.sqrt(max(total_sq / pairs - mean * mean, 0.0)) if pairs else math.nan
     return GalleryCalibration(
@@ -116,8 +121,9 @@ def measure_gallery(
         impostor_mean=mean,
         impostor_std=std,
         impostor_pairs=pairs,
-        genuine=np.concatenate(genuine) if genuine else np.empty(0),
+        genuine=genuine_scores,
         genuine_rival=np.concatenate(rival) if rival else np.empty(0),
+        genuine_cohort=np.concatenate(genuine_cohort) if genuine else np.empty((0, 0)),
     )
 
 

@@ -48,6 +48,8 @@ MAX_STRANGER_PROBES = 4_000
 """Calibration examples scored as strangers against every other class (`stranger_table`)."""
 MAX_STRANGER_REFERENCES = 20_000
 """Examples they are scored against, at most (a seeded uniform subset beyond)."""
+QUANTILES = 63
+"""Quantiles of each stranger's distances kept for simulating small galleries."""
 
 
 def calibration_pairs(
@@ -231,17 +233,25 @@ def stranger_table(
     probes = torch.randperm(n, generator=g)[:max_probes]
     references = torch.randperm(n, generator=g)[:max_references].sort().values
     keep = min(TABLE_KEPT, references.numel())
-    smallest, counts = [], []
+    smallest, counts, quantiles = [], [], []
     reference_z, reference_y = embeddings[references], labels[references]
+    levels = torch.arange(1, QUANTILES + 1, dtype=torch.float64) / (QUANTILES + 1)
     for start in range(0, probes.numel(), 256):
         rows = probes[start : start + 256]
         d = pairwise_distances(embeddings[rows], reference_z, metric)
         own = labels[rows][:, None] == reference_y[None, :]
         d = d.masked_fill(own, math.inf)
-        smallest.append(d.topk(keep, dim=1, largest=False).values.double())
-        counts.append((~own).sum(dim=1))
+        ordered = d.sort(dim=1).values.double()
+        smallest.append(ordered[:, :keep])
+        others = (~own).sum(dim=1)
+        counts.append(others)
+        # each row's quantiles among its finite (other-class) distances
+        at = ((levels[None, :] * others[:, None].double()).ceil().long() - 1).clamp_min(0)
+        quantiles.append(torch.gather(ordered, 1, at.clamp_max(ordered.shape[1] - 1)))
     strangers = StrangerScores(torch.cat(smallest).numpy(), torch.cat(counts).numpy())
-    return fpir_table(strangers, PairImpostors(np.sort(impostor_distances)))
+    return fpir_table(
+        strangers, PairImpostors(np.sort(impostor_distances)), torch.cat(quantiles).numpy()
+    )
 
 
 def write_thresholds(model_dir: Path | str, thresholds: Thresholds) -> None:

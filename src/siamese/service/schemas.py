@@ -39,8 +39,15 @@ class IdentificationOut(BaseModel):
     target: float | None = Field(description="the rate the rule targets")
     generation: int = Field(description="the gallery's write counter the threshold belongs to")
     margin: float | None = Field(description="the runner-up's distance minus the best's")
+    score: float | None = Field(
+        description="the best distance normalised against the probe's cohort, when the "
+        "gallery decides on it"
+    )
+    normalised_threshold: float | None = Field(
+        description="the threshold on the normalised score (null: decisions on distances)"
+    )
     ambiguous: bool = Field(
-        description="accepted, with the runner-up within the threshold and within a tenth of it of the best"
+        description="accepted, with the runner-up within a tenth of the threshold of the best"
     )
     candidates: list[CandidateOut]
     no_face: bool
@@ -74,6 +81,7 @@ class DecisionOut(BaseModel):
     far: float | None
     basis: str = Field(description="what the threshold and its estimate rest on")
     generation: int
+    normalised_threshold: float | None = None
 
 
 class EnrollmentOut(BaseModel):
@@ -131,6 +139,8 @@ class GalleryStatsOut(BaseModel):
     identities: int
     examples: int
     scoring: str
+    normalisation: str = Field(description='"ratio", "t-norm" or "none"')
+    normalised_threshold: float | None
     rule: str = Field(description='"fpir" or "far"')
     target: float | None
     threshold: float = Field(description="the threshold at the current size")

@@ -82,14 +82,25 @@ document.getElementById("identify-form").addEventListener("submit", async (event
       element("img", { class: "probe", src: URL.createObjectURL(file), alt: "the photo" }),
       element("p", { class: `decision ${kind}`, id: "decision", text: answer.decision }),
       list,
-      element("p", { class: "muted",
-        text: `threshold ${answer.threshold.toFixed(3)} (false-accept rate ${answer.far})` }),
+      element("p", { class: "muted", id: "evidence", text: evidence(answer) }),
     );
   } catch (error) {
     out.textContent = "";
     showError(error.message);
   }
 });
+
+// what the decision rests on: the gallery's threshold at its size and the share of strangers
+// it is estimated to accept there, and a warning when two people fit about equally
+function evidence(answer) {
+  const rate = answer.estimated_fpir === null ? "unknown" : `${(100 * answer.estimated_fpir).toPrecision(2)} %`;
+  const rule = answer.rule === "fpir" ? `FPIR ${answer.target}` : `pair FAR ${answer.target}`;
+  const scale = answer.normalised_threshold === null
+    ? `threshold ${answer.threshold.toFixed(3)}`
+    : `normalised score ${answer.score === null ? "—" : answer.score.toFixed(2)}, threshold ${answer.normalised_threshold.toFixed(2)}`;
+  const doubt = answer.ambiguous ? "; ambiguous: the runner-up fits about as well" : "";
+  return `${scale} (${rule}; strangers accepted at this gallery's size: about ${rate})${doubt}`;
+}
 
 document.getElementById("enroll-form").addEventListener("submit", async (event) => {
   event.preventDefault();
@@ -117,7 +128,8 @@ async function refresh() {
   try {
     const model = await api("GET", "/v1/model");
     document.getElementById("model").textContent =
-      `model ${model.name} (${model.fingerprint.slice(0, 12)}…), threshold ${model.gallery_threshold.toFixed(3)}`;
+      `model ${model.name} (${model.fingerprint.slice(0, 12)}…), threshold ${model.gallery_threshold.toFixed(3)} ` +
+      `for ${model.gallery.identities} identities (${model.gallery.rule.toUpperCase()} ${model.gallery.target})`;
     const page = await api("GET", "/v1/identities?limit=500");
     list.textContent = "";
     for (const person of page.items) {
