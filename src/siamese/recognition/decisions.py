@@ -273,12 +273,13 @@ def _normalised_model_curve(
     table: FpirTable | None, target: float, n: int, kind: str
 ) -> tuple[np.ndarray, np.ndarray] | None:
     """The model's simulated FPIR against the normalised threshold at size `n`: (thresholds,
-    rates) ascending, from the table's supported targets; None when it supports none."""
+    rates) ascending, from the table's supported targets; None when they do not reach
+    `target` on both sides (the curve is not extrapolated)."""
     if table is None:
         return None
     points = [(f, table.normalised_threshold(f, n, kind)) for f in table.targets]
     known = sorted((t, f) for f, t in points if t is not None)
-    if len(known) < 2:
+    if len(known) < 2 or not known[0][1] <= target * (1 + 1e-9) or known[-1][1] < target:
         return None
     return np.asarray([t for t, _ in known]), np.asarray([f for _, f in known])
 
