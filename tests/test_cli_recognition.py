@@ -173,8 +173,19 @@ def test_embed_compare_and_calibrate(
     assert "a threshold at 0.001 needs 10,000" in out  # 405 impostor pairs: warned
     thresholds = json.loads((model / "model.json").read_text())["thresholds"]
     assert thresholds["impostor_pairs"] == 405 and thresholds["genuine_pairs"] == 30
+    assert thresholds["fpir"]["sizes"][0] == 1 and thresholds["fpir"]["probes"] == 30
     code, out = run_cli(["calibrate", str(model), "--data", "digits", "--quiet"], capsys)
     assert code == 0 and "5 of the digits classes were trained on" in out, out
+    # the run's own validation classes again: what training measured, FPIR table included
+    code, out = run_cli(["calibrate", str(model), "--data", "validation", "--quiet"], capsys)
+    assert code == 0 and "the run's validation classes (5 classes, 890 examples" in out, out
+    again = json.loads((model / "model.json").read_text())["thresholds"]
+    trained = json.loads((digits_model / "model.json").read_text())["thresholds"]
+    assert again["at_far"] == trained["at_far"] and again["fpir"] == trained["fpir"]
+    code, out = run_cli(
+        ["calibrate", str(tmp_path / "nowhere"), "--data", "validation", "--quiet"], capsys
+    )
+    assert code == 1 and "Traceback" not in out
 
 
 def test_embed_refuses_an_unknown_format_and_parquet_without_pyarrow(

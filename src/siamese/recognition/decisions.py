@@ -262,9 +262,15 @@ def identification_basis(
             f"galleries of {n:,} simulated from the model's calibration "
             f"({thresholds.calibrated_on}; weight {1 - weight:.0%})"
         )
+    needed = identities_needed(target)
+    alone = (
+        ""
+        if scores.size >= needed
+        else f"; the gallery supports {target:g} alone from about {needed:,} identities"
+    )
     basis = (
         f"distances as a {normalisation} of each probe's {COHORT} nearest other identities; "
-        f"threshold from {' and '.join(sources)}"
+        f"threshold from {' and '.join(sources)}{alone}"
     )
     return replace(raw, normalised_threshold=value, estimated_fpir=estimate, basis=basis)
 
