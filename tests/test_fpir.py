@@ -169,6 +169,10 @@ def test_the_rule_prefers_the_gallerys_own_estimate_once_it_supports_the_target(
     thresholds = calibrate(torch.from_numpy(x), torch.from_numpy(y), "euclidean", "test", seed=0)
     model = identification_basis("fpir", 0.1, 30, 30, "nearest", thresholds, None, 7)
     assert model.rule == "fpir" and model.generation == 7 and "model's calibration" in model.basis
+    table = thresholds.fpir_table
+    assert table is not None
+    exact = table.threshold(0.1, 30)
+    assert exact is not None and model.threshold == pytest.approx(exact[0], rel=1e-9)
     assert model.estimated_fpir is not None and model.estimated_fpir <= 0.1 * 1.5
     # nearest scoring: identities of 3 examples each give strangers 3 chances each
     three = identification_basis("fpir", 0.1, 30, 90, "nearest", thresholds, None, 7)
@@ -180,12 +184,24 @@ def test_the_rule_prefers_the_gallerys_own_estimate_once_it_supports_the_target(
     own = measure_gallery(xg, yg, "euclidean", "nearest", generation=3)
     assert own.strangers.probes == 80
     decided = identification_basis("fpir", 0.1, 80, 80, "nearest", thresholds, own, 8)
-    assert "own 80 identities" in decided.basis
-    assert decided.threshold == pytest.approx(own.strangers.threshold_at(0.1, 80)[0])
-    # ... not at 1 %: 80 × 1 % < MIN_STRANGERS_ACCEPTED
+    # pooled: the gallery's 80 strangers against the model's, which count as the 50 the
+    # gallery would need to support 10 % alone
+    assert "own 80 identities" in decided.basis and "weight 62%" in decided.basis
+    table = thresholds.fpir_table
+    assert table is not None
+    own_rate, _ = own.strangers.rate_at(decided.threshold, 80)
+    model_rate = table.rate_at(decided.threshold, 80)
+    assert model_rate is not None
+    pooled = (80 * own_rate + 50 * model_rate) / 130
+    assert decided.estimated_fpir == pytest.approx(pooled, rel=1e-6) and pooled <= 0.1
+    # ... and it is the largest such threshold: the next own score beyond it exceeds it
+    values, _, _, _ = own.strangers.curve(80)
+    t = float(values[values > decided.threshold][0])
+    assert (80 * own.strangers.rate_at(t, 80)[0] + 50 * table.rate_at(t, 80)) / 130 > 0.1
+    # 1 %: 80 identities are far from the 500 it needs alone; the model weighs 86 %
     assert 80 * 0.01 < MIN_STRANGERS_ACCEPTED
     fallback = identification_basis("fpir", 0.01, 80, 80, "nearest", thresholds, own, 8)
-    assert "model's calibration" in fallback.basis and "500 identities" in fallback.basis
+    assert "weight 14%" in fallback.basis and "alone from about 500 identities" in fallback.basis
     # the pair rule: the model's pair threshold, its FPIR estimated
     far = identification_basis("far", 0.01, 80, 80, "nearest", thresholds, own, 8)
     assert far.threshold == thresholds.at_far[0.01] and far.estimated_fpir is not None

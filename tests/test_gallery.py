@@ -67,7 +67,9 @@ def test_identify_ranks_identities_as_a_brute_force_search_does(
     tmp_path: Path, recognizer: Recognizer, digits, scoring: str
 ) -> None:
     x, y = digits
-    gallery = Gallery.create(tmp_path / "g.sqlite", recognizer, scoring=scoring)
+    gallery = Gallery.create(
+        tmp_path / "g.sqlite", recognizer, scoring=scoring, normalisation="ratio"
+    )
     enrolled: dict[str, torch.Tensor] = {}
     for digit in range(10):
         examples = x[y == digit][:3]
@@ -76,7 +78,7 @@ def test_identify_ranks_identities_as_a_brute_force_search_does(
     probes = x[200:230]
     answers = gallery.identify(list(probes), k=4)
     z = recognizer.embed(probes)
-    # the default decision: the best distance as a ratio to the mean of the next five
+    # the decision on the best distance as a ratio to the mean of the next five
     assert gallery.normalisation == "ratio" and gallery.decision.normalised_threshold is not None
     for answer, probe in zip(answers, z, strict=True):
         ranked = _brute_force(recognizer, enrolled, probe, scoring == "centroid")
@@ -535,16 +537,23 @@ def test_the_gallery_measures_itself_on_its_own_people(
         assert stats["expected_identification_rate"] is not None
         # 10 identities cannot support 10 % by themselves: the model's table decides, and
         # the basis says how many identities its own estimate needs
-        assert "50 identities" in stats["basis"] and "it has 10" in stats["basis"]
+        assert "alone from about 50 identities" in stats["basis"]
+        assert "own 10 identities" in stats["basis"] and "model's calibration" in stats["basis"]
         for k in range(10, 60):
             gallery.enroll(f"p{k}", [x[100 + k]])
         stats = gallery.stats()
         assert stats["self_calibrated_at"] >= 55
-        assert "this gallery's own" in stats["basis"]
+        assert "this gallery's own" in stats["basis"] and "alone" not in stats["basis"]
         own = gallery._own()
         assert own is not None
-        expected = own.strangers.threshold_at(0.1, stats["identities"])[0]
-        assert stats["threshold"] == pytest.approx(expected)
+        # the pooled estimate at the threshold: the gallery's own strangers, and the model's
+        # counting as the 50 the gallery needs to support 10 % alone
+        n, probes = stats["identities"], own.strangers.probes
+        own_rate, _ = own.strangers.rate_at(stats["threshold"], n)
+        table = recognizer.thresholds.fpir_table
+        model_rate = table.rate_at(stats["threshold"], stats["examples"])
+        pooled = (probes * own_rate + 50 * model_rate) / (probes + 50)
+        assert stats["estimated_fpir"] == pytest.approx(pooled, rel=1e-6) and pooled <= 0.1
         with pytest.raises(ConfigError, match="give one of"):
             gallery.set_rule()
         # on normalised scores: the gallery's own strangers and the model's simulated ones,

@@ -227,32 +227,19 @@ def identification_basis(
     n = max(identities, 1)
     exposure = max(examples if scoring == "nearest" else identities, 1)
     table = thresholds.fpir_table
-    model = _normalised_model_curve(table, target, exposure, normalisation)
+    model = _model_curve(table, target, exposure, normalisation)
     scores = own.normalised_strangers(normalisation) if own is not None else np.empty(0)
-    scores = scores[np.isfinite(scores)]
+    scores = np.sort(scores[np.isfinite(scores)])
     if model is None and scores.size * target < MIN_STRANGERS_ACCEPTED:
         return raw  # no threshold on the normalised scale can be estimated yet
-    # The gallery's own strangers and the model's simulated ones, pooled: the model's count
-    # as `identities_needed(target)` strangers, so the gallery's own data weigh as much as
-    # they once they could support the target alone, and more as it grows.
-    prior = identities_needed(target) if model is not None else 0
-    candidates = np.unique(np.concatenate([scores, model[0] if model is not None else []]))
-    if candidates.size:
-        dense = np.linspace(candidates[0], candidates[-1], 512)
-        candidates = np.unique(np.concatenate([candidates, dense]))
-
-    def pooled(t: np.ndarray) -> np.ndarray:
-        own_rate = (scores[None, :] <= t[:, None]).mean(axis=1) if scores.size else np.zeros(t.size)
-        model_rate = np.exp(np.interp(t, model[0], np.log(model[1]))) if model is not None else 0.0
-        return (scores.size * own_rate + prior * model_rate) / (scores.size + prior)
-
-    rates = pooled(candidates)
-    within = np.flatnonzero(rates <= target)
-    value = float(candidates[within[-1]]) if within.size else float(candidates[0]) - 1e-9
-    estimate = float(rates[within[-1]]) if within.size else 0.0
-    weight = scores.size / (scores.size + prior)
+    own_curve = (
+        (scores, np.arange(1, scores.size + 1) / scores.size, int(scores.size))
+        if scores.size
+        else None
+    )
+    value, estimate, weight = _pooled_threshold(target, own_curve, model, [])
     sources = []
-    if scores.size:
+    if own_curve is not None:
         sources.append(
             f"this gallery's own {own.identities if own else 0} identities, each left out as "
             f"a stranger ({scores.size} probes, weight {weight:.0%})"
@@ -262,32 +249,11 @@ def identification_basis(
             f"galleries of {n:,} simulated from the model's calibration "
             f"({thresholds.calibrated_on}; weight {1 - weight:.0%})"
         )
-    needed = identities_needed(target)
-    alone = (
-        ""
-        if scores.size >= needed
-        else f"; the gallery supports {target:g} alone from about {needed:,} identities"
-    )
     basis = (
         f"distances as a {normalisation} of each probe's {COHORT} nearest other identities; "
-        f"threshold from {' and '.join(sources)}{alone}"
+        f"threshold from {' and '.join(sources)}{_alone(target, int(scores.size))}"
     )
     return replace(raw, normalised_threshold=value, estimated_fpir=estimate, basis=basis)
-
-
-def _normalised_model_curve(
-    table: FpirTable | None, target: float, n: int, kind: str
-) -> tuple[np.ndarray, np.ndarray] | None:
-    """The model's simulated FPIR against the normalised threshold at size `n`: (thresholds,
-    rates) ascending, from the table's supported targets; None when they do not reach
-    `target` on both sides (the curve is not extrapolated)."""
-    if table is None:
-        return None
-    points = [(f, table.normalised_threshold(f, n, kind)) for f in table.targets]
-    known = sorted((t, f) for f, t in points if t is not None)
-    if len(known) < 2 or not known[0][1] <= target * (1 + 1e-9) or known[-1][1] < target:
-        return None
-    return np.asarray([t for t, _ in known]), np.asarray([f for _, f in known])
 
 
 def _distance_basis(
@@ -316,34 +282,107 @@ def _distance_basis(
         return DecisionBasis(threshold, "far", target, estimate, far, basis, generation)
     if not 0 < target < 1:
         raise ConfigError(f"a target FPIR must lie in (0, 1), got {target:g}")
-    if own is not None and own_supported:
-        threshold, estimate, accepted = own.strangers.threshold_at(target, n)
-        basis = (
-            f"this gallery's own {own.identities} identities, each left out as a stranger to "
-            f"the rest ({own.strangers.probes} probes; {accepted} accepted at the threshold)"
-        )
-        return DecisionBasis(
-            threshold, "fpir", target, estimate, _far_at(thresholds, threshold), basis, generation
-        )
-    found = table.threshold(target, exposure) if table is not None else None
-    if found is None:
+    model = _model_curve(table, target, exposure, None)
+    if model is None and not own_supported:
         return _independent(target, n, exposure, thresholds, own, generation)
-    model_threshold, method = found
-    estimate = table.rate_at(model_threshold, exposure) if table is not None else None
-    how = (
-        f"{table.probes:,} calibration strangers" if method == "probes"
-        else f"{table.impostor_pairs:,} impostor pairs, assumed independent (a bound)"
-    )  # fmt: skip
-    basis = f"the model's calibration ({thresholds.calibrated_on}; {how})"
-    threshold = model_threshold
-    have = 0 if own is None else own.identities
-    basis += (
-        f"; the gallery's own estimate takes over at about {identities_needed(target):,} "
-        f"identities (it has {have})"
+    own_curve = None
+    if own is not None and own.strangers.probes > 0:
+        values, rates, _, _ = own.strangers.curve(n)
+        own_curve = (values, rates, own.strangers.probes)
+    exact = table.threshold(target, exposure) if table is not None else None
+    threshold, estimate, weight = _pooled_threshold(
+        target, own_curve, model, [] if exact is None else [exact[0]]
     )
+    sources = []
+    if own_curve is not None:
+        sources.append(
+            f"this gallery's own {own.identities if own else 0} identities, each left out as a "
+            f"stranger ({own_curve[2]} probes, weight {weight:.0%})"
+        )
+    if model is not None and table is not None and exact is not None:
+        how = (
+            f"{table.probes:,} calibration strangers" if exact[1] == "probes"
+            else f"{table.impostor_pairs:,} impostor pairs, assumed independent (a bound)"
+        )  # fmt: skip
+        sources.append(
+            f"the model's calibration ({thresholds.calibrated_on}; {how}; weight {1 - weight:.0%})"
+        )
+    basis = " and ".join(sources) + _alone(target, own_curve[2] if own_curve else 0)
     return DecisionBasis(
         threshold, "fpir", target, estimate, _far_at(thresholds, threshold), basis, generation
     )
+
+
+def _alone(target: float, probes: int) -> str:
+    """What the gallery's own estimate still needs, in words ("" when it has it)."""
+    needed = identities_needed(target)
+    return (
+        ""
+        if probes >= needed
+        else f"; the gallery supports {target:g} alone from about {needed:,} identities"
+    )
+
+
+def _model_curve(
+    table: FpirTable | None, target: float, n: int, kind: str | None
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """The model's FPIR against the threshold for `n` identities (distances when `kind` is
+    None, else that normalised score): (thresholds, rates) ascending, from the table's
+    supported targets; None when they do not reach `target` on both sides (the curve is not
+    extrapolated)."""
+    if table is None:
+        return None
+    if kind is None:
+        found = [(f, table.threshold(f, n)) for f in table.targets]
+        points = [(f, None if t is None else t[0]) for f, t in found]
+    else:
+        points = [(f, table.normalised_threshold(f, n, kind)) for f in table.targets]
+    known = sorted((t, f) for f, t in points if t is not None)
+    if len(known) < 2 or not known[0][1] <= target * (1 + 1e-9) or known[-1][1] < target:
+        return None
+    return np.asarray([t for t, _ in known]), np.asarray([f for _, f in known])
+
+
+def _pooled_threshold(
+    target: float,
+    own: tuple[np.ndarray, np.ndarray, int] | None,
+    model: tuple[np.ndarray, np.ndarray] | None,
+    extra: list[float],
+) -> tuple[float, float, float]:
+    """The largest threshold at which the pooled estimate of strangers accepted is <= the
+    target: the gallery's own (`own`: score values ascending, the estimated rate at each, the
+    number of probes) and the model's (`model`: thresholds and rates), the model's counting as
+    `identities_needed(target)` strangers: the gallery's own weigh as much once they could
+    support the target alone, and more as it grows.
+
+    Returns:
+        (threshold, the pooled estimate there, the weight of the gallery's own).
+    """
+    probes = own[2] if own is not None else 0
+    prior = identities_needed(target) if model is not None else 0
+    parts = [own[0] if own is not None else np.empty(0), np.asarray(extra, dtype=np.float64)]
+    if model is not None:
+        parts.append(model[0])
+    candidates = np.unique(np.concatenate(parts))
+    if candidates.size:
+        dense = np.linspace(candidates[0], candidates[-1], 512)
+        candidates = np.unique(np.concatenate([candidates, dense]))
+    own_rate = np.zeros(candidates.size)
+    if own is not None and own[0].size:
+        at = np.searchsorted(own[0], candidates, side="right") - 1
+        own_rate = np.where(at >= 0, own[1][np.clip(at, 0, None)], 0.0)
+    model_rate = (
+        np.exp(np.interp(candidates, model[0], np.log(model[1])))
+        if model is not None
+        else np.zeros(candidates.size)
+    )
+    pooled = (probes * own_rate + prior * model_rate) / max(probes + prior, 1)
+    within = np.flatnonzero(pooled <= target * (1 + 1e-9))
+    weight = probes / (probes + prior) if probes + prior else 0.0
+    if not within.size:
+        return float(np.nextafter(candidates[0], -np.inf)), 0.0, weight
+    i = int(within[-1])
+    return float(candidates[i]), float(pooled[i]), weight
 
 
 def _estimate(
