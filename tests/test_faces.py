@@ -450,6 +450,10 @@ def test_the_gallery_enrols_and_identifies_face_photos_end_to_end(
     by_position = sorted(faces[:2], key=lambda a: a["box"][0])
     assert [a["decision"] for a in by_position] == ["madonna", "ben_afflek"]
     assert by_position[0]["box"][2] <= 250 and by_position[1]["box"][0] >= 230
+    # verifying a photo without a face: one clear line naming it
+    code, out = run_cli(["gallery", "verify", str(db), "madonna", str(wall)], capsys)
+    assert code == 1 and "wall.png: no face found by the hog detector" in out, out
+    assert "Traceback" not in out
 
 
 def test_train_steps_zero_needs_a_pretrained_encoder() -> None:

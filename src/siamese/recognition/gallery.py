@@ -584,10 +584,12 @@ class Gallery:
 
         Raises:
             NotFoundError: no such identity. DataError: an unreadable image, or not one.
+            NoFaceError: the model's face step found no face in it.
         """
         read = self.read(image)
-        if read.z.shape[0] != 1 or len(read.prepared.given) != 1:
+        if len(read.prepared.given) != 1:
             raise DataError("verify takes one image; use identify for several")
+        read.prepared.require_faces(self.recognizer.preprocessing.face)
         stored = self.store.embeddings_of(identity, self.recognizer.embedding_dim)
         z = read.z
         if self.settings["scoring"] == "centroid":

@@ -28,7 +28,7 @@ from siamese.data.image_files import (
     image_array,
 )
 from siamese.errors import ConfigError, DataError, NoFaceError
-from siamese.faces.step import NO_FACE, FaceStep, face_step
+from siamese.faces.step import NO_FACE, FaceStep, face_step, no_face_reason
 
 if TYPE_CHECKING:
     import torch
@@ -129,6 +129,18 @@ class PreparedImages:
         """Indices of the given images that gave no row (no face found; left out)."""
         found = set(self.image)
         return [i for i in range(len(self.given)) if i not in found]
+
+    def require_faces(self, face: FaceStep | None) -> None:
+        """Refuse images in which the model's face step (`face`) found no face.
+
+        Raises:
+            NoFaceError: naming them, with why and what to try.
+        """
+        missing = self.no_face
+        if missing:
+            reason = no_face_reason(face) if face is not None else NO_FACE
+            names = ", ".join(self.sources[i] for i in missing[:5])
+            raise NoFaceError(f"{names}: {reason}")
 
     def embedded(self, z: Any) -> EmbeddedImages:
         """These images with their (R, D) embeddings (a numpy array or a CPU tensor)."""

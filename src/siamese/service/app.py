@@ -330,6 +330,8 @@ def create_app(settings: ServiceSettings) -> FastAPI:
         svc = service()
         source = image.filename or "image"
         read = await read_images([data], [source], every_face)
+        if not every_face:  # one photo, its main face: none is an error, as documented
+            read.prepared.require_faces(svc.recognizer.preprocessing.face)
         answers = await svc.locked(lambda: svc.gallery.identify(read, k))
         return {"results": [a.as_dict() for a in answers]}
 
