@@ -411,9 +411,7 @@ def test_the_gallery_enrols_and_identifies_face_photos_end_to_end(
     assert code == 0, out
     assert "faces" not in out.lower() or "EER" in out
     db = tmp_path / "people.db"
-    code, out = run_cli(
-        ["gallery", "create", str(db), "--model", str(model), "--far", "0.01"], capsys
-    )
+    code, out = run_cli(["gallery", "create", str(db), "--model", str(model)], capsys)
     assert code == 0, out
     people = _people_folder(tmp_path / "known", blank=True, photos=12)
     code, out = run_cli(["gallery", "enroll", str(db), "--folder", str(people), "--quiet"], capsys)
@@ -432,6 +430,9 @@ def test_the_gallery_enrols_and_identifies_face_photos_end_to_end(
     assert code == 0, out
     answers = json.loads(out.strip().splitlines()[-1])
     assert [a["decision"] for a in answers] == ["madonna", "ben_afflek", "unknown", "no face"]
+    # created with no threshold option: FPIR 1 % for its size (2 people, 23 photos)
+    assert all(a["rule"] == "fpir" and a["target"] == 0.01 for a in answers)
+    assert answers[0]["estimated_fpir"] is not None and answers[0]["estimated_fpir"] <= 0.0101
     assert answers[3]["no_face"] is True and answers[3]["distance"] is None
     # a group photo: every face, each with its box, left to right as composed
     left, right = (Image.open(p).convert("RGB").resize((240, 300)) for p in probes[:2])
