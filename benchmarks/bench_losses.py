@@ -9,6 +9,14 @@ is its own) under the same allocator settings for both libraries:
     TripletLoss(mining="hard")        TripletMarginLoss + BatchHardMiner
     TripletLoss(mining="semihard")    TripletMarginLoss + TripletMarginMiner("semihard")
     ContrastiveLoss(margin=1)         ContrastiveLoss(pos_margin=0, neg_margin=1)
+    ArcFaceLoss                       ArcFaceLoss                 (28.6°, s = 64)
+    SubCenterArcFaceLoss              SubCenterArcFaceLoss        (K = 3)
+    CosFaceLoss                       CosFaceLoss                 (m = 0.35, s = 64)
+    NormalizedSoftmaxLoss             NormalizedSoftmaxLoss       (τ = 0.05)
+
+The classification losses start from the same class weights in both libraries (one weight
+per class of the batch's labels: B / 4 classes with P×K labels, 10 otherwise), and time the
+gradient of the weights as well as the embeddings'.
 
 Time is the median of 3 to 7 timed steps after one warm-up step, with glibc keeping large blocks
 in its heap (MALLOC_MMAP_MAX_=0, as the `siamese` command does). Memory is the growth of the
@@ -42,6 +50,8 @@ RESULTS = HERE / "results" / "losses.json"
 BATCHES = (256, 1024, 4096)
 LABELS = ("pk", "10c")
 METHODS = ("triplet_all", "triplet_hard", "triplet_semihard", "contrastive")
+CLASSIFICATION = ("arcface", "subcenter_arcface", "cosface", "normalized_softmax")
+ALL_METHODS = METHODS + CLASSIFICATION
 # Batch-all at 8,192 must stay within 2 GB: ours only (PML's triplets would need > 100 GB).
 LARGE = [("triplet_all", "pk", 8192), ("triplet_all", "10c", 8192)]
 MARGIN = 0.2
@@ -66,8 +76,42 @@ def candidate_triplets(batch: int, labels: str) -> int:
     return batch * (per_class - 1) * (batch - per_class)
 
 
-def build_step(library: str, method: str):
+def classification_step(library: str, method: str, classes: int):
+    """A classification loss of either library, both starting from the same class weights."""
+    import torch
+    from pytorch_metric_learning import losses as pml
+
+    from siamese.losses.arcface import ArcFaceLoss
+    from siamese.losses.cosface import CosFaceLoss
+    from siamese.losses.normalized_softmax import NormalizedSoftmaxLoss
+    from siamese.losses.subcenter_arcface import SubCenterArcFaceLoss
+
+    torch.manual_seed(classes)
+    ours = {
+        "arcface": ArcFaceLoss,
+        "subcenter_arcface": SubCenterArcFaceLoss,
+        "cosface": CosFaceLoss,
+        "normalized_softmax": NormalizedSoftmaxLoss,
+    }[method](classes, 128)
+    if library == "ours":
+        return lambda x, y: ours(x, y).loss
+    theirs = {
+        "arcface": lambda: pml.ArcFaceLoss(classes, 128),
+        "subcenter_arcface": lambda: pml.SubCenterArcFaceLoss(
+            num_classes=classes, embedding_size=128
+        ),
+        "cosface": lambda: pml.CosFaceLoss(classes, 128),
+        "normalized_softmax": lambda: pml.NormalizedSoftmaxLoss(classes, 128),
+    }[method]()
+    with torch.no_grad():
+        theirs.W.copy_(ours.weight.T)
+    return lambda x, y: theirs(x, y)
+
+
+def build_step(library: str, method: str, classes: int = 0):
     """A function (embeddings, labels) -> scalar loss."""
+    if method in CLASSIFICATION:
+        return classification_step(library, method, classes)
     if library == "ours":
         from siamese.losses import ContrastiveLoss, TripletLoss
 
@@ -97,7 +141,7 @@ def worker(config: dict) -> dict:
     import torch
 
     x0, y = make_inputs(config["batch"], config["labels"])
-    step = build_step(config["library"], config["method"])
+    step = build_step(config["library"], config["method"], int(y.max()) + 1)
     baseline_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     times, value = [], None
     # One warm-up step, then 3 to 7 timed steps (fewer when a step is slow): the median.
@@ -155,7 +199,7 @@ def table(results: list[dict]) -> str:
         "| loss | labels | batch | ours s | PML s | time ratio | ours MiB | PML MiB | ours loss | PML loss |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for method in METHODS:
+    for method in [m for m in ALL_METHODS if any(r["method"] == m for r in results)]:
         for labels in LABELS:
             for batch in BATCHES:
                 ours = by_key[("ours", method, labels, batch)]
@@ -176,6 +220,8 @@ def table(results: list[dict]) -> str:
                     f"| {ours['loss']:.4f} | {pml_loss} |"
                 )
     for method, labels, batch in LARGE:
+        if ("ours", method, labels, batch) not in by_key:
+            continue
         ours = by_key[("ours", method, labels, batch)]
         lines.append(
             f"| {method} | {label_names[labels]} | {batch} | {ours['seconds']:.4f} | not run | – "
@@ -190,6 +236,11 @@ def main() -> None:
     parser.add_argument("--timeout", type=int, default=300)
     parser.add_argument(
         "--render", action="store_true", help="only redraw BENCHMARKS.md from the results file"
+    )
+    parser.add_argument(
+        "--classification",
+        action="store_true",
+        help="only the classification losses (results/losses_classification.json)",
     )
     args = parser.parse_args()
     if args.worker:
@@ -206,14 +257,18 @@ def main() -> None:
         sys.exit(
             "pytorch-metric-learning is missing: pip install -r requirements-bench.lock (with requirements.lock)"
         )
+    methods = CLASSIFICATION if args.classification else ALL_METHODS
     configs = [
         {"library": library, "method": method, "labels": labels, "batch": batch}
-        for method in METHODS
+        for method in methods
         for labels in LABELS
         for batch in BATCHES
         for library in ("ours", "pml")
     ]
-    configs += [{"library": "ours", "method": m, "labels": lb, "batch": b} for m, lb, b in LARGE]
+    if not args.classification:
+        configs += [
+            {"library": "ours", "method": m, "labels": lb, "batch": b} for m, lb, b in LARGE
+        ]
     results = []
     for config in configs:
         result = run_config(config, args.timeout)
@@ -230,7 +285,8 @@ def main() -> None:
         "margin": MARGIN,
         "results": results,
     }
-    publish_results("losses", document, table(results))
+    name = "losses_classification" if args.classification else "losses"
+    publish_results(name, document, table(results))
     print(table(results))
 
 
