@@ -272,23 +272,22 @@ def _distance_basis(
     n = max(identities, 1)
     exposure = max(examples if scoring == "nearest" else identities, 1)
     table = thresholds.fpir_table
-    own_supported = False
-    if own is not None and own.strangers.probes > 0:
-        _, _, accepted = own.strangers.threshold_at(target if rule == "fpir" else 1.0, n)
-        own_supported = rule == "fpir" and accepted >= MIN_STRANGERS_ACCEPTED
     if rule == "far":
         threshold, far = thresholds.threshold(target)
         estimate, basis = _estimate(threshold, n, exposure, table, own)
         return DecisionBasis(threshold, "far", target, estimate, far, basis, generation)
     if not 0 < target < 1:
         raise ConfigError(f"a target FPIR must lie in (0, 1), got {target:g}")
+    own_curve = None
+    own_supported = False
+    if own is not None and own.strangers.probes > 0:
+        values, rates, accepted, _ = own.strangers.curve(n)
+        own_curve = (values, rates, own.strangers.probes)
+        within = int(np.searchsorted(rates, target, side="right"))
+        own_supported = within > 0 and accepted[within - 1] >= MIN_STRANGERS_ACCEPTED
     model = _model_curve(table, target, exposure, None)
     if model is None and not own_supported:
         return _independent(target, n, exposure, thresholds, own, generation)
-    own_curve = None
-    if own is not None and own.strangers.probes > 0:
-        values, rates, _, _ = own.strangers.curve(n)
-        own_curve = (values, rates, own.strangers.probes)
     exact = table.threshold(target, exposure) if table is not None else None
     threshold, estimate, weight = _pooled_threshold(
         target, own_curve, model, [] if exact is None else [exact[0]]

@@ -116,6 +116,8 @@ class Gallery:
         self.search_generation = -1
         self.names: dict[int, str] = {}
         self.decision = self._stored_decision(settings)
+        self._own_cache: GalleryCalibration | None = None
+        self._identities: int | None = None
         store.after_write = self._rederive
 
     # ------------------------------------------------------------------------------------
@@ -296,9 +298,13 @@ class Gallery:
         own = measure_gallery(
             vectors, owners, self.settings["metric"], self.settings["scoring"], generation
         )
+        stored = own.as_dict()
+        self._own_cache = own
         with self.store.transaction() as conn:
-            self.store.set_settings(conn, {"self_calibration": own.as_dict()})
-            self.settings = {**self.settings, "self_calibration": own.as_dict()}
+            self.store.set_settings(
+                conn, {"self_calibration": stored, "self_calibration_generation": generation}
+            )
+            self.settings = {**self.settings, "self_calibration": stored}
             self.store.bump(conn)
         self.search_generation = -1
         return own
@@ -310,8 +316,17 @@ class Gallery:
         return thresholds
 
     def _own(self) -> GalleryCalibration | None:
-        stored = self.settings.get("self_calibration")
-        return None if stored is None else GalleryCalibration.from_dict(stored)
+        return self._calibration(self.settings.get("self_calibration"))
+
+    def _calibration(self, stored: dict[str, Any] | None) -> GalleryCalibration | None:
+        """The stored self-calibration, parsed once per measurement (it holds up to 2,000 ×
+        64 scores: parsing it on every write would cost more than the write)."""
+        if stored is None:
+            return None
+        cached = self._own_cache
+        if cached is None or cached.generation != int(stored["generation"]):
+            cached = self._own_cache = GalleryCalibration.from_dict(stored)
+        return cached
 
     def _stored_decision(self, settings: dict[str, Any]) -> DecisionBasis:
         stored = settings.get("decision")
@@ -327,16 +342,28 @@ class Gallery:
 
     def _rederive(self, conn: Connection, generation: int) -> None:
         """`GalleryStore.after_write`: the threshold for the gallery as this write leaves it,
-        stored in the same transaction."""
-        if "rule" not in self.settings:
+        stored in the same transaction. The rule and the self-calibration are read in the
+        transaction, so a rule another process set since this one last read is the one used."""
+        read = self.store.setting_in
+        rule = read(conn, "rule")
+        if rule is None:
             return  # a gallery made before FPIR rules keeps its fixed threshold
-        rule, target = self.rule
+        target = float(read(conn, "target"))
+        normalisation = read(conn, "normalisation") or "none"
+        self.settings = {
+            **self.settings, "rule": rule, "target": target, "normalisation": normalisation
+        }  # fmt: skip
         identities, examples = self.store.counts(conn)
-        stored = self.store.setting_in(conn, "self_calibration")
-        own = None if stored is None else GalleryCalibration.from_dict(stored)
+        self._identities = identities
+        at = read(conn, "self_calibration_generation")
+        cached = self._own_cache
+        if at is not None and cached is not None and cached.generation == int(at):
+            own: GalleryCalibration | None = cached
+        else:
+            own = self._calibration(read(conn, "self_calibration"))
         decision = identification_basis(
             rule, target, identities, examples, self.settings["scoring"], self._thresholds(),
-            own, generation, self.normalisation,
+            own, generation, normalisation,
         )  # fmt: skip
         self.store.set_settings(
             conn,
@@ -349,7 +376,8 @@ class Gallery:
         `SELF_CALIBRATION_STEP` since it last did (from `MIN_SELF_CALIBRATION` identities)."""
         if "rule" not in self.settings:
             return
-        identities, _ = self.store.counts()
+        # the count the write's own re-derivation took (no second query)
+        identities = self._identities if self._identities is not None else self.store.counts()[0]
         own = self._own()
         if identities < MIN_SELF_CALIBRATION:
             return
@@ -745,6 +773,7 @@ class Gallery:
                     "rule": rule,
                     "target": target,
                     "self_calibration": None,
+                    "self_calibration_generation": None,
                     "calibrated_on": thresholds.calibrated_on,
                 },
             )

@@ -124,14 +124,13 @@ def simulate_normalised_strangers(
     rows = np.broadcast_to(np.arange(p)[None, :, None], index.shape)
     inside = index < k
     from_kept = kept[rows, np.clip(index, 0, k - 1)]
-    levels = np.arange(1, q + 1) / (q + 1)
-    from_quantiles = np.empty_like(u)
-    for probe in range(p):  # beyond the kept tail (small galleries only): interpolate
-        need = ~inside[:, probe, :]
-        if need.any():
-            from_quantiles[:, probe, :][need] = np.interp(
-                u[:, probe, :][need], levels, quantiles[probe]
-            )
+    # beyond the kept tail (small galleries only): linear between the probe's quantiles, at
+    # levels (j + 1) / (Q + 1), held flat beyond the first and last
+    position = u * (q + 1) - 1
+    low = np.clip(np.floor(position), 0, q - 1).astype(np.int64)
+    high = np.minimum(low + 1, q - 1)
+    weight = np.clip(position - low, 0.0, 1.0)
+    from_quantiles = quantiles[rows, low] * (1 - weight) + quantiles[rows, high] * weight
     nearest = np.where(inside, from_kept, from_quantiles)
     nearest = np.sort(nearest, axis=2)
     return normalised_best(nearest.reshape(draws * p, m), kind)
