@@ -57,10 +57,9 @@ model:
   output_activation: sigmoid
 loss:
   name: contrastive
-  margin: 1.0
-  mining: hard
+  margin: 0.5
+  pos_margin: 0.1
   metric: cosine
-  soft: true
 batches:
   kind: pairs
   p: 8
@@ -120,7 +119,7 @@ def test_full_recipe_sets_every_section(tmp_path: Path) -> None:
     assert config.augment.degrees == 10.0 and isinstance(config.augment.degrees, float)
     assert config.augment.scale == (0.8, 1.2)
     assert config.model.encoder == "resnet" and config.model.normalize is False
-    assert config.loss.soft is True and config.loss.metric == "cosine"
+    assert config.loss.pos_margin == 0.1 and config.loss.metric == "cosine"
     assert config.batches.per_epoch == 1000
     assert config.optimizer.lr == pytest.approx(0.01)  # `1e-2` is a float, not YAML 1.1's string
     assert config.optimizer.weight_decay == 0.0 and isinstance(config.optimizer.weight_decay, float)
@@ -132,7 +131,12 @@ def test_full_recipe_sets_every_section(tmp_path: Path) -> None:
     # every option of the recipe differs from its default, so no section was skipped
     defaults = leaves(RunConfig())
     assert set(defaults) == {row[0] for row in describe_options(RunConfig)}
-    assert [k for k, v in leaves(config).items() if v == defaults[k]] == []
+    # the loss section holds every loss's options: a contrastive recipe leaves the others'
+    # unset, and `lr` (a loss's own parameters) and `memory` (P×K batches) do not apply to it
+    unset = {k for k, v in leaves(config).items() if k.startswith("loss.") and v is None}
+    assert unset >= {"loss.scale", "loss.temperature", "loss.lr", "loss.mining"}
+    same = [k for k, v in leaves(config).items() if v == defaults[k] and k not in unset]
+    assert same == ["loss.memory"]
 
 
 def leaves(config: Any, prefix: str = "") -> dict[str, Any]:
@@ -154,7 +158,7 @@ def test_empty_file_and_empty_section_are_defaults(tmp_path: Path) -> None:
 
 def test_floats_accept_integers_but_not_booleans() -> None:
     assert build({"loss": {"margin": 1}}).loss.margin == 1.0
-    with pytest.raises(ConfigError, match=r"loss\.margin must be a number, got True \(bool\)"):
+    with pytest.raises(ConfigError, match=r"loss\.margin must be a number \(or null\), got True \(bool\)"):
         build({"loss": {"margin": True}})
 
 
@@ -179,7 +183,7 @@ def test_unknown_nested_key_names_the_nearest_sibling() -> None:
 
 def test_key_of_another_section_is_pointed_there() -> None:
     with pytest.raises(
-        ConfigError, match=r"unknown key 'train\.lr' — did you mean 'optimizer\.lr'\?"
+        ConfigError, match=r"unknown key 'train\.lr' — did you mean 'loss\.lr' or 'optimizer\.lr'\?"
     ):
         build({"train": {"lr": 0.1}})
     with pytest.raises(ConfigError, match=r"did you mean 'train\.early_stop\.patience'\?"):
@@ -314,7 +318,7 @@ def test_override_wins_over_the_file(tmp_path: Path) -> None:
         ),
         (
             "train.lr=0.1",
-            "--set train.lr=0.1: unknown key 'train.lr' — did you mean 'optimizer.lr'?",
+            "--set train.lr=0.1: unknown key 'train.lr' — did you mean 'loss.lr' or 'optimizer.lr'?",
         ),
         ("train.epochs", "--set train.epochs: expected KEY=VALUE with a dotted key, e.g. --set"),
         ("train.epochs=", "--set train.epochs=: the value after '=' is empty"),
@@ -475,7 +479,7 @@ def test_check_config_cross_field_rules() -> None:
         load_config(None, ["data.validation=split"])
     with pytest.raises(ConfigError, match=r"cannot train on batches.kind 'pairs'"):
         load_config(None, ["batches.kind=pairs"])
-    with pytest.raises(ConfigError, match=r"batches.kind 'triplets' trains loss.name 'triplet'"):
+    with pytest.raises(ConfigError, match=r"'contrastive' cannot train on batches.kind 'triplets'.*loss.name triplet"):
         load_config(None, ["batches.kind=triplets", "loss.name=contrastive"])
     check_config(RunConfig(train=TrainConfig(epochs=None, steps=5)), "x")  # steps alone is fine
     check_config(RunConfig(augment=AugmentConfig(scale=(0.5, 0.5))), "x")

@@ -13,7 +13,6 @@ import torch
 import yaml
 
 import siamese
-from siamese.config import LossConfig
 from siamese.training.objectives import Objective
 from siamese.training.telemetry import read_metrics
 
@@ -27,11 +26,28 @@ def torchrun(args: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
     return result
 
 
-@pytest.mark.parametrize("loss_name", ["triplet", "pair_classifier"])
+# Own parameters: the pair head (2), class weights (1), proxies (1), a learnt β (1).
+OWN_PARAMETERS = {"pair_classifier": 2, "arcface": 1, "proxy_anchor": 1, "margin_loss": 1}
+
+
+@pytest.mark.parametrize(
+    "loss_name",
+    [
+        "triplet",
+        "pair_classifier",
+        "arcface",
+        "proxy_anchor",
+        "multi_similarity",
+        "margin_loss",
+        "triplet+memory",
+    ],
+)
 def test_global_batch_loss_and_gradients_equal_one_process(tmp_path: Path, loss_name: str) -> None:
+    """Every rank's loss and gradients are one process's on the global batch, and the loss's
+    own parameters (class weights, proxies, β) are identical on every rank after a step."""
     sys.path.insert(0, str(SCRIPTS))
     try:
-        from distributed_step import SPEC, global_batch
+        from distributed_step import SPEC, global_batch, loss_config
     finally:
         sys.path.remove(str(SCRIPTS))
     torchrun([str(SCRIPTS / "distributed_step.py"), str(tmp_path), loss_name], cwd=tmp_path)
@@ -40,17 +56,22 @@ def test_global_batch_loss_and_gradients_equal_one_process(tmp_path: Path, loss_
     torch.manual_seed(0)
     data = siamese.load_dataset("digits")
     model = siamese.build_embedding_net(SPEC, tuple(data.x.shape[1:]))
-    objective = Objective.from_config("pk", LossConfig(name=loss_name, mining="semihard"), 8)
+    objective = Objective.from_config("pk", loss_config(loss_name), 8, train_labels=data.y)
     single = objective.step(lambda i: model(data.x[i]), data.y, (global_batch(),))
     single.loss.backward()
+    torch.optim.SGD([*model.parameters(), *objective.parameters()], lr=0.1).step()
     for rank in ranks:
         torch.testing.assert_close(rank["loss"], single.loss.detach(), rtol=1e-5, atol=1e-6)
         for got, want in zip(rank["grads"], [p.grad for p in model.parameters()], strict=True):
             torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-6)
-        wanted = [p.grad for p in objective.parameters()]  # the pair head, if any
-        assert len(rank["objective_grads"]) == len(wanted) == (2 if loss_name != "triplet" else 0)
+        wanted = [p.grad for p in objective.parameters()]
+        assert len(rank["objective_grads"]) == len(wanted) == OWN_PARAMETERS.get(loss_name, 0)
         for got, want in zip(rank["objective_grads"], wanted, strict=True):
             torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-6)
+        for got, want in zip(rank["objective_after"], objective.parameters(), strict=True):
+            torch.testing.assert_close(got, want.detach(), rtol=1e-4, atol=1e-6)
+    for first, second in zip(ranks[0]["objective_after"], ranks[1]["objective_after"], strict=True):
+        assert torch.equal(first, second)  # bit for bit: no rank drifts from the others
 
 
 @pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="reads Linux's /proc")

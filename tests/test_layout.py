@@ -28,7 +28,7 @@ MAY_IMPORT: dict[str, set[str]] = {
     "devices": set(),
     "distances": set(),
     "mining": set(),
-    "config": {"atomic_files", "devices"},
+    "config": {"atomic_files", "devices", "losses.catalog"},
     "data": {"atomic_files", "<version>", "faces"},
     "faces": {"atomic_files", "data.cache"},
     "losses": {"distances", "mining"},
@@ -107,6 +107,8 @@ def imported_layers(path: Path) -> set[str]:
             layers.add("<version>" if [a.name for a in node.names] == ["__version__"] else "*")
         elif parts[1:3] == ["evaluation", "run"]:
             layers.add("evaluation.run")
+        elif parts[1:3] == ["losses", "catalog"]:
+            layers.add("losses.catalog")
         elif parts[1] in ("training", "recognition", "data") and len(parts) > 2:
             layers.add(f"{parts[1]}.{parts[2]}")
         else:

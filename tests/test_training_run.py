@@ -535,3 +535,50 @@ def test_data_warnings_reach_the_console_and_train_log_as_the_commands_own(
     assert code == 0, out
     assert "warning: " in out and "single example" in out and "UserWarning" not in out
     assert "warning: " in (run / "train.log").read_text()
+
+
+@pytest.mark.parametrize(
+    "loss",
+    [
+        {"name": "arcface", "scale": 16.0},
+        {"name": "proxy_anchor"},
+        {"name": "multi_similarity", "memory": 64},
+        {"name": "margin_loss"},
+    ],
+    ids=lambda loss: loss["name"] + ("+memory" if "memory" in loss else ""),
+)
+def test_a_catalog_loss_resumes_exactly_and_stays_out_of_the_model(
+    tmp_path: Path, loss: dict
+) -> None:
+    """Class weights, proxies, a learnt β and a cross-batch memory are the loss's state: they
+    train at the loss's rate, are checkpointed so that a resumed run equals an uninterrupted
+    one, and are in neither model.safetensors nor the encoder the run hands out."""
+    config = {**DIGITS, "loss": loss, "schedule": {"name": "constant", "warmup_fraction": 0.0}}
+    config["train"] = {"steps": 12, "epochs": None, "log_every": 2, "checkpoint_every": 6}
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(config))
+    whole, split = tmp_path / "whole", tmp_path / "split"
+    train_run(load_config(path), whole, quiet=True)
+    train_run(load_config(path, ["train.steps=6"]), split, quiet=True)
+    train_run(load_config(split / "config.yaml", ["train.steps=12"]), split, resume=True, quiet=True)
+    # (the split run validated at its first budget's end too; the training rows are the same)
+    train_rows = [row for row in training_rows(whole) if row[1] == "train"]
+    assert [row for row in training_rows(split) if row[1] == "train"] == train_rows
+    saved = torch.load(whole / "checkpoints" / "last.pt", weights_only=False)
+    resumed = torch.load(split / "checkpoints" / "last.pt", weights_only=False)
+    for part in ("model", "objective"):
+        assert saved[part].keys() == resumed[part].keys()
+        assert all(torch.equal(saved[part][k], resumed[part][k]) for k in saved[part]), part
+    own = saved["objective"]
+    assert own, "the loss's state is in the checkpoint"
+    a = load_file(whole / "model.safetensors")
+    model = siamese.load_model(whole)
+    assert set(a) == set(model.state_dict())  # the encoder's weights, nothing of the loss
+    for key, value in own.items():
+        assert not any(v.shape == value.shape and torch.equal(v, value) for v in a.values()), key
+    optimizer_groups = saved["optimizer"]["param_groups"]
+    lr = config["optimizer"]["lr"]
+    factor = 100.0 if loss["name"] == "proxy_anchor" else 1.0
+    # a second group, at the loss's own rate, where the loss has parameters (not XBM's memory)
+    expected = [lr] if loss["name"] == "multi_similarity" else [lr, lr * factor]
+    assert [g["lr"] for g in optimizer_groups] == pytest.approx(expected)

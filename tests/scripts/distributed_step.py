@@ -1,10 +1,10 @@
 """One training step's loss and gradients in a process group (started by torchrun).
 
 Every rank builds the same model, takes its slice of a fixed global batch of digits, gathers
-the embeddings (keeping its own slice's gradient), computes the mined loss (argv[2]: triplet
-or pair_classifier) on the global batch, scales it by the world size, and reduces the
-gradients as the training loop does. Rank r saves its
-loss and gradients to OUT/rank{r}.pt.
+the embeddings (keeping its own slice's gradient), computes the loss (argv[2]: a catalog
+loss name, `NAME+memory` for it with a cross-batch memory) on the global batch, scales it by
+the world size, reduces the gradients as the training loop does and takes one SGD step. Rank
+r saves its loss, gradients and the loss's parameters after the step to OUT/rank{r}.pt.
 """
 
 from __future__ import annotations
@@ -30,12 +30,17 @@ def global_batch() -> torch.Tensor:
     return torch.cat([(data.y == c).nonzero().squeeze(1)[:4] for c in range(8)])
 
 
+def loss_config(loss_name: str) -> LossConfig:
+    name, _, memory = loss_name.partition("+")
+    return LossConfig(name=name, memory=64 if memory else None)
+
+
 def main(out: Path, loss_name: str) -> None:
     group = join_from_environment()
     torch.manual_seed(0)
     data = load_dataset("digits")
     model = build_embedding_net(SPEC, tuple(data.x.shape[1:]))
-    objective = Objective.from_config("pk", LossConfig(name=loss_name, mining="semihard"), 8)
+    objective = Objective.from_config("pk", loss_config(loss_name), 8, train_labels=data.y)
     index = global_batch().chunk(group.world_size)[group.rank]
     out_step = objective.step(lambda i: model(data.x[i]), data.y, (index,), gather_keeping_gradient)
     optimizer = torch.optim.SGD([*model.parameters(), *objective.parameters()], lr=0.1)
@@ -43,11 +48,15 @@ def main(out: Path, loss_name: str) -> None:
     loop = TrainingLoop(model, objective, data, [[0]], optimizer, schedule, 1, group=group)
     (out_step.loss * group.world_size).backward()
     loop.reduce_gradients()
+    grads = [p.grad.clone() for p in model.parameters()]
+    objective_grads = [p.grad.clone() for p in objective.parameters()]
+    optimizer.step()
     torch.save(
         {
             "loss": out_step.loss.detach(),
-            "grads": [p.grad for p in model.parameters()],
-            "objective_grads": [p.grad for p in objective.parameters()],
+            "grads": grads,
+            "objective_grads": objective_grads,
+            "objective_after": [p.detach().clone() for p in objective.parameters()],
         },
         out / f"rank{group.rank}.pt",
     )

@@ -4,7 +4,9 @@ Owns the schema (`schema`: typed dataclasses, every field with a default, the ch
 keys, what a resumed run may change), the generic loading machinery (`loading`: dict → typed
 dataclasses, `--set` overrides, errors naming the key), the YAML dialect (`yaml_dialect`:
 strict reading, duplicate keys refused, atomic writing) and the option table of `--help`
-(`help`). Imports only `siamese.errors` and `siamese.atomic_files`: nothing here needs torch.
+(`help`). The loss section is generated from the loss catalog (`siamese.losses.catalog`,
+torch-free). Imports only `siamese.errors`, `siamese.atomic_files`, `siamese.devices` and the
+loss catalog: nothing here needs torch.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from siamese.config.schema import (
     check_resume_changes,
     config_changes,
     load_config,
+    loss_options,
 )
 
 __all__ = [
@@ -43,4 +46,5 @@ __all__ = [
     "check_resume_changes",
     "config_changes",
     "load_config",
+    "loss_options",
 ]

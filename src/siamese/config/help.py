@@ -88,6 +88,9 @@ def _attribute_docstrings(cls: type) -> dict[str, str]:
     for klass in reversed(cls.__mro__):
         if klass is object or not dataclasses.is_dataclass(klass):
             continue
+        if "__field_help__" in vars(klass):  # a generated class (the loss section): no source
+            helps.update(vars(klass)["__field_help__"])
+            continue
         try:
             tree = ast.parse(textwrap.dedent(inspect.getsource(klass)))
         except (OSError, TypeError, SyntaxError):  # no source (a REPL, a zip without .py)

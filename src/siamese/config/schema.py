@@ -10,11 +10,20 @@ from __future__ import annotations
 
 import difflib
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, make_dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 from siamese.errors import ConfigError
+from siamese.losses.catalog import (
+    COMMON_OPTIONS,
+    LOSSES,
+    METRICS,
+    loss_entry,
+    loss_names,
+    option_types,
+    options_of,
+)
 
 
 @dataclass
@@ -98,22 +107,103 @@ class ModelConfig:
     the embedding (a pretrained encoder's own output layer)."""
 
 
-@dataclass
-class LossConfig:
-    """The loss (`siamese.losses`) and, for triplets, the mining."""
+def _loss_option_help() -> dict[str, str]:
+    """Each `loss.<key>`'s help: the common keys', and each option's per loss with defaults."""
+    helps = {
+        "name": "The loss: "
+        + "; ".join(f"{e.name} ({e.summary})" for e in LOSSES)
+        + ". Its options below apply to the losses named with them.",
+        "metric": _sentence(COMMON_OPTIONS["metric"])
+        + " (null: the loss's own, "
+        + ", ".join(f"{e.name} {e.metric}" for e in LOSSES if e.uses_metric)
+        + ", cosine for the others).",
+        "lr": _sentence(COMMON_OPTIONS["lr"]) + ".",
+    }
+    for name in option_types():
+        uses = [
+            (entry.name, option)
+            for entry in LOSSES
+            for option in options_of(entry)
+            if option.name == name
+        ]
+        if name == "memory":
+            losses = ", ".join(entry for entry, _ in uses)
+            helps[name] = f"{_sentence(COMMON_OPTIONS['memory'])} ({losses})."
+            continue
+        parts = []
+        for entry, option in uses:
+            valid = f"; {option.range_text}" if option.range_text else ""
+            parts.append(f"{entry} {_yaml_value(option.default)} ({option.help}{valid})")
+        helps[name] = "Default and meaning per loss: " + ", ".join(parts) + "."
+    return helps
 
-    name: Literal["triplet", "contrastive", "pair_classifier"] = "triplet"
-    """triplet (margin on d_ap − d_an), contrastive (Hadsell et al.: pull genuine pairs
-    together, push impostors beyond the margin) or pair_classifier (Koch et al.'s logistic
-    unit on |f(a) − f(b)|)."""
-    margin: float = 0.2
-    """The margin of the triplet or contrastive loss, in units of the distance."""
-    mining: Literal["all", "semihard", "hard", "random"] = "semihard"
-    """Triplet mining over a P×K batch; unused with `batches.kind` pairs or triplets."""
-    metric: Literal["euclidean", "sqeuclidean", "cosine"] = "euclidean"
-    """The distance between embeddings, in training and in validation."""
-    soft: bool = False
-    """Soft-margin triplet loss: softplus(d_ap − d_an) instead of a hinge."""
+
+def _sentence(text: str) -> str:
+    return text[:1].upper() + text[1:]
+
+
+def _yaml_value(value: Any) -> str:
+    return ("true" if value else "false") if isinstance(value, bool) else f"{value}"
+
+
+def _loss_config_fields() -> list[tuple[str, Any, Any]]:
+    def annotation(tp: Any) -> Any:
+        return Literal[tp] if isinstance(tp, tuple) else tp  # type: ignore[valid-type]
+
+    fields: list[tuple[str, Any, Any]] = [
+        ("name", Literal[loss_names()], "triplet"),  # type: ignore[valid-type]
+        ("metric", Literal[METRICS] | None, None),  # type: ignore[valid-type]
+        ("lr", float | None, None),
+    ]
+    types = option_types()
+    order = ["memory", *(n for n in types if n != "memory")]
+    fields += [(name, annotation(types[name]) | None, None) for name in order]
+    return fields
+
+
+def _resolve_loss_defaults(self: Any) -> None:
+    """Fill the options the chosen loss takes and the config left unset with its defaults."""
+    try:
+        entry = loss_entry(self.name)
+    except KeyError as error:
+        raise ConfigError(f"loss.name: {error.args[0]}") from None
+    if self.metric is None:
+        self.metric = entry.metric
+    for option in options_of(entry):
+        if getattr(self, option.name) is None:
+            setattr(self, option.name, option.default)
+
+
+LossConfig = make_dataclass(
+    "LossConfig",
+    _loss_config_fields(),
+    namespace={
+        "__doc__": "The loss (`siamese.losses.catalog`): `name`, the keys every loss has "
+        "(`metric`, `lr`), and the options of the chosen loss, flat (`loss: {name: arcface, "
+        "margin: 28.6, scale: 64}`). An option left unset takes the loss's default; an option "
+        "the chosen loss does not take is an error (`check_config`). Generated from the "
+        "catalog, so a new loss's options appear here without an edit.",
+        "__post_init__": _resolve_loss_defaults,
+        "__field_help__": _loss_option_help(),
+        "__omit_none__": True,
+        "__module__": __name__,
+    },
+)
+
+
+def loss_options(config: Any) -> dict[str, Any]:
+    """The chosen loss's options from a `LossConfig`, as its constructor's keyword arguments
+    (without `memory`, which wraps the loss, and with `metric` where the loss trains on it)."""
+    entry = loss_entry(config.name)
+    options = {o.name: getattr(config, o.name) for o in entry.options}
+    if entry.uses_metric:
+        options["metric"] = config.metric
+    return options
+
+
+LEGACY_LOSS_KEYS: dict[str, Any] = {"mining": "semihard", "soft": False, "margin": 0.2}
+"""What run configs written before the loss catalog held for every loss (the triplet's keys
+were shared): a saved contrastive or pair-classifier run still loads, these values dropped."""
 
 
 @dataclass
@@ -215,7 +305,7 @@ class RunConfig:
     data: DataConfig = field(default_factory=DataConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
-    loss: LossConfig = field(default_factory=LossConfig)
+    loss: LossConfig = field(default_factory=LossConfig)  # type: ignore[valid-type]
     batches: BatchConfig = field(default_factory=BatchConfig)
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
@@ -310,7 +400,6 @@ def check_config(config: RunConfig, source: str) -> None:
             config.optimizer.weight_decay >= 0,
             ">= 0",
         ),
-        ("loss.margin", config.loss.margin, config.loss.margin >= 0, ">= 0"),
         (
             "model.embedding_dim",
             config.model.embedding_dim,
@@ -448,15 +537,64 @@ def check_config(config: RunConfig, source: str) -> None:
                 "data.validation 'pairs' (an epoch is one pass over the training pairs); "
                 "remove it and set data.pairs instead"
             )
-    if config.batches.kind == "pairs" and config.loss.name == "triplet":
+    check_loss(config, source)
+
+
+def check_loss(config: RunConfig, source: str) -> None:
+    """The loss's options against the catalog, and whether the batches can feed it.
+
+    Raises:
+        ConfigError: an option the loss does not take (naming the losses that do), a value out
+            of range, or a batch kind the loss cannot train on; each with the fix.
+    """
+    loss = config.loss
+    entry = loss_entry(loss.name)
+    own = {o.name: o for o in options_of(entry)}
+    for name in option_types():
+        value = getattr(loss, name)
+        if value is None or name in own:
+            continue
+        if entry.name in ("contrastive", "pair_classifier"):
+            if LEGACY_LOSS_KEYS.get(name, object()) == value:
+                setattr(loss, name, None)  # a saved run's config from before the catalog
+                continue
+        takers = [e.name for e in LOSSES if any(o.name == name for o in options_of(e))]
+        takes = ", ".join(own) or "none"
         raise ConfigError(
-            f"{source}: loss.name 'triplet' cannot train on batches.kind 'pairs'; use "
-            "batches.kind 'pk' or 'triplets', or loss.name 'contrastive'"
+            f"{source}: loss.{name} does not apply to loss {loss.name!r} (its options: {takes}); "
+            f"remove it, or choose a loss that takes it: {', '.join(takers)}"
         )
-    if config.batches.kind == "triplets" and config.loss.name != "triplet":
+    for option in own.values():
+        problem = option.check(getattr(loss, option.name))
+        if problem:
+            raise ConfigError(
+                f"{source}: loss.{option.name} = {getattr(loss, option.name)!r} must be "
+                f"{problem} for loss {loss.name!r} ({option.help})"
+            )
+    if loss.lr is not None and not loss.lr > 0:
+        raise ConfigError(f"{source}: loss.lr = {loss.lr!r} must be > 0, or null")
+    if loss.lr is not None and not entry.owns_parameters:
         raise ConfigError(
-            f"{source}: batches.kind 'triplets' trains loss.name 'triplet', not "
-            f"{config.loss.name!r}; use batches.kind 'pk' or 'pairs' for it"
+            f"{source}: loss.lr sets the learning rate of a loss's own parameters, and loss "
+            f"{loss.name!r} has none; remove it (optimizer.lr trains the model)"
+        )
+    kind = config.batches.kind
+    if kind not in entry.batches:
+        feeds = {
+            "pk": "batches.kind pk (P classes × K examples, mined online)",
+            "pairs": "batches.kind pairs",
+            "triplets": "batches.kind triplets",
+        }
+        need = " or ".join(feeds[b] for b in entry.batches)
+        others = [e.name for e in LOSSES if kind in e.batches]
+        raise ConfigError(
+            f"{source}: loss.name {loss.name!r} cannot train on batches.kind {kind!r}: it needs "
+            f"{need}; or keep batches.kind {kind!r} with loss.name {' or '.join(others)}"
+        )
+    if loss.memory and kind != "pk":
+        raise ConfigError(
+            f"{source}: loss.memory = {loss.memory} keeps embeddings of earlier P×K batches; it "
+            f"needs batches.kind pk, not {kind!r} (or set loss.memory 0)"
         )
 
 
@@ -473,6 +611,7 @@ RESUME_CHANGEABLE: tuple[str, ...] = (
     "train.early_stop.min_delta",
     "train.threads",
     "optimizer.lr",
+    "loss.lr",
 )
 """The keys a resumed run may change (`siamese train --resume --set KEY=VALUE`): its device
 and precision, its budget, its bookkeeping and its learning rate; everything else would make the checkpoint a

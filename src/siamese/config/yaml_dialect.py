@@ -133,11 +133,18 @@ def parse_yaml(text: str, source: str) -> Any:
 
 
 def to_dict(instance: Any) -> dict[str, Any]:
-    """A dataclass instance as plain YAML/JSON values, in field order (tuples become lists)."""
+    """A dataclass instance as plain YAML/JSON values, in field order (tuples become lists).
+
+    A class with `__omit_none__ = True` (the loss section: most of its keys belong to other
+    losses) leaves out its fields that are None; they read back as None.
+    """
     if not dataclasses.is_dataclass(instance) or isinstance(instance, type):
         raise TypeError(f"to_dict expects a dataclass instance, got {type(instance).__name__}")
+    omit_none = getattr(instance, "__omit_none__", False)
     return {
-        f.name: _plain(getattr(instance, f.name)) for f in dataclasses.fields(instance) if f.init
+        f.name: _plain(getattr(instance, f.name))
+        for f in dataclasses.fields(instance)
+        if f.init and not (omit_none and getattr(instance, f.name) is None)
     }
 
 

@@ -8,22 +8,32 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable
+from typing import Any
 
 import torch
 
-from siamese.config import OptimizerConfig, ScheduleConfig
+from siamese.config import OptimizerConfig, RunConfig, ScheduleConfig
+from siamese.losses.catalog import loss_entry
 from siamese.errors import ConfigError
 
 
 def build_optimizer(
-    parameters: Iterable[torch.nn.Parameter], config: OptimizerConfig
+    parameters: Iterable[torch.nn.Parameter] | Iterable[dict[str, Any]], config: OptimizerConfig
 ) -> torch.optim.Optimizer:
-    """The optimiser `config.name` over `parameters`.
+    """The optimiser `config.name` over `parameters`: tensors, or parameter groups (dicts with
+    `params` and their own `lr`, as a run gives the model's and the loss's).
 
     Adam and AdamW use `betas`; SGD and RMSprop use `momentum` (SGD also `nesterov`). Weight
-    decay is decoupled for AdamW and an L2 term for the others, as in torch.
+    decay is decoupled for AdamW and an L2 term for the others, as in torch. A group is kept
+    even when empty (a loss without parameters), so the groups' order is fixed: checkpoints
+    and resumed runs see the same layout.
     """
-    params = [p for p in parameters if p.requires_grad]
+    items = list(parameters)
+    params: Any
+    if items and isinstance(items[0], dict):
+        params = [{**g, "params": [p for p in g["params"] if p.requires_grad]} for g in items]
+    else:
+        params = [p for p in items if p.requires_grad]
     if config.name == "adam":
         return torch.optim.Adam(
             params, lr=config.lr, betas=config.betas, weight_decay=config.weight_decay
@@ -47,6 +57,14 @@ def build_optimizer(
             params, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay
         )
     raise ConfigError(f"unknown optimizer {config.name!r}: choose adam, adamw, sgd or rmsprop")
+
+
+def loss_learning_rate(config: RunConfig) -> float:
+    """The peak learning rate of the loss's own parameters: `loss.lr`, else `optimizer.lr` ×
+    the loss's factor in the catalog (100 for the proxy losses, as their papers train them)."""
+    if config.loss.lr is not None:
+        return float(config.loss.lr)
+    return config.optimizer.lr * loss_entry(config.loss.name).lr_factor
 
 
 def lr_factor(

@@ -64,6 +64,7 @@ from siamese.training.distributed import (
 )
 from siamese.training.loop import Position, TrainingLoop, progress_bar
 from siamese.training.objectives import Objective
+from siamese.training.optimization import loss_learning_rate
 from siamese.training.optimization import build_optimizer, build_schedule
 from siamese.training.rng_state import capture_rng_state, restore_rng_state
 from siamese.training.run_directory import claim_run_directory
@@ -172,15 +173,24 @@ class TrainingRun:
         spec = model_spec(config, self.train_data)
         self.model = build_embedding_net(spec, self.input_shape).to(self.device)
         self.objective = Objective.from_config(
-            config.batches.kind, config.loss, config.model.embedding_dim, seed=config.seed
+            config.batches.kind,
+            config.loss,
+            config.model.embedding_dim,
+            seed=config.seed,
+            train_labels=self.train_data.y,
         ).to(self.device)
         batches = build_batches(config, self.train_data.y, group)
         self.steps_per_epoch = len(batches)
         epochs = config.train.epochs or 0
         steps = config.train.steps
         self.total_steps = steps if steps is not None else epochs * self.steps_per_epoch
-        params = [*self.model.parameters(), *self.objective.parameters()]
-        self.optimizer = build_optimizer(params, config.optimizer)
+        # the loss's own parameters (class weights, proxies, a head) learn at their own rate
+        groups = [{"params": list(self.model.parameters()), "lr": config.optimizer.lr}]
+        if any(True for _ in self.objective.parameters()):
+            groups.append(
+                {"params": list(self.objective.parameters()), "lr": loss_learning_rate(config)}
+            )
+        self.optimizer = build_optimizer(groups, config.optimizer)
         self.schedule = build_schedule(
             self.optimizer, config.schedule, self.total_steps, self.steps_per_epoch
         )
@@ -311,8 +321,8 @@ class TrainingRun:
                 f"{path} does not fit this run's model or optimiser ({err}); resume with the "
                 "run's own config.yaml, or start a new run"
             ) from None
-        if "optimizer.lr" in changed:
-            self._apply_learning_rate(self.config.optimizer.lr)
+        if "optimizer.lr" in changed or "loss.lr" in changed:
+            self._apply_learning_rates()
         self.loop.position = Position(**saved["position"])
         self.loop.history.images = int(saved["images"])
         self.loop.load_telemetry_state(saved["telemetry"])
@@ -331,11 +341,13 @@ class TrainingRun:
                 save_config_atomic(self.out / "config.yaml", self.config)
         return True
 
-    def _apply_learning_rate(self, lr: float) -> None:
-        """A new peak learning rate for a resumed run, at the schedule's current factor."""
+    def _apply_learning_rates(self) -> None:
+        """New peak learning rates for a resumed run (the model's and the loss's), at the
+        schedule's current factor."""
         factor = self.schedule.lr_lambdas[0](self.schedule.last_epoch)
-        self.schedule.base_lrs = [lr for _ in self.optimizer.param_groups]
-        for group in self.optimizer.param_groups:
+        rates = [self.config.optimizer.lr, loss_learning_rate(self.config)]
+        self.schedule.base_lrs = rates[: len(self.optimizer.param_groups)]
+        for group, lr in zip(self.optimizer.param_groups, rates, strict=False):
             group["initial_lr"] = lr
             group["lr"] = lr * factor
 
