@@ -5,13 +5,13 @@ Per dataset, every loss trains the same encoder with the same P×K sampler, augm
 optimiser, schedule and number of steps (the same images seen: the budget). Each loss's
 hyperparameters are chosen on validation data only:
 
-1. its own settings: three candidates (the catalog's default and two others, below), at the
+1. its own settings: two candidates (the catalog's default and one other, below), at the
    dataset's learning rate;
-2. the learning rate: the best candidate at the rate × 1/3 and × 3;
+2. the learning rate: the better candidate at the rate × 1/3 and × 3;
 
-the pick is the best validation MAP@R of the five. The picked setting then trains with other
-seeds (or on every identity fold), and only those runs are evaluated on the test split, which
-no choice saw:
+the pick is the best validation MAP@R of the four. The picked setting then trains on the
+training and validation data with other seeds (or on every identity fold), and only those
+runs are evaluated on the test split, which no choice saw:
 
     dataset         train → validation → test                              classes in test
     mnist           train split less 10 % of its examples → those → test   seen (closed-set)
@@ -97,14 +97,14 @@ SAMPLES = {"validation": "samples", "validation_fraction": 0.1}
 DATASETS: dict[str, Dataset] = {
     "mnist": Dataset(
         "mnist",
-        _config({"name": "mnist", "split": "train", **SAMPLES}, [16, 32, 64], 10, 16, 250, 0.003),
+        _config({"name": "mnist", "split": "train", **SAMPLES}, [16, 32, 64], 10, 16, 100, 0.003),
         "test",
         "closed-set: the test digits' classes were trained on",
     ),
     "fashion-mnist": Dataset(
         "fashion-mnist",
         _config(
-            {"name": "fashion-mnist", "split": "train", **SAMPLES}, [16, 32, 64], 10, 16, 250, 0.003
+            {"name": "fashion-mnist", "split": "train", **SAMPLES}, [16, 32, 64], 10, 16, 100, 0.003
         ),
         "test",
         "closed-set: the test garments' classes were trained on",
@@ -119,10 +119,10 @@ DATASETS: dict[str, Dataset] = {
                 "validation": "classes",
                 "validation_fraction": 0.2,
             },
-            [32, 32, 32, 32],
+            [16, 32, 64],
             32,
             4,
-            400,
+            200,
             0.003,
         ),
         "evaluation",
@@ -135,15 +135,15 @@ DATASETS: dict[str, Dataset] = {
             {
                 "name": "orl",
                 "split": "all",
-                "options": {"image_size": [56, 46]},
+                "options": {"image_size": [28, 23]},
                 "validation": "classes",
                 "validation_fraction": 0.2,
                 "test_fraction": 0.25,
             },
-            [16, 32, 64, 64],
+            [16, 32, 64],
             12,
             4,
-            200,
+            150,
             0.002,
         ),
         None,
@@ -154,23 +154,24 @@ DATASETS: dict[str, Dataset] = {
 }
 
 CANDIDATES: dict[str, tuple[dict[str, Any], ...]] = {
-    "triplet": ({}, {"margin": 0.1}, {"margin": 0.4}),
-    "contrastive": ({}, {"margin": 0.5}, {"margin": 1.4}),
+    "triplet": ({}, {"margin": 0.1}),
+    "contrastive": ({}, {"margin": 0.5}),
     "pair_classifier": ({},),
-    "arcface": ({}, {"scale": 16.0}, {"margin": 14.3, "scale": 32.0}),
-    "subcenter_arcface": ({}, {"scale": 16.0}, {"margin": 14.3, "scale": 32.0}),
-    "cosface": ({}, {"scale": 16.0}, {"margin": 0.2, "scale": 32.0}),
-    "normalized_softmax": ({}, {"temperature": 0.1}, {"temperature": 0.02}),
-    "proxy_anchor": ({}, {"alpha": 16.0}, {"margin": 0.2}),
-    "proxy_nca": ({}, {"scale": 8.0}, {"scale": 32.0}),
-    "multi_similarity": ({}, {"beta": 20.0}, {"base": 0.7}),
-    "circle": ({}, {"gamma": 32.0}, {"margin": 0.25, "gamma": 256.0}),
-    "lifted_structure": ({}, {"margin": 0.5}, {"margin": 1.5}),
-    "margin_loss": ({}, {"margin": 0.1}, {"margin": 0.3}),
-    "ntxent": ({}, {"temperature": 0.03}, {"temperature": 0.2}),
-    "supcon": ({}, {"temperature": 0.05}, {"temperature": 0.2}),
+    "arcface": ({}, {"scale": 16.0}),
+    "subcenter_arcface": ({}, {"scale": 16.0}),
+    "cosface": ({}, {"scale": 16.0}),
+    "normalized_softmax": ({}, {"temperature": 0.1}),
+    "proxy_anchor": ({}, {"alpha": 16.0}),
+    "proxy_nca": ({}, {"scale": 8.0}),
+    "multi_similarity": ({}, {"beta": 20.0}),
+    "circle": ({}, {"gamma": 32.0}),
+    "lifted_structure": ({}, {"margin": 0.5}),
+    "margin_loss": ({}, {"margin": 0.1}),
+    "ntxent": ({}, {"temperature": 0.2}),
+    "supcon": ({}, {"temperature": 0.2}),
 }
-"""Each loss's candidates in step 1 (the first is the catalog's default: no override)."""
+"""Each loss's candidates in step 1 (the first is the catalog's default: no override; the
+other moves the setting the loss's paper or PML's users most often change)."""
 LR_FACTORS = (1 / 3, 3.0)
 
 
@@ -228,7 +229,11 @@ def run_job(job: Job) -> dict[str, Any]:
     from siamese.config import RunConfig
     from siamese.config.loading import from_dict
     from siamese.config.schema import check_config
-    from siamese.training.run import train_run
+    from siamese.training.run import TrainingRun, train_run
+
+    # The runs' decision thresholds are not part of this comparison; calibrating them on the
+    # validation classes (the FPIR tables) cost as much as the training itself on Omniglot.
+    TrainingRun._calibrated_thresholds = lambda self: None  # type: ignore[method-assign]
 
     dataset = DATASETS[job.dataset]
     raw = json.loads(json.dumps(dataset.config))
@@ -237,6 +242,8 @@ def run_job(job: Job) -> dict[str, Any]:
     raw["optimizer"]["lr"] = job.lr
     if dataset.folds:
         raw["data"]["test_fold"] = job.fold
+    if job.purpose == "test":  # the setting is chosen: train on training + validation data
+        raw["data"]["validation"] = "none"
     config = from_dict(RunConfig, raw, job.key)
     check_config(config, job.key)
     shutil.rmtree(job.run_dir, ignore_errors=True)
@@ -372,7 +379,10 @@ def main() -> None:
     os.environ.setdefault("SIAMESE_DATA_DIR", str(ROOT.parent / "shared" / "data"))
     ledger = Ledger.read()
     started = time.time()
+    previous = HERE / "results" / f"{NAME}.json"
     results: dict[str, Any] = {}
+    if previous.exists():  # keep the datasets this run does not measure
+        results = json.loads(previous.read_text(encoding="utf-8")).get("datasets", {})
     for name in datasets:
         dataset = DATASETS[name]
         folds = range(dataset.folds) if dataset.folds else [0]
@@ -385,21 +395,17 @@ def main() -> None:
         ]
         run_jobs(tests, ledger, args.workers)
         results[name] = summarise(dataset, picks, tests, ledger)
-    previous = HERE / "results" / f"{NAME}.json"
-    if previous.exists():  # keep the datasets this run did not measure
-        old = json.loads(previous.read_text(encoding="utf-8"))
-        results = {**old.get("datasets", {}), **results}
-    document = {
-        "benchmark": NAME,
-        "date": time.strftime("%Y-%m-%d"),
-        "machine": describe_machine(),
-        "protocol": __doc__.split("\n\n")[1:4],
-        "candidates": {k: list(v) for k, v in CANDIDATES.items()},
-        "lr_factors": list(LR_FACTORS),
-        "datasets": results,
-        "wall_seconds": round(time.time() - started, 1),
-    }
-    publish(document)
+        document = {
+            "benchmark": NAME,
+            "date": time.strftime("%Y-%m-%d"),
+            "machine": describe_machine(),
+            "protocol": __doc__.split("\n\n")[1:4],
+            "candidates": {k: list(v) for k, v in CANDIDATES.items()},
+            "lr_factors": list(LR_FACTORS),
+            "datasets": {k: results[k] for k in DATASETS if k in results},
+            "wall_seconds": round(time.time() - started, 1),
+        }
+        publish(document)  # after every dataset: an interrupted benchmark keeps what it has
 
 
 def summarise(dataset: Dataset, picks: dict[int, dict[str, Job]], tests: list[Job], ledger: Ledger):
@@ -427,8 +433,9 @@ def summarise(dataset: Dataset, picks: dict[int, dict[str, Job]], tests: list[Jo
         }
     return {
         "setting": dataset.setting,
-        "spread_over": f"{dataset.folds} identity folds" if dataset.folds else
-        f"{len(dataset.seeds)} seeds",
+        "spread_over": f"{dataset.folds} identity folds"
+        if dataset.folds
+        else f"{len(dataset.seeds)} seeds",
         "budget": {
             "steps": config["train"]["steps"],
             "batch": f"P×K = {config['batches']['p']}×{config['batches']['k']}",

@@ -13,10 +13,22 @@ is its own) under the same allocator settings for both libraries:
     SubCenterArcFaceLoss              SubCenterArcFaceLoss        (K = 3)
     CosFaceLoss                       CosFaceLoss                 (m = 0.35, s = 64)
     NormalizedSoftmaxLoss             NormalizedSoftmaxLoss       (τ = 0.05)
+    ProxyAnchorLoss                   ProxyAnchorLoss             (δ = 0.1, α = 32)
+    ProxyNCALoss                      ProxyNCALoss                (softmax_scale = 1)
+    MultiSimilarityLoss (its miner)   MultiSimilarityLoss + MultiSimilarityMiner (ε = 0.1)
+    CircleLoss                        CircleLoss                  (m = 0.4, γ = 80)
+    LiftedStructureLoss               GeneralizedLiftedStructureLoss (margins 1 and 0)
+    MarginLoss (learnt β)             MarginLoss(learn_beta=True) (margin 0.2, β = 1.2)
+    NTXentLoss                        NTXentLoss                  (τ = 0.07)
+    SupConLoss                        SupConLoss                  (τ = 0.1)
+    CrossBatchMemory(TripletLoss      CrossBatchMemory(TripletMarginLoss, BatchHardMiner),
+      (hard), 4,096)                    4,096
 
-The classification losses start from the same class weights in both libraries (one weight
-per class of the batch's labels: B / 4 classes with P×K labels, 10 otherwise), and time the
-gradient of the weights as well as the embeddings'.
+The classification and proxy losses start from the same class weights in both libraries (one
+weight per class of the batch's labels: B / 4 classes with P×K labels, 10 otherwise), and
+time the gradient of the weights as well as the embeddings'. `--classification` and
+`--catalog` measure those groups alone (results/losses_classification.json,
+results/losses_catalog.json).
 
 Time is the median of 3 to 7 timed steps after one warm-up step, with glibc keeping large blocks
 in its heap (MALLOC_MMAP_MAX_=0, as the `siamese` command does). Memory is the growth of the
@@ -51,7 +63,21 @@ BATCHES = (256, 1024, 4096)
 LABELS = ("pk", "10c")
 METHODS = ("triplet_all", "triplet_hard", "triplet_semihard", "contrastive")
 CLASSIFICATION = ("arcface", "subcenter_arcface", "cosface", "normalized_softmax")
-ALL_METHODS = METHODS + CLASSIFICATION
+PROXY = ("proxy_anchor", "proxy_nca")
+PAIR_WEIGHTING = (
+    "multi_similarity",
+    "circle",
+    "lifted_structure",
+    "margin_loss",
+    "ntxent",
+    "supcon",
+    "triplet_hard_xbm",
+)
+CATALOG = PROXY + PAIR_WEIGHTING
+ALL_METHODS = METHODS + CLASSIFICATION + CATALOG
+XBM_SIZE = 4096
+"""The cross-batch memory's size: the batch meets up to 4,096 earlier embeddings (filled by
+the warm-up step and the timed steps before it)."""
 # Batch-all at 8,192 must stay within 2 GB: ours only (PML's triplets would need > 100 GB).
 LARGE = [("triplet_all", "pk", 8192), ("triplet_all", "10c", 8192)]
 MARGIN = 0.2
@@ -108,10 +134,66 @@ def classification_step(library: str, method: str, classes: int):
     return lambda x, y: theirs(x, y)
 
 
+def proxy_step(library: str, method: str, classes: int):
+    """A proxy loss of either library, both starting from the same proxies."""
+    import torch
+    from pytorch_metric_learning import losses as pml
+
+    from siamese.losses import loss_class
+
+    torch.manual_seed(classes)
+    ours = loss_class(method)(classes, 128)
+    if library == "ours":
+        return lambda x, y: ours(x, y).loss
+    theirs = (
+        pml.ProxyAnchorLoss(classes, 128, margin=0.1, alpha=32)
+        if method == "proxy_anchor"
+        else pml.ProxyNCALoss(classes, 128, softmax_scale=1)
+    )
+    with torch.no_grad():
+        theirs.proxies.copy_(ours.weight)
+    return lambda x, y: theirs(x, y)
+
+
+def pair_weighting_step(library: str, method: str):
+    """A pair-weighting loss of either library with the catalog's (= PML's) defaults."""
+    from pytorch_metric_learning import losses as pml
+    from pytorch_metric_learning import miners
+
+    if library == "ours":
+        from siamese.losses import CrossBatchMemory, TripletLoss, loss_class
+
+        if method == "triplet_hard_xbm":
+            loss = CrossBatchMemory(TripletLoss(margin=MARGIN, mining="hard"), 128, XBM_SIZE)
+        else:
+            loss = loss_class(method)()
+        return lambda x, y: loss(x, y).loss
+    if method == "multi_similarity":
+        loss, miner = pml.MultiSimilarityLoss(2, 50, 0.5), miners.MultiSimilarityMiner(0.1)
+        return lambda x, y: loss(x, y, miner(x, y))
+    if method == "triplet_hard_xbm":
+        xbm = pml.CrossBatchMemory(
+            pml.TripletMarginLoss(margin=MARGIN), 128, XBM_SIZE, miners.BatchHardMiner()
+        )
+        return lambda x, y: xbm(x, y)
+    theirs = {
+        "circle": lambda: pml.CircleLoss(m=0.4, gamma=80),
+        "lifted_structure": lambda: pml.GeneralizedLiftedStructureLoss(neg_margin=1, pos_margin=0),
+        "margin_loss": lambda: pml.MarginLoss(margin=0.2, nu=0, beta=1.2, learn_beta=True),
+        "ntxent": lambda: pml.NTXentLoss(temperature=0.07),
+        "supcon": lambda: pml.SupConLoss(temperature=0.1),
+    }[method]()
+    return lambda x, y: theirs(x, y)
+
+
 def build_step(library: str, method: str, classes: int = 0):
     """A function (embeddings, labels) -> scalar loss."""
     if method in CLASSIFICATION:
         return classification_step(library, method, classes)
+    if method in PROXY:
+        return proxy_step(library, method, classes)
+    if method in PAIR_WEIGHTING:
+        return pair_weighting_step(library, method)
     if library == "ours":
         from siamese.losses import ContrastiveLoss, TripletLoss
 
@@ -242,6 +324,14 @@ def main() -> None:
         action="store_true",
         help="only the classification losses (results/losses_classification.json)",
     )
+    parser.add_argument(
+        "--catalog",
+        action="store_true",
+        help="only the proxy and pair-weighting losses and XBM (results/losses_catalog.json)",
+    )
+    parser.add_argument(
+        "--methods", help="comma-separated methods to measure (with --catalog: a subset)"
+    )
     args = parser.parse_args()
     if args.worker:
         print(json.dumps(worker(json.loads(args.worker))))
@@ -257,7 +347,9 @@ def main() -> None:
         sys.exit(
             "pytorch-metric-learning is missing: pip install -r requirements-bench.lock (with requirements.lock)"
         )
-    methods = CLASSIFICATION if args.classification else ALL_METHODS
+    methods = CLASSIFICATION if args.classification else CATALOG if args.catalog else METHODS
+    if args.methods:
+        methods = tuple(m for m in args.methods.split(",") if m)
     configs = [
         {"library": library, "method": method, "labels": labels, "batch": batch}
         for method in methods
@@ -265,7 +357,7 @@ def main() -> None:
         for batch in BATCHES
         for library in ("ours", "pml")
     ]
-    if not args.classification:
+    if not (args.classification or args.catalog or args.methods):
         configs += [
             {"library": "ours", "method": m, "labels": lb, "batch": b} for m, lb, b in LARGE
         ]
@@ -285,7 +377,13 @@ def main() -> None:
         "margin": MARGIN,
         "results": results,
     }
-    name = "losses_classification" if args.classification else "losses"
+    name = (
+        "losses_classification"
+        if args.classification
+        else "losses_catalog"
+        if args.catalog
+        else "losses"
+    )
     publish_results(name, document, table(results))
     print(table(results))
 

@@ -17,6 +17,8 @@ Documented differences from PML (none shows on the batches compared here):
 
 from __future__ import annotations
 
+import importlib
+import inspect
 import math
 
 import pytest
@@ -27,6 +29,7 @@ from pytorch_metric_learning import miners as pml_miners
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from siamese.errors import ConfigError
+from siamese.losses.catalog import loss_entry
 from siamese.losses.circle import CircleLoss
 from siamese.losses.lifted_structure import LiftedStructureLoss
 from siamese.losses.multi_similarity import MultiSimilarityLoss, multi_similarity_pairs
@@ -564,3 +567,23 @@ def test_reference_is_given_whole() -> None:
     for loss in (MultiSimilarityLoss(), CircleLoss(), LiftedStructureLoss()):
         with pytest.raises(ValueError, match="both"):
             loss(x, y, ref_embeddings=x)
+
+
+@pytest.mark.parametrize(
+    ("name", "cls"),
+    [
+        ("multi_similarity", MultiSimilarityLoss),
+        ("circle", CircleLoss),
+        ("lifted_structure", LiftedStructureLoss),
+    ],
+)
+def test_constructors_take_the_catalogs_options_with_its_defaults(name: str, cls) -> None:
+    entry = loss_entry(name)
+    module, class_name = entry.target.split(":")
+    assert getattr(importlib.import_module(f"siamese.losses.{module}"), class_name) is cls
+    parameters = inspect.signature(cls).parameters
+    expected = {option.name: option.default for option in entry.options}
+    if entry.uses_metric:
+        expected["metric"] = entry.metric
+    assert {n: p.default for n, p in parameters.items()} == expected
+    cls(**expected)

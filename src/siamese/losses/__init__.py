@@ -18,7 +18,8 @@ of them (a third of the memory and time at batch 4,096). Gradients are exact to 
 second derivatives through these losses are not available.
 
 The classification and proxy losses own one learnable weight per training class and take
-class indices as labels; they compute through autograd (a (B, C) cosine matrix).
+class indices as labels; they work on a (B, C) cosine matrix (the classification losses
+through autograd, the proxy losses with their slopes computed by hand, as above).
 
 May import `distances`, `mining` and `errors` only: losses know nothing of data or training.
 """

@@ -10,10 +10,12 @@ its other examples A(a) (positives and negatives; never a itself):
 Reduction: as pytorch-metric-learning's `SupConLoss` (its `AvgNonZeroReducer`): the mean of
 ℓ_a over the anchors whose ℓ_a > 0 (an anchor without positives has ℓ_a = 0, and so has one
 whose only other example is its single positive); 0 when the batch has no positive pair or no
-negative pair at all.
+negative pair at all. (One difference, documented in the tests: PML also returns 0 when the
+batch has at most one positive and at most one negative pair; here that anchor counts.)
 
 The derivative is closed-form, ∂ℓ_a/∂s_ak = (softmax_{A(a)}(s_a·/τ)_k − [k∈P(a)]/|P(a)|)/τ,
-so only the (B, R) similarity matrix is in the graph (`loss_from_distance_weights`).
+computed with the value and without autograd; `CosineMatrix.loss` (see `siamese.losses.ntxent`)
+attaches it with the similarity matrix's backward in closed form: no (B, R) tensor in the graph.
 """
 
 from __future__ import annotations
