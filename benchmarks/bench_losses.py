@@ -247,7 +247,20 @@ def worker(config: dict) -> dict:
     }
 
 
+def pml_out_of_reach(config: dict) -> str | None:
+    """Why PML cannot run a configuration on this machine (measured once, then skipped)."""
+    batch, labels, method = config["batch"], config["labels"], config["method"]
+    if method == "ntxent" and batch >= 1024:
+        # PML's NT-Xent builds (positive pairs × batch) matrices: 13 GB each at 1,024
+        return "PML's NT-Xent needs > 13 GB per (positive pairs × B) matrix"
+    if method == "margin_loss" and labels == "10c" and batch >= 4096:
+        return f"{candidate_triplets(batch, labels):.2e} triplets: does not fit in 24 GiB"
+    return None
+
+
 def run_config(config: dict, timeout: int) -> dict:
+    if config["library"] == "pml" and (reason := pml_out_of_reach(config)):
+        return {**config, "skipped": reason}
     if config["library"] == "pml" and config["method"] in ("triplet_all", "triplet_semihard"):
         n = candidate_triplets(config["batch"], config["labels"])
         if n > PML_MAX_TRIPLETS:

@@ -158,7 +158,9 @@ def test_empty_file_and_empty_section_are_defaults(tmp_path: Path) -> None:
 
 def test_floats_accept_integers_but_not_booleans() -> None:
     assert build({"loss": {"margin": 1}}).loss.margin == 1.0
-    with pytest.raises(ConfigError, match=r"loss\.margin must be a number \(or null\), got True \(bool\)"):
+    with pytest.raises(
+        ConfigError, match=r"loss\.margin must be a number \(or null\), got True \(bool\)"
+    ):
         build({"loss": {"margin": True}})
 
 
@@ -479,7 +481,10 @@ def test_check_config_cross_field_rules() -> None:
         load_config(None, ["data.validation=split"])
     with pytest.raises(ConfigError, match=r"cannot train on batches.kind 'pairs'"):
         load_config(None, ["batches.kind=pairs"])
-    with pytest.raises(ConfigError, match=r"'contrastive' cannot train on batches.kind 'triplets'.*loss.name triplet"):
+    with pytest.raises(
+        ConfigError,
+        match=r"'contrastive' cannot train on batches.kind 'triplets'.*loss.name triplet",
+    ):
         load_config(None, ["batches.kind=triplets", "loss.name=contrastive"])
     check_config(RunConfig(train=TrainConfig(epochs=None, steps=5)), "x")  # steps alone is fine
     check_config(RunConfig(augment=AugmentConfig(scale=(0.5, 0.5))), "x")

@@ -124,7 +124,7 @@ def test_a_run_config_saved_before_the_catalog_still_loads(tmp_path: Path) -> No
     head = tmp_path / "head.yaml"
     head.write_text("loss: {name: pair_classifier, margin: 0.2, mining: semihard, soft: false}\n")
     assert load_config(head).loss.margin is None
-    with pytest.raises(ConfigError, match="loss.mining does not apply"):
+    with pytest.raises(ConfigError, match=r"loss\.mining does not apply"):
         load_config(None, ["loss.name=contrastive", "loss.mining=hard"])
 
 

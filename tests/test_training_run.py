@@ -560,7 +560,9 @@ def test_a_catalog_loss_resumes_exactly_and_stays_out_of_the_model(
     whole, split = tmp_path / "whole", tmp_path / "split"
     train_run(load_config(path), whole, quiet=True)
     train_run(load_config(path, ["train.steps=6"]), split, quiet=True)
-    train_run(load_config(split / "config.yaml", ["train.steps=12"]), split, resume=True, quiet=True)
+    train_run(
+        load_config(split / "config.yaml", ["train.steps=12"]), split, resume=True, quiet=True
+    )
     # (the split run validated at its first budget's end too; the training rows are the same)
     train_rows = [row for row in training_rows(whole) if row[1] == "train"]
     assert [row for row in training_rows(split) if row[1] == "train"] == train_rows

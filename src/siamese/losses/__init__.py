@@ -67,4 +67,4 @@ def __dir__() -> list[str]:
     return sorted([*globals(), *_EXPORTS])
 
 
-__all__ = sorted([*_EXPORTS, "loss_class"])  # noqa: PLE0605 (computed: the catalog's classes)
+__all__ = sorted([*_EXPORTS, "loss_class"])

@@ -49,9 +49,7 @@ class LossOption:
             return None if value in self.type_ else "one of " + ", ".join(self.type_)
         if self.type_ not in (int, float):
             return None
-        below = self.low is not None and (
-            value < self.low or (self.low_open and value == self.low)
-        )
+        below = self.low is not None and (value < self.low or (self.low_open and value == self.low))
         above = self.high is not None and value > self.high
         return self.range_text if below or above else None
 
@@ -96,9 +94,7 @@ class LossEntry:
 
     @property
     def owns_parameters(self) -> bool:
-        return self.kind in ("classes", "head") or any(
-            o.name == "learn_beta" for o in self.options
-        )
+        return self.kind in ("classes", "head") or any(o.name == "learn_beta" for o in self.options)
 
 
 def _number(value: float) -> str:
@@ -232,9 +228,7 @@ LOSSES: tuple[LossEntry, ...] = (
             LossOption("alpha", float, 2.0, "the positive pairs' scale α", 0.0, True),
             LossOption("beta", float, 50.0, "the negative pairs' scale β", 0.0, True),
             LossOption("base", float, 0.5, "the similarity offset λ", -1.0, False, 1.0),
-            LossOption(
-                "miner", bool, True, "mine informative pairs first (the paper's miner)"
-            ),
+            LossOption("miner", bool, True, "mine informative pairs first (the paper's miner)"),
             LossOption("epsilon", float, 0.1, "the miner's margin ε", 0.0),
         ),
         memory=True,

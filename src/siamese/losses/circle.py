@@ -114,9 +114,8 @@ class CircleLoss(torch.nn.Module):
         alpha = torch.add(s, m, out=buffer).clamp_min_(0.0)  # α_n
         weights.add_(e_neg.mul_(alpha).mul_((row * scale_neg)[:, None]))
         del e_neg, alpha, buffer
-        mean_pos, mean_neg = pair_sums(
-            s, pos_sum, positive, negative, ref_labels is None, offset=1.0, sign=-1.0
-        )
+        n_pos = torch.count_nonzero(positive).to(s.dtype)
+        mean_pos, mean_neg = pair_sums(s, pos_sum, n_pos, ref_labels is None, 1.0, -1.0)
         stats = {
             "active_fraction": (valid & (total > 0)).sum().to(s.dtype) / denominator,
             "mean_pos_dist": mean_pos,

@@ -81,7 +81,7 @@ class LiftedStructureLoss(torch.nn.Module):
         lse_pos, scale_pos, has_pos = exp_rows(e_pos, far_pos - self.pos_margin, positive, False)
         e_neg = torch.empty_like(d)
         near_neg = masked_extreme(d, negative, largest=False, buffer=e_neg)
-        near_neg = torch.where(near_neg < float("inf"), near_neg, 0.0)
+        near_neg = near_neg.nan_to_num_(posinf=0.0)  # +∞ without negatives: any shift
         torch.sub(near_neg[:, None], e_neg, out=e_neg)  # z − shift (−∞ off the negatives)
         lse_neg, scale_neg, has_neg = exp_rows(e_neg, self.margin - near_neg, negative, False)
         n_rows = max(d.shape[0], 1)
@@ -93,7 +93,8 @@ class LiftedStructureLoss(torch.nn.Module):
         weights.sub_(e_neg.mul_((row * scale_neg)[:, None]))
         del e_neg
         n_valid = (has_pos | has_neg).sum().to(d.dtype)
-        mean_pos, mean_neg = pair_sums(d, pos_sum, positive, negative, ref_labels is None)
+        n_pos = torch.count_nonzero(positive).to(d.dtype)
+        mean_pos, mean_neg = pair_sums(d, pos_sum, n_pos, ref_labels is None)
         stats = {
             "active_fraction": active.sum().to(d.dtype) / n_valid.clamp_min(1.0),
             "mean_pos_dist": mean_pos,

@@ -15,7 +15,8 @@ value and the derivative with respect to every similarity are computed without a
 only the (B, R) similarity matrix is in the graph (`loss_from_distance_weights`).
 
 Also the helpers the other pair-weighting losses (circle, lifted structure) share:
-`pair_similarities`, `pair_masks`, `masked_extreme`, `exp_rows` and `pair_sums`.
+`pair_similarities`, `pair_masks`, `masked_extreme`, `exp_rows`, `pair_count` and
+`pair_sums`.
 """
 
 from __future__ import annotations
@@ -127,30 +128,34 @@ def exp_rows(
     return lse, scale, present
 
 
+def pair_count(values: torch.Tensor, same_set: bool) -> int:
+    """How many pairs a (B, R) matrix holds: all of them, less the diagonal within one set
+    (every other pair is positive or negative)."""
+    return values.numel() - (values.shape[0] if same_set else 0)
+
+
 def pair_sums(
     values: torch.Tensor,
     pos_sum: torch.Tensor,
-    positive: torch.Tensor,
-    negative: torch.Tensor,
+    n_pos: torch.Tensor,
     same_set: bool,
     offset: float = 0.0,
     sign: float = 1.0,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Means of `offset + sign·values` over the positive and over the negative pairs (0 for a
-    side without pairs), given the positives' sum of values: the statistics `mean_pos_dist`
+    side without pairs), given the positives' sum and count: the statistics `mean_pos_dist`
     and `mean_neg_dist` (offset 1 and sign −1: the cosine distance 1 − s from similarities).
 
     Every pair is positive or negative except, within one set (`same_set`), the diagonal, so
-    the negatives' sum is the whole sum less the positives' and the diagonal's.
+    the negatives' sum and count are the whole's less the positives' and the diagonal's.
 
     Args:
-        values: (B, R); pos_sum: 0-d, Σ values over `positive`.
-        positive, negative: (B, R) bool, disjoint. same_set: the references are the batch.
+        values: (B, R); pos_sum: 0-d, Σ values over the positive pairs; n_pos: 0-d, their
+            count, of values' dtype. same_set: the references are the batch itself.
     Returns:
         (mean_pos, mean_neg): 0-d tensors.
     """
-    n_pos = torch.count_nonzero(positive).to(values.dtype)
-    n_neg = torch.count_nonzero(negative).to(values.dtype)
+    n_neg = pair_count(values, same_set) - n_pos
     neg_sum = values.sum() - pos_sum
     if same_set:
         neg_sum = neg_sum - values.diagonal().sum()
@@ -293,13 +298,15 @@ class MultiSimilarityLoss(torch.nn.Module):
         weights = e_neg.mul_((scale_neg / n_rows)[:, None])
         weights.sub_(e_pos.mul_((scale_pos / n_rows)[:, None]))
         del e_pos, buffer
-        n_pairs = (torch.count_nonzero(positive) + torch.count_nonzero(negative)).to(s.dtype)
-        n_kept = (torch.count_nonzero(pos_kept) + torch.count_nonzero(neg_kept)).to(s.dtype)
-        mean_pos, mean_neg = pair_sums(
-            s, pos_sum, positive, negative, ref_labels is None, offset=1.0, sign=-1.0
-        )
+        n_pos = torch.count_nonzero(positive).to(s.dtype)
+        n_pairs = pair_count(s, ref_labels is None)
+        if self.miner:
+            n_kept = (torch.count_nonzero(pos_kept) + torch.count_nonzero(neg_kept)).to(s.dtype)
+        else:
+            n_kept = s.new_full((), float(n_pairs))
+        mean_pos, mean_neg = pair_sums(s, pos_sum, n_pos, ref_labels is None, 1.0, -1.0)
         stats = {
-            "active_fraction": n_kept / n_pairs.clamp_min(1.0),
+            "active_fraction": n_kept / max(n_pairs, 1),
             "mean_pos_dist": mean_pos,
             "mean_neg_dist": mean_neg,
             "n_valid": n_kept,
@@ -313,6 +320,7 @@ __all__ = [
     "exp_rows",
     "masked_extreme",
     "multi_similarity_pairs",
+    "pair_count",
     "pair_masks",
     "pair_similarities",
     "pair_sums",

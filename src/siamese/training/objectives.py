@@ -176,9 +176,7 @@ class Objective(torch.nn.Module):
             return None
         if self.kind == "pk":
             # a hinge whose mean the margin bounds at collapse; with a memory the loss is a sum
-            if isinstance(loss, TripletLoss | ContrastiveLoss) and not (
-                self._has_memory
-            ):
+            if isinstance(loss, TripletLoss | ContrastiveLoss) and not (self._has_memory):
                 return None if getattr(loss, "soft", False) else float(loss.margin)
             return None
         return None if self.soft else self.margin
@@ -225,9 +223,7 @@ class Objective(torch.nn.Module):
                 wrong = (self.loss.logits(x1.detach(), x2.detach()) > 0) != same.bool()
                 active = wrong.float().mean()
             else:
-                terms = contrastive_loss(
-                    x1, x2, same, self.margin, self.metric, self.pos_margin
-                )
+                terms = contrastive_loss(x1, x2, same, self.margin, self.metric, self.pos_margin)
                 active = (terms.detach() > 0).float().mean()
             genuine = same.bool()
             stats = {

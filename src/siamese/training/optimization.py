@@ -13,8 +13,8 @@ from typing import Any
 import torch
 
 from siamese.config import OptimizerConfig, RunConfig, ScheduleConfig
-from siamese.losses.catalog import loss_entry
 from siamese.errors import ConfigError
+from siamese.losses.catalog import loss_entry
 
 
 def build_optimizer(

@@ -64,8 +64,7 @@ from siamese.training.distributed import (
 )
 from siamese.training.loop import Position, TrainingLoop, progress_bar
 from siamese.training.objectives import Objective
-from siamese.training.optimization import loss_learning_rate
-from siamese.training.optimization import build_optimizer, build_schedule
+from siamese.training.optimization import build_optimizer, build_schedule, loss_learning_rate
 from siamese.training.rng_state import capture_rng_state, restore_rng_state
 from siamese.training.run_directory import claim_run_directory
 from siamese.training.setup import (
