@@ -380,6 +380,25 @@ def main() -> None:
         results.append(result)
         shown = result.get("skipped") or f"{result['seconds']:.4f} s, {result['peak_mib']} MiB"
         print(" ".join(str(v) for v in config.values()) + f": {shown}", flush=True)
+    name = (
+        "losses_classification"
+        if args.classification
+        else "losses_catalog"
+        if args.catalog
+        else "losses"
+    )
+    previous = HERE / "results" / f"{name}.json"
+    today = time.strftime("%Y-%m-%d")
+    results = [{**r, "date": today} for r in results]
+    if args.methods and previous.exists():  # a subset re-measured: keep the others' rows
+        old = json.loads(previous.read_text(encoding="utf-8"))
+        # each row says when it was measured (ours and PML's of one row: always the same run)
+        kept = [
+            {**r, "date": r.get("date", old["date"]), "machine": r.get("machine", old["machine"])}
+            for r in old["results"]
+            if r["method"] not in methods
+        ]
+        results = kept + [{**r, "machine": describe_machine()} for r in results]
     document = {
         "benchmark": "bench_losses",
         "date": time.strftime("%Y-%m-%d"),
@@ -390,13 +409,6 @@ def main() -> None:
         "margin": MARGIN,
         "results": results,
     }
-    name = (
-        "losses_classification"
-        if args.classification
-        else "losses_catalog"
-        if args.catalog
-        else "losses"
-    )
     publish_results(name, document, table(results))
     print(table(results))
 
