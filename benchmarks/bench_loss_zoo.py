@@ -497,7 +497,11 @@ def markdown(document: dict[str, Any]) -> str:
     lines.append(
         f"Measured {document['date']} on {machine.get('cpu', 'this machine')} "
         f"({machine.get('cores', '?')} cores), 2 runs at a time, 1 thread each; "
-        "`benchmarks/bench_loss_zoo.py`, results in `benchmarks/results/loss_zoo.json`."
+        "`benchmarks/bench_loss_zoo.py`, results in `benchmarks/results/loss_zoo.json`. "
+        "Every loss of a dataset sees the same images (the budget is steps, not seconds); "
+        "`train s` is the wall time of one run beside another on the shared cores, a rough "
+        "guide to a loss's cost only. Settings at the edge of the search (most picks took the "
+        "highest learning rate on MNIST: the budget is short) say the search could go further."
     )
     return "\n".join(lines)
 
