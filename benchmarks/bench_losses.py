@@ -308,7 +308,8 @@ def table(results: list[dict]) -> str:
                         f"{pml['peak_mib']:.0f}",
                         f"{pml['loss']:.4f}",
                     )
-                    ratio = f"{ours['seconds'] / pml['seconds']:.2f}×"
+                    ratio = ours["seconds"] / pml["seconds"]
+                    ratio = f"{ratio:.2f}×" if ratio >= 0.01 else f"{ratio:.1g}×"
                 lines.append(
                     f"| {method} | {label_names[labels]} | {batch} "
                     f"| {ours['seconds']:.4f} | {pml_s} | {ratio} | {ours['peak_mib']:.0f} | {pml_mib} "

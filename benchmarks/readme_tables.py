@@ -19,6 +19,15 @@ LOSS_NAMES = {
     "triplet_hard": "`TripletLoss` hard",
     "triplet_semihard": "`TripletLoss` semihard",
     "contrastive": "`ContrastiveLoss`",
+    "proxy_anchor": "`ProxyAnchorLoss`",
+    "proxy_nca": "`ProxyNCALoss`",
+    "multi_similarity": "`MultiSimilarityLoss` (+ miner)",
+    "circle": "`CircleLoss`",
+    "lifted_structure": "`LiftedStructureLoss`",
+    "margin_loss": "`MarginLoss` (learnt β)",
+    "ntxent": "`NTXentLoss`",
+    "supcon": "`SupConLoss`",
+    "triplet_hard_xbm": "`CrossBatchMemory` (hard triplets, 4,096)",
 }
 LABEL_NAMES = {"pk": "P×K, K = 4", "10c": "10 classes"}
 
@@ -40,20 +49,25 @@ def demo_table(result: dict) -> str:
     )
 
 
-def loss_table(result: dict) -> str:
-    by_key = {(r["library"], r["method"], r["labels"], r["batch"]): r for r in result["results"]}
+def loss_table(result: dict, catalog: dict | None = None) -> str:
+    rows = result["results"] + (catalog["results"] if catalog else [])
+    by_key = {(r["library"], r["method"], r["labels"], r["batch"]): r for r in rows}
     lines = [
         "| loss | labels | ours | PML | ours / PML | ours peak | PML peak |",
         "|---|---|---|---|---|---|---|",
     ]
     for method, name in LOSS_NAMES.items():
         for labels, label_name in LABEL_NAMES.items():
+            if ("ours", method, labels, 4096) not in by_key:
+                continue
             ours, pml = (
                 by_key[("ours", method, labels, 4096)],
                 by_key[("pml", method, labels, 4096)],
             )
             if "skipped" in pml:
                 pml_time, ratio, pml_peak = "does not fit in 24 GiB", "–", "–"
+                if "GiB" not in pml["skipped"] and "GB" not in pml["skipped"]:
+                    pml_time = pml["skipped"]
             else:
                 pml_time = f"{pml['seconds']:.2f} s"
                 ratio = f"{ours['seconds'] / pml['seconds']:.2f}×"
@@ -103,7 +117,8 @@ def main() -> None:
     losses = json.loads((HERE / "results" / "losses.json").read_text())
     data = json.loads((HERE / "results" / "data.json").read_text())
     replace_section(README, "demo-results", demo_table(demo))
-    replace_section(README, "loss-results", loss_table(losses))
+    catalog = json.loads((HERE / "results" / "losses_catalog.json").read_text())
+    replace_section(README, "loss-results", loss_table(losses, catalog))
     replace_section(README, "data-results", data_table(data))
     training = json.loads((HERE / "results" / "training.json").read_text())
     replace_section(README, "training-results", training_table(training))
