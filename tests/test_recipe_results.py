@@ -34,9 +34,9 @@ def test_every_benchmarked_recipe_is_a_config_and_every_tutorial_config_is_bench
         "orl_pretrained",
         "face_pretrained",
     }
-    # mnist_novelty measures mnist_triplet's run, not a second training of the same recipe
+    # mnist_novelty measures mnist_retrieval's run, not a second training of the same recipe
     recipes = {r.name: r for r in bench_recipes.RECIPES}
-    assert recipes["mnist_novelty"].run_of == "mnist_triplet"
+    assert recipes["mnist_novelty"].run_of == "mnist_retrieval"
 
 
 def test_every_recipe_has_committed_results_with_the_machine() -> None:
@@ -95,7 +95,7 @@ def test_readme_reference_column_sets_only_same_protocol_figures_beside_ours() -
 
 def test_peers_run_in_the_same_invocation_under_the_same_protocol() -> None:
     results = _results()
-    triplet = results["mnist_triplet"]
+    triplet = results["mnist_retrieval"]
     # PML's recipe with its own network and with ours: library and recipe told apart
     assert triplet["peer"]["network"] == "pml"
     assert triplet["peer_our_network"]["network"] == "ours"
