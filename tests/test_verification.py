@@ -149,6 +149,29 @@ def test_threshold_at_far_calibrates(ties: bool, far: float) -> None:
     assert float(accepted[same == 1].double().mean()) == pytest.approx(tar_at_far(d, same, far))
 
 
+def test_one_curve_gives_every_rate_the_threshold_a_brute_force_scan_gives() -> None:
+    # calibration sorts the pairs once and reads every rate off that curve: each threshold
+    # accepts at most `far` of the impostors and, scanning the observed distances by hand,
+    # exactly as many genuine pairs as the largest admissible observed distance does
+    d, same = random_pairs(400, True, seed=3)
+    curve = roc_curve(d, same)
+    values = sorted(set(d.tolist()))
+    pairs = list(zip(d.tolist(), same.tolist(), strict=True))
+    impostors, genuine = int((same == 0).sum()), int((same == 1).sum())
+    for far in (0.0, 0.004, 0.01, 0.1, 0.5, 1.0):
+        t = curve.threshold_at_far(far, d.dtype)
+        assert t == threshold_at_far(d, same, far)
+        best = -float("inf")
+        for v in values:  # the largest observed distance whose FAR is <= far
+            if sum(1 for x, s in pairs if x <= v and s == 0) <= (far * impostors + 1e-9):
+                best = v
+        want = sum(1 for x, s in pairs if x <= best and s == 1)
+        accepted = d <= t
+        assert int(accepted[same == 1].sum()) == want
+        assert int(accepted[same == 0].sum()) <= far * impostors + 1e-9
+    assert genuine > 0
+
+
 def test_threshold_at_far_when_the_closest_pair_is_an_impostor() -> None:
     d, same = torch.tensor([0.1, 0.2, 0.3]), torch.tensor([0, 1, 0])
     t = threshold_at_far(d, same, 0.0)

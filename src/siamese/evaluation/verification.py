@@ -46,6 +46,20 @@ class RocCurve:
         w = float(-gap[i - 1] / (gap[i] - gap[i - 1]))
         return float((1 - w) * self.far[i - 1] + w * self.far[i])
 
+    def threshold_at_far(self, far: float, dtype: torch.dtype = torch.float64) -> float:
+        """The threshold keeping the false-accept rate <= `far` on the curve's pairs (see the
+        module's `threshold_at_far`), as a value of `dtype` (the pairs' distances' own, so
+        that `distances <= threshold` there gives these rates). One curve serves every rate:
+        calibration asks for many, and the curve is a sort of every pair."""
+        i = _index_at_far(self, far)
+        t = self.thresholds.to(dtype)
+        if i == 0:
+            return float(torch.nextafter(t[1], t.new_tensor(-math.inf)))
+        if i == t.numel() - 1:
+            return float(t[i])
+        middle = ((self.thresholds[i] + self.thresholds[i + 1]) / 2).to(dtype)
+        return float(middle if middle < t[i + 1] else t[i])
+
 
 def _check(distances: torch.Tensor, same: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     # Pairs' dissimilarities are computed where the embeddings are (a GPU); the curve over
@@ -166,17 +180,9 @@ def threshold_at_far(distances: torch.Tensor, same: torch.Tensor, far: float) ->
     Returns:
         The threshold, in the units of `distances`.
     """
-    curve = roc_curve(distances, same)
-    i = _index_at_far(curve, far)
     # Work in the caller's precision so that `distances <= threshold` there gives these rates.
     dtype = distances.dtype if distances.is_floating_point() else torch.float64
-    t = curve.thresholds.to(dtype)
-    if i == 0:
-        return float(torch.nextafter(t[1], t.new_tensor(-math.inf)))
-    if i == t.numel() - 1:
-        return float(t[i])
-    middle = ((curve.thresholds[i] + curve.thresholds[i + 1]) / 2).to(dtype)
-    return float(middle if middle < t[i + 1] else t[i])
+    return roc_curve(distances, same).threshold_at_far(far, dtype)
 
 
 def ten_fold_accuracy(

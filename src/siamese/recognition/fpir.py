@@ -89,33 +89,36 @@ class StrangerScores:
         if p == 0 or k == 0:
             empty = np.empty(0)
             return empty, empty, empty, empty
-        values, order, accepted, saturated = self._ordered
-        n_p = np.maximum(self.identities.astype(np.float64), 1.0)[:, None]
+        values, rows, columns, accepted, saturated = self._ordered
+        # A probe's step at its c-th smallest score depends only on its number of other
+        # identities n_p, and probes share a few values of it (a calibration set's class
+        # sizes): the powers are taken once per distinct n_p, then gathered per score
+        # (this runs for every gallery size of a model's table).
+        distinct, of_row = np.unique(self.identities, return_inverse=True)
+        n_p = np.maximum(distinct.astype(np.float64), 1.0)[:, None]
         c = np.arange(1, k + 1, dtype=np.float64)[None, :]
         below = np.clip(1.0 - (c - 1) / n_p, 0.0, 1.0) ** n
         at = np.clip(1.0 - c / n_p, 0.0, 1.0) ** n
         delta = below - at
         # a probe whose K kept scores are all within t may have more: count it as accepted
-        truncated = self.identities > k
+        truncated = distinct > k
         delta[truncated, k - 1] = below[truncated, k - 1]
-        rate = np.cumsum(delta[np.isfinite(self.smallest)][order]) / p
+        rate = np.cumsum(delta[of_row.reshape(-1)[rows], columns]) / p
         return values, np.minimum(rate, 1.0), accepted, saturated
 
     @cached_property
-    def _ordered(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    def _ordered(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """What `curve` needs whatever n: every finite kept score in ascending order, the
-        order, and the running counts of probes accepted and saturated."""
+        probe (row) and rank (column) of each, and the running counts of probes accepted
+        and saturated."""
         k = self.smallest.shape[1]
-        finite = np.isfinite(self.smallest)
-        values = self.smallest[finite]
+        rows, columns = np.nonzero(np.isfinite(self.smallest))
+        values = self.smallest[rows, columns]
         order = np.argsort(values, kind="stable")
-        first = np.zeros_like(self.smallest, dtype=np.int64)
-        first[:, 0] = 1
-        last = np.zeros_like(self.smallest, dtype=np.int64)
-        last[self.identities > k, k - 1] = 1
-        accepted = np.cumsum(first[finite][order])
-        saturated = np.cumsum(last[finite][order])
-        return values[order], order, accepted, saturated
+        rows, columns = rows[order], columns[order]
+        accepted = np.cumsum(columns == 0)
+        saturated = np.cumsum((columns == k - 1) & (self.identities[rows] > k))
+        return values[order], rows, columns, accepted, saturated
 
     def rate_at(self, threshold: float, n: float) -> tuple[float, int]:
         """(estimated FPIR, probes accepted) of a gallery of `n` identities at `threshold`."""

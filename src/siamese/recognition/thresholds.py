@@ -26,7 +26,6 @@ from siamese.evaluation.verification import (
     PairHead,
     pair_dissimilarity,
     roc_curve,
-    threshold_at_far,
 )
 from siamese.recognition.decisions import (
     CALIBRATED_FARS,
@@ -154,13 +153,14 @@ def thresholds_from_distances(
     same = same.flatten().long()
     impostors = int((same == 0).sum())
     genuine = int((same == 1).sum())
+    curve = roc_curve(distances, same)
+    dtype = distances.dtype if distances.is_floating_point() else torch.float64
     at_far, unsupported = {}, []
     for far in sorted(CALIBRATED_FARS):
         if far * impostors >= MIN_FALSE_ACCEPTS:
-            at_far[far] = threshold_at_far(distances, same, far)
+            at_far[far] = curve.threshold_at_far(far, dtype)
         else:
             unsupported.append(far)
-    curve = roc_curve(distances, same)
     eer = curve.eer()
     gap = curve.far - (1 - curve.tar)
     k = int(torch.nonzero(gap >= 0)[0])
