@@ -62,7 +62,7 @@ def start(
     device: DeviceOption = None,
 ) -> None:
     """Serve GALLERY (what `siamese serve GALLERY` runs)."""
-    from siamese.service.app import ServiceSettings
+    from siamese.service.settings import ServiceSettings
     from siamese.service.server import serve
 
     settings = ServiceSettings(

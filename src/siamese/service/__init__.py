@@ -2,7 +2,14 @@
 with API keys, upload limits, JSON errors, micro-batched inference, Prometheus metrics and a
 web page.
 
-- `app`: `create_app(ServiceSettings)`, the routes.
+- `app`: `create_app(ServiceSettings)`, the factory composing everything below.
+- `settings`: `ServiceSettings`, what every worker process receives.
+- `runtime`: `Service`, what the app holds while it runs (gallery, lock, thread pool,
+  batcher, metrics) and the prepare → embed steps every recognising route shares.
+- `dependencies`: the running service, the caller's role from the API key, checked uploads.
+- `routes/`: one `APIRouter` per resource (recognition, identities, status, page).
+- `error_handlers`, `middleware`: every failure as the JSON error body; the upload limit and
+  the request metrics.
 - `batching`: `MicroBatcher`, concurrent requests sharing forward passes.
 - `keys`: API keys (hashed, in the gallery's database) and their roles.
 - `errors`: the JSON error body and its stable codes; no traceback or server path leaks.

@@ -7,8 +7,8 @@ import os
 
 from siamese.errors import ConfigError
 from siamese.recognition.gallery_store import GalleryStore
-from siamese.service.app import ServiceSettings
 from siamese.service.keys import active_key_count
+from siamese.service.settings import ServiceSettings
 
 
 def is_loopback(host: str) -> bool:

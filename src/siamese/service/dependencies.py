@@ -1,0 +1,58 @@
+"""What routes share, as FastAPI dependencies: the running `Service`, the caller's role (from
+the API key), and uploads checked by content before anything decodes them."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Request, UploadFile
+
+from siamese.data.image_files import DEFAULT_MAX_PIXELS, BadImageError, probe_image_bytes
+from siamese.service.errors import ApiError
+from siamese.service.runtime import API_KEY_HEADER, Service
+
+
+def current_service(request: Request) -> Service:
+    """The app's `Service` (503 while it is still starting)."""
+    service = getattr(request.app.state, "service", None)
+    if service is None:
+        raise ApiError("unavailable", "the service is starting")
+    return service
+
+
+Running = Annotated[Service, Depends(current_service)]
+
+
+def caller_role(request: Request, service: Running) -> str:
+    """The caller's role (401 without a valid key when keys are required)."""
+    return service.role(request.headers.get(API_KEY_HEADER))
+
+
+def admin_role(role: Annotated[str, Depends(caller_role)]) -> str:
+    """The caller's role, which must be admin (403 otherwise)."""
+    if role != "admin":
+        raise ApiError("forbidden", "this API key may recognise but not change the gallery")
+    return role
+
+
+Reader = Annotated[str, Depends(caller_role)]
+Admin = Annotated[str, Depends(admin_role)]
+
+
+async def read_image(service: Service, upload: UploadFile, field: str) -> bytes:
+    """The bytes of one uploaded image, checked by content (size, format, pixel count).
+
+    Raises:
+        ApiError: payload_too_large, unsupported_media_type (not an image) or invalid_image.
+    """
+    limit = service.settings.max_upload_bytes
+    data = await upload.read(limit + 1)
+    name = f"{field} ({upload.filename or 'upload'})"
+    if len(data) > limit:
+        raise ApiError("payload_too_large", f"{name} is larger than the upload limit")
+    try:
+        probe_image_bytes(data, name, min(service.settings.max_pixels, DEFAULT_MAX_PIXELS))
+    except BadImageError as err:
+        code = "unsupported_media_type" if "not an image" in err.reason else "invalid_image"
+        raise ApiError(code, f"{err.path}: {err.reason}") from None
+    return data

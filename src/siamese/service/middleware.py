@@ -1,0 +1,52 @@
+"""What every request passes through before its route: the upload size limit (refused from
+the Content-Length header, before the body is read) and the request metrics."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable
+
+from fastapi import FastAPI, Request
+from fastapi.responses import Response
+
+from siamese.service.error_handlers import error_response
+from siamese.service.errors import ApiError
+from siamese.service.settings import ServiceSettings
+
+log = logging.getLogger("siamese.service")
+
+
+def install_middleware(app: FastAPI, settings: ServiceSettings) -> None:
+    """The size limit and the metrics of every request."""
+
+    @app.middleware("http")
+    async def limits_and_metrics(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        started = time.perf_counter()
+        route = request.url.path
+        length = request.headers.get("content-length")
+        if length is not None and length.isdigit() and int(length) > settings.max_upload_bytes:
+            response: Response = error_response(
+                ApiError(
+                    "payload_too_large",
+                    f"the request is {int(length):,} bytes; the limit is "
+                    f"{settings.max_upload_bytes:,} (--max-upload-mb)",
+                )
+            )
+        else:
+            try:
+                response = await call_next(request)
+            except Exception:  # raised past the handlers (e.g. in a dependency's cleanup)
+                log.exception("internal error")
+                response = error_response(ApiError("internal", "internal error"))
+        matched = request.scope.get("route")
+        if matched is not None:
+            route = getattr(matched, "path", route)
+        service = getattr(request.app.state, "service", None)
+        if service is not None:
+            service.metrics.observe(
+                request.method, route, response.status_code, time.perf_counter() - started
+            )
+        return response

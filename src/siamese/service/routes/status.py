@@ -1,0 +1,64 @@
+"""The service itself: the model and gallery it serves (`/v1/model`), liveness (`/healthz`),
+readiness (`/readyz`: the gallery's database answers) and Prometheus metrics (`/metrics`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from starlette.concurrency import run_in_threadpool
+
+from siamese.service.dependencies import Reader, Running
+from siamese.service.errors import scrub
+from siamese.service.schemas import ModelOut, StatusOut
+
+router = APIRouter(tags=["service"])
+
+
+@router.get("/v1/model", response_model=ModelOut)
+async def model(_: Reader, service: Running) -> dict[str, Any]:
+    recognizer = service.recognizer
+    description = recognizer.description
+    stats = await service.locked(service.gallery.stats)
+    return {
+        "name": Path(str(recognizer.model_dir)).name,
+        "fingerprint": recognizer.fingerprint,
+        "input_shape": [int(v) for v in description["input_shape"]],
+        "embedding_dim": recognizer.embedding_dim,
+        "metric": recognizer.metric,
+        "preprocessing": description.get("preprocessing") or {},
+        "thresholds": description.get("thresholds"),
+        "gallery_threshold": stats["threshold"],
+        "gallery_far": stats["far"],
+        "gallery": stats,
+    }
+
+
+@router.get("/healthz", response_model=StatusOut)
+async def healthz() -> dict[str, Any]:
+    """The process answers."""
+    return {"status": "ok"}
+
+
+@router.get("/readyz", response_model=StatusOut, responses={503: {"model": StatusOut}})
+async def readyz(request: Request) -> Any:
+    """The gallery's database answers (else 503: retry later)."""
+    service = getattr(request.app.state, "service", None)
+    if service is None:
+        return JSONResponse({"status": "starting"}, status_code=503)
+    try:
+        await run_in_threadpool(service.gallery.store.generation)
+    except Exception as err:
+        detail = scrub(type(err).__name__)
+        return JSONResponse({"status": "database unavailable", "detail": detail}, status_code=503)
+    return {"status": "ready"}
+
+
+@router.get("/metrics", response_class=PlainTextResponse)
+async def metrics(service: Running) -> Response:
+    """Prometheus text format."""
+    identities, examples = await run_in_threadpool(service.gallery.store.counts)
+    service.metrics.gallery_size(identities, examples)
+    return Response(service.metrics.render(), media_type=service.metrics.content_type)
