@@ -127,6 +127,14 @@ def test_identities_and_examples_are_resources(client: TestClient, digits) -> No
         )
     page = client.get("/v1/identities", params={"offset": 1, "limit": 2}).json()
     assert page["total"] == 5 and [i["name"] for i in page["items"]] == ["d1", "d2"]
+    # keyset paging: the next page starts after the last name of this one
+    assert page["next_after"] == "d2"
+    following = client.get("/v1/identities", params={"after": "d2", "limit": 2}).json()
+    assert [i["name"] for i in following["items"]] == ["d3", "d4"]
+    last = client.get("/v1/identities", params={"after": "d4", "limit": 2}).json()
+    assert last["items"] == [] and last["next_after"] is None
+    found = client.get("/v1/identities", params={"q": "D3"}).json()
+    assert found["total"] == 1 and [i["name"] for i in found["items"]] == ["d3"]
     assert client.get("/v1/identities/d3").json()["examples"] == 2
     code, kind, _ = _error(client.get("/v1/identities/nobody"))
     assert (code, kind) == (404, "not_found")

@@ -62,8 +62,8 @@ def start(
     device: DeviceOption = None,
 ) -> None:
     """Serve GALLERY (what `siamese serve GALLERY` runs)."""
-    from siamese.service.settings import ServiceSettings
     from siamese.service.server import serve
+    from siamese.service.settings import ServiceSettings
 
     settings = ServiceSettings(
         gallery=gallery,

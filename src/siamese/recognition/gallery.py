@@ -645,16 +645,28 @@ class Gallery:
         with self.store.engine.connect() as conn:
             return self.store.identity_id(conn, name) is not None
 
+    def identity_page(
+        self,
+        offset: int = 0,
+        limit: int = 100,
+        after: str | None = None,
+        contains: str | None = None,
+    ) -> tuple[list[IdentityInfo], int]:
+        """A page of identities by name (read by the database: `GalleryStore.identity_page`)
+        and the number matching `contains` (a case-insensitive part of the name) in all."""
+        rows, total = self.store.identity_page(offset, limit, after, contains)
+        return [IdentityInfo(*row) for row in rows], total
+
     def identity(self, name: str) -> IdentityInfo:
         """One identity with its number of examples.
 
         Raises:
             NotFoundError: no such identity.
         """
-        for info in self.identities():
-            if info.name == name:
-                return info
-        raise NotFoundError(self.store.no_such(name))
+        row = self.store.identity_row(name)
+        if row is None:
+            raise NotFoundError(self.store.no_such(name))
+        return IdentityInfo(*row)
 
     def examples(self, identity: str) -> list[ExampleRow]:
         """The stored examples of an identity (without embeddings).
@@ -662,10 +674,20 @@ class Gallery:
         Raises:
             NotFoundError: no such identity.
         """
-        rows = self.store.examples_of(identity)
-        if not rows and not self.has_identity(identity):
+        return self.example_page(identity, 0, None)[0]
+
+    def example_page(
+        self, identity: str, offset: int = 0, limit: int | None = 100
+    ) -> tuple[list[ExampleRow], int]:
+        """A page of an identity's stored examples (oldest first) and how many it has.
+
+        Raises:
+            NotFoundError: no such identity.
+        """
+        rows, total = self.store.example_page(identity, offset, limit)
+        if total == 0 and not self.has_identity(identity):
             raise NotFoundError(self.store.no_such(identity))
-        return rows
+        return rows, total
 
     def stats(self) -> dict[str, Any]:
         """Counts, settings, and the decision: the rule, the threshold at the current size,

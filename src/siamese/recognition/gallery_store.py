@@ -415,23 +415,74 @@ class GalleryStore:
 
     def identity_names(self) -> list[tuple[str, int, dict[str, Any] | None, str]]:
         """(name, examples, metadata, created_at) of every identity, by name."""
-        count = sa.func.count(examples_table.c.id)
-        query = (
-            sa.select(
-                identities_table.c.name,
-                count,
-                identities_table.c.metadata,
-                identities_table.c.created_at,
-            )
-            .select_from(identities_table.outerjoin(examples_table))
-            .group_by(identities_table.c.id)
-            .order_by(identities_table.c.name)
+        return self.identity_page(limit=None)[0]
+
+    def identity_page(
+        self,
+        offset: int = 0,
+        limit: int | None = 100,
+        after: str | None = None,
+        contains: str | None = None,
+    ) -> tuple[list[tuple[str, int, dict[str, Any] | None, str]], int]:
+        """A page of identities by name, and how many match in all.
+
+        The page is read by the database, not filtered here: `after` (keyset paging: names
+        after this one, through the unique index on name, as fast on the millionth page as
+        on the first) and/or `offset` rows skipped, at most `limit` rows (None: all); each
+        row's example count is looked up through the index on examples.identity_id for the
+        page's rows only. `contains` keeps names containing it, ignoring case (a scan of the
+        names: fine for a person typing a name, not for a loop).
+
+        Returns:
+            ([(name, examples, metadata, created_at)], total matching `contains`).
+        """
+        ids = identities_table
+        matching = []
+        if contains:
+            matching.append(sa.func.lower(ids.c.name).contains(contains.lower(), autoescape=True))
+        page = sa.select(ids.c.id, ids.c.name, ids.c.metadata, ids.c.created_at).where(*matching)
+        if after is not None:
+            page = page.where(ids.c.name > after)
+        page = page.order_by(ids.c.name).offset(offset or None).limit(limit).subquery()
+        examples = (
+            sa.select(sa.func.count(examples_table.c.id))
+            .where(examples_table.c.identity_id == page.c.id)
+            .scalar_subquery()
         )
+        query = sa.select(page.c.name, examples, page.c.metadata, page.c.created_at).order_by(
+            page.c.name
+        )
+        total = sa.select(sa.func.count()).select_from(ids).where(*matching)
         with self.engine.connect() as conn:
             rows = conn.execute(query).all()
-        return [(n, int(c), _json_load(m), t) for n, c, m, t in rows]
+            count = int(conn.execute(total).scalar_one())
+        return [(n, int(c), _json_load(m), t) for n, c, m, t in rows], count
+
+    def identity_row(self, name: str) -> tuple[str, int, dict[str, Any] | None, str] | None:
+        """(name, examples, metadata, created_at) of one identity, or None."""
+        ids = identities_table
+        examples = (
+            sa.select(sa.func.count(examples_table.c.id))
+            .where(examples_table.c.identity_id == ids.c.id)
+            .scalar_subquery()
+        )
+        query = sa.select(ids.c.name, examples, ids.c.metadata, ids.c.created_at).where(
+            ids.c.name == name
+        )
+        with self.engine.connect() as conn:
+            row = conn.execute(query).first()
+        return None if row is None else (row[0], int(row[1]), _json_load(row[2]), row[3])
 
     def examples_of(self, name: str) -> list[ExampleRow]:
+        """Every stored example of identity `name`, oldest first (none: no such identity, or
+        none left)."""
+        return self.example_page(name, limit=None)[0]
+
+    def example_page(
+        self, name: str, offset: int = 0, limit: int | None = 100
+    ) -> tuple[list[ExampleRow], int]:
+        """A page of identity `name`'s examples, oldest first, and how many it has, read by
+        the database through the index on examples.identity_id."""
         query = (
             sa.select(
                 examples_table.c.id,
@@ -444,10 +495,19 @@ class GalleryStore:
             .join(identities_table)
             .where(identities_table.c.name == name)
             .order_by(examples_table.c.id)
+            .offset(offset or None)
+            .limit(limit)
+        )
+        total = (
+            sa.select(sa.func.count(examples_table.c.id))
+            .join(identities_table)
+            .where(identities_table.c.name == name)
         )
         with self.engine.connect() as conn:
             rows = conn.execute(query).all()
-        return [ExampleRow(i, n, s, src, t, _json_load(m)) for i, n, s, src, t, m in rows]
+            count = int(conn.execute(total).scalar_one())
+        examples = [ExampleRow(i, n, s, src, t, _json_load(m)) for i, n, s, src, t, m in rows]
+        return examples, count
 
     def all_embeddings(
         self, dim: int

@@ -103,8 +103,11 @@ class IdentityOut(BaseModel):
 class IdentityPage(BaseModel):
     items: list[IdentityOut]
     total: int
+    """Identities matching the query (`q`), in all."""
     offset: int
     limit: int
+    next_after: str | None = None
+    """Pass as `after` for the next page; null on the last page."""
 
 
 class ExampleOut(BaseModel):

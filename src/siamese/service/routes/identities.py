@@ -34,16 +34,33 @@ Limit = Annotated[int, Query(ge=1, le=MAX_PAGE)]
 
 @router.get("", response_model=IdentityPage)
 async def list_identities(
-    _: Reader, service: Running, offset: Offset = 0, limit: Limit = 100
+    _: Reader,
+    service: Running,
+    offset: Offset = 0,
+    limit: Limit = 100,
+    after: Annotated[
+        str | None,
+        Query(
+            max_length=512,
+            description="names after this one (keyset paging: pass the previous page's "
+            "`next_after`; as fast deep into a large gallery as at its start)",
+        ),
+    ] = None,
+    q: Annotated[
+        str | None,
+        Query(max_length=512, description="names containing this, ignoring case"),
+    ] = None,
 ) -> dict[str, Any]:
-    """The enrolled identities, by name, a page at a time."""
-    everyone = await service.locked(service.gallery.identities)
-    page = everyone[offset : offset + limit]
+    """The enrolled identities, by name, a page at a time (read by the database)."""
+    page, total = await run_in_threadpool(
+        service.gallery.identity_page, offset, limit, after, q or None
+    )
     return {
         "items": [i.as_dict() | {"name": i.name} for i in page],
-        "total": len(everyone),
+        "total": total,
         "offset": offset,
         "limit": limit,
+        "next_after": page[-1].name if len(page) == limit else None,
     }
 
 
@@ -91,7 +108,7 @@ async def create_identity(
 
 @router.get("/{name}", response_model=IdentityOut)
 async def get_identity(_: Reader, service: Running, name: str) -> dict[str, Any]:
-    info = await service.locked(lambda: service.gallery.identity(name))
+    info = await run_in_threadpool(service.gallery.identity, name)
     return info.as_dict() | {"name": info.name}
 
 
@@ -125,14 +142,13 @@ async def delete_identity(_: Admin, service: Running, name: str) -> dict[str, An
 async def list_examples(
     _: Reader, service: Running, name: str, offset: Offset = 0, limit: Limit = 100
 ) -> dict[str, Any]:
-    rows = await service.locked(lambda: service.gallery.examples(name))
-    page = rows[offset : offset + limit]
+    page, total = await run_in_threadpool(service.gallery.example_page, name, offset, limit)
     return {
         "items": [
             {"id": r.id, "source": r.source, "added_at": r.added_at, "sha256": r.sha256}
             for r in page
         ],
-        "total": len(rows),
+        "total": total,
         "offset": offset,
         "limit": limit,
     }
