@@ -24,7 +24,7 @@ EXAMPLES_PER = 3
 def _names() -> list[str]:
     # mixed case, digits, and the characters LIKE treats specially
     names = [f"Person {i:05d}" for i in range(IDENTITIES - 3)]
-    return names + ["100% sure", "under_score", "ALL CAPS"]
+    return [*names, "100% sure", "under_score", "ALL CAPS"]
 
 
 @pytest.fixture(scope="module")
@@ -114,7 +114,7 @@ def _plans(store: GalleryStore, call: Any) -> list[str]:
     """The query plan of every statement `call` runs on the store's SQLite database."""
     statements: list[tuple[str, Any]] = []
 
-    def record(conn, cursor, statement, parameters, context, executemany) -> None:  # noqa: ANN001
+    def record(conn, cursor, statement, parameters, context, executemany) -> None:
         if statement.lstrip().upper().startswith("SELECT"):
             statements.append((statement, parameters))
 
