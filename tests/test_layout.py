@@ -69,8 +69,16 @@ MAY_IMPORT: dict[str, set[str]] = {
         "training.telemetry",
     },
     "pipelines": {"atomic_files", "config", "evaluation.run", "plots", "training"},
-    "service": {"data", "devices", "recognition"},
-    "export": {"atomic_files", "config", "data", "devices", "models", "training.setup"},
+    "service": {"data", "devices", "export", "recognition"},
+    "export": {
+        "atomic_files",
+        "config",
+        "data",
+        "devices",
+        "models",
+        "recognition",
+        "training.setup",
+    },
     "cli": {
         "<version>",
         "atomic_files",

@@ -164,6 +164,10 @@ def test_model_health_readiness_metrics_and_schema(client: TestClient, digits) -
     model = client.get("/v1/model").json()
     assert model["input_shape"] == [1, 8, 8] and model["gallery_far"] == 0.01
     assert model["thresholds"]["at_far"] and model["thresholds"]["fpir"]["sizes"]
+    # the model runs under onnxruntime through its verified export; no server path is shown
+    engine = model["engine"]
+    assert engine["engine"] == "onnxruntime" and engine["max_abs_difference"] <= 1e-4
+    assert engine["export_dir"].startswith("onnx-") and "/" not in engine["export_dir"]
     # the gallery's size and decision rule, as `siamese gallery stats` gives them
     gallery = model["gallery"]
     assert gallery["identities"] == 0 and gallery["rule"] == "far" and gallery["target"] == 0.01

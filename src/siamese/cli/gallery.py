@@ -11,6 +11,7 @@ from typing import Annotated, Any
 import typer
 
 from siamese.cli.device_option import DeviceOption
+from siamese.cli.engine_option import EngineOption
 from siamese.cli.recognize import IMAGE_SUFFIXES, JsonOption, image_files
 
 gallery_app = typer.Typer(
@@ -40,11 +41,24 @@ SearchOption = Annotated[
 
 
 def _open(
-    location: str, model: Path | None, search: str = "exact", device: str | None = None
+    location: str,
+    model: Path | None,
+    search: str = "exact",
+    device: str | None = None,
+    engine: str = "pytorch",
 ) -> Any:
+    """The gallery with its model (or `model`), run by `engine` (the commands that embed
+    many images or serve take `--engine`, auto by default; the others read no images)."""
     from siamese.recognition import Gallery
 
-    return Gallery.open_with_its_model(location, model, search, device)
+    if engine == "pytorch":
+        return Gallery.open_with_its_model(location, model, search, device)
+    from siamese.export.serving_engine import load_serving_recognizer
+
+    recognizer, _ = load_serving_recognizer(
+        model if model is not None else Gallery.its_model(location), device, engine
+    )
+    return Gallery.open(location, recognizer, search=search)
 
 
 def _console() -> Any:
@@ -222,6 +236,7 @@ def enroll(
     as_json: JsonOption = False,
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar.")] = False,
     device: DeviceOption = None,
+    engine: EngineOption = "auto",
 ) -> None:
     """Enrol a person from images (NAME IMAGE...), or everyone in --folder."""
     from siamese.errors import ConfigError, DataError
@@ -245,7 +260,7 @@ def enroll(
     else:
         raise ConfigError("give NAME IMAGE... (one person) or --folder PEOPLE/ (everyone in it)")
     results = []
-    with _open(location, model, device=device) as gallery:
+    with _open(location, model, device=device, engine=engine) as gallery:
         progress = _progress(len(people), quiet or as_json)
         with progress:
             task = progress.add_task("enrolling", total=len(people))
@@ -301,9 +316,10 @@ def identify(
     ] = False,
     as_json: JsonOption = False,
     device: DeviceOption = None,
+    engine: EngineOption = "auto",
 ) -> None:
     """Who each image shows: the best identity within the threshold, or unknown."""
-    with _open(location, model, search, device) as gallery:
+    with _open(location, model, search, device, engine) as gallery:
         answers = gallery.identify(image_files(images), k=k, every_face=every_face)
     if as_json:
         typer.echo(json.dumps([a.as_dict() for a in answers]))
@@ -337,9 +353,10 @@ def verify(
     model: ModelOverride = None,
     as_json: JsonOption = False,
     device: DeviceOption = None,
+    engine: EngineOption = "auto",
 ) -> None:
     """Whether an image shows the claimed person."""
-    with _open(location, model, device=device) as gallery:
+    with _open(location, model, device=device, engine=engine) as gallery:
         v = gallery.verify(name, image)
     if as_json:
         typer.echo(json.dumps(v.as_dict()))

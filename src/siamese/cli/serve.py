@@ -9,6 +9,7 @@ import typer
 from typer.core import TyperGroup
 
 from siamese.cli.device_option import DeviceOption
+from siamese.cli.engine_option import EngineOption
 
 
 class _ServeGroup(TyperGroup):
@@ -60,6 +61,7 @@ def start(
         float, typer.Option("--batch-window-ms", help="Wait for company per batch, ms.")
     ] = 2.0,
     device: DeviceOption = None,
+    engine: EngineOption = "auto",
 ) -> None:
     """Serve GALLERY (what `siamese serve GALLERY` runs)."""
     from siamese.service.server import serve
@@ -70,6 +72,7 @@ def start(
         model=model,
         device=device,
         search=search,
+        engine=engine,
         max_upload_bytes=int(max_upload_mb * 2**20),
         max_batch=max_batch,
         batch_window_ms=batch_window_ms,

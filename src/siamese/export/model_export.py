@@ -142,20 +142,26 @@ def _verification_images(run_dir: Path, description: dict[str, Any]) -> tuple[to
     """Up to 64 of the run's own validation (else training) examples, as the model reads them;
     random uint8 images of the input shape for a folder without a run config."""
     shape = tuple(int(v) for v in description["input_shape"])
+    why = "the folder has no run config with data"
     if (run_dir / "config.yaml").is_file():
         from siamese.config import load_config
         from siamese.data.resizing import fitted_to
+        from siamese.errors import SiameseError
         from siamese.training.setup import load_training_data
 
-        train, validation, _ = load_training_data(load_config(run_dir / "config.yaml"))
-        use_validation = validation is not None and len(validation) > 0
-        which = "validation" if use_validation else "training"
-        data, _ = fitted_to(validation if use_validation else train, shape, "the run's data")
-        count = min(64, len(data))
-        return data.x[:count], f"{count} of the run's {which} examples"
+        try:
+            train, validation, _ = load_training_data(load_config(run_dir / "config.yaml"))
+        except SiameseError as err:  # a deployment machine without the run's dataset
+            why = f"the run's data is not available here: {str(err).splitlines()[0]}"
+        else:
+            use_validation = validation is not None and len(validation) > 0
+            which = "validation" if use_validation else "training"
+            data, _ = fitted_to(validation if use_validation else train, shape, "the run's data")
+            count = min(64, len(data))
+            return data.x[:count], f"{count} of the run's {which} examples"
     generator = torch.Generator().manual_seed(0)
     x = torch.randint(0, 256, (16, *shape), dtype=torch.uint8, generator=generator)
-    return x, "16 random images (the folder has no run config with data)"
+    return x, f"16 random images ({why})"
 
 
 def _to_onnx(model: torch.nn.Module, example: torch.Tensor, path: Path, opset: int | None) -> None:

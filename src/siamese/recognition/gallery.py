@@ -216,13 +216,21 @@ class Gallery:
             ConfigError: no gallery there, or another model's gallery. CheckpointError: the
                 model folder is missing or damaged.
         """
-        if model is None:
-            store = GalleryStore.open(location)
-            try:
-                model = Path(store.setting("model_path"))
-            finally:
-                store.close()
+        model = cls.its_model(location) if model is None else model
         return cls.open(location, load_recognizer(model, device), search=search)
+
+    @staticmethod
+    def its_model(location: Path | str) -> Path:
+        """The model folder the gallery at `location` was created with.
+
+        Raises:
+            ConfigError: no gallery there, or a newer schema.
+        """
+        store = GalleryStore.open(location)
+        try:
+            return Path(store.setting("model_path"))
+        finally:
+            store.close()
 
     def close(self) -> None:
         self.store.close()

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 from starlette.concurrency import run_in_threadpool
 
+from siamese.export.serving_engine import load_serving_recognizer
 from siamese.recognition import Gallery
 from siamese.recognition.images import EmbeddedImages
 from siamese.service import keys as api_keys
@@ -31,9 +32,9 @@ class Service:
 
     def __init__(self, settings: ServiceSettings) -> None:
         self.settings = settings
-        self.gallery = Gallery.open_with_its_model(
-            settings.gallery, settings.model, settings.search, settings.device
-        )
+        model = settings.model or Gallery.its_model(settings.gallery)
+        recognizer, self.engine = load_serving_recognizer(model, settings.device, settings.engine)
+        self.gallery = Gallery.open(settings.gallery, recognizer, settings.search)
         self.recognizer = self.gallery.recognizer
         self.lock = threading.Lock()
         # Decoding and face detection are CPU work: as many threads as cores (more only queue

@@ -166,8 +166,18 @@ class StatusOut(BaseModel):
     detail: str | None = None
 
 
+class EngineOut(BaseModel):
+    """Which runtime embeds, and why (`siamese.export.serving_engine.EngineChoice`)."""
+
+    engine: str
+    reason: str
+    export_dir: str | None
+    max_abs_difference: float | None
+
+
 class ModelOut(BaseModel):
     name: str
+    engine: EngineOut
     fingerprint: str
     input_shape: list[int]
     embedding_dim: int

@@ -6,6 +6,7 @@ import ipaddress
 import os
 
 from siamese.errors import ConfigError
+from siamese.export.serving_engine import ENGINES
 from siamese.recognition.gallery_store import GalleryStore
 from siamese.service.keys import active_key_count
 from siamese.service.settings import ServiceSettings
@@ -25,8 +26,11 @@ def checked_settings(settings: ServiceSettings, host: str) -> ServiceSettings:
     serving is allowed on loopback only.
 
     Raises:
-        ConfigError: no API key and a host other than loopback; no gallery there.
+        ConfigError: no API key and a host other than loopback; no gallery there; an
+            unknown engine.
     """
+    if settings.engine not in ENGINES:
+        raise ConfigError(f"--engine must be one of {', '.join(ENGINES)}, got {settings.engine!r}")
     store = GalleryStore.open(settings.gallery)
     try:
         keys = active_key_count(store)

@@ -15,6 +15,8 @@ class ServiceSettings:
         model: the model folder, when not the one the gallery was created with.
         device: where the model runs: auto (None), cpu, cuda, cuda:N or mps.
         search: "exact" or "faiss".
+        engine: the model's runtime: "auto" (onnxruntime where it reproduces the model,
+            else PyTorch), "onnxruntime" or "pytorch" (`siamese.export.serving_engine`).
         max_upload_bytes: largest request body (all images of a request together).
         max_pixels: largest image (width × height), checked before decoding.
         max_batch: rows per forward pass; 1 turns micro-batching off.
@@ -27,6 +29,7 @@ class ServiceSettings:
     model: str | None = None
     device: str | None = None
     search: str = "exact"
+    engine: str = "auto"
     max_upload_bytes: int = 10 * 2**20
     max_pixels: int = 40_000_000
     max_batch: int = 32

@@ -24,6 +24,9 @@ async def model(_: Reader, service: Running) -> dict[str, Any]:
     stats = await service.locked(service.gallery.stats)
     return {
         "name": Path(str(recognizer.model_dir)).name,
+        # the export's folder by name only: no path of the server's disk leaves it
+        "engine": service.engine.as_dict()
+        | {"export_dir": service.engine.export_dir and Path(service.engine.export_dir).name},
         "fingerprint": recognizer.fingerprint,
         "input_shape": [int(v) for v in description["input_shape"]],
         "embedding_dim": recognizer.embedding_dim,
