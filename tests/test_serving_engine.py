@@ -15,13 +15,12 @@ import torch
 pytest.importorskip("onnxruntime")
 pytest.importorskip("onnxscript")
 
-from conftest import small_digits_config  # noqa: E402
-
-from siamese.errors import ConfigError  # noqa: E402
-from siamese.export import serving_engine  # noqa: E402
-from siamese.export.serving_engine import load_serving_recognizer  # noqa: E402
-from siamese.recognition import Recognizer  # noqa: E402
-from siamese.recognition.onnx_recognizer import OnnxRecognizer  # noqa: E402
+from conftest import small_digits_config
+from siamese.errors import ConfigError
+from siamese.export import serving_engine
+from siamese.export.serving_engine import load_serving_recognizer
+from siamese.recognition import Recognizer
+from siamese.recognition.onnx_recognizer import OnnxRecognizer
 
 
 @pytest.fixture
@@ -57,6 +56,7 @@ def test_auto_exports_once_verifies_and_embeds_as_pytorch_does(run: Path) -> Non
     assert onnx.thresholds == pytorch.thresholds
     # the second start loads the cached export: not exported again
     again, second = load_serving_recognizer(run, "cpu")
+    assert isinstance(again, OnnxRecognizer)
     assert second.engine == "onnxruntime" and "cached" in second.reason
     assert (folder / "model.onnx").stat().st_mtime_ns == made
 
