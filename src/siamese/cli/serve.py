@@ -60,6 +60,29 @@ def start(
     batch_window_ms: Annotated[
         float, typer.Option("--batch-window-ms", help="Wait for company per batch, ms.")
     ] = 2.0,
+    max_wait_ms: Annotated[
+        float,
+        typer.Option(
+            "--max-wait-ms",
+            help="Longest wait a stage (decode/detect, model, gallery) queues a request for; "
+            "beyond it 503 with Retry-After at once.",
+        ),
+    ] = 500.0,
+    max_queue: Annotated[
+        int, typer.Option("--max-queue", help="Most requests one stage holds at once.")
+    ] = 64,
+    request_timeout: Annotated[
+        float,
+        typer.Option("--request-timeout", help="Seconds a request may wait for a stage (503)."),
+    ] = 30.0,
+    rate_limit: Annotated[
+        float,
+        typer.Option(
+            "--rate-limit",
+            help="Requests a minute per API key, per worker (0: none); a key made with "
+            "--rate has its own. Beyond it 429 with Retry-After.",
+        ),
+    ] = 0.0,
     device: DeviceOption = None,
     engine: EngineOption = "auto",
 ) -> None:
@@ -73,6 +96,10 @@ def start(
         device=device,
         search=search,
         engine=engine,
+        max_wait_ms=max_wait_ms,
+        max_queue=max_queue,
+        request_timeout_s=request_timeout,
+        rate_per_minute=rate_limit,
         max_upload_bytes=int(max_upload_mb * 2**20),
         max_batch=max_batch,
         batch_window_ms=batch_window_ms,
@@ -91,6 +118,15 @@ def create_key(
     gallery: GalleryArgument,
     role: Annotated[str, typer.Option("--role", help="admin or recognize.")] = "recognize",
     name: Annotated[str, typer.Option("--name", help="What the key is for.")] = "",
+    rate: Annotated[
+        float | None,
+        typer.Option(
+            "--rate",
+            help="Requests a minute this key may make (0: unlimited; default: the service's "
+            "--rate-limit).",
+            show_default=False,
+        ),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Make a key; it is printed once and only its hash is kept."""
@@ -98,7 +134,7 @@ def create_key(
 
     store = _store(gallery)
     try:
-        record, key = make(store, role, name)
+        record, key = make(store, role, name, rate)
     finally:
         store.close()
     if as_json:

@@ -31,7 +31,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from siamese.errors import ConfigError, ConflictError, DataError, NotFoundError, OutputError
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 BUSY_TIMEOUT_S = 60.0
 
 metadata = sa.MetaData()
@@ -81,15 +81,26 @@ api_keys_table = sa.Table(
     sa.Column("prefix", sa.String(16), nullable=False),
     sa.Column("created_at", sa.String(32), nullable=False),
     sa.Column("revoked_at", sa.String(32), nullable=True),
+    # requests a minute this key may make (NULL: the service's --rate-limit)
+    sa.Column("rate_per_minute", sa.Float, nullable=True),
 )
 
+
+def _add_key_rates(conn: Connection) -> None:
+    """Version 3: API keys get their own rate limit (a column, NULL for the existing keys)."""
+    columns = {c["name"] for c in sa.inspect(conn).get_columns(api_keys_table.name)}
+    if "rate_per_minute" not in columns:  # a gallery created at version 2
+        conn.execute(sa.text("ALTER TABLE api_keys ADD COLUMN rate_per_minute FLOAT"))
+
+
 # version → the step that brings a gallery of version − 1 to it (1 creates the first tables,
-# 2 adds the service's API keys).
+# 2 adds the service's API keys, 3 their rate limits).
 MIGRATIONS: dict[int, Callable[[Connection], None]] = {
     1: lambda conn: metadata.create_all(
         conn, tables=[settings_table, identities_table, examples_table]
     ),
     2: lambda conn: metadata.create_all(conn, tables=[api_keys_table]),
+    3: _add_key_rates,
 }
 
 

@@ -10,6 +10,9 @@ web page.
 - `routes/`: one `APIRouter` per resource (recognition, identities, status, page).
 - `error_handlers`, `middleware`: every failure as the JSON error body; the upload limit and
   the request metrics.
+- `admission`: the stages (prepare, embed, gallery) in arrival order, bounded, refusing at
+  once (503 + Retry-After); request deadlines.
+- `rate_limits`: per-key token buckets (429 + Retry-After).
 - `batching`: `MicroBatcher`, concurrent requests sharing forward passes.
 - `keys`: API keys (hashed, in the gallery's database) and their roles.
 - `errors`: the JSON error body and its stable codes; no traceback or server path leaks.

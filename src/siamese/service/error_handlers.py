@@ -19,13 +19,19 @@ log = logging.getLogger("siamese.service")
 
 DOCUMENTED_ERRORS = {
     code: {"model": ErrorBody, "description": code}
-    for code in (400, 401, 403, 404, 409, 413, 415, 422, 503)
+    for code in (400, 401, 403, 404, 409, 413, 415, 422, 429, 503)
 }
 """The error responses every route may give, for the OpenAPI schema."""
 
 
 def error_response(error: ApiError) -> JSONResponse:
-    return JSONResponse(error.body(), status_code=error.status)
+    """The JSON error body, with Retry-After where the error says when to come back (a full
+    stage, a timeout, a spent rate limit)."""
+    response = JSONResponse(error.body(), status_code=error.status)
+    retry_after = getattr(error, "retry_after", None)
+    if retry_after is not None:
+        response.headers["Retry-After"] = str(int(retry_after))
+    return response
 
 
 async def _api_error(_: Request, err: Exception) -> JSONResponse:

@@ -25,6 +25,7 @@ CODES: dict[str, int] = {
     "conflict": 409,
     "payload_too_large": 413,
     "unsupported_media_type": 415,
+    "rate_limited": 429,
     "invalid_request": 400,
     "invalid_image": 422,
     "no_face": 422,

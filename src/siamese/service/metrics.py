@@ -41,6 +41,13 @@ class ServiceMetrics:
             buckets=_BATCH_BUCKETS,
             registry=self.registry,
         )
+        self.refused = Counter(
+            "siamese_refused",
+            "Requests refused before being served: a full stage (prepare, embed, gallery), "
+            "a timeout, or a key's rate limit",
+            ("reason",),
+            registry=self.registry,
+        )
         self.identities = Gauge(
             "siamese_gallery_identities", "Identities enrolled", registry=self.registry
         )

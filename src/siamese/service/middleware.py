@@ -1,5 +1,6 @@
 """What every request passes through before its route: the upload size limit (refused from
-the Content-Length header, before the body is read) and the request metrics."""
+the Content-Length header, before the body is read), its deadline (`--request-timeout`), and
+the request metrics."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from collections.abc import Awaitable, Callable
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
 
+from siamese.service.admission import request_deadline
 from siamese.service.error_handlers import error_response
 from siamese.service.errors import ApiError
 from siamese.service.settings import ServiceSettings
@@ -36,6 +38,8 @@ def install_middleware(app: FastAPI, settings: ServiceSettings) -> None:
                 )
             )
         else:
+            # stages refuse to start work for a request past its deadline (`admission`)
+            request_deadline.set(time.monotonic() + settings.request_timeout_s)
             try:
                 response = await call_next(request)
             except Exception:  # raised past the handlers (e.g. in a dependency's cleanup)

@@ -27,8 +27,17 @@ def checked_settings(settings: ServiceSettings, host: str) -> ServiceSettings:
 
     Raises:
         ConfigError: no API key and a host other than loopback; no gallery there; an
-            unknown engine.
+            unknown engine; a limit out of range.
     """
+    for value, option in (
+        (settings.max_wait_ms, "--max-wait-ms"),
+        (settings.request_timeout_s, "--request-timeout"),
+        (settings.max_queue, "--max-queue"),
+    ):
+        if not value > 0:
+            raise ConfigError(f"{option} must be more than 0, got {value}")
+    if not settings.rate_per_minute >= 0:
+        raise ConfigError(f"--rate-limit must be 0 (none) or more, got {settings.rate_per_minute}")
     if settings.engine not in ENGINES:
         raise ConfigError(f"--engine must be one of {', '.join(ENGINES)}, got {settings.engine!r}")
     store = GalleryStore.open(settings.gallery)

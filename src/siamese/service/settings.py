@@ -23,6 +23,15 @@ class ServiceSettings:
         batch_window_ms: how long a request waits for others to share its forward pass.
         require_keys: refuse requests without a valid API key (False only on loopback with no
             keys made).
+        max_wait_ms: the longest wait a stage of recognition (prepare, embed, gallery) admits
+            a request into; beyond it the request is refused at once with 503 and
+            Retry-After (`siamese.service.admission`).
+        max_queue: the most requests one stage holds at once, waiting or running.
+        request_timeout_s: a request still waiting for a stage after this long is answered
+            503 instead of being served late.
+        rate_per_minute: requests a minute each API key may make (0: unlimited), unless the
+            key has its own (`siamese serve keys create --rate`); beyond it, 429 with
+            Retry-After. Counted per worker process.
     """
 
     gallery: str
@@ -35,6 +44,10 @@ class ServiceSettings:
     max_batch: int = 32
     batch_window_ms: float = 2.0
     require_keys: bool = True
+    max_wait_ms: float = 500.0
+    max_queue: int = 64
+    request_timeout_s: float = 30.0
+    rate_per_minute: float = 0.0
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))
