@@ -310,12 +310,190 @@ def main() -> None:
             "lost": lost,
         }
         print(f"postgres restart: {document['postgres_restart']}", flush=True)
+        document["fairness"] = fairness(model, photos)
         document["fuzz"] = fuzz(model)
         print(f"fuzz: {document['fuzz']}", flush=True)
     finally:
         postgres.stop()
         shutil.rmtree(cluster_root, ignore_errors=True)
     publish(document)
+
+
+# ------------------------------------------------------------------------------------------
+# Fairness and overload (issue 26): the service against the pipeline's own throughput
+
+
+def pipeline_throughput(model: Path, photos: list[tuple[str, bytes]], seconds: float) -> dict:
+    """Photos → descriptors with no server: the recogniser the service runs (same engine),
+    one photo at a time on as many threads as cores (the service's own layout), for
+    `seconds`: the machine's limit for what the service does per identification."""
+    import threading
+
+    from siamese.export.serving_engine import load_serving_recognizer
+
+    recognizer, engine = load_serving_recognizer(model, "cpu")
+    threads = len(os.sched_getaffinity(0))
+    done = [0] * threads
+    stop = time.monotonic() + seconds
+
+    def work(worker: int) -> None:
+        n = worker
+        while time.monotonic() < stop:
+            _, data = photos[n % len(photos)]
+            prepared = recognizer.prepare_images([data], False, ["p.jpg"])
+            recognizer.embed_prepared(prepared.x)
+            done[worker] += 1
+            n += threads
+
+    _, data = photos[0]
+    recognizer.embed_prepared(recognizer.prepare_images([data], False, ["p.jpg"]).x)  # warm
+    started = time.perf_counter()
+    workers = [threading.Thread(target=work, args=(w,)) for w in range(threads)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    elapsed = time.perf_counter() - started
+    return {
+        "faces_per_second": sum(done) / elapsed,
+        "faces": sum(done),
+        "threads": threads,
+        "engine": engine.engine,
+    }
+
+
+def _quantile(values: list[float], q: float) -> float:
+    values = sorted(values)
+    return values[min(len(values) - 1, int(q * len(values)))] if values else float("nan")
+
+
+def _summary(results: dict[str, Any], elapsed: float) -> dict[str, Any]:
+    accepted, refused = results["accepted"], results["refused"]
+    return {
+        "seconds": round(elapsed, 2),
+        "served": len(accepted),
+        "served_per_second": len(accepted) / elapsed,
+        "p50_ms": 1000 * _quantile(accepted, 0.50),
+        "p95_ms": 1000 * _quantile(accepted, 0.95),
+        "p99_ms": 1000 * _quantile(accepted, 0.99),
+        "refused": len(refused),
+        "refused_p99_ms": 1000 * _quantile(refused, 0.99) if refused else None,
+        "status": dict(results["status"]),
+        "server_errors": sum(
+            v for k, v in results["status"].items() if k.startswith("5") and k != "503"
+        ),
+    }
+
+
+async def _identify(client: Any, data: bytes, results: dict[str, Any]) -> float | None:
+    """One identification; its latency lands in accepted or refused; Retry-After or None."""
+    import httpx
+
+    started = time.perf_counter()
+    try:
+        response = await client.post("/v1/identify", files={"image": ("p.jpg", data, "image/jpeg")})
+        status: str = str(response.status_code)
+    except httpx.HTTPError as err:
+        response, status = None, f"connection error ({type(err).__name__})"
+    seconds = time.perf_counter() - started
+    results["status"][status] += 1
+    if status in ("503", "429"):
+        results["refused"].append(seconds)
+        return float(response.headers.get("Retry-After", "1"))
+    results["accepted"].append(seconds)
+    return None
+
+
+def closed_loop(base: str, photos: list, clients: int, seconds: float) -> dict[str, Any]:
+    """`clients` each identifying, one request after the other; a refused client waits the
+    Retry-After it was given (as a well-behaved client does) before its next request."""
+    import httpx
+
+    results: dict[str, Any] = {"accepted": [], "refused": [], "status": Counter()}
+
+    async def client_task(worker: int) -> None:
+        deadline = time.monotonic() + seconds
+        n = worker * 7
+        async with httpx.AsyncClient(base_url=base, timeout=120) as client:
+            while time.monotonic() < deadline:
+                retry = await _identify(client, photos[n % len(photos)][1], results)
+                n += 1
+                if retry is not None:
+                    await asyncio.sleep(min(retry, max(0.0, deadline - time.monotonic())))
+
+    async def run() -> None:
+        await asyncio.gather(*(client_task(w) for w in range(clients)))
+
+    started = time.perf_counter()
+    asyncio.run(run())
+    return {"clients": clients, **_summary(results, time.perf_counter() - started)}
+
+
+def open_loop(base: str, photos: list, rate: float, seconds: float) -> dict[str, Any]:
+    """Poisson arrivals at `rate` a second for `seconds` (each arrival one identification,
+    whatever the others are doing): what a capacity planner reads."""
+    import random
+
+    import httpx
+
+    results: dict[str, Any] = {"accepted": [], "refused": [], "status": Counter()}
+    generator = random.Random(0)
+
+    async def run() -> None:
+        limits = httpx.Limits(max_connections=1000, max_keepalive_connections=200)
+        async with httpx.AsyncClient(base_url=base, timeout=120, limits=limits) as client:
+            tasks, n = [], 0
+            deadline = time.monotonic() + seconds
+            while time.monotonic() < deadline:
+                tasks.append(
+                    asyncio.create_task(_identify(client, photos[n % len(photos)][1], results))
+                )
+                n += 1
+                await asyncio.sleep(generator.expovariate(rate))
+            await asyncio.gather(*tasks)
+
+    started = time.perf_counter()
+    asyncio.run(run())
+    return {"offered_per_second": rate, **_summary(results, time.perf_counter() - started)}
+
+
+def fairness(model: Path, photos: list[tuple[str, bytes]]) -> dict[str, Any]:
+    """The issue-26 goals in one run: the pipeline alone, then the service at 8 and 32
+    closed-loop clients and under Poisson arrivals at 50 % and 90 % of its capacity."""
+    pipeline = pipeline_throughput(model, photos, SECONDS)
+    print(f"pipeline alone: {pipeline['faces_per_second']:.1f} faces/s", flush=True)
+    server = serve(new_gallery(model, str(RUNS / "fairness.sqlite")))
+    server.start()
+    try:
+        closed_loop(server.base, photos, 1, 5.0)  # warm-up: not reported
+        closed = [closed_loop(server.base, photos, c, SECONDS) for c in (8, 32)]
+        capacity = closed[0]["served_per_second"]
+        opened = [open_loop(server.base, photos, share * capacity, SECONDS) for share in (0.5, 0.9)]
+        import httpx
+
+        engine = httpx.get(f"{server.base}/v1/model").json()["engine"]
+    finally:
+        server.stop()
+    for row in closed:
+        row["ratio_to_pipeline"] = row["served_per_second"] / pipeline["faces_per_second"]
+        row["p99_over_p50"] = row["p99_ms"] / row["p50_ms"]
+        print(f"closed loop {row}", flush=True)
+    for row, share in zip(opened, (0.5, 0.9), strict=True):
+        row["share_of_capacity"] = share
+        print(f"open loop {row}", flush=True)
+    eight, many = closed
+    goals = {
+        "8 clients: p99 ≤ 3× p50": eight["p99_over_p50"] <= 3,
+        "8 clients: throughput ≥ 85 % of the pipeline's": eight["ratio_to_pipeline"] >= 0.85,
+        "32 clients: p99 of accepted requests ≤ 1 s": many["p99_ms"] <= 1000,
+    }
+    return {
+        "pipeline": pipeline,
+        "engine": engine,
+        "closed_loop": closed,
+        "open_loop": opened,
+        "goals": goals,
+    }
 
 
 def fuzz(model: Path) -> dict[str, Any]:
@@ -355,6 +533,43 @@ def fuzz(model: Path) -> dict[str, Any]:
     }
 
 
+def fairness_table(f: dict[str, Any]) -> list[str]:
+    """The fairness and overload rows (issue 26), ratios to the pipeline in the same run."""
+    pipe = f["pipeline"]
+    lines = [
+        f"Fairness and overload ({f['date']}): the face pipeline alone, no server, "
+        f"{pipe['threads']} threads, {pipe['engine']}: **{pipe['faces_per_second']:.1f} "
+        f"faces/s**; the service runs {f['engine']['engine']}. Identification only; a refused "
+        "client waits its Retry-After; latency of served requests:",
+        "",
+        "| load | served/s | of the pipeline's | p50 | p99 | p99 / p50 | refused (p99 to refuse) "
+        "| other 5xx |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for row in f["closed_loop"]:
+        load = f"{row['clients']} clients, closed loop"
+        lines.append(_fairness_row(load, row, pipe))
+    for row in f["open_loop"]:
+        load = (
+            f"Poisson {row['offered_per_second']:.1f}/s ({100 * row['share_of_capacity']:.0f} % "
+            "of the 8-client throughput)"
+        )
+        lines.append(_fairness_row(load, row, pipe))
+    goals = "; ".join(f"{k}: {'met' if v else '**not met**'}" for k, v in f["goals"].items())
+    lines += ["", f"Goals: {goals}."]
+    return lines
+
+
+def _fairness_row(load: str, row: dict[str, Any], pipe: dict[str, Any]) -> str:
+    refused = f"{row['refused']} ({row['refused_p99_ms']:.0f} ms)" if row["refused"] else "0"
+    return (
+        f"| {load} | {row['served_per_second']:.1f} | "
+        f"{100 * row['served_per_second'] / pipe['faces_per_second']:.0f} % | "
+        f"{row['p50_ms']:.0f} ms | {row['p99_ms']:.0f} ms | "
+        f"{row['p99_ms'] / row['p50_ms']:.1f} | {refused} | {row['server_errors']} |"
+    )
+
+
 def publish(document: dict[str, Any]) -> None:
     publish_results("service", document, section(document))
     replace_section(ROOT / "README.md", "service-results", readme_table(document))
@@ -387,6 +602,8 @@ def readme_table(document: dict[str, Any]) -> str:
             f" Fuzzing with schemathesis: {f['passed']:,} of {f['generated']:,} generated "
             "requests passed (no 5xx; statuses, content types and bodies as documented)."
         )
+    if document.get("fairness"):
+        lines += ["", *fairness_table(document["fairness"])]
     return "\n".join(lines)
 
 
@@ -439,6 +656,8 @@ def section(document: dict[str, Any]) -> str:
             f"admin key): {f['generated']} generated requests, {f['passed']} passed "
             f"(exit status {f['exit_status']})."
         )
+    if document.get("fairness"):
+        lines += ["", *fairness_table(document["fairness"])]
     lines += ["", f"Measured {document['date']} on {m['cpu']} ({m['cores']} cores)."]
     return "\n".join(lines)
 
@@ -446,6 +665,18 @@ def section(document: dict[str, Any]) -> str:
 if __name__ == "__main__":
     if sys.argv[1:] == ["publish"]:  # the tables again, from results/service.json
         publish(json.loads((HERE / "results" / "service.json").read_text()))
+    elif sys.argv[1:] == ["fairness"]:  # fairness and overload alone, into service.json
+        from siamese.config import load_config
+        from siamese.training.run import train_run
+
+        RUNS.mkdir(parents=True, exist_ok=True)
+        faces = RUNS / "faces"
+        if not (faces / "model.json").is_file():
+            train_run(load_config(ROOT / "configs" / "face_pretrained.yaml"), faces, quiet=True)
+        results = json.loads((HERE / "results" / "service.json").read_text())
+        results["fairness"] = fairness(faces, celebrity_photos())
+        results["fairness"]["date"] = time.strftime("%Y-%m-%d")
+        publish(results)
     elif sys.argv[1:] == ["fuzz"]:  # the fuzzing alone, into results/service.json
         from siamese.config import load_config
         from siamese.training.run import train_run
