@@ -13,6 +13,7 @@ import torch
 
 from postgres_server import Postgres
 from siamese.data.sources import load_dataset
+from siamese.errors import ConfigError
 from siamese.recognition import Gallery, Recognizer
 from siamese.recognition.gallery_store import SCHEMA_VERSION, GalleryStore, database_url
 
@@ -139,6 +140,13 @@ def test_the_service_on_postgres_is_not_ready_while_it_is_down_and_recovers(
             assert down.status_code == 503 and down.json()["status"] == "database unavailable"
             failed = client.post("/v1/identify", files=image)
             assert failed.status_code == 503 and failed.json()["error"]["code"] == "unavailable"
+            assert failed.json()["error"]["message"].startswith("cannot connect to")
+            # opening the gallery while its server is down says so first, without the password
+            secret = url.replace("://postgres@", "://postgres:hunter2@", 1)
+            assert "hunter2" in secret
+            with pytest.raises(ConfigError, match=r"^cannot connect to postgresql://") as err:
+                GalleryStore.open(secret)
+            assert "hunter2" not in str(err.value) and "running and reachable" in str(err.value)
         finally:
             postgres.start()
         assert client.get("/readyz").status_code == 200  # no restart of the service

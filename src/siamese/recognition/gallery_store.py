@@ -121,6 +121,19 @@ def database_url(location: Path | str) -> str:
     return f"sqlite:///{Path(text).expanduser().resolve()}"
 
 
+def cannot_connect(url: str, err: Exception) -> str:
+    """The message for a database server that does not answer: what could not be reached
+    first (the URL without its password), then the driver's reason, then what to check."""
+    shown = sa.engine.make_url(url).render_as_string(hide_password=True)
+    shown = shown.replace("postgresql+psycopg://", "postgresql://")
+    reason = str(getattr(err, "orig", None) or err).strip().splitlines()
+    return (
+        f"cannot connect to {shown}: {reason[0] if reason else type(err).__name__}; check that "
+        "the database server is running and reachable, and the URL's user, host, port and "
+        "database name"
+    )
+
+
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     # Autocommit at the driver: SQLAlchemy's `begin` issues BEGIN IMMEDIATE itself.
     dbapi_connection.isolation_level = None
@@ -272,6 +285,10 @@ class GalleryStore:
         try:
             with engine.connect() as conn:
                 has = sa.inspect(conn).has_table(settings_table.name)
+        except sa.exc.OperationalError as err:
+            if url.startswith("sqlite"):
+                raise ConfigError(f"{location}: cannot open the gallery ({err.orig})") from None
+            raise ConfigError(cannot_connect(url, err)) from None
         except sa.exc.DatabaseError as err:
             raise ConfigError(
                 f"{location}: not a gallery database ({err.orig}); give the file `siamese "

@@ -47,8 +47,14 @@ async def _siamese_error(_: Request, err: Exception) -> JSONResponse:
 async def _database_down(_: Request, err: Exception) -> JSONResponse:
     assert isinstance(err, sa.exc.DBAPIError)
     log.warning("database error: %s", type(err.orig).__name__ if err.orig else err)
+    reachable = not isinstance(err, sa.exc.OperationalError)
     response = error_response(
-        ApiError("unavailable", "the gallery's database is unavailable; retry shortly")
+        ApiError(
+            "unavailable",
+            "the gallery's database refused the request; retry shortly"
+            if reachable
+            else "cannot connect to the gallery's database; retry shortly",
+        )
     )
     response.headers["Retry-After"] = "1"
     return response
