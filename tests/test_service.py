@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import re
 import signal
 import struct
 import time
@@ -438,6 +439,15 @@ def test_several_workers_share_the_gallery(gallery_path: Path, digits, tmp_path:
                         files={"image": ("p.png", _png_bytes(x[y == digit][0]), "image/png")},
                     ).json()["results"][0]
                 assert answer["identity"] == f"d{digit}"
+        # /metrics sums both workers, whichever answers the scrape
+        pattern = re.compile(
+            r'siamese_requests_total\{method="POST",route="/v1/identify",status="200"\} (\S+)'
+        )
+        for _ in range(4):
+            with httpx.Client() as client:
+                scraped = client.get(f"{base}/metrics").text
+            assert float(pattern.search(scraped).group(1)) == 12.0, scraped
+            assert "siamese_gallery_identities 4.0" in scraped
     finally:
         server.stop()
     text = server.log()

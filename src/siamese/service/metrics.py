@@ -1,8 +1,15 @@
 """The service's Prometheus metrics (prometheus_client, one registry per app): requests by
-route and status, latency histograms, gallery size, micro-batch sizes. Each worker process
-counts its own requests (scrape each, or sum them)."""
+route and status, latency histograms, refusals, gallery size, micro-batch sizes.
+
+With several workers (`siamese serve --workers N`) the server points PROMETHEUS_MULTIPROC_DIR
+at a folder of its own before the workers start: prometheus_client then keeps every worker's
+values in files there, and `/metrics`, whichever worker answers it, reports their sum (the
+gallery's size: the largest a worker saw), so one scrape sees the whole service.
+"""
 
 from __future__ import annotations
+
+import os
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -12,6 +19,9 @@ from prometheus_client import (
     Histogram,
     generate_latest,
 )
+from prometheus_client.multiprocess import MultiProcessCollector
+
+MULTIPROCESS_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 _BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64)
@@ -49,10 +59,16 @@ class ServiceMetrics:
             registry=self.registry,
         )
         self.identities = Gauge(
-            "siamese_gallery_identities", "Identities enrolled", registry=self.registry
+            "siamese_gallery_identities",
+            "Identities enrolled",
+            registry=self.registry,
+            multiprocess_mode="max",
         )
         self.examples = Gauge(
-            "siamese_gallery_examples", "Examples enrolled", registry=self.registry
+            "siamese_gallery_examples",
+            "Examples enrolled",
+            registry=self.registry,
+            multiprocess_mode="max",
         )
 
     def observe(self, method: str, route: str, status: int, seconds: float) -> None:
@@ -64,4 +80,9 @@ class ServiceMetrics:
         self.examples.set(examples)
 
     def render(self) -> bytes:
+        """The Prometheus text: this process's values, or every worker's summed."""
+        if os.environ.get(MULTIPROCESS_ENV):
+            registry = CollectorRegistry()
+            MultiProcessCollector(registry)
+            return generate_latest(registry)
         return generate_latest(self.registry)

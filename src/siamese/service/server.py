@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import shutil
+import tempfile
 
 from siamese.errors import ConfigError
 from siamese.export.serving_engine import ENGINES
 from siamese.recognition.gallery_store import GalleryStore
 from siamese.service.keys import active_key_count
+from siamese.service.metrics import MULTIPROCESS_ENV
 from siamese.service.settings import ServiceSettings
 
 
@@ -71,12 +74,21 @@ def serve(
         raise ConfigError(f"--workers must be at least 1, got {workers}")
     settings = checked_settings(settings, host)
     os.environ["SIAMESE_SERVE_SETTINGS"] = settings.to_json()
-    uvicorn.run(
-        "siamese.service.app:app_from_environment",
-        factory=True,
-        host=host,
-        port=port,
-        workers=workers,
-        log_level="info",
-        server_header=False,
-    )
+    metrics_dir = None
+    if workers > 1:  # every worker's metrics in files there, summed by /metrics (`metrics`)
+        metrics_dir = tempfile.mkdtemp(prefix="siamese-metrics-")
+        os.environ[MULTIPROCESS_ENV] = metrics_dir
+    try:
+        uvicorn.run(
+            "siamese.service.app:app_from_environment",
+            factory=True,
+            host=host,
+            port=port,
+            workers=workers,
+            log_level="info",
+            server_header=False,
+        )
+    finally:
+        if metrics_dir is not None:
+            os.environ.pop(MULTIPROCESS_ENV, None)
+            shutil.rmtree(metrics_dir, ignore_errors=True)
