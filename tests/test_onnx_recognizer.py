@@ -516,7 +516,7 @@ def test_the_service_runs_an_export_as_its_model(
     settings = ServiceSettings(gallery=str(path), model=str(digits_export), require_keys=False)
     probe = digit_files[5].read_bytes()
     with TestClient(create_app(settings)) as client:
-        assert isinstance(client.app.state.service.recognizer, OnnxRecognizer)
+        assert isinstance(client.app.state.service.gallery(None).recognizer, OnnxRecognizer)
         files = [("images", (p.name, p.read_bytes(), "image/png")) for p in digit_files[2:4]]
         response = client.post("/v1/identities", data={"name": "second"}, files=files)
         assert response.status_code == 201, response.text

@@ -179,7 +179,7 @@ def test_model_health_readiness_metrics_and_schema(client: TestClient, digits) -
     text = client.get("/metrics").text
     assert 'siamese_requests_total{method="POST",route="/v1/identify",status="200"} 1.0' in text
     assert "siamese_request_seconds_bucket" in text and "siamese_batch_size_count" in text
-    assert "siamese_gallery_identities 0.0" in text
+    assert 'siamese_gallery_identities{gallery="people"} 0.0' in text
     schema = client.get("/openapi.json").json()
     for path in ("/v1/identify", "/v1/verify", "/v1/embed", "/v1/identities/{name}/examples"):
         assert path in schema["paths"]
@@ -447,7 +447,7 @@ def test_several_workers_share_the_gallery(gallery_path: Path, digits, tmp_path:
             with httpx.Client() as client:
                 scraped = client.get(f"{base}/metrics").text
             assert float(pattern.search(scraped).group(1)) == 12.0, scraped
-            assert "siamese_gallery_identities 4.0" in scraped
+            assert 'siamese_gallery_identities{gallery="people"} 4.0' in scraped
     finally:
         server.stop()
     text = server.log()

@@ -170,7 +170,7 @@ def test_a_full_stage_answers_503_with_retry_after_at_once(gallery_path: Path, d
     settings = ServiceSettings(gallery=str(gallery_path), require_keys=False, max_queue=2)
     with TestClient(create_app(settings)) as client:
         assert _enrol(client, "zero", [_png_bytes(x[0])]).status_code == 201
-        prepare = client.app.state.service.stages["prepare"]
+        prepare = client.app.state.service.prepare_stage
         prepare.inside = 2  # two requests already decoding: the stage is full
         started = time.perf_counter()
         files = {"image": ("p.png", _png_bytes(x[0]), "image/png")}
@@ -191,21 +191,21 @@ def test_a_request_past_its_timeout_is_answered_503(gallery_path: Path, digits) 
         gallery=str(gallery_path), require_keys=False, request_timeout_s=0.05
     )
     with TestClient(create_app(settings)) as client:
-        service = client.app.state.service
-        real = service.recognizer.prepare_images
+        recognizer = client.app.state.service.gallery(None).recognizer
+        real = recognizer.prepare_images
 
         def slow(*args: object) -> object:
             time.sleep(0.2)  # decoding outlasts the request's timeout
             return real(*args)
 
-        service.recognizer.prepare_images = slow
+        recognizer.prepare_images = slow
         files = [("images", ("a.png", _png_bytes(x[0]), "image/png"))]
         response = client.post("/v1/identities", data={"name": "late"}, files=files)
         code, kind, message = _error(response)
         assert (code, kind) == (503, "unavailable") and "timeout" in message
         assert response.headers["Retry-After"] == "1"
         # nothing was written for it
-        service.recognizer.prepare_images = real
+        recognizer.prepare_images = real
         assert client.get("/v1/identities").json()["total"] == 0
 
 

@@ -38,7 +38,32 @@ GalleryArgument = Annotated[
 
 @serve_app.command("start")
 def start(
-    gallery: GalleryArgument,
+    galleries: Annotated[
+        list[str] | None,
+        typer.Argument(
+            help="The galleries: SQLite files or database URLs, each optionally as "
+            "NAME=LOCATION (default name: the file's or database's name). The first is the "
+            "default, which /v1/... addresses; /v1/galleries/NAME/... addresses any.",
+            show_default=False,
+        ),
+    ] = None,
+    folder: Annotated[
+        str | None,
+        typer.Option(
+            "--galleries",
+            help="A folder of galleries: its *.sqlite files, served by file name; the API may "
+            "create and delete galleries there.",
+            show_default=False,
+        ),
+    ] = None,
+    default: Annotated[
+        str | None,
+        typer.Option(
+            "--default",
+            help="The default gallery's name (with --galleries and no GALLERY: 'default').",
+            show_default=False,
+        ),
+    ] = None,
     host: Annotated[str, typer.Option("--host", help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port", help="TCP port.")] = 8000,
     workers: Annotated[int, typer.Option("--workers", help="Worker processes.")] = 1,
@@ -86,12 +111,16 @@ def start(
     device: DeviceOption = None,
     engine: EngineOption = "auto",
 ) -> None:
-    """Serve GALLERY (what `siamese serve GALLERY` runs)."""
+    """Serve the galleries (what `siamese serve GALLERY...` runs)."""
     from siamese.service.server import serve
-    from siamese.service.settings import ServiceSettings
+    from siamese.service.settings import ServiceSettings, gallery_targets
 
+    gallery, named, default_name = gallery_targets(list(galleries or []), folder, default)
     settings = ServiceSettings(
         gallery=gallery,
+        galleries=named,
+        folder=folder,
+        default_name=default_name,
         model=model,
         device=device,
         search=search,

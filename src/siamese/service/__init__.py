@@ -1,5 +1,5 @@
-"""The recognition service: `siamese serve GALLERY` — a REST API (FastAPI) over one gallery,
-with API keys, upload limits, JSON errors, micro-batched inference, Prometheus metrics and a
+"""The recognition service: `siamese serve GALLERY...` — a REST API (FastAPI) over one or
+several galleries, with API keys, upload limits, JSON errors, micro-batched inference, Prometheus metrics and a
 web page.
 
 - `app`: `create_app(ServiceSettings)`, the factory composing everything below.
@@ -7,7 +7,8 @@ web page.
 - `runtime`: `Service`, what the app holds while it runs (gallery, lock, thread pool,
   batcher, metrics) and the prepare → embed steps every recognising route shares.
 - `dependencies`: the running service, the caller's role from the API key, checked uploads.
-- `routes/`: one `APIRouter` per resource (recognition, identities, status, page).
+- `routes/`: one `APIRouter` per resource (recognition, identities, keys, galleries,
+  status, page).
 - `error_handlers`, `middleware`: every failure as the JSON error body; the upload limit and
   the request metrics.
 - `admission`: the stages (prepare, embed, gallery) in arrival order, bounded, refusing at

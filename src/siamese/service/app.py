@@ -1,5 +1,5 @@
-"""The recognition service's app factory (`siamese serve GALLERY`): it composes the routes
-(`routes/`: recognition, identities, status, the page), the shared dependencies
+"""The recognition service's app factory (`siamese serve GALLERY...`): it composes the routes
+(`routes/`: recognition, identities, keys, galleries, status, the page), the shared dependencies
 (`dependencies`), the error handlers and the middleware around what runs (`runtime.Service`).
 
 Images arrive as multipart uploads and are checked by content (format, size, pixel count)
@@ -22,7 +22,7 @@ from starlette.concurrency import run_in_threadpool
 
 from siamese.service.error_handlers import DOCUMENTED_ERRORS, install_error_handlers
 from siamese.service.middleware import install_middleware
-from siamese.service.routes import identities, recognition, status
+from siamese.service.routes import galleries, identities, keys, recognition, status
 from siamese.service.routes.page import mount_page
 from siamese.service.runtime import Service
 from siamese.service.settings import ServiceSettings
@@ -44,14 +44,19 @@ def create_app(settings: ServiceSettings) -> FastAPI:
     app = FastAPI(
         title="siamese recognition service",
         version="1",
-        description="Identify, verify and enrol people (or any classes) against one gallery.",
+        description="Identify, verify and enrol people (or any classes) against galleries: "
+        "`/v1/...` addresses the default gallery, `/v1/galleries/{gallery}/...` any.",
         lifespan=lifespan,
         responses=DOCUMENTED_ERRORS,
     )
     install_error_handlers(app)
     install_middleware(app, settings)
-    for module in (recognition, identities, status):
-        app.include_router(module.router)
+    # every route of one gallery twice: for the default gallery, and for any by name
+    for prefix in ("/v1", "/v1/galleries/{gallery}"):
+        for router in (recognition.router, identities.router, keys.router, status.model_router):
+            app.include_router(router, prefix=prefix)
+    app.include_router(galleries.router)
+    app.include_router(status.router)
     mount_page(app)
     return app
 

@@ -1,5 +1,6 @@
-"""What routes share, as FastAPI dependencies: the running `Service`, the caller's role (from
-the API key), and uploads checked by content before anything decodes them."""
+"""What routes share, as FastAPI dependencies: the running `Service`, the gallery a route
+addresses, the caller's role on it (from the API key), and uploads checked by content before
+anything decodes them."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from fastapi import Depends, Request, UploadFile
 
 from siamese.data.image_files import DEFAULT_MAX_PIXELS, BadImageError, probe_image_bytes
 from siamese.service.errors import ApiError
-from siamese.service.runtime import API_KEY_HEADER, Service
+from siamese.service.runtime import API_KEY_HEADER, ServedGallery, Service
 
 
 def current_service(request: Request) -> Service:
@@ -23,9 +24,19 @@ def current_service(request: Request) -> Service:
 Running = Annotated[Service, Depends(current_service)]
 
 
-def caller_role(request: Request, service: Running) -> str:
-    """The caller's role (401 without a valid key when keys are required)."""
-    return service.role(request.headers.get(API_KEY_HEADER))
+def target_gallery(request: Request, service: Running) -> ServedGallery:
+    """The gallery a route addresses: `{gallery}` in its path, else the default (404 for a
+    gallery not served)."""
+    return service.gallery(request.path_params.get("gallery"))
+
+
+Target = Annotated[ServedGallery, Depends(target_gallery)]
+
+
+def caller_role(request: Request, service: Running, served: Target) -> str:
+    """The caller's role on the addressed gallery (401 without a valid key for it when keys
+    are required; 429 past the key's rate)."""
+    return service.role(served, request.headers.get(API_KEY_HEADER))
 
 
 def admin_role(role: Annotated[str, Depends(caller_role)]) -> str:
@@ -35,8 +46,17 @@ def admin_role(role: Annotated[str, Depends(caller_role)]) -> str:
     return role
 
 
+def service_admin(request: Request, service: Running) -> str:
+    """An admin of the service: an admin key of the default gallery (403 otherwise)."""
+    role = service.role(service.gallery(None), request.headers.get(API_KEY_HEADER))
+    if role != "admin":
+        raise ApiError("forbidden", "managing galleries takes an admin key of the default gallery")
+    return role
+
+
 Reader = Annotated[str, Depends(caller_role)]
 Admin = Annotated[str, Depends(admin_role)]
+ServiceAdmin = Annotated[str, Depends(service_admin)]
 
 
 async def read_image(service: Service, upload: UploadFile, field: str) -> bytes:

@@ -60,13 +60,15 @@ class ServiceMetrics:
         )
         self.identities = Gauge(
             "siamese_gallery_identities",
-            "Identities enrolled",
+            "Identities enrolled, by gallery",
+            ("gallery",),
             registry=self.registry,
             multiprocess_mode="max",
         )
         self.examples = Gauge(
             "siamese_gallery_examples",
-            "Examples enrolled",
+            "Examples enrolled, by gallery",
+            ("gallery",),
             registry=self.registry,
             multiprocess_mode="max",
         )
@@ -75,9 +77,9 @@ class ServiceMetrics:
         self.requests.labels(method, route, str(status)).inc()
         self.latency.labels(route).observe(seconds)
 
-    def gallery_size(self, identities: int, examples: int) -> None:
-        self.identities.set(identities)
-        self.examples.set(examples)
+    def gallery_size(self, gallery: str, identities: int, examples: int) -> None:
+        self.identities.labels(gallery).set(identities)
+        self.examples.labels(gallery).set(examples)
 
     def render(self) -> bytes:
         """The Prometheus text: this process's values, or every worker's summed."""

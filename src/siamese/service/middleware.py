@@ -19,6 +19,26 @@ from siamese.service.settings import ServiceSettings
 log = logging.getLogger("siamese.service")
 
 
+SERVICE_PATHS = ("/v1/galleries", "/healthz", "/readyz", "/metrics", "/static")
+
+
+def route_template(request: Request) -> str:
+    """The route a request matched, as a template (`/v1/galleries/{gallery}/identify`), so
+    that metrics have one series per route, not per URL. A gallery's routes are included
+    under two prefixes (`/v1` and `/v1/galleries/{gallery}`) and FastAPI reports the route
+    without them: the prefix is read off the URL."""
+    matched = request.scope.get("route")
+    template = getattr(matched, "path", None)
+    if template is None:
+        return "unmatched"
+    if template == "/" or template.startswith(SERVICE_PATHS):
+        return str(template)
+    if template.startswith("/v1/"):  # FastAPI versions that report the full path
+        return str(template)
+    inside = request.url.path.startswith("/v1/galleries/")
+    return ("/v1/galleries/{gallery}" if inside else "/v1") + str(template)
+
+
 def install_middleware(app: FastAPI, settings: ServiceSettings) -> None:
     """The size limit and the metrics of every request."""
 
@@ -27,7 +47,6 @@ def install_middleware(app: FastAPI, settings: ServiceSettings) -> None:
         request: Request, call_next: Callable[[Request], Awaitable[Response]]
     ) -> Response:
         started = time.perf_counter()
-        route = request.url.path
         length = request.headers.get("content-length")
         if length is not None and length.isdigit() and int(length) > settings.max_upload_bytes:
             response: Response = error_response(
@@ -45,9 +64,7 @@ def install_middleware(app: FastAPI, settings: ServiceSettings) -> None:
             except Exception:  # raised past the handlers (e.g. in a dependency's cleanup)
                 log.exception("internal error")
                 response = error_response(ApiError("internal", "internal error"))
-        matched = request.scope.get("route")
-        if matched is not None:
-            route = getattr(matched, "path", route)
+        route = route_template(request)
         service = getattr(request.app.state, "service", None)
         if service is not None:
             service.metrics.observe(

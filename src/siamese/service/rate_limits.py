@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 
 from siamese.service.errors import ApiError
 
@@ -33,9 +33,9 @@ class RateLimits:
 
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self.clock = clock
-        self._buckets: dict[int, tuple[float, float]] = {}  # key id → (tokens, last time)
+        self._buckets: dict[Hashable, tuple[float, float]] = {}  # key → (tokens, last time)
 
-    def take(self, key_id: int, per_minute: float) -> None:
+    def take(self, key_id: Hashable, per_minute: float) -> None:
         """Spend one request of key `key_id`, whose rate is `per_minute` (0: unlimited).
 
         Raises:

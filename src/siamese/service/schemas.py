@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
@@ -187,3 +187,63 @@ class ModelOut(BaseModel):
     gallery_threshold: float
     gallery_far: float | None
     gallery: GalleryStatsOut
+
+
+class GalleryOut(BaseModel):
+    name: str
+    default: bool
+    identities: int
+    examples: int
+    model: str
+    """The SHA-256 of its model's weights."""
+    threshold: float
+    far: float | None
+
+
+class GalleryPage(BaseModel):
+    items: list[GalleryOut]
+    total: int
+
+
+class GalleryIn(BaseModel):
+    """A gallery to create in the served folder."""
+
+    name: str = Field(min_length=1, max_length=64, pattern=r"^[a-z0-9][a-z0-9_-]*$")
+    like: str | None = Field(
+        default=None, description="the gallery whose model it uses (default: the default's)"
+    )
+    far: float | None = Field(
+        default=None,
+        gt=0,
+        lt=1,
+        description="a fixed pair false-accept rate (default: FPIR 1 % at any size)",
+    )
+    keep_images: bool = False
+
+
+class KeyOut(BaseModel):
+    id: int
+    name: str
+    role: str
+    prefix: str
+    created_at: str
+    revoked_at: str | None
+    rate_per_minute: float | None
+
+
+class NewKeyOut(KeyOut):
+    key: str
+    """Shown once: only its hash is kept."""
+
+
+class KeyPage(BaseModel):
+    items: list[KeyOut]
+    total: int
+
+
+class KeyIn(BaseModel):
+    role: Literal["admin", "recognize"] = "recognize"
+    name: str = Field(default="", max_length=200)
+    rate_per_minute: float | None = Field(
+        default=None, ge=0, description="requests a minute (0: unlimited; null: the service's)"
+    )

@@ -25,8 +25,9 @@ def is_loopback(host: str) -> bool:
 
 
 def checked_settings(settings: ServiceSettings, host: str) -> ServiceSettings:
-    """`settings` with `require_keys` decided: required whenever a key exists; without any,
-    serving is allowed on loopback only.
+    """`settings` with `require_keys` decided: required whenever a key exists in any gallery
+    served; without any, serving is allowed on loopback only (the default gallery's admin keys
+    administer every gallery, so it must have one elsewhere).
 
     Raises:
         ConfigError: no API key and a host other than loopback; no gallery there; an
@@ -43,18 +44,21 @@ def checked_settings(settings: ServiceSettings, host: str) -> ServiceSettings:
         raise ConfigError(f"--rate-limit must be 0 (none) or more, got {settings.rate_per_minute}")
     if settings.engine not in ENGINES:
         raise ConfigError(f"--engine must be one of {', '.join(ENGINES)}, got {settings.engine!r}")
-    store = GalleryStore.open(settings.gallery)
-    try:
-        keys = active_key_count(store)
-    finally:
-        store.close()
-    if keys == 0 and not is_loopback(host):
+    keys = {}
+    for location in settings.gallery_locations().values():  # each opens, or says why not
+        store = GalleryStore.open(location)
+        try:
+            keys[location] = active_key_count(store)
+        finally:
+            store.close()
+    if keys[settings.gallery] == 0 and not is_loopback(host):
         raise ConfigError(
             f"no API key exists for {settings.gallery}, so the service would be open to anyone "
             f"who reaches {host}: create one first (siamese serve keys create "
             f"{settings.gallery} --role admin), or serve on 127.0.0.1"
         )
-    return ServiceSettings(**{**settings.__dict__, "require_keys": keys > 0})
+    required = sum(keys.values()) > 0 or not is_loopback(host)
+    return ServiceSettings(**{**settings.__dict__, "require_keys": required})
 
 
 def serve(
