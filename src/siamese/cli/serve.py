@@ -24,7 +24,7 @@ class _ServeGroup(TyperGroup):
 
 serve_app = typer.Typer(
     cls=_ServeGroup,
-    help="The recognition service: REST API and web page over a gallery; its API keys.",
+    help="The recognition service: REST API and web page over one or several galleries; their API keys.",
     no_args_is_help=True,
 )
 keys_app = typer.Typer(help="API keys of a gallery's service (stored hashed in its database).")
