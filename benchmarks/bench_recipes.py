@@ -191,7 +191,8 @@ RECIPES: tuple[Recipe, ...] = (
     ),
     Recipe(
         "omniglot_oneshot",
-        "Omniglot background → evaluation alphabets, 28×28, ConvNet-4, semi-hard triplets",
+        "Omniglot background → evaluation alphabets, 28×28, ConvNet-4, circle loss (chosen on "
+        "validation characters)",
         ("--protocol", "fewshot"),
         (
             ("5-way 1-shot", "fewshot.5-way 1-shot.accuracy"),
