@@ -12,7 +12,10 @@ def replace_section(path: Path, name: str, content: str) -> None:
     start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
     text = path.read_text(encoding="utf-8")
     if start not in text or end not in text:
-        raise SystemExit(f"{path} has no {start} ... {end} section to fill")
+        raise SystemExit(
+            f"{path} has no {start} ... {end} section to fill: add the two markers where the "
+            f"section belongs (the results are saved: publish again from results/{name}.json)"
+        )
     head, rest = text.split(start, 1)
     _, tail = rest.split(end, 1)
     path.write_text(f"{head}{start}\n{content}\n{end}{tail}", encoding="utf-8")
