@@ -19,6 +19,7 @@ from fastapi.testclient import TestClient
 
 from siamese.recognition.gallery_store import SCHEMA_VERSION, GalleryStore
 from siamese.service.admission import (
+    Door,
     Overloaded,
     Stage,
     TimedOut,
@@ -112,6 +113,31 @@ def test_work_that_fails_leaves_the_stage_and_a_passed_deadline_is_refused() -> 
     asyncio.run(scenario())
 
 
+def test_the_door_admits_by_the_rate_requests_are_answered() -> None:
+    now = [0.0]
+    door = Door(max_wait_s=0.5, max_inside=50, window_s=3.0, min_answers=10, clock=lambda: now[0])
+    for _ in range(20):  # starting: no rate known, only max_inside bounds it
+        door.admit()
+    assert door.predicted_wait_s() == 0.0
+    for _ in range(20):  # 20 answered over the last 2 s of a 3 s window: 6.7 a second
+        now[0] += 0.1
+        door.leave()
+    assert door.answers_per_second() == pytest.approx(20 / 3)
+    for _ in range(3):  # 3 inside / 6.7 a second = 0.45 s: admitted
+        door.admit()
+    door.admit()  # a 4th: it was predicted 0.45 s when it came
+    with pytest.raises(Overloaded, match=r"4 requests in progress") as err:
+        door.admit()  # 4 / 6.7 = 0.6 s > 0.5 s
+    assert err.value.retry_after == 1 and door.refused == 1 and door.inside == 4
+    now[0] += 10  # the window empties: no rate, admitted again
+    door.admit()
+    full = Door(max_wait_s=9.0, max_inside=2)
+    full.admit()
+    full.admit()
+    with pytest.raises(Overloaded):
+        full.admit()
+
+
 # ------------------------------------------------------------------------------------------
 # Rate limits
 
@@ -183,6 +209,29 @@ def test_a_full_stage_answers_503_with_retry_after_at_once(gallery_path: Path, d
         assert client.post("/v1/identify", files=files).status_code == 200
         metrics = client.get("/metrics").text
         assert 'siamese_refused_total{reason="overloaded"} 1.0' in metrics
+
+
+def test_a_full_service_refuses_at_the_door_before_reading_the_upload(
+    gallery_path: Path,  # noqa: F811
+    digits,  # noqa: F811
+) -> None:
+    x, _ = digits
+    settings = ServiceSettings(gallery=str(gallery_path), require_keys=False, max_queue=3)
+    with TestClient(create_app(settings)) as client:
+        door = client.app.state.service.door
+        door.inside = 3  # three recognitions in progress: the door is full
+        files = {"image": ("p.png", _png_bytes(x[0]), "image/png")}
+        for path in ("/v1/identify", "/v1/galleries/people/embed"):
+            response = client.post(path, files=files)
+            code, kind, message = _error(response)
+            assert (code, kind) == (503, "unavailable") and "3 requests in progress" in message
+            assert int(response.headers["Retry-After"]) >= 1
+        # what does not recognise passes: reading the gallery, health
+        assert client.get("/v1/identities").status_code == 200
+        assert client.get("/healthz").status_code == 200
+        door.inside = 0
+        assert client.post("/v1/identify", files=files).status_code == 200
+        assert door.inside == 0  # every admitted request left, answered
 
 
 def test_a_request_past_its_timeout_is_answered_503(gallery_path: Path, digits) -> None:  # noqa: F811

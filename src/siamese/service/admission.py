@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import math
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable
 from concurrent.futures import Executor
 from contextvars import ContextVar
@@ -159,6 +160,69 @@ class Stage:
             raise
         self.leave(time.perf_counter() - started)
         return result
+
+
+class Door:
+    """Admission at the door, before a request's body is even read: the requests inside the
+    service (admitted, not yet answered) against the rate it has been answering them.
+
+    The stages bound what waits at each step, but a request refused at the second stage
+    has already waited in the first, and reading an upload costs the event loop time before
+    any stage sees it. So recognising requests are counted in here first: one is admitted
+    while the wait it would see — those inside over the recent answers per second — stays
+    within `max_wait_s` (and fewer than `max_inside` are in); otherwise it is refused at
+    once, its body unread. While fewer than `min_answers` were answered in the last
+    `window_s` (an idle or starting service), only `max_inside` bounds it.
+    """
+
+    def __init__(
+        self,
+        max_wait_s: float,
+        max_inside: int,
+        window_s: float = 3.0,
+        min_answers: int = 10,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.max_wait_s, self.max_inside = float(max_wait_s), max(1, int(max_inside))
+        self.window_s, self.min_answers, self.clock = window_s, min_answers, clock
+        self.inside = 0
+        self.refused = 0
+        self._answered: deque[float] = deque()
+
+    def answers_per_second(self) -> float | None:
+        """Requests answered a second over the last window (None: too few to say)."""
+        now = self.clock()
+        while self._answered and self._answered[0] < now - self.window_s:
+            self._answered.popleft()
+        if len(self._answered) < self.min_answers:
+            return None
+        return len(self._answered) / self.window_s
+
+    def predicted_wait_s(self) -> float:
+        rate = self.answers_per_second()
+        return 0.0 if rate is None else self.inside / rate
+
+    def admit(self) -> None:
+        """Count a request in, or refuse it.
+
+        Raises:
+            Overloaded: the service holds `max_inside` requests, or the wait it predicts
+                exceeds `max_wait_s`.
+        """
+        wait = self.predicted_wait_s()
+        if self.inside >= self.max_inside or wait > self.max_wait_s:
+            self.refused += 1
+            raise Overloaded(
+                f"the service is at capacity ({self.inside} requests in progress, about "
+                f"{wait:.1f} s of work); retry after the Retry-After seconds",
+                max(1.0, wait - self.max_wait_s),
+            )
+        self.inside += 1
+
+    def leave(self) -> None:
+        """Count a request out, answered."""
+        self.inside -= 1
+        self._answered.append(self.clock())
 
 
 request_deadline: ContextVar[float | None] = ContextVar("request_deadline", default=None)

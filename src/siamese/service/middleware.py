@@ -5,18 +5,51 @@ the request metrics."""
 from __future__ import annotations
 
 import logging
+import re
 import time
 from collections.abc import Awaitable, Callable
 
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
 
-from siamese.service.admission import request_deadline
+from siamese.service.admission import Overloaded, request_deadline
 from siamese.service.error_handlers import error_response
 from siamese.service.errors import ApiError
 from siamese.service.settings import ServiceSettings
 
 log = logging.getLogger("siamese.service")
+
+
+RECOGNISING = re.compile(
+    r"^/v1(/galleries/[^/]+)?/(identify|verify|embed|identities(/[^/]+/examples)?)$"
+)
+"""The POST routes that decode and embed images: what the door admits (`admission.Door`)."""
+
+
+async def admitted(
+    request: Request, call_next: Callable[[Request], Awaitable[Response]]
+) -> Response:
+    """The route's response once the door admits a recognising request (refused at once,
+    its body unread, when the service is full), with the request's deadline set for the
+    stages (`admission`)."""
+    service = getattr(request.app.state, "service", None)
+    door = None
+    if service is not None and request.method == "POST" and RECOGNISING.match(request.url.path):
+        door = service.door
+        try:
+            door.admit()
+        except Overloaded as err:
+            service.metrics.refused.labels("overloaded").inc()
+            return error_response(err)
+    request_deadline.set(time.monotonic() + service.settings.request_timeout_s if service else None)
+    try:
+        return await call_next(request)
+    except Exception:  # raised past the handlers (e.g. in a dependency's cleanup)
+        log.exception("internal error")
+        return error_response(ApiError("internal", "internal error"))
+    finally:
+        if door is not None:
+            door.leave()
 
 
 SERVICE_PATHS = ("/v1/galleries", "/healthz", "/readyz", "/metrics", "/static")
@@ -57,13 +90,7 @@ def install_middleware(app: FastAPI, settings: ServiceSettings) -> None:
                 )
             )
         else:
-            # stages refuse to start work for a request past its deadline (`admission`)
-            request_deadline.set(time.monotonic() + settings.request_timeout_s)
-            try:
-                response = await call_next(request)
-            except Exception:  # raised past the handlers (e.g. in a dependency's cleanup)
-                log.exception("internal error")
-                response = error_response(ApiError("internal", "internal error"))
+            response = await admitted(request, call_next)
         route = route_template(request)
         service = getattr(request.app.state, "service", None)
         if service is not None:

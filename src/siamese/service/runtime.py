@@ -27,7 +27,7 @@ from siamese.recognition import Gallery
 from siamese.recognition.images import EmbeddedImages
 from siamese.recognition.recognition_model import RecognitionModel
 from siamese.service import keys as api_keys
-from siamese.service.admission import Stage
+from siamese.service.admission import Door, Stage
 from siamese.service.batching import MicroBatcher
 from siamese.service.errors import ApiError
 from siamese.service.metrics import ServiceMetrics
@@ -115,6 +115,7 @@ class Service:
             max_workers=max(2, cores), thread_name_prefix="siamese-prepare"
         )
         self.prepare_stage = self.new_stage("prepare", max(2, cores), 0.03)
+        self.door = Door(settings.max_wait_ms / 1000, settings.max_queue)
         self.runners: dict[str, ModelRunner] = {}
         self.galleries: dict[str, ServedGallery] = {}
         self.started = False
