@@ -311,6 +311,7 @@ def main() -> None:
         }
         print(f"postgres restart: {document['postgres_restart']}", flush=True)
         document["fairness"] = fairness(model, photos)
+        document["fairness"]["date"] = document["date"]
         document["fuzz"] = fuzz(model)
         print(f"fuzz: {document['fuzz']}", flush=True)
     finally:

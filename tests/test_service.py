@@ -453,3 +453,17 @@ def test_several_workers_share_the_gallery(gallery_path: Path, digits, tmp_path:
     text = server.log()
     assert text.count("Application startup complete") == 2, text[-3000:]
     assert "Traceback" not in text
+
+
+def test_numbers_beyond_the_databases_integers_are_a_400_not_a_500(client: TestClient) -> None:
+    """Found by fuzzing: an offset or id past 64 bits overflowed SQLite's integers."""
+    huge = 2902534057820829494769120324526014464
+    for path in (
+        f"/v1/identities?offset={huge}",
+        f"/v1/identities/someone/examples?offset={huge}",
+        f"/v1/identities/someone/examples/{huge}/image",
+    ):
+        code, kind, _ = _error(client.get(path))
+        assert (code, kind) == (400, "invalid_request"), path
+    for path in (f"/v1/identities/someone/examples/{huge}", f"/v1/keys/{huge}"):
+        assert _error(client.delete(path))[:2] == (400, "invalid_request"), path

@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import Depends, Request, UploadFile
+from fastapi import Path as PathParam
 
 from siamese.data.image_files import DEFAULT_MAX_PIXELS, BadImageError, probe_image_bytes
 from siamese.service.errors import ApiError
@@ -53,6 +54,10 @@ def service_admin(request: Request, service: Running) -> str:
         raise ApiError("forbidden", "managing galleries takes an admin key of the default gallery")
     return role
 
+
+MAX_ROW = 2**62
+"""Largest offset or row id a request may name (the databases' integers are 64-bit)."""
+RowId = Annotated[int, PathParam(ge=1, le=MAX_ROW, description="a row's id")]
 
 Reader = Annotated[str, Depends(caller_role)]
 Admin = Annotated[str, Depends(admin_role)]

@@ -11,7 +11,15 @@ from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
 from siamese.data.image_files import probe_image_bytes
-from siamese.service.dependencies import Admin, Reader, Running, Target, read_image
+from siamese.service.dependencies import (
+    MAX_ROW,
+    Admin,
+    Reader,
+    RowId,
+    Running,
+    Target,
+    read_image,
+)
 from siamese.service.errors import ApiError
 from siamese.service.runtime import ServedGallery, Service
 from siamese.service.schemas import (
@@ -28,7 +36,7 @@ MAX_PAGE = 500
 
 router = APIRouter(prefix="/identities", tags=["identities"])
 
-Offset = Annotated[int, Query(ge=0)]
+Offset = Annotated[int, Query(ge=0, le=MAX_ROW)]
 Limit = Annotated[int, Query(ge=1, le=MAX_PAGE)]
 
 
@@ -165,7 +173,7 @@ async def list_examples(
     response_class=Response,
     responses={200: {"content": {"image/*": {}}, "description": "the enrolled image"}},
 )
-async def example_image(_: Reader, served: Target, name: str, example_id: int) -> Response:
+async def example_image(_: Reader, served: Target, name: str, example_id: RowId) -> Response:
     """An enrolled image (galleries created with --keep-images)."""
     data = await served.locked(lambda: served.gallery.example_image(name, example_id))
     kind = await run_in_threadpool(probe_image_bytes, data, "stored image")
@@ -189,6 +197,6 @@ async def add_examples(
 
 
 @router.delete("/{name}/examples/{example_id}", status_code=204)
-async def delete_example(_: Admin, served: Target, name: str, example_id: int) -> Response:
+async def delete_example(_: Admin, served: Target, name: str, example_id: RowId) -> Response:
     await served.locked(lambda: served.gallery.remove_example(name, example_id))
     return Response(status_code=204)

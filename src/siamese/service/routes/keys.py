@@ -11,7 +11,7 @@ from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
 from siamese.service import keys as api_keys
-from siamese.service.dependencies import Admin, Target
+from siamese.service.dependencies import Admin, RowId, Target
 from siamese.service.schemas import KeyIn, KeyPage, NewKeyOut
 
 router = APIRouter(prefix="/keys", tags=["keys"])
@@ -34,7 +34,7 @@ async def create_key(_: Admin, served: Target, body: KeyIn) -> dict[str, Any]:
 
 
 @router.delete("/{key_id}", status_code=204)
-async def revoke_key(_: Admin, served: Target, key_id: int) -> Response:
+async def revoke_key(_: Admin, served: Target, key_id: RowId) -> Response:
     """Revoke a key: it stops working at once, in every worker."""
     await run_in_threadpool(api_keys.revoke_key, served.gallery.store, key_id)
     return Response(status_code=204)
