@@ -28,6 +28,7 @@ import fcntl
 import importlib.util
 import logging
 import os
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
@@ -182,7 +183,7 @@ def _onnx_of(
             except CheckpointError:  # its file altered or incomplete: export it again
                 log.warning("the cached export in %s is damaged; exporting again", folder)
         if onnx is None:
-            export_model(run_dir, folder, "onnx")
+            _quietly(export_model, run_dir, folder, "onnx")
             record = read_export(folder)
             onnx = OnnxRecognizer.load(folder, providers=providers)
             reason = "exported to ONNX on first use and verified against the PyTorch model"
@@ -198,6 +199,23 @@ def _onnx_of(
     return onnx, EngineChoice(
         "onnxruntime", reason, str(folder), verified.get("max_abs_difference")
     )
+
+
+def _quietly(work: Any, *args: Any) -> Any:
+    """`work(*args)` without the exporter's warnings and log lines: an export made on first
+    use must not mix into a command's output (`--json`) or a service's log; a failure still
+    raises, and the export is verified either way."""
+    loggers = [logging.getLogger(name) for name in ("torch.onnx", "torch.export", "onnxscript")]
+    levels = [lg.level for lg in loggers]
+    try:
+        for lg in loggers:
+            lg.setLevel(logging.ERROR)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return work(*args)
+    finally:
+        for lg, level in zip(loggers, levels, strict=True):
+            lg.setLevel(level)
 
 
 def _current_export(folder: Path, fingerprint: str, read_export: Any) -> dict[str, Any] | None:
