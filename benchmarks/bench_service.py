@@ -524,10 +524,12 @@ def fuzz(model: Path) -> dict[str, Any]:
     seconds = time.perf_counter() - started
     server.stop()
     summary = re.search(r"(\d+) generated, (\d+) passed", done.stdout)
+    errors = re.search(r"(\d+) errors? in", done.stdout)  # operations it could not test
     return {
         "checks": checks.split(","),
         "generated": int(summary.group(1)) if summary else None,
         "passed": int(summary.group(2)) if summary else None,
+        "operations_in_error": int(errors.group(1)) if errors else 0,
         "exit_status": done.returncode,
         "seconds": round(seconds, 1),
         "schemathesis": __import__("importlib.metadata").metadata.version("schemathesis"),
@@ -619,7 +621,8 @@ def readme_table(document: dict[str, Any]) -> str:
     if f:
         lines[-1] += (
             f" Fuzzing with schemathesis: {f['passed']:,} of {f['generated']:,} generated "
-            "requests passed (no 5xx; statuses, content types and bodies as documented)."
+            "requests passed (no 5xx; statuses, content types and bodies as documented); "
+            f"operations it could not test: {f.get('operations_in_error', 'not counted')}."
         )
     if document.get("fairness"):
         lines += ["", *fairness_table(document["fairness"])]

@@ -102,6 +102,13 @@ def test_two_galleries_keep_their_people_and_their_keys_apart(
             ).status_code
             == 401
         )
+        # the schema documents {gallery} on every gallery route
+        schema = client.get("/openapi.json").json()
+        for path, operations in schema["paths"].items():
+            if path.startswith("/v1/galleries/{gallery}"):
+                for operation in operations.values():
+                    names = [p["name"] for p in operation.get("parameters", [])]
+                    assert "gallery" in names, (path, names)
         metrics = client.get("/metrics").text
         assert 'siamese_gallery_identities{gallery="office"} 2.0' in metrics
         assert 'route="/v1/galleries/{gallery}/identify"' in metrics

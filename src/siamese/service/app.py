@@ -17,9 +17,10 @@ import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from starlette.concurrency import run_in_threadpool
 
+from siamese.service.dependencies import gallery_in_path
 from siamese.service.error_handlers import DOCUMENTED_ERRORS, install_error_handlers
 from siamese.service.middleware import install_middleware
 from siamese.service.routes import galleries, identities, keys, recognition, status
@@ -52,9 +53,9 @@ def create_app(settings: ServiceSettings) -> FastAPI:
     install_error_handlers(app)
     install_middleware(app, settings)
     # every route of one gallery twice: for the default gallery, and for any by name
-    for prefix in ("/v1", "/v1/galleries/{gallery}"):
+    for prefix, declared in (("/v1", []), ("/v1/galleries/{gallery}", [Depends(gallery_in_path)])):
         for router in (recognition.router, identities.router, keys.router, status.model_router):
-            app.include_router(router, prefix=prefix)
+            app.include_router(router, prefix=prefix, dependencies=declared)
     app.include_router(galleries.router)
     app.include_router(status.router)
     mount_page(app)

@@ -34,6 +34,15 @@ def target_gallery(request: Request, service: Running) -> ServedGallery:
 Target = Annotated[ServedGallery, Depends(target_gallery)]
 
 
+def gallery_in_path(
+    gallery: Annotated[
+        str, PathParam(max_length=64, description="the gallery's name (`GET /v1/galleries`)")
+    ],
+) -> None:
+    """Declares `{gallery}` for the routes included under `/v1/galleries/{gallery}`, so that
+    the OpenAPI schema documents it (`target_gallery` reads it)."""
+
+
 def caller_role(request: Request, service: Running, served: Target) -> str:
     """The caller's role on the addressed gallery (401 without a valid key for it when keys
     are required; 429 past the key's rate)."""
