@@ -506,6 +506,8 @@ def fuzz(model: Path) -> dict[str, Any]:
     from siamese.recognition.gallery_store import GalleryStore
     from siamese.service.keys import create_key
 
+    for old in RUNS.glob("fuzz.sqlite*"):  # a previous run's gallery
+        old.unlink()
     location = new_gallery(model, str(RUNS / "fuzz.sqlite"))
     store = GalleryStore.open(location)
     _, key = create_key(store, "admin", "fuzzer")
