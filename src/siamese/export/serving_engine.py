@@ -175,7 +175,7 @@ def _onnx_of(
     folder = export_cache_folder(run_dir, pytorch.fingerprint)
     providers = device_providers(device)
     with _export_lock(folder):
-        record = _current_export(folder, pytorch.fingerprint, read_export)
+        record = _current_export(folder, pytorch.fingerprint)
         onnx = None
         if record is not None:
             try:
@@ -218,8 +218,10 @@ def _quietly(work: Any, *args: Any) -> Any:
             lg.setLevel(level)
 
 
-def _current_export(folder: Path, fingerprint: str, read_export: Any) -> dict[str, Any] | None:
+def _current_export(folder: Path, fingerprint: str) -> dict[str, Any] | None:
     """The export in `folder` when it is of these weights, else None (none, or stale)."""
+    from siamese.export.model_export import read_export
+
     if not (folder / "export.json").is_file():
         return None
     try:

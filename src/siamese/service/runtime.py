@@ -258,11 +258,12 @@ class Service:
     # ------------------------------------------------------------------------------------
     # Callers
 
-    def role(self, served: ServedGallery, key: str | None) -> str:
+    def role(self, served: ServedGallery, key: str | None, spend: bool = True) -> str:
         """The caller's role on `served`: a key opens the gallery whose database holds it and
         no other, except an admin key of the default gallery, which administers every gallery
         served. 401 without a valid key when keys are required, 429 when the key has spent
-        its rate (`rate_limits`)."""
+        its rate (`rate_limits`); `spend` False checks the key without counting a request
+        (one request that asks about several galleries counts once)."""
         store = served.gallery.store
         if not self.settings.require_keys and api_keys.active_key_count(store) == 0:
             return "admin"  # loopback, no key made yet (a key made later takes effect at once)
@@ -279,6 +280,8 @@ class Service:
                 "unauthorized", f"this API key is unknown or revoked for gallery {served.name!r}"
             )
         assert caller.key_id is not None
+        if not spend:
+            return caller.role
         own = caller.rate_per_minute
         try:
             self.rate_limits.take(

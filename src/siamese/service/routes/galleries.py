@@ -40,7 +40,7 @@ async def list_galleries(request: Request, service: Running) -> dict[str, Any]:
     for name in service.gallery_names():
         try:
             served = service.gallery(name)
-            service.role(served, key)
+            service.role(served, key, spend=not items)  # one request: one of its rate
         except ApiError as err:
             if err.code == "rate_limited":
                 raise
