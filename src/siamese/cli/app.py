@@ -10,6 +10,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from siamese.cli.cluster import cluster
 from siamese.cli.datasets import datasets_app
 from siamese.cli.demo import demo
 from siamese.cli.evaluate import evaluate
@@ -67,6 +68,7 @@ app.command("demo")(demo)
 app.command("embed")(embed)
 app.command("compare")(compare)
 app.command("calibrate")(calibrate)
+app.command("cluster")(cluster)
 app.command("export")(export)
 app.command("info")(info)
 app.add_typer(gallery_app, name="gallery", context_settings=_CONTEXT)

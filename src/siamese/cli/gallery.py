@@ -12,7 +12,8 @@ import typer
 
 from siamese.cli.device_option import DeviceOption
 from siamese.cli.engine_option import EngineOption
-from siamese.cli.recognize import IMAGE_SUFFIXES, JsonOption, image_files
+from siamese.cli.recognize import JsonOption, image_files
+from siamese.data.image_files import IMAGE_SUFFIXES
 
 gallery_app = typer.Typer(
     help="A persistent gallery of people (SQLite file or database URL): enrol from one photo, "
@@ -222,6 +223,25 @@ def enroll(
             show_default=False,
         ),
     ] = None,
+    clusters: Annotated[
+        Path | None,
+        typer.Option(
+            "--clusters",
+            help="The --out folder of `siamese cluster`, reviewed: each folder of its people/ "
+            "you renamed is a person, the faces linked from it their examples (a face moved "
+            "to another folder goes with it).",
+            show_default=False,
+        ),
+    ] = None,
+    cluster_names: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--name",
+            help="With --clusters: CLUSTER=NAME names a folder not renamed (cluster-003=Ann, "
+            "or 3=Ann); give two clusters the same name to merge them. Repeatable.",
+            show_default=False,
+        ),
+    ] = None,
     metadata: Annotated[
         str | None,
         typer.Option(
@@ -238,8 +258,19 @@ def enroll(
     device: DeviceOption = None,
     engine: EngineOption = "auto",
 ) -> None:
-    """Enrol a person from images (NAME IMAGE...), or everyone in --folder."""
+    """Enrol a person from images (NAME IMAGE...), everyone in --folder, or the reviewed
+    clusters of `siamese cluster` (--clusters)."""
     from siamese.errors import ConfigError, DataError
+
+    if clusters is not None:
+        if name is not None or images or folder is not None:
+            raise ConfigError("give --clusters alone, not with NAME IMAGE... or --folder")
+        _enroll_clusters(
+            location, clusters, cluster_names or [], force, model, as_json, device, engine
+        )
+        return
+    if cluster_names:
+        raise ConfigError("--name CLUSTER=NAME names the folders of --clusters; give --clusters")
 
     meta = None
     if metadata is not None:
@@ -283,6 +314,47 @@ def enroll(
         if r.no_face:
             line += f"; no face found in {len(r.no_face)}, left out: {', '.join(r.no_face)}"
         console.print(line)
+
+
+def _enroll_clusters(
+    location: str,
+    clusters: Path,
+    pairs: list[str],
+    force: bool,
+    model: Path | None,
+    as_json: bool,
+    device: str | None,
+    engine: str,
+) -> None:
+    """`gallery enroll --clusters DIR [--name CLUSTER=NAME ...]`."""
+    from siamese.clustering.cluster_enrolment import enroll_clusters
+    from siamese.errors import ConfigError
+
+    names: dict[str, str] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip() or not value.strip():
+            raise ConfigError(f"--name {pair!r}: give CLUSTER=NAME, e.g. cluster-003=Ann")
+        names[key.strip()] = value.strip()
+    with _open(location, model, device=device, engine=engine) as gallery:
+        done = enroll_clusters(gallery, clusters, names, force)
+    if as_json:
+        typer.echo(
+            json.dumps({"enrolled": [r.as_dict() for r in done.enrolled], "unnamed": done.unnamed})
+        )
+        return
+    console = _console()
+    for r in done.enrolled:
+        verb = "new" if r.created else "added to"
+        line = f"{r.identity}: {verb}, {len(r.added)} face(s) enrolled"
+        if r.already_enrolled:
+            line += f"; {len(r.already_enrolled)} already enrolled"
+        console.print(line)
+    if done.unnamed:
+        console.print(
+            f"not enrolled: {len(done.unnamed)} folder(s) keep their generated names "
+            f"({', '.join(done.unnamed[:6])}{' …' if len(done.unnamed) > 6 else ''})"
+        )
 
 
 def _progress(total: int, hidden: bool) -> Any:

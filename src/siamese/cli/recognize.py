@@ -10,6 +10,7 @@ from typing import Annotated, Any
 import typer
 
 from siamese.cli.device_option import DeviceOption
+from siamese.data.image_files import find_image_files as image_files
 
 ModelArgument = Annotated[
     Path,
@@ -29,48 +30,6 @@ FarOption = Annotated[
     ),
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON (documented in README).")]
-
-IMAGE_SUFFIXES = {
-    ".png",
-    ".jpg",
-    ".jpeg",
-    ".bmp",
-    ".pgm",
-    ".ppm",
-    ".pbm",
-    ".webp",
-    ".tif",
-    ".tiff",
-    ".gif",
-}
-
-
-def image_files(paths: list[Path]) -> list[Path]:
-    """The image files among `paths`, with folders searched recursively (sorted).
-
-    Raises:
-        DataError: a path that does not exist, or no image file at all.
-    """
-    from siamese.errors import DataError
-
-    found: list[Path] = []
-    for path in paths:
-        if path.is_dir():
-            found.extend(
-                p
-                for p in sorted(path.rglob("*"))
-                if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".")
-            )
-        elif path.exists():
-            found.append(path)
-        else:
-            raise DataError(f"{path}: no such file or folder")
-    if not found:
-        raise DataError(
-            f"no image files in {', '.join(str(p) for p in paths)} (looked for "
-            f"{', '.join(sorted(IMAGE_SUFFIXES))})"
-        )
-    return found
 
 
 def embed(

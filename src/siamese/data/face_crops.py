@@ -83,10 +83,15 @@ def every_face_crop(
     channels: int | None,
     size: tuple[int, int] | None,
     resize: str,
+    faces: str = "all",
 ) -> list[tuple[list[float], np.ndarray]]:
-    """Every face of one (C, H, W) uint8 image, largest first: its box [left, top, right,
-    bottom] in the image's pixels and its (C', H', W') uint8 crop; [] when none is found."""
-    crops = face_crops(_height_width_channels(pixels), dataclasses.replace(step, faces="all"))
+    """The faces of one (C, H, W) uint8 image, largest first: each one's box [left, top, right,
+    bottom] in the image's pixels and its (C', H', W') uint8 crop; [] when none is found.
+
+    Args:
+        faces: "all", or "largest" (the main face, chosen as the face step chooses it).
+    """
+    crops = face_crops(_height_width_channels(pixels), dataclasses.replace(step, faces=faces))
     return [
         (crop.box.as_list(), _model_pixels(crop.pixels, name, channels, size, resize))
         for crop in crops

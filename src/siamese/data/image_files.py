@@ -15,6 +15,8 @@ import io
 import math
 import os
 import warnings
+from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -490,3 +492,47 @@ def decode_gray_bytes(
             f"{shape[0]}×{shape[1]}: this is not {dataset}, or it was resized"
         )
     return pixels
+
+
+IMAGE_SUFFIXES = frozenset(
+    {
+        ".png",
+        ".jpg",
+        ".jpeg",
+        ".bmp",
+        ".pgm",
+        ".ppm",
+        ".pbm",
+        ".webp",
+        ".tif",
+        ".tiff",
+        ".gif",
+    }
+)
+"""File name endings searched for images in folders (`find_image_files`)."""
+
+
+def find_image_files(paths: Sequence[Path]) -> list[Path]:
+    """The image files among `paths`, with folders searched recursively (sorted).
+
+    Raises:
+        DataError: a path that does not exist, or no image file at all.
+    """
+    found: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            found.extend(
+                p
+                for p in sorted(path.rglob("*"))
+                if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".")
+            )
+        elif path.exists():
+            found.append(path)
+        else:
+            raise DataError(f"{path}: no such file or folder")
+    if not found:
+        raise DataError(
+            f"no image files in {', '.join(str(p) for p in paths)} (looked for "
+            f"{', '.join(sorted(IMAGE_SUFFIXES))})"
+        )
+    return found
