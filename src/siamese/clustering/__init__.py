@@ -9,5 +9,25 @@
 - `scores`: pairwise and BCubed precision / recall / F1 against true labels.
 - `photo_faces`: the faces of a photo library embedded once, cached by file hash (resumable).
 - `review`: the result written for a person to review (clusters.json / .csv, a folder per
-  cluster, contact sheets) and read back after renaming, for `gallery enroll --clusters`.
+  cluster, contact sheets) and read back after renaming; `cluster_enrolment` enrols the
+  named folders into a gallery (`gallery enroll --clusters`).
+- `photo_clustering`: `cluster_photos`, the whole job, and the decision distance from the
+  model's calibration (`decision_distance`).
+
+It may import `recognition` (the models, the gallery's search), `data` (image files, face
+crops), `evaluation` (progress bars), `atomic_files` and `devices`; scipy and scikit-learn
+(the `cluster` extra) only inside the algorithms that need them.
 """
+
+from siamese.clustering.algorithms import ALGORITHMS
+from siamese.clustering.clusters import DEFAULT_ALGORITHM, Clustering, cluster_embeddings
+from siamese.clustering.scores import ClusteringScores, clustering_scores
+
+__all__ = [
+    "ALGORITHMS",
+    "DEFAULT_ALGORITHM",
+    "Clustering",
+    "ClusteringScores",
+    "cluster_embeddings",
+    "clustering_scores",
+]
