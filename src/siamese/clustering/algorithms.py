@@ -15,11 +15,11 @@ from siamese.errors import ConfigError
 
 ALGORITHMS = ("chinese-whispers", "connected", "average", "complete", "hdbscan")
 """Every algorithm `cluster_embeddings` takes, by name."""
-EXACT_LINKAGE_UP_TO = 6_000
-"""A connected part of the graph up to this many embeddings is clustered with every pairwise
-distance (scipy's linkage, exact); a larger one with the graph's edges only (scikit-learn's
-agglomerative clustering with that connectivity: distances between clusters are then over
-the pairs the graph holds)."""
+EXACT_LINKAGE_UP_TO = 12_000
+"""The largest connected part of the graph agglomerative clustering takes: it needs every
+pairwise distance within the part (scipy's linkage; 12,000 embeddings: 550 MiB). Linkage over
+the graph's edges alone is no substitute: every edge is within the threshold, so an average
+over edges never exceeds it and a whole chained part would merge (measured on Omniglot)."""
 WHISPER_ROUNDS = 50
 """Rounds of Chinese whispers at most; it stops earlier when a round changes no label."""
 WHISPER_BLOCKS = 8
@@ -103,8 +103,11 @@ def agglomerative(
     `threshold`: groups whose average (or largest) pairwise distance is within it.
 
     Two groups with no pair within the threshold can never merge under either linkage, so
-    the connected parts of the graph are clustered apart: exactly (every pairwise distance)
-    up to `EXACT_LINKAGE_UP_TO` embeddings, over the graph's edges above that.
+    the connected parts of the graph are clustered apart, each with every pairwise distance.
+
+    Raises:
+        ConfigError: a connected part larger than `EXACT_LINKAGE_UP_TO` (use Chinese
+            whispers, which needs only the graph).
     """
     require_scipy("agglomerative clustering")
     from scipy.cluster.hierarchy import fcluster
@@ -124,40 +127,23 @@ def agglomerative(
     labels[pairs] = n + part[pairs]
     order = np.argsort(part, kind="stable")
     bounds = np.searchsorted(part[order], np.arange(sizes.size + 1))
+    if sizes.max() > EXACT_LINKAGE_UP_TO:
+        raise ConfigError(
+            f"{linkage} linkage: {int(sizes.max()):,} embeddings are chained within the "
+            f"distance {threshold:.4g}, and linkage needs every pairwise distance of such a "
+            f"group (at most {EXACT_LINKAGE_UP_TO:,}): use --algorithm chinese-whispers, "
+            "which needs only the neighbour graph, or a smaller distance (--far)"
+        )
     next_label = 2 * n  # labels below are the singletons' and the pairs'
     # One call per connected part of three or more: a loop over groups, not over samples.
     for p in np.flatnonzero(sizes > 2):
         members = order[bounds[p] : bounds[p + 1]]
-        if members.size <= EXACT_LINKAGE_UP_TO:
-            condensed = _condensed_distances(z[members], metric)
-            tree = scipy_linkage(condensed, method=linkage)
-            cut = fcluster(tree, t=threshold, criterion="distance").astype(np.int64)
-        else:
-            cut = _sparse_agglomerative(
-                z[members], matrix[members][:, members], metric, threshold, linkage
-            )
+        condensed = _condensed_distances(z[members], metric)
+        tree = scipy_linkage(condensed, method=linkage)
+        cut = fcluster(tree, t=threshold, criterion="distance").astype(np.int64)
         labels[members] = next_label + cut
         next_label += int(cut.max()) + 1
     return _dense(labels)
-
-
-def _sparse_agglomerative(
-    x: np.ndarray, connectivity, metric: str, threshold: float, linkage: str
-) -> np.ndarray:
-    """Labels of one large connected part, merging only along the graph's edges (scikit-learn
-    computes the distances of the connected pairs from the embeddings)."""
-    from sklearn.cluster import AgglomerativeClustering
-
-    if metric == "sqeuclidean":  # Euclidean at the root of the threshold: the same order
-        metric, threshold = "euclidean", float(np.sqrt(max(threshold, 0.0)))
-    model = AgglomerativeClustering(
-        n_clusters=None,
-        distance_threshold=threshold,
-        linkage=linkage,
-        metric=metric,
-        connectivity=connectivity,
-    )
-    return model.fit_predict(x.astype(np.float64)).astype(np.int64)
 
 
 def _condensed_distances(x: np.ndarray, metric: str) -> np.ndarray:
@@ -172,10 +158,17 @@ def _condensed_distances(x: np.ndarray, metric: str) -> np.ndarray:
     return pdist(x, "euclidean")
 
 
-def hdbscan(z: np.ndarray, metric: str, threshold: float, min_cluster_size: int = 2) -> np.ndarray:
+def hdbscan(
+    graph: NeighbourGraph, z: np.ndarray, metric: str, min_cluster_size: int = 2
+) -> np.ndarray:
     """(N,) labels from scikit-learn's HDBSCAN (the density view: groups that stand out from
-    their surroundings), merging groups closer than `threshold` (cluster_selection_epsilon).
-    Its noise points become singletons."""
+    their surroundings), each group then split where no chain of edges within the
+    calibrated distance joins its members (so it never holds two faces the threshold keeps
+    apart). Its noise points are singletons.
+
+    scikit-learn's own `cluster_selection_epsilon` would apply the distance inside HDBSCAN,
+    but it fails with NumPy 2 (scikit-learn issue 33219, unfixed in 1.9), hence the split.
+    """
     require_scipy("HDBSCAN")
     from sklearn.cluster import HDBSCAN
 
@@ -185,22 +178,12 @@ def hdbscan(z: np.ndarray, metric: str, threshold: float, min_cluster_size: int 
     x = z.astype(np.float64)
     if metric == "cosine":  # cosine distance is monotone in the Euclidean one of unit vectors
         x = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
-        epsilon = float(np.sqrt(2.0 * max(threshold, 0.0)))
-    elif metric == "sqeuclidean":
-        epsilon = float(np.sqrt(max(threshold, 0.0)))
-    else:
-        epsilon = float(threshold)
-    model = HDBSCAN(
-        min_cluster_size=min_cluster_size,
-        min_samples=1,
-        cluster_selection_epsilon=epsilon,
-        allow_single_cluster=True,
-        copy=True,
-    )
-    raw = model.fit_predict(x).astype(np.int64)
-    noise = raw < 0
-    raw[noise] = raw.max(initial=-1) + 1 + np.arange(int(noise.sum()))
-    return raw
+    model = HDBSCAN(min_cluster_size=min_cluster_size, min_samples=1, copy=True)
+    density = model.fit_predict(x).astype(np.int64)
+    noise = density < 0
+    density[noise] = density.max(initial=-1) + 1 + np.arange(int(noise.sum()))
+    chains = connected_components(graph)
+    return _dense(density * n + chains)
 
 
 def _dense(labels: np.ndarray) -> np.ndarray:

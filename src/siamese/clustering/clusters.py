@@ -103,12 +103,10 @@ def cluster_embeddings(
         raise ConfigError(f"expected (N, D) embeddings, got shape {z.shape}")
     if not np.isfinite(z).all():
         raise ConfigError("the embeddings hold NaN or infinite values: check the model")
+    graph = neighbour_graph(z, metric, threshold, neighbours, search)
     if algorithm == "hdbscan":
-        if not np.isfinite(threshold) or threshold < 0:
-            raise ConfigError(f"the clustering threshold must be a distance >= 0, not {threshold}")
-        groups = hdbscan(z, metric, threshold)
+        groups = hdbscan(graph, z, metric)
     else:
-        graph = neighbour_graph(z, metric, threshold, neighbours, search)
         if algorithm == "connected":
             groups = connected_components(graph)
         elif algorithm == "chinese-whispers":
