@@ -97,7 +97,7 @@ def test_cluster_review_and_enrol_the_folders_as_a_person_left_them(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     photos = tmp_path / "photos"
-    out = photos / "review"  # inside the photo folder: its links are not photos next time
+    out = tmp_path / "review"
     code, text = _cluster([str(digits_model), str(photos), "--out", str(out)], capsys)
     assert code == 0, text
     assert "14 photos, 13 faces: 3 clusters (largest 5 faces), 1 alone" in text
@@ -204,8 +204,7 @@ def test_cluster_review_and_enrol_the_folders_as_a_person_left_them(
     after = _snapshot(out)
     after.pop("embeddings.sqlite")
     assert after == before
-    # with --force: written again, nothing embedded (the cache), the links inside OUT not
-    # taken for photos
+    # with --force: written again, nothing embedded (the cache)
     code, text = _cluster([str(digits_model), str(photos), "--out", str(out), "--force"], capsys)
     assert code == 0, text
     again = json.loads((out / "clusters.json").read_text())
@@ -249,6 +248,31 @@ def test_cluster_options_json_summary_and_algorithms(
     assert json.loads(text)["far"] == 0.01 and json.loads(text)["embedded_now"] == 0
 
 
+def test_a_model_without_thresholds_asks_for_calibration_or_a_threshold(
+    tmp_path: Path,
+    digit_library: dict[str, list[Path]],
+    digits_model: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A copy of a run whose model.json lost its thresholds: the message names the model
+    given (not the run whose weights it shares), says what is missing and what to do."""
+    photos = str(tmp_path / "photos")
+    out = tmp_path / "out"
+    bare = tmp_path / "bare-model"
+    shutil.copytree(digits_model, bare)
+    description = json.loads((bare / "model.json").read_text())
+    description.pop("thresholds")
+    (bare / "model.json").write_text(json.dumps(description))
+    code, text = _cluster([str(bare), photos, "--out", str(out)], capsys)
+    assert code == 1 and "Traceback" not in text
+    assert not out.exists()
+    assert "has no calibrated thresholds" in text and "--threshold" in text  # what, what to do
+    assert f"siamese calibrate {bare} --data folder:PATH" in text  # where: the model given
+    assert str(digits_model) not in text  # the copy's original has thresholds
+    code, text = _cluster([str(bare), photos, "--out", str(out), "--threshold", "0.2"], capsys)
+    assert code == 0, text  # … and the distance given is taken
+
+
 def test_cluster_refusals_say_what_and_what_to_do_and_write_nothing(
     tmp_path: Path,
     digit_library: dict[str, list[Path]],
@@ -257,37 +281,26 @@ def test_cluster_refusals_say_what_and_what_to_do_and_write_nothing(
 ) -> None:
     photos = str(tmp_path / "photos")
     out = tmp_path / "out"
-    # a model without calibrated thresholds, and no --threshold
-    bare = tmp_path / "bare-model"
-    shutil.copytree(digits_model, bare)
-    description = json.loads((bare / "model.json").read_text())
-    description.pop("thresholds")
-    (bare / "model.json").write_text(json.dumps(description))
-    code, text = _cluster([str(bare), photos, "--out", str(out)], capsys)
-    assert code == 1 and "Traceback" not in text
-    assert f"{bare}: the model has no calibrated thresholds" in text
-    assert f"siamese calibrate {bare} --data folder:PATH" in text
-    assert "or give the distance with --threshold" in text
-    assert not out.exists()
-    code, text = _cluster([str(bare), photos, "--out", str(out), "--threshold", "0.2"], capsys)
-    assert code == 0, text  # … which it then takes
-    shutil.rmtree(out)
-
     code, text = _cluster(
         [str(digits_model), photos, "--out", str(out), "--far", "0.01", "--threshold", "0.2"],
         capsys,
     )
     assert code == 1 and "give --far or --threshold, not both" in text
     assert not out.exists()
-    code, text = _cluster([str(digits_model), photos, "--out", str(out), "--threshold", "-1"], capsys)
+    code, text = _cluster(
+        [str(digits_model), photos, "--out", str(out), "--threshold", "-1"], capsys
+    )
     assert code == 1 and "--threshold -1.0: give a distance >= 0" in text
+    assert not out.exists()
+    code, text = _cluster([str(digits_model), photos, "--out", str(out), "--far", "1e-9"], capsys)
+    assert code == 1 and "Traceback" not in text and "1e-09" in text
     assert not out.exists()
 
     # no face in any photo: every one unreadable
     junk = tmp_path / "junk"
     junk.mkdir()
     for name in ("a.jpg", "b.png"):
-        (junk / name).write_bytes(os.urandom(300))
+        (junk / name).write_bytes(f"\x00 junk, not {name} ".encode() * 40)
     code, text = _cluster([str(digits_model), str(junk), "--out", str(out)], capsys)
     assert code == 1 and "Traceback" not in text
     assert "none of the 2 photo(s) gave a face (2 unreadable, e.g." in text
@@ -295,6 +308,26 @@ def test_cluster_refusals_say_what_and_what_to_do_and_write_nothing(
     assert not (out / "clusters.json").exists() and not (out / "people").exists()
     code, text = _cluster([str(digits_model), str(tmp_path / "nowhere"), "--out", str(out)], capsys)
     assert code == 1 and f"{tmp_path / 'nowhere'}: no such file or folder" in text
+
+
+def test_a_second_run_into_a_folder_inside_the_photos_does_not_cluster_its_links(
+    tmp_path: Path,
+    digit_library: dict[str, list[Path]],
+    digits_model: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """OUT inside the photo folder: the links of people/ (and the sheets) the first run wrote
+    there are not photos for the second."""
+    photos = tmp_path / "photos"
+    out = photos / "review"
+    code, text = _cluster([str(digits_model), str(photos), "--out", str(out)], capsys)
+    assert code == 0, text
+    first = json.loads((out / "clusters.json").read_text())
+    code, text = _cluster([str(digits_model), str(photos), "--out", str(out)], capsys)
+    assert code == 0, text
+    assert "14 photos, 13 faces" in text
+    again = json.loads((out / "clusters.json").read_text())
+    assert again["faces"] == first["faces"] and again["embedded_now"] == 0
 
 
 def test_a_rerun_keeps_a_photo_a_person_added_to_a_cluster_folder(
@@ -421,6 +454,7 @@ def face_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
+@pytest.mark.slow
 def test_faces_of_real_photos_clustered_reviewed_and_enrolled(
     face_model: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -443,7 +477,7 @@ def test_faces_of_real_photos_clustered_reviewed_and_enrolled(
     assert "12 photos, 10 faces" in text and "calibrated at pair FAR 0.001" in text
     assert "left out: no face in 1 photo(s), 1 unreadable" in text and "garbage.jpg" in text
     record = json.loads((out / "clusters.json").read_text())
-    assert record["no_face"] == [str(wall)] and record["embedded_now"] == 10
+    assert record["no_face"] == [str(wall)] and record["embedded_now"] == 11  # wall too
     assert [u["file"] for u in record["unreadable"]] == [str(photos / "garbage.jpg")]
     assert record["every_face"] is False
     # dlib's ResNet keeps the two people apart (its faces 0.76 or more apart)
@@ -533,9 +567,6 @@ def test_every_face_of_group_photos_clustered_and_enrolled_face_by_face(
     assert len(group_faces) == 2 and {f["face"] for f in group_faces} == {0, 1}
     assert group_faces[0]["cluster"] != group_faces[1]["cluster"]  # two people, two clusters
     assert record["clusters"][0]["size"] == 3 and record["clusters"][1]["size"] == 3
-    names = {}
-    for name in ("cluster-001", "cluster-002"):
-        names[name] = f"P{name[-1]}"
     gallery = tmp_path / "g.sqlite"
     code, text = run_cli(["gallery", "create", str(gallery), "--model", str(face_model)], capsys)
     assert code == 0, text

@@ -359,9 +359,7 @@ def _agglomerative_data(seed: int, metric: str, linkage: str) -> tuple[np.ndarra
         for k in range(len(ordered) // 4, 3 * len(ordered) // 4)
         if ordered[k + 1] - ordered[k] > 1e-3
     ]
-    threshold = max(
-        candidates, key=lambda t: min(abs(t - v) for v in everything) / max(t, 1e-9)
-    )
+    threshold = max(candidates, key=lambda t: min(abs(t - v) for v in everything) / max(t, 1e-9))
     assert min(abs(threshold - v) for v in everything) > 1e-5 * max(threshold, 1.0)
     return z, threshold
 
@@ -369,7 +367,9 @@ def _agglomerative_data(seed: int, metric: str, linkage: str) -> tuple[np.ndarra
 @pytest.mark.parametrize("linkage", ["average", "complete"])
 @pytest.mark.parametrize("metric", METRICS)
 @pytest.mark.parametrize("seed", range(3))
-def test_agglomerative_equals_scipy_on_the_full_matrix(seed: int, metric: str, linkage: str) -> None:
+def test_agglomerative_equals_scipy_on_the_full_matrix(
+    seed: int, metric: str, linkage: str
+) -> None:
     z, threshold = _agglomerative_data(seed, metric, linkage)
     n = len(z)
     graph = neighbour_graph(z, metric, threshold, neighbours=n, search="exact")
@@ -392,20 +392,26 @@ def test_agglomerative_equals_scipy_on_the_full_matrix(seed: int, metric: str, l
 
 
 @pytest.mark.parametrize("linkage", ["average", "complete"])
-def test_agglomerative_on_a_part_too_large_for_the_full_matrix_keeps_its_linkage(
+def test_agglomerative_refuses_a_chained_part_too_large_for_every_pairwise_distance(
     linkage: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A connected part above EXACT_LINKAGE_UP_TO embeddings is clustered from the graph: it
-    must still be average / complete linkage (with every pair in the neighbour search, the
-    same groups as the exact one), not the graph's connected components."""
+    """A connected part above EXACT_LINKAGE_UP_TO embeddings is refused with what to do (the
+    linkage is exact or not given), one at the limit is clustered exactly."""
     z, threshold = _agglomerative_data(1, "euclidean", linkage)
     n = len(z)
     expected = cluster_embeddings(z, "euclidean", threshold, linkage, neighbours=n, search="exact")
-    components = cluster_embeddings(z, "euclidean", threshold, "connected", neighbours=n)
-    assert _clusters_of(expected.labels) != _clusters_of(components.labels)  # a real test
-    monkeypatch.setattr(algorithms, "EXACT_LINKAGE_UP_TO", 2)
-    large = cluster_embeddings(z, "euclidean", threshold, linkage, neighbours=n, search="exact")
-    assert _clusters_of(large.labels) == _clusters_of(expected.labels)
+    graph = neighbour_graph(z, "euclidean", threshold, neighbours=n, search="exact")
+    largest = max(len(g) for g in _partition(connected_components(graph)))
+    assert largest > 2
+    monkeypatch.setattr(algorithms, "EXACT_LINKAGE_UP_TO", largest)
+    at_limit = cluster_embeddings(z, "euclidean", threshold, linkage, neighbours=n)
+    assert _partition(at_limit.labels) == _partition(expected.labels)
+    monkeypatch.setattr(algorithms, "EXACT_LINKAGE_UP_TO", largest - 1)
+    with pytest.raises(ConfigError) as refused:
+        cluster_embeddings(z, "euclidean", threshold, linkage, neighbours=n)
+    message = str(refused.value)
+    assert f"{linkage} linkage: {largest} embeddings are chained within the distance" in message
+    assert "use --algorithm chinese-whispers" in message and "(--far)" in message
 
 
 def test_agglomerative_refuses_an_unknown_linkage() -> None:
@@ -548,7 +554,9 @@ def _description_by_loops(z: np.ndarray, groups: list[int], metric: str, thresho
             label[i] = k
     rows = [_unit_row(r) for r in z] if metric == "cosine" else [list(map(float, r)) for r in z]
     centres = [_mean([rows[i] for i in m]) for m in clusters]
-    own = [0.0 if label[i] < 0 else _distance(z[i], centres[label[i]], metric) for i in range(len(z))]
+    own = [
+        0.0 if label[i] < 0 else _distance(z[i], centres[label[i]], metric) for i in range(len(z))
+    ]
     alternative = []
     for i in range(len(z)):
         near = [
@@ -600,7 +608,9 @@ def test_degenerate_embeddings_never_give_nan(metric: str, algorithm: str) -> No
         "one": one,
         "identical": np.repeat(one, 6, axis=0),
         "zeros": np.zeros((5, 3), np.float32),
-        "two pairs of duplicates": np.array([[1, 0, 0], [1, 0, 0], [0, 3, 0], [0, 3, 0]], np.float32),
+        "two pairs of duplicates": np.array(
+            [[1, 0, 0], [1, 0, 0], [0, 3, 0], [0, 3, 0]], np.float32
+        ),
     }
     for case, z in cases.items():
         clustering = cluster_embeddings(z, metric, 0.3, algorithm)

@@ -101,9 +101,13 @@ def cluster(
     if workers < 0:
         raise ConfigError(f"--workers {workers}: give 0 or more")
     resolved_out = out.resolve()
+    # A previous run's links inside OUT are not photos to cluster (their folder is in OUT;
+    # resolving the link itself would lead out of it).
     files = [
-        p for p in find_image_files(photos) if resolved_out not in p.resolve().parents
-    ]  # a previous run's links inside OUT are not photos to cluster
+        p
+        for p in find_image_files(photos)
+        if resolved_out not in [p.parent.resolve(), *p.parent.resolve().parents]
+    ]
     recognizer, _ = load_serving_recognizer(model, device, engine)
     record = cluster_photos(
         recognizer,

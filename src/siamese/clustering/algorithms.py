@@ -180,6 +180,8 @@ def hdbscan(
         x = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
     model = HDBSCAN(min_cluster_size=min_cluster_size, min_samples=1, copy=True)
     density = model.fit_predict(x).astype(np.int64)
+    if np.all(density < 0):  # no group stands out: one person's photos, or all alike
+        density[:] = 0  # then the chains within the distance decide alone
     noise = density < 0
     density[noise] = density.max(initial=-1) + 1 + np.arange(int(noise.sum()))
     chains = connected_components(graph)

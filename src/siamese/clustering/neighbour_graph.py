@@ -94,7 +94,7 @@ def neighbour_graph(
     empty = np.empty(0, dtype=np.int64)
     if n < 2:
         return NeighbourGraph(n, empty, empty, np.empty(0, np.float32), float(radius))
-    chosen = _search_kind(search, n)
+    chosen = search_kind(search, n)
     index = make_search(chosen, metric, "nearest", z.shape[1])
     ids = np.arange(n, dtype=np.int64)
     index.reset(z, ids, ids)
@@ -111,7 +111,9 @@ def neighbour_graph(
     return NeighbourGraph(n, first[where], second[where], d[where], float(radius))
 
 
-def _search_kind(search: str, n: int) -> str:
+def search_kind(search: str, n: int) -> str:
+    """The search to use for n embeddings: `search`, or for "auto" FAISS from `FAISS_FROM`
+    embeddings when it is installed, else exact."""
     if search not in ("auto", "exact", "faiss"):
         raise ConfigError(f"search {search!r} is unknown: use auto, exact or faiss")
     if search != "auto":

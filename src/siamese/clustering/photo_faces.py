@@ -329,6 +329,10 @@ def embed_library(
                 if bar is not None:
                     bar.advance(task, len(batch))
         found = cache.faces([h for h in hashes if h is not None])
+    failed = {hashes[i]: reason for i, reason in unreadable.items() if hashes[i] is not None}
+    for i, sha in enumerate(hashes):  # a copy of an unreadable photo (read once) is unreadable
+        if i not in unreadable and sha in failed:
+            unreadable[i] = failed[sha]
     faces: list[PhotoFace] = []
     rows: list[bytes] = []
     no_face: list[str] = []

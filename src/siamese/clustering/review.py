@@ -103,9 +103,19 @@ def write_review(
 
 
 def _reviewed_names(people: Path) -> list[str]:
+    """Folders a person touched: renamed, or holding a file that is not one of our links (a
+    photo they added)."""
     if not people.is_dir():
         return []
-    return sorted(p.name for p in people.iterdir() if p.is_dir() and not is_generated_name(p.name))
+    return sorted(
+        p.name
+        for p in people.iterdir()
+        if p.is_dir()
+        and (
+            not is_generated_name(p.name)
+            or any(not _LINK.match(e.name) for e in p.iterdir() if not e.name.startswith("."))
+        )
+    )
 
 
 def _record(library: LibraryFaces, clustering: Clustering, about: dict[str, Any]) -> dict:

@@ -195,6 +195,9 @@ def _onnx_of(
         onnx.description[key] = pytorch.description.get(key)
     onnx.preprocessing = pytorch.preprocessing
     onnx.model_dir = run_dir
+    # what to do without thresholds is the run's to say (calibrate the run; the cached
+    # export follows it), not a standalone export's ("export it again")
+    onnx.no_thresholds_message = pytorch.no_thresholds_message  # type: ignore[method-assign]
     verified = record.get("verified") or {}
     return onnx, EngineChoice(
         "onnxruntime", reason, str(folder), verified.get("max_abs_difference")
