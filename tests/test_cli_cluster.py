@@ -101,7 +101,7 @@ def test_cluster_review_and_enrol_the_folders_as_a_person_left_them(
     code, text = _cluster([str(digits_model), str(photos), "--out", str(out)], capsys)
     assert code == 0, text
     assert "14 photos, 13 faces: 3 clusters (largest 5 faces), 1 alone" in text
-    assert "calibrated at pair FAR 0.001" in text and "chinese-whispers" in text
+    assert "pair FAR 0.001, calibrated on" in text and "chinese-whispers" in text
     assert "left out: no face in 0 photo(s), 1 unreadable" in text
     assert "broken.jpg" in text and f"gallery enroll GALLERY --clusters {out}" in text
 
@@ -474,7 +474,7 @@ def test_faces_of_real_photos_clustered_reviewed_and_enrolled(
     # the calibrated default: the photos without a face and the unreadable one are listed
     code, text = _cluster([str(face_model), str(photos), "--out", str(out)], capsys)
     assert code == 0, text
-    assert "12 photos, 10 faces" in text and "calibrated at pair FAR 0.001" in text
+    assert "12 photos, 10 faces" in text and "pair FAR 0.001, calibrated on" in text
     assert "left out: no face in 1 photo(s), 1 unreadable" in text and "garbage.jpg" in text
     record = json.loads((out / "clusters.json").read_text())
     assert record["no_face"] == [str(wall)] and record["embedded_now"] == 11  # wall too

@@ -134,9 +134,9 @@ def cluster(
     uncertain = sum(c["uncertain"] for c in clusters)
     console.print(
         f"{record['photos']} photos, {record['faces_found']} faces: {len(clusters)} clusters"
-        f"{largest}, {record['singletons']} alone, {uncertain} uncertain; decided at distance "
-        f"{record['threshold']:.4g} ({record['threshold_basis']}), {record['algorithm']}"
+        f"{largest}, {record['singletons']} alone, {uncertain} uncertain ({record['algorithm']})"
     )
+    console.print(f"decided at distance {record['threshold']:.4g}: {record['threshold_basis']}")
     if record["no_face"] or record["unreadable"]:
         console.print(
             f"left out: no face in {len(record['no_face'])} photo(s), "

@@ -51,12 +51,12 @@ def decision_distance(
         )
     if far is not None:
         value, rate = thresholds.threshold(far)
-        return value, rate, f"calibrated at pair FAR {rate:g} ({thresholds.calibrated_on})"
+        return value, rate, f"pair FAR {rate:g}, calibrated on {thresholds.calibrated_on}"
     if not thresholds.at_far:
         thresholds.threshold(None)  # raises: the calibration supports no rate at all
     supported = [f for f in thresholds.at_far if f >= DEFAULT_FAR * (1 - 1e-9)]
     value, rate = thresholds.threshold(min(supported) if supported else max(thresholds.at_far))
-    note = f"calibrated at pair FAR {rate:g} ({thresholds.calibrated_on})"
+    note = f"pair FAR {rate:g}, calibrated on {thresholds.calibrated_on}"
     if not math.isclose(rate, DEFAULT_FAR):
         note += f"; the calibration does not support the default {DEFAULT_FAR:g}"
     return value, rate, note
