@@ -1,8 +1,8 @@
 """Search over a gallery's stored embeddings: each probe's k best identities, scored by the
 nearest example of each identity (default) or by the identity's centroid.
 
-`ExactSearch` compares every probe with every example (blocked matrix products; memory stays
-at a block of probes × the gallery). `FaissSearch` (the `ann` extra, faiss-cpu) serves large
+`ExactSearch` compares every probe with every example (matrix products of a block of probes ×
+a block of the gallery with a running top-k: memory stays at one such block, 16 MiB). `FaissSearch` (the `ann` extra, faiss-cpu) serves large
 galleries with an inverted-file index that visits `nprobe` of its cells: approximate, so its
 recall@1 against exact search is measured in `benchmarks/bench_gallery.py`. Both are caches of
 the database, built from its rows and updated by the writes of the process that holds them.
@@ -24,8 +24,9 @@ SEARCHES = ("exact", "faiss")
 MAX_NEIGHBOURS = 2048
 """Examples a FAISS search retrieves per probe at most; identities with more examples than
 this / k may then return fewer than k candidates."""
-_BLOCK_ELEMENTS = 1 << 25
-_MAX_CANDIDATES = 4096  # above it (identities with very many examples), reduce per identity  # probes × stored vectors per distance block (128 MiB of float32)
+_BLOCK_ELEMENTS = 1 << 22  # probes × stored vectors per distance block (16 MiB of float32)
+_PROBE_ROWS = 1024  # probes per block: with the column blocks, a matrix product of a good shape
+_MAX_CANDIDATES = 4096  # above it (identities with very many examples), reduce per identity
 
 
 @dataclass(frozen=True)
@@ -111,11 +112,10 @@ class ExactSearch:
         width = min(k, n_identities)
         distances = torch.full((q, k), math.inf)
         ids = torch.full((q, k), -1, dtype=torch.long)
-        if width == 0:
+        if width == 0 or q == 0:
             return TopIdentities(distances, ids)
         centroid = self.scoring == "centroid"
         refs = self.centroids if centroid else self.vectors
-        rows = max(1, min(1024, _BLOCK_ELEMENTS // max(1, refs.shape[0])))
         # Rank on squared distances (same order as Euclidean) and take the root of the few
         # kept. With nearest scoring, an identity's examples fill at most `most_examples` of
         # the nearest places, so the k best identities lie among the k × most_examples
@@ -124,50 +124,110 @@ class ExactSearch:
         ranked = "sqeuclidean" if self.metric == "euclidean" else self.metric
         candidates = width if centroid else min(len(self), width * self.most_examples)
         reduce_all = not centroid and candidates > _MAX_CANDIDATES
-        for start, block in self._blocks(queries, centroid, ranked, rows):
-            if centroid:
-                best, where = torch.topk(block, width, dim=1, largest=False)
-                owner = where
-            elif reduce_all:
-                per_identity = torch.full((block.shape[0], n_identities), math.inf)
-                index = self.position.expand(block.shape[0], -1)
-                per_identity.scatter_reduce_(1, index, block, reduce="amin")
-                best, owner = torch.topk(per_identity, width, dim=1, largest=False)
+        for start, block in self._probe_blocks(queries):
+            if reduce_all:
+                best, owner = self._per_identity_best(block, refs, ranked, width)
             else:
-                near, where = torch.topk(block, candidates, dim=1, largest=False)
-                owners = self.position[where]
-                near = torch.where(_first_in_row(owners), near, torch.tensor(math.inf))
-                best, pick = torch.topk(near, width, dim=1, largest=False)
-                owner = torch.gather(owners, 1, pick)
+                near, where = self._nearest(block, refs, centroid, ranked, candidates)
+                if centroid:
+                    best, owner = near[:, :width], where[:, :width]
+                else:
+                    owners = self.position[where]
+                    near = torch.where(_first_in_row(owners), near, torch.tensor(math.inf))
+                    best, pick = torch.topk(near, width, dim=1, largest=False)
+                    owner = torch.gather(owners, 1, pick)
             if ranked != self.metric:
                 best = best.clamp_min(0).sqrt()
             stop = start + block.shape[0]
             distances[start:stop, :width] = best
             ids[start:stop, :width] = self.identities[owner]
-            del block
         return TopIdentities(distances, ids)
 
-    def _blocks(
-        self, queries: torch.Tensor, centroid: bool, ranked: str, rows: int
-    ) -> Iterator[tuple[int, torch.Tensor]]:
-        """(start, (B, M) distances on the `ranked` scale) per block of probes. The stored
-        side's squared norms (or unit vectors, for cosine) are computed once per gallery
-        state, not per call: one pass over the gallery per block instead of two, which is
-        what a single probe against a large gallery costs (`siamese.distances` recomputes
-        them, as it must for sets that change every call)."""
-        refs = self.centroids if centroid else self.vectors
-        prepared = self._prepared_refs(refs, centroid)
+    def _probe_blocks(self, queries: torch.Tensor) -> Iterator[tuple[int, torch.Tensor]]:
+        """(start, (B, D) float32 probes) in blocks of at most `_PROBE_ROWS`."""
         q = queries.float()
-        for start in range(0, q.shape[0], rows):
-            block = q[start : start + rows]
+        for start in range(0, q.shape[0], _PROBE_ROWS):
+            yield start, q[start : start + _PROBE_ROWS]
+
+    def _nearest(
+        self, block: torch.Tensor, refs: torch.Tensor, centroid: bool, ranked: str, n: int
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The n nearest stored rows of each probe, nearest first: ((B, n) distances on the
+        `ranked` scale, (B, n) row indices), over the stored side in column blocks, keeping
+        a running top-n: a block of probes × a block of the gallery is one matrix product
+        of a good shape at every size (a few probes against a million rows would otherwise
+        be a million-wide product per few probes, and memory bound).
+
+        Within a block only what orders a row is computed — −2 q·r + |r|² for Euclidean
+        (the probe's |q|² is the same along a row), q̂·r̂ for cosine — and the distance is
+        completed on the n kept: two fewer passes over every B × C block."""
+        cosine = ranked == "cosine"
+        prepared = self._prepared_refs(refs, centroid)
+        q = torch.nn.functional.normalize(block, dim=1, eps=1e-12) if cosine else block
+        cols = max(1, _BLOCK_ELEMENTS // max(1, block.shape[0]))
+        best: torch.Tensor | None = None
+        where: torch.Tensor | None = None
+        for col in range(0, refs.shape[0], cols):
+            if cosine:
+                order = q @ prepared[col : col + cols].T
+            else:
+                order = torch.addmm(
+                    prepared[col : col + cols].unsqueeze(0),
+                    q,
+                    refs[col : col + cols].T,
+                    beta=1.0,
+                    alpha=-2.0,
+                )
+            v, i = torch.topk(order, min(n, order.shape[1]), dim=1, largest=cosine)
+            del order
+            i = i + col
+            if best is not None:
+                assert where is not None
+                v, i = torch.cat([best, v], dim=1), torch.cat([where, i], dim=1)
+                v, pick = torch.topk(v, min(n, v.shape[1]), dim=1, largest=cosine)
+                i = torch.gather(i, 1, pick)
+            best, where = v, i
+        assert best is not None and where is not None
+        if cosine:
+            return (1.0 - best).clamp_min(0.0), where
+        return (best + block.square().sum(dim=1, keepdim=True)).clamp_min(0.0), where
+
+    def _per_identity_best(
+        self, block: torch.Tensor, refs: torch.Tensor, ranked: str, width: int
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Each probe's `width` best identities by their nearest example, reduced over every
+        identity (for identities with very many examples): ((B, width), (B, width))."""
+        per_identity = torch.full((block.shape[0], int(self.identities.numel())), math.inf)
+        for col, d in self._distance_blocks(block, refs, False, ranked):
+            index = self.position[col : col + d.shape[1]].expand(block.shape[0], -1)
+            per_identity.scatter_reduce_(1, index, d, reduce="amin")
+        return torch.topk(per_identity, width, dim=1, largest=False)
+
+    def _distance_blocks(
+        self, block: torch.Tensor, refs: torch.Tensor, centroid: bool, ranked: str
+    ) -> Iterator[tuple[int, torch.Tensor]]:
+        """(first column, (B, C) distances on the `ranked` scale) over column blocks of the
+        stored rows, B × C at most `_BLOCK_ELEMENTS`. The stored side's squared norms (or
+        unit vectors, for cosine) are computed once per gallery state, not per call
+        (`siamese.distances` recomputes them, as it must for sets that change every call)."""
+        prepared = self._prepared_refs(refs, centroid)
+        cols = max(1, _BLOCK_ELEMENTS // max(1, block.shape[0]))
+        if ranked == "cosine":
+            unit = torch.nn.functional.normalize(block, dim=1, eps=1e-12)
+        else:
+            norms = block.square().sum(dim=1, keepdim=True)
+        for col in range(0, refs.shape[0], cols):
             if ranked == "cosine":
-                unit = torch.nn.functional.normalize(block, dim=1, eps=1e-12)
-                yield start, (1.0 - unit @ prepared.T).clamp_min(0.0)
+                yield col, (1.0 - unit @ prepared[col : col + cols].T).clamp_min(0.0)
             else:
                 squared = torch.addmm(
-                    prepared.unsqueeze(0), block, refs.T, beta=1.0, alpha=-2.0
-                ) + block.square().sum(dim=1, keepdim=True)
-                yield start, squared.clamp_min(0.0)
+                    prepared[col : col + cols].unsqueeze(0),
+                    block,
+                    refs[col : col + cols].T,
+                    beta=1.0,
+                    alpha=-2.0,
+                )
+                yield col, (squared + norms).clamp_min(0.0)
 
     def _prepared_refs(self, refs: torch.Tensor, centroid: bool) -> torch.Tensor:
         key = ("centroid" if centroid else "examples", self.metric)
