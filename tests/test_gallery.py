@@ -26,7 +26,7 @@ from siamese.data.sources import load_dataset
 from siamese.errors import ConfigError, DataError
 from siamese.recognition import Gallery, Recognizer
 from siamese.recognition.decisions import identification_basis
-from siamese.recognition.gallery_store import SCHEMA_VERSION
+from siamese.recognition.gallery_store import SCHEMA_VERSION, GalleryStore
 
 # An image against itself: the search's distances come from ‖a‖² + ‖b‖² − 2a·b in float32,
 # whose cancellation leaves up to about sqrt(1e-7) ≈ 3e-4 at distance 0 on unit vectors.
@@ -591,3 +591,27 @@ def test_a_gallery_made_before_fpir_rules_keeps_its_pair_threshold(
         [answer] = gallery.identify(x[:1])
         assert answer.threshold == threshold and answer.decision.rule == "far"
         assert gallery.stats()["self_calibrated_at"] is None
+
+
+def test_a_stored_embedding_of_another_size_is_named_as_damage(
+    tmp_path: Path, recognizer: Recognizer, digits
+) -> None:
+    """The bulk read of every embedding (one join of the blobs) still checks each one."""
+    x, _ = digits
+    location = tmp_path / "g.sqlite"
+    with Gallery.create(location, recognizer) as gallery:
+        gallery.enroll("ada", [x[0], x[1]])
+        gallery.enroll("bob", [x[2]])
+        ids = [row[0] for row in sqlite3.connect(location).execute("SELECT id FROM examples")]
+    vectors, example_ids, owners, names, _ = GalleryStore.open(str(location)).all_embeddings(
+        recognizer.embedding_dim
+    )
+    assert example_ids.tolist() == sorted(ids) and len(set(owners.tolist())) == 2
+    assert sorted(names.values()) == ["ada", "bob"] and vectors.dtype == np.float32
+    expected = recognizer.embed([x[0], x[1], x[2]]).numpy()
+    np.testing.assert_allclose(vectors, expected, rtol=1e-5, atol=1e-6)
+    with sqlite3.connect(location) as db:
+        db.execute("UPDATE examples SET embedding = ? WHERE id = ?", (b"\0" * 12, ids[1]))
+    with Gallery.open(location, recognizer) as gallery:
+        with pytest.raises(DataError, match=rf"example {ids[1]} holds a 3-d embedding.*damaged"):
+            gallery.identify([x[0]])
