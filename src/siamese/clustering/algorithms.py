@@ -120,13 +120,8 @@ def agglomerative(
     labels = np.arange(n, dtype=np.int64)
     if graph.edges == 0:
         return labels
-    matrix = graph.sparse()
-    _, part = components(matrix, directed=False)
+    _, part = components(graph.sparse(), directed=False)
     sizes = np.bincount(part)
-    pairs = sizes[part] == 2  # two embeddings joined by an edge: one group
-    labels[pairs] = n + part[pairs]
-    order = np.argsort(part, kind="stable")
-    bounds = np.searchsorted(part[order], np.arange(sizes.size + 1))
     if sizes.max() > EXACT_LINKAGE_UP_TO:
         raise ConfigError(
             f"{linkage} linkage: {int(sizes.max()):,} embeddings are chained within the "
@@ -134,6 +129,10 @@ def agglomerative(
             f"group (at most {EXACT_LINKAGE_UP_TO:,}): use --algorithm chinese-whispers, "
             "which needs only the neighbour graph, or a smaller distance (--far)"
         )
+    pairs = sizes[part] == 2  # two embeddings joined by an edge: one group
+    labels[pairs] = n + part[pairs]
+    order = np.argsort(part, kind="stable")
+    bounds = np.searchsorted(part[order], np.arange(sizes.size + 1))
     next_label = 2 * n  # labels below are the singletons' and the pairs'
     # One call per connected part of three or more: a loop over groups, not over samples.
     for p in np.flatnonzero(sizes > 2):
@@ -159,7 +158,7 @@ def _condensed_distances(x: np.ndarray, metric: str) -> np.ndarray:
 
 
 def hdbscan(
-    graph: NeighbourGraph, z: np.ndarray, metric: str, min_cluster_size: int = 2
+    z: np.ndarray, graph: NeighbourGraph, metric: str, min_cluster_size: int = 2
 ) -> np.ndarray:
     """(N,) labels from scikit-learn's HDBSCAN (the density view: groups that stand out from
     their surroundings), each group then split where no chain of edges within the

@@ -89,10 +89,12 @@ def _face_examples(gallery: Any, faces: list[dict]) -> Any:
     files = list(dict.fromkeys(f["file"] for f in faces))
     prepared = gallery.recognizer.prepare_images(files, every_face=True)
     boxes = prepared.boxes or []
+    rows_of: dict[str, list[int]] = {}
+    for row, owner in enumerate(prepared.image):
+        rows_of.setdefault(files[owner], []).append(row)
     rows, sources = [], []
     for face in faces:
-        photo = files.index(face["file"])
-        candidates = [r for r, owner in enumerate(prepared.image) if owner == photo]
+        candidates = rows_of.get(face["file"], [])
         overlaps = [_overlap(boxes[r], face["box"]) for r in candidates]
         best = int(np.argmax(overlaps)) if overlaps else -1
         if best < 0 or overlaps[best] < MATCHING_OVERLAP:

@@ -71,6 +71,18 @@ class Clustering:
         found = np.flatnonzero(self.labels == cluster)
         return found[np.argsort(self.centre_distances[found], kind="stable")]
 
+    def every_cluster(self) -> list[np.ndarray]:
+        """`members(k)` of every cluster k in one sort (K calls of `members` would read
+        all N labels K times)."""
+        order = np.lexsort((self.centre_distances, self.labels))
+        bounds = np.searchsorted(self.labels[order], np.arange(self.clusters + 1))
+        return [order[bounds[k] : bounds[k + 1]] for k in range(self.clusters)]
+
+    def uncertain_per_cluster(self) -> np.ndarray:
+        """(K,) int64 uncertain members of each cluster."""
+        inside = self.labels >= 0
+        return np.bincount(self.labels[inside & self.uncertain], minlength=self.clusters)
+
 
 def cluster_embeddings(
     z: np.ndarray,
@@ -94,10 +106,7 @@ def cluster_embeddings(
     Raises:
         ConfigError: an unknown algorithm, a bad threshold, scikit-learn missing where needed.
     """
-    if algorithm not in ALGORITHMS:
-        raise ConfigError(
-            f"clustering algorithm {algorithm!r} is unknown: use one of {', '.join(ALGORITHMS)}"
-        )
+    check_options(algorithm, neighbours, search)
     z = np.ascontiguousarray(np.asarray(z, dtype=np.float32))
     if z.ndim != 2:
         raise ConfigError(f"expected (N, D) embeddings, got shape {z.shape}")
@@ -105,15 +114,28 @@ def cluster_embeddings(
         raise ConfigError("the embeddings hold NaN or infinite values: check the model")
     graph = neighbour_graph(z, metric, threshold, neighbours, search)
     if algorithm == "hdbscan":
-        groups = hdbscan(graph, z, metric)
+        groups = hdbscan(z, graph, metric)
+    elif algorithm == "connected":
+        groups = connected_components(graph)
+    elif algorithm == "chinese-whispers":
+        groups = chinese_whispers(graph, seed)
     else:
-        if algorithm == "connected":
-            groups = connected_components(graph)
-        elif algorithm == "chinese-whispers":
-            groups = chinese_whispers(graph, seed)
-        else:
-            groups = agglomerative(z, graph, metric, threshold, algorithm)
+        groups = agglomerative(z, graph, metric, threshold, algorithm)
     return describe_groups(z, groups, metric, threshold, algorithm)
+
+
+def check_options(algorithm: str, neighbours: int, search: str) -> None:
+    """Raises ConfigError for an unknown algorithm or search, or fewer than 1 neighbour
+    (checked before any photo is read, by `cluster_photos`)."""
+    from siamese.clustering.neighbour_graph import search_kind
+
+    if algorithm not in ALGORITHMS:
+        raise ConfigError(
+            f"clustering algorithm {algorithm!r} is unknown: use one of {', '.join(ALGORITHMS)}"
+        )
+    if neighbours < 1:
+        raise ConfigError(f"neighbours must be >= 1, not {neighbours}")
+    search_kind(search, 0)
 
 
 def describe_groups(
@@ -168,15 +190,15 @@ def _alternatives(
     search = make_search(search_kind("auto", n), metric, "nearest", z.shape[1])
     ids = np.arange(k, dtype=np.int64)
     search.reset(centres, ids, ids)
-    top = search.top(torch.from_numpy(np.ascontiguousarray(z, dtype=np.float32)), min(2, k))
+    # The two nearest centres (−1 / inf where there is one cluster): the first that is not
+    # the embedding's own.
+    top = search.top(torch.from_numpy(np.ascontiguousarray(z, dtype=np.float32)), 2)
     ranked, distances = top.identity_ids.numpy(), top.distances.numpy()
-    other = ranked[:, 0] == labels
-    pick = np.where(other, 1, 0) if ranked.shape[1] > 1 else np.zeros(n, dtype=np.int64)
     rows = np.arange(n)
-    usable = ~other | (ranked.shape[1] > 1)
-    candidate = np.where(usable, ranked[rows, pick], -1)
-    near = np.where(usable, distances[rows, pick], np.inf) <= threshold
-    out[near & (candidate >= 0)] = candidate[near & (candidate >= 0)]
+    column = (ranked[:, 0] == labels).astype(np.int64)
+    candidate, distance = ranked[rows, column], distances[rows, column]
+    near = (candidate >= 0) & (distance <= threshold)
+    out[near] = candidate[near]
     return out
 
 

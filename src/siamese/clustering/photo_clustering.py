@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from siamese.clustering.clusters import DEFAULT_ALGORITHM, cluster_embeddings
+from siamese.clustering.clusters import DEFAULT_ALGORITHM, check_options, cluster_embeddings
 from siamese.clustering.neighbour_graph import DEFAULT_NEIGHBOURS
 from siamese.clustering.photo_faces import embed_library
 from siamese.clustering.review import write_review
@@ -96,6 +96,7 @@ def cluster_photos(
         DataError: no photos, or no face in any of them.
         OutputError: `out` not writable, or holding reviewed folders (without `force`).
     """
+    check_options(algorithm, neighbours, search)
     distance, rate, basis = decision_distance(recognizer, far, threshold)
     out = Path(out)
     library = embed_library(

@@ -142,37 +142,6 @@ class _PhotoBatches:
         return out
 
 
-def _batches(source: _PhotoBatches, workers: int) -> Iterator[list[_Prepared]]:
-    if workers == 0 or len(source) < 2:
-        for i in range(len(source)):
-            yield source[i]
-        return
-    import torch
-
-    from siamese.data.folder_index import pool_context
-
-    loader = torch.utils.data.DataLoader(
-        source,  # type: ignore[arg-type]
-        batch_size=None,
-        num_workers=workers,
-        collate_fn=_as_is,
-        multiprocessing_context=pool_context(),
-        prefetch_factor=2,
-        worker_init_fn=_one_thread,
-    )
-    yield from loader
-
-
-def _as_is(item: Any) -> Any:
-    return item
-
-
-def _one_thread(_: int) -> None:
-    import torch
-
-    torch.set_num_threads(1)  # the workers detect faces; the main process runs the model
-
-
 class EmbeddingCache:
     """The SQLite cache of a library's face embeddings (see the module's docstring)."""
 
@@ -279,6 +248,7 @@ def embed_library(
         DataError: no photos given.
     """
     from siamese.evaluation.embed import count_bar
+    from siamese.recognition.file_embedding import items_ahead
 
     pre = recognizer.preprocessing
     if every_face and pre.face is None:
@@ -311,7 +281,7 @@ def embed_library(
                 queued.add(sha)
         with count_bar(progress and bool(todo)) as bar:
             task = bar.add_task(f"embedding {len(todo):,} photos", total=len(todo)) if bar else None
-            for batch in _batches(_PhotoBatches(pre, todo, every_face), workers):
+            for batch in items_ahead(_PhotoBatches(pre, todo, every_face), workers):
                 stored, crops = [], []
                 for item in batch:
                     if item.error is not None:

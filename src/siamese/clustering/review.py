@@ -136,11 +136,12 @@ def _record(library: LibraryFaces, clustering: Clustering, about: dict[str, Any]
                 "could_join": cluster_name(other) if other >= 0 else None,
             }
         )
+    uncertain = clustering.uncertain_per_cluster().tolist()
     clusters = [
         {
             "name": cluster_name(k),
             "size": int(size),
-            "uncertain": int(np.count_nonzero(clustering.uncertain[clustering.labels == k])),
+            "uncertain": int(uncertain[k]),
             "folder": f"{PEOPLE}/{cluster_name(k)}",
         }
         for k, size in enumerate(clustering.sizes.tolist())
@@ -237,9 +238,9 @@ def _write_sheets(sheets: Path, faces: list[PhotoFace], clustering: Clustering) 
     sheets.mkdir(parents=True, exist_ok=True)
     decoded: dict[str, np.ndarray | None] = {}
     names = []
-    for k in range(clustering.clusters):
+    for k, members in enumerate(clustering.every_cluster()):
         name = cluster_name(k)
-        png = _sheet(name, clustering.members(k), faces, clustering.uncertain, decoded)
+        png = _sheet(name, members, faces, clustering.uncertain, decoded)
         write_bytes_atomic(sheets / f"{name}.png", png)
         names.append(name)
         if len(decoded) > 256:

@@ -62,25 +62,31 @@ def prepared_batches(
         DataError: a file that is missing or not an image (named), as `prepare` raises it.
     """
     batches = _FileBatches(recognizer.preprocessing, paths, batch_size)
-    if workers == 0:
-        source: Any = (batches[i] for i in range(len(batches)))
-    else:
-        from siamese.data.folder_index import pool_context
-
-        source = torch.utils.data.DataLoader(
-            batches,
-            batch_size=None,
-            num_workers=workers,
-            collate_fn=_as_is,
-            multiprocessing_context=pool_context(),
-            prefetch_factor=2,
-            worker_init_fn=_one_thread,
-            generator=torch.Generator().manual_seed(0),  # leaves torch's global one alone
-        )
-    for item in source:
+    for item in items_ahead(batches, workers):
         if isinstance(item, _Failed):
             raise item.error
         yield item
+
+
+def items_ahead(items: Any, workers: int) -> Iterator[Any]:
+    """`items[0]`, `items[1]`, … of a map-style dataset (each item a whole batch), made by
+    `workers` DataLoader processes ahead of the main process (0: made here, in turn), in
+    order. The workers run one thread each: the main process's threads run the model."""
+    if workers == 0 or len(items) < 2:
+        yield from (items[i] for i in range(len(items)))
+        return
+    from siamese.data.folder_index import pool_context
+
+    yield from torch.utils.data.DataLoader(
+        items,
+        batch_size=None,
+        num_workers=workers,
+        collate_fn=_as_is,
+        multiprocessing_context=pool_context(),
+        prefetch_factor=2,
+        worker_init_fn=_one_thread,
+        generator=torch.Generator().manual_seed(0),  # leaves torch's global one alone
+    )
 
 
 def _one_thread(_: int) -> None:
