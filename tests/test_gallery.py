@@ -302,25 +302,6 @@ def test_faiss_search_agrees_with_exact_search(
             assert ca.distance == pytest.approx(cb.distance, abs=1e-4)
 
 
-def test_faiss_inverted_file_visiting_every_cell_is_exact() -> None:
-    pytest.importorskip("faiss")
-    from siamese.recognition.gallery_search import ExactSearch, FaissSearch
-
-    g = torch.Generator().manual_seed(0)
-    vectors = torch.nn.functional.normalize(torch.randn(3000, 16, generator=g), dim=1).numpy()
-    owners = np.arange(3000) // 3
-    ids = np.arange(3000) + 1
-    exact = ExactSearch("euclidean", "nearest", 16)
-    exact.reset(vectors, ids, owners)
-    ivf = FaissSearch("euclidean", "nearest", 16, nprobe=10_000, ivf_from=1000)
-    ivf.reset(vectors, ids, owners)
-    assert type(ivf.index).__name__ == "IndexIVFFlat"
-    queries = torch.nn.functional.normalize(torch.randn(50, 16, generator=g), dim=1)
-    a, b = exact.top(queries, 5), ivf.top(queries, 5)
-    assert torch.equal(a.identity_ids, b.identity_ids)
-    assert torch.allclose(a.distances, b.distances, atol=1e-4)
-
-
 # ----------------------------------------------------------------------------------------
 # Real processes
 

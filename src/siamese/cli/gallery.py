@@ -37,14 +37,17 @@ ModelOverride = Annotated[
 ]
 SearchOption = Annotated[
     str,
-    typer.Option("--search", help="'exact', or 'faiss' for large galleries (needs faiss-cpu)."),
+    typer.Option(
+        "--search",
+        help="'auto' (exact below 200,000 examples, then an inverted-file index), 'exact', or an approximate index tuned to agree with exact search on 99.9 %% of probes: 'ivf', 'hnsw' or 'ivfpq' (needs faiss-cpu; BENCHMARKS says which for which size).",
+    ),
 ]
 
 
 def _open(
     location: str,
     model: Path | None,
-    search: str = "exact",
+    search: str = "auto",
     device: str | None = None,
     engine: str = "pytorch",
 ) -> Any:
@@ -377,7 +380,7 @@ def identify(
     ],
     k: Annotated[int, typer.Option("--k", min=1, help="Candidates listed per image.")] = 5,
     model: ModelOverride = None,
-    search: SearchOption = "exact",
+    search: SearchOption = "auto",
     every_face: Annotated[
         bool,
         typer.Option(

@@ -75,7 +75,13 @@ def start(
             "export of the same run, which embeds with onnxruntime.",
         ),
     ] = None,
-    search: Annotated[str, typer.Option("--search", help="'exact' or 'faiss'.")] = "exact",
+    search: Annotated[
+        str,
+        typer.Option(
+            "--search",
+            help="'auto' (exact below 200,000 examples, then an inverted-file index), 'exact', or an approximate index tuned to agree with exact search on 99.9 %% of probes: 'ivf', 'hnsw' or 'ivfpq' (needs faiss-cpu; BENCHMARKS says which for which size).",
+        ),
+    ] = "auto",
     max_upload_mb: Annotated[
         float, typer.Option("--max-upload-mb", help="Largest request body, MB.")
     ] = 10.0,

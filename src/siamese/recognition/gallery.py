@@ -53,7 +53,8 @@ from siamese.recognition.answers import (
 from siamese.recognition.decisions import accepts, identification_basis
 from siamese.recognition.fpir import DEFAULT_FPIR, GalleryCalibration
 from siamese.recognition.gallery_calibration import measure_gallery
-from siamese.recognition.gallery_search import check_choices, make_search
+from siamese.recognition.gallery_search import check_choices
+from siamese.recognition.gallery_search_cache import SearchCache
 from siamese.recognition.gallery_store import ExampleRow, GalleryStore, NewExample, now
 from siamese.recognition.images import EmbeddedImages, ImageInput
 from siamese.recognition.recognition_model import RecognitionModel, load_recognizer
@@ -89,11 +90,13 @@ class Gallery:
         store: GalleryStore,
         recognizer: RecognitionModel,
         search: str = "exact",
-        nprobe: int = 16,
+        target: float | None = None,
+        persist: bool = True,
     ) -> None:
         self.store = store
         self.recognizer = recognizer
         settings = store.settings()
+        check_choices(settings["scoring"], search)
         self.settings = settings
         if settings["model_fingerprint"] != recognizer.fingerprint:
             raise ConfigError(
@@ -109,12 +112,7 @@ class Gallery:
                 "distances a gallery can search; use a model trained with triplet or "
                 "contrastive loss"
             )
-        self.search_kind = search
-        self.search = make_search(
-            search, settings["metric"], settings["scoring"], recognizer.embedding_dim, nprobe
-        )
-        self.search_generation = -1
-        self.names: dict[int, str] = {}
+        self.cache = SearchCache(store, search, recognizer.embedding_dim, target, persist)
         self.decision = self._stored_decision(settings)
         self._own_cache: GalleryCalibration | None = None
         self._identities: int | None = None
@@ -132,7 +130,7 @@ class Gallery:
         far: float | None = None,
         scoring: str = "nearest",
         keep_images: bool = False,
-        search: str = "exact",
+        search: str = "auto",
         normalisation: str = DEFAULT_NORMALISATION,
     ) -> Gallery:
         """A new gallery bound to `recognizer`'s model (a `Recognizer` or an `OnnxRecognizer`).
@@ -146,7 +144,7 @@ class Gallery:
             scoring: "nearest" (an identity scores its closest example) or "centroid".
             keep_images: store each enrolled image (PNG of the model's input, or the file's
                 bytes), so that `reembed` can move the gallery to another model.
-            search: "exact" or "faiss".
+            search: "auto" (by size), "exact", "ivf", "hnsw" or "ivfpq" (`gallery_search`).
             normalisation: "ratio" or "t-norm" (decide on the best distance normalised
                 against the probe's nearest other identities, `score_normalisation`), or
                 "none" (on distances).
@@ -190,22 +188,31 @@ class Gallery:
         cls,
         location: Path | str,
         recognizer: RecognitionModel,
-        search: str = "exact",
-        nprobe: int = 16,
+        search: str = "auto",
+        target: float | None = None,
+        persist: bool = True,
     ) -> Gallery:
         """An existing gallery, with the model it was created with.
 
+        Args:
+            search: "auto" (by size), "exact", "ivf", "hnsw" or "ivfpq" (`gallery_search`).
+            target: the share of probes on which an approximate index must find the nearest
+                identity the exact search finds (default 0.999); its parameters are tuned
+                to it when it is built.
+            persist: keep the search's snapshot beside the database (a folder
+                `<gallery>.index/`, or the user's cache for a server database) so that the
+                next start neither reads every embedding nor rebuilds the index.
         Raises:
             ConfigError: no gallery there, a newer schema, or another model's gallery.
         """
-        return cls(GalleryStore.open(location), recognizer, search, nprobe)
+        return cls(GalleryStore.open(location), recognizer, search, target, persist)
 
     @classmethod
     def open_with_its_model(
         cls,
         location: Path | str,
         model: Path | str | None = None,
-        search: str = "exact",
+        search: str = "auto",
         device: str | None = None,
     ) -> Gallery:
         """An existing gallery with the model it was created with (read from its settings),
@@ -286,7 +293,7 @@ class Gallery:
             self.store.set_settings(conn, {"rule": rule, "target": target})
             self.settings = {**self.settings, "rule": rule, "target": target}
             self.store.bump(conn)
-        self.search_generation = -1
+        self.cache.invalidate()
         return self.decision
 
     def calibrate(self) -> GalleryCalibration:
@@ -314,7 +321,7 @@ class Gallery:
             )
             self.settings = {**self.settings, "self_calibration": stored}
             self.store.bump(conn)
-        self.search_generation = -1
+        self.cache.invalidate()
         return own
 
     def _thresholds(self) -> Any:
@@ -811,40 +818,47 @@ class Gallery:
             self.recognizer = previous
             raise
         self.settings = self.store.settings()
-        self.search = make_search(
-            self.search_kind,
-            self.settings["metric"],
-            self.settings["scoring"],
-            recognizer.embedding_dim,
+        old = self.cache
+        self.cache = SearchCache(
+            self.store, old.asked, recognizer.embedding_dim, old.target, old.persist
         )
-        self.search_generation = -1
         self._maybe_calibrate()
         return len(rows)
 
     # ------------------------------------------------------------------------------------
     # The search cache
 
+    @property
+    def search(self) -> Any:
+        """The search in use (`ExactSearch` or `IndexSearch`)."""
+        return self.cache.search
+
+    @property
+    def search_kind(self) -> str:
+        """The kind of search in use ("auto" resolved)."""
+        return self.cache.kind
+
+    @property
+    def names(self) -> dict[int, str]:
+        return self.cache.names
+
+    def invalidate_search(self) -> None:
+        """Read the database again before the next search (and the settings with it)."""
+        self.cache.invalidate()
+
     def _fresh(self) -> None:
-        """Rebuild the search, and read the threshold, when another process has written."""
-        if self.store.generation() == self.search_generation:
+        """Bring the search in step with the database, and read the threshold, when another
+        process has written."""
+        if self.store.generation() == self.cache.generation:
             return
-        vectors, ids, owners, names, generation = self.store.all_embeddings(
-            self.recognizer.embedding_dim
-        )
-        self.names = names
-        self.search.reset(vectors, ids, owners)
         self.settings = self.store.settings()
+        self.cache.fresh(self.settings)
         self.decision = self._stored_decision(self.settings)
-        self.search_generation = generation
 
     def _after_write(self, generation: int, update: Any) -> None:
         """After this process's write at `generation`: apply `update` to the cached search
         when the cache was current just before it, else leave it stale for `_fresh`."""
-        if update is not None and self.search_generation == generation - 1:
-            update()
-            self.search_generation = generation
-        else:
-            self.search_generation = -1
+        self.cache.apply(generation, update, self.settings)
 
 
 def _checked_name(name: str) -> str:

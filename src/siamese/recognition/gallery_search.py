@@ -2,10 +2,13 @@
 nearest example of each identity (default) or by the identity's centroid.
 
 `ExactSearch` compares every probe with every example (matrix products of a block of probes ×
-a block of the gallery with a running top-k: memory stays at one such block, 16 MiB). `FaissSearch` (the `ann` extra, faiss-cpu) serves large
-galleries with an inverted-file index that visits `nprobe` of its cells: approximate, so its
-recall@1 against exact search is measured in `benchmarks/bench_gallery.py`. Both are caches of
-the database, built from its rows and updated by the writes of the process that holds them.
+a block of the gallery with a running top-k: memory stays at one such block, 16 MiB).
+`IndexSearch` (the `ann` extra, faiss-cpu) serves large galleries with an approximate index
+(`gallery_index`: "ivf", "hnsw", "ivfpq"), its parameters tuned to agree with the exact search
+on at least 99.9 % of probes; `search_for_size` picks the kind for search "auto"
+(`benchmarks/bench_gallery_search.py` measured them on galleries that look like real ones).
+Both are caches of the database, built from its rows (or from the persisted snapshot,
+`gallery_index_files`) and updated by the writes of the process that holds them.
 """
 
 from __future__ import annotations
@@ -13,14 +16,21 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
 
 from siamese.errors import ConfigError
+from siamese.recognition.score_normalisation import COHORT
 
 SCORINGS = ("nearest", "centroid")
-SEARCHES = ("exact", "faiss")
+SEARCHES = ("auto", "exact", "ivf", "hnsw", "ivfpq")
+ALIASES = {"faiss": "ivf"}  # the name "ivf" had before the other index kinds came
+AUTO_KINDS = ((0, "exact"), (200_000, "ivf"))
+"""(smallest gallery, kind) steps of search "auto", from `benchmarks/bench_gallery_search.py`."""
+FLAT_BELOW = 1000
+"""An index over fewer examples is exhaustive (FAISS's flat index): as fast, and exact."""
 MAX_NEIGHBOURS = 2048
 """Examples a FAISS search retrieves per probe at most; identities with more examples than
 this / k may then return fewer than k candidates."""
@@ -143,6 +153,18 @@ class ExactSearch:
             ids[start:stop, :width] = self.identities[owner]
         return TopIdentities(distances, ids)
 
+    def nearest_examples(self, queries: torch.Tensor, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Each of the (Q, D) probes' n nearest stored rows, nearest first: ((Q, n) distances
+        — squared for "euclidean", as ranked — and (Q, n) int64 row positions)."""
+        ranked = "sqeuclidean" if self.metric == "euclidean" else self.metric
+        n = min(n, len(self))
+        parts = [
+            self._nearest(b, self.vectors, False, ranked, n) for _, b in self._probe_blocks(queries)
+        ]
+        if not parts:
+            return torch.empty(0, n), torch.empty(0, n, dtype=torch.long)
+        return torch.cat([d for d, _ in parts]), torch.cat([w for _, w in parts])
+
     def _probe_blocks(self, queries: torch.Tensor) -> Iterator[tuple[int, torch.Tensor]]:
         """(start, (B, D) float32 probes) in blocks of at most `_PROBE_ROWS`."""
         q = queries.float()
@@ -241,129 +263,167 @@ class ExactSearch:
         return self._cache
 
 
-class FaissSearch:
-    """An inverted-file FAISS index over the stored vectors (flat below `ivf_from` vectors,
-    where an exhaustive scan is as fast). With "nearest" scoring it retrieves the
-    `neighbours(k)` nearest examples and keeps each identity's best; with "centroid" it
-    indexes one vector per identity.
+class IndexSearch:
+    """An approximate index (`gallery_index`: "ivf", "hnsw" or "ivfpq") over a snapshot of
+    the gallery's examples, with the examples enrolled since searched exactly beside it and
+    the examples removed since masked out: the snapshot is never modified in place (it may
+    be a memory-mapped file that every worker on the host shares), and is written anew
+    (`gallery_index_files`) only when the changes have grown (`changes`).
+
+    "nearest" scoring only: it retrieves the `neighbours(k)` nearest examples and keeps each
+    identity's best. Below `FLAT_BELOW` examples the snapshot's index is an exhaustive one.
 
     Args:
-        nprobe: inverted-file cells visited per probe (recall against time).
-        ivf_from: the gallery size from which an inverted file is used.
+        kind: "ivf", "hnsw" or "ivfpq".
+        target: the share of probes whose nearest identity must agree with exact search;
+            the index's search parameters are tuned to it when it is built.
     """
 
     def __init__(
-        self, metric: str, scoring: str, dim: int, nprobe: int = 16, ivf_from: int = 20_000
+        self,
+        kind: str,
+        metric: str,
+        scoring: str,
+        dim: int,
+        target: float | None = None,
     ) -> None:
-        check_choices(scoring)
-        try:
-            import faiss
-        except ImportError:
+        from siamese.recognition import gallery_index
+
+        check_choices(scoring, kind)
+        if scoring != "nearest":
             raise ConfigError(
-                "search 'faiss' needs faiss-cpu: pip install 'siamese[ann]' (or faiss-cpu), or "
-                "use the exact search"
-            ) from None
-        self.faiss = faiss
-        self.metric, self.scoring, self.dim = metric, scoring, dim
-        self.nprobe, self.ivf_from = nprobe, ivf_from
-        self.exact = ExactSearch(metric, scoring, dim)  # the rows, kept for rebuilds
-        self.index = None
-        self.trained_size = 0
+                f"search {kind!r} indexes examples, for scoring 'nearest'; a gallery scored by "
+                "centroid searches one vector per identity: use --search exact"
+            )
+        gallery_index.faiss_module()  # a clear error now when FAISS is missing
+        self.kind, self.metric, self.scoring, self.dim = kind, metric, scoring, dim
+        self.target = gallery_index.TARGET_AGREEMENT if target is None else float(target)
+        self.rows = np.empty((0, dim), np.float32)  # the snapshot's prepared rows
+        self.row_ids = np.empty(0, np.int64)  # their example ids, ascending
+        self.row_owners = np.empty(0, np.int64)  # their identities now (−1: removed)
+        self.index: gallery_index.AnnIndex | None = None
+        self.tuning: gallery_index.Tuning | None = None
+        self.added = ExactSearch(metric, "nearest", dim)  # enrolled since the snapshot
+        self._counts()
 
-    def _prepared(self, vectors: torch.Tensor | np.ndarray) -> np.ndarray:
-        x = np.ascontiguousarray(np.asarray(vectors, dtype=np.float32))
-        if self.metric == "cosine":
-            x = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
-        return x
-
-    def _build(self) -> None:
-        faiss = self.faiss
-        if self.scoring == "centroid":
-            vectors, ids = self.exact.centroids, self.exact.identities
-        else:
-            vectors, ids = self.exact.vectors, self.exact.example_ids
-        x = self._prepared(vectors)
-        m = x.shape[0]
-        inner = self.metric == "cosine"
-        flat = faiss.IndexFlatIP(self.dim) if inner else faiss.IndexFlatL2(self.dim)
-        if m >= self.ivf_from:
-            nlist = max(1, min(int(4 * math.sqrt(m)), m // 39))
-            kind = faiss.METRIC_INNER_PRODUCT if inner else faiss.METRIC_L2
-            index = faiss.IndexIVFFlat(flat, self.dim, nlist, kind)
-            index.train(x)
-            index.nprobe = self.nprobe
-            self._quantizer = flat  # the IVF index borrows it
-        else:
-            index = faiss.IndexIDMap2(flat)
-        if m:
-            index.add_with_ids(x, np.asarray(ids, dtype=np.int64))
-        self.index, self.trained_size = index, m
+    # ------------------------------------------------------------------------------------
+    # Contents
 
     def reset(self, vectors: np.ndarray, example_ids: np.ndarray, owners: np.ndarray) -> None:
-        self.exact.reset(vectors, example_ids, owners)
-        self._build()
+        """Build the index (and tune it) over (M, D) vectors with their (M,) example and
+        identity ids."""
+        from siamese.recognition import gallery_index
+
+        order = np.argsort(np.asarray(example_ids, dtype=np.int64), kind="stable")
+        rows = gallery_index.prepared(np.asarray(vectors)[order], self.metric)
+        ids = np.asarray(example_ids, dtype=np.int64)[order]
+        owners = np.asarray(owners, dtype=np.int64)[order]
+        kind = self.kind if rows.shape[0] >= FLAT_BELOW else "flat"
+        index = gallery_index.AnnIndex.build_over(kind, rows)
+        tuning = None
+        if kind != "flat":
+            tuning = gallery_index.tune(
+                index, rows, owners, self.neighbours_for(owners, 1 + COHORT), self.target
+            )
+        self.adopt(rows, ids, index, tuning, owners)
+
+    def adopt(
+        self,
+        rows: np.ndarray,
+        row_ids: np.ndarray,
+        index: Any,
+        tuning: Any,
+        row_owners: np.ndarray,
+        added: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
+    ) -> None:
+        """Take a snapshot as it is (read from its file, or just built): (M, D) prepared
+        rows, their (M,) ascending example ids, the index over them, its tuning, each row's
+        identity now (−1 for a row since removed), and the examples added since as
+        ((A, D) vectors, (A,) example ids, (A,) identity ids)."""
+        self.rows, self.row_ids, self.index, self.tuning = rows, row_ids, index, tuning
+        self.row_owners = np.asarray(row_owners, dtype=np.int64).copy()
+        if added is None:
+            added = (
+                np.empty((0, self.dim), np.float32),
+                np.empty(0, np.int64),
+                np.empty(0, np.int64),
+            )
+        self.added.reset(*added)
+        self._counts()
 
     def add(self, vectors: np.ndarray, example_ids: np.ndarray, owners: np.ndarray) -> None:
-        self.exact.add(vectors, example_ids, owners)
-        grown = len(self.exact) > 2 * max(self.trained_size, self.ivf_from // 2)
-        if self.scoring == "centroid" or grown:
-            self._build()  # centroids moved, or the cells were trained on a far smaller set
-        else:
-            self.index.add_with_ids(self._prepared(vectors), np.asarray(example_ids, np.int64))
+        self.added.add(vectors, np.asarray(example_ids, np.int64), np.asarray(owners, np.int64))
+        self._counts()
 
     def remove_identities(self, identity_ids: list[int]) -> None:
-        gone = self.exact.example_ids[
-            torch.isin(self.exact.owners, torch.tensor(identity_ids, dtype=torch.long))
-        ]
-        self.exact.remove_identities(identity_ids)
-        if self.scoring == "centroid":
-            self._build()
-        elif gone.numel():
-            self.index.remove_ids(np.asarray(gone.numpy(), dtype=np.int64))
+        gone = np.isin(self.row_owners, np.asarray(identity_ids, dtype=np.int64))
+        self.row_owners[gone] = -1
+        self.added.remove_identities(identity_ids)
+        self._counts()
 
     def __len__(self) -> int:
-        return len(self.exact)
+        return self.alive + len(self.added)
+
+    def changes(self) -> int:
+        """Examples added or removed since the snapshot was made."""
+        return len(self.added) + int(self.row_owners.size) - self.alive
+
+    def _counts(self) -> None:
+        self.alive = int(np.count_nonzero(self.row_owners >= 0))
+        owners = np.concatenate([self.row_owners[self.row_owners >= 0], self.added.owners.numpy()])
+        self.most_examples = (
+            int(np.unique(owners, return_counts=True)[1].max()) if owners.size else 1
+        )
+
+    @staticmethod
+    def neighbours_for(owners: np.ndarray, k: int) -> int:
+        """`neighbours(k)` for a gallery whose rows have these identities."""
+        live = owners[owners >= 0]
+        most = int(np.unique(live, return_counts=True)[1].max()) if live.size else 1
+        return min(live.size, max(k * most, 32), MAX_NEIGHBOURS)
 
     def neighbours(self, k: int) -> int:
-        """Examples retrieved per probe for k identities under "nearest" scoring: enough
-        for k identities even if the nearest ones fill the list with their every example
-        (k × the most examples an identity has), at most `MAX_NEIGHBOURS`."""
-        return min(len(self.exact), max(k * self.exact.most_examples, 32), MAX_NEIGHBOURS)
+        """Examples retrieved per probe for k identities: enough for k identities even if
+        the nearest ones fill the list with their every example (k × the most examples an
+        identity has), at least 32, at most `MAX_NEIGHBOURS`."""
+        return min(max(1, len(self)), max(k * self.most_examples, 32), MAX_NEIGHBOURS)
+
+    # ------------------------------------------------------------------------------------
+    # Searching
 
     def top(self, queries: torch.Tensor, k: int) -> TopIdentities:
+        """The k best identities of each of the (Q, D) probes."""
+        from siamese.recognition import gallery_index
+
         q = queries.shape[0]
         distances = torch.full((q, k), math.inf)
         ids = torch.full((q, k), -1, dtype=torch.long)
-        if len(self.exact) == 0:
+        if len(self) == 0 or q == 0:
             return TopIdentities(distances, ids)
-        x = self._prepared(queries.detach().cpu().numpy())
-        n = k if self.scoring == "centroid" else self.neighbours(k)
-        n = min(n, int(self.index.ntotal))
-        raw, found = self.index.search(x, n)
-        d = torch.from_numpy(self._to_metric(raw))
-        found_t = torch.from_numpy(found)
-        if self.scoring == "centroid":
-            owners = found_t
-        else:
-            owner_of = self.exact.owner_by_example()
-            valid = (found_t >= 0) & (found_t < owner_of.numel())
-            owners = torch.where(valid, owner_of[found_t.clamp(0, owner_of.numel() - 1)], -1)
+        parts_d, parts_owner = [], []
+        if self.alive and self.index is not None:
+            x = gallery_index.prepared(queries.detach().cpu().numpy(), self.metric)
+            removed = int(self.row_owners.size) - self.alive
+            n = self.neighbours(k) + min(removed, self.neighbours(k))
+            squared, where = self.index.candidates(x, n, self.rows)
+            owner = np.where(where >= 0, self.row_owners[np.clip(where, 0, None)], -1)
+            parts_d.append(torch.from_numpy(gallery_index.to_metric(squared, self.metric)))
+            parts_owner.append(torch.from_numpy(owner))
+        if len(self.added):
+            near = self.added.top(queries, k)
+            parts_d.append(near.distances)
+            parts_owner.append(near.identity_ids)
+        d, owners = torch.cat(parts_d, dim=1), torch.cat(parts_owner, dim=1)
         # Keep each identity's first (closest) candidate in a row, then the k best of those.
+        order = torch.argsort(d, dim=1, stable=True)
+        d, owners = torch.gather(d, 1, order), torch.gather(owners, 1, order)
         d = torch.where((owners >= 0) & _first_in_row(owners), d, torch.tensor(math.inf))
-        width = min(k, n)
-        best, where = torch.topk(d, width, dim=1, largest=False)
-        chosen = torch.gather(owners, 1, where)
+        width = min(k, d.shape[1])
+        best, pick = torch.topk(d, width, dim=1, largest=False)
+        chosen = torch.gather(owners, 1, pick)
         distances[:, :width] = best
         ids[:, :width] = torch.where(torch.isfinite(best), chosen, -1)
         return TopIdentities(distances, ids)
-
-    def _to_metric(self, raw: np.ndarray) -> np.ndarray:
-        raw = np.where(np.isfinite(raw), raw, np.inf).astype(np.float32)
-        if self.metric == "cosine":
-            return np.clip(1.0 - raw, 0.0, None)
-        if self.metric == "euclidean":
-            return np.sqrt(np.clip(raw, 0.0, None))
-        return np.clip(raw, 0.0, None)
 
 
 def _first_in_row(values: torch.Tensor) -> torch.Tensor:
@@ -378,15 +438,41 @@ def check_choices(scoring: str, search: str = "exact") -> None:
     """Raises ConfigError for a scoring or search that is not one of `SCORINGS`/`SEARCHES`."""
     if scoring not in SCORINGS:
         raise ConfigError(f"scoring {scoring!r} is unknown: use {' or '.join(SCORINGS)}")
-    if search not in SEARCHES:
-        raise ConfigError(f"search {search!r} is unknown: use {' or '.join(SEARCHES)}")
+    if search not in SEARCHES and search not in ALIASES:
+        raise ConfigError(f"search {search!r} is unknown: use {', '.join(SEARCHES)}")
+
+
+def search_for_size(search: str, examples: int, scoring: str = "nearest") -> str:
+    """The search kind to use: `search` itself (its old name "faiss" read as "ivf"), or for
+    "auto" the kind measured best for a gallery of `examples` (`AUTO_KINDS`; exact while
+    FAISS is not installed, and for centroid scoring)."""
+    check_choices(scoring, search)
+    search = ALIASES.get(search, search)
+    if search != "auto":
+        return search
+    if scoring != "nearest":
+        return "exact"
+    chosen = "exact"
+    for smallest, kind in AUTO_KINDS:
+        if examples >= smallest:
+            chosen = kind
+    if chosen != "exact":
+        try:
+            import faiss  # noqa: F401
+        except ImportError:
+            return "exact"
+    return chosen
 
 
 def make_search(
-    search: str, metric: str, scoring: str, dim: int, nprobe: int = 16
-) -> ExactSearch | FaissSearch:
-    """The search of kind `search` ("exact" or "faiss")."""
+    search: str, metric: str, scoring: str, dim: int, target: float | None = None
+) -> ExactSearch | IndexSearch:
+    """The search of kind `search` ("exact", "ivf", "hnsw" or "ivfpq"; "auto" must be
+    resolved with `search_for_size` first)."""
     check_choices(scoring, search)
-    if search == "faiss":
-        return FaissSearch(metric, scoring, dim, nprobe=nprobe)
-    return ExactSearch(metric, scoring, dim)
+    search = ALIASES.get(search, search)
+    if search == "auto":
+        raise ConfigError("resolve search 'auto' with search_for_size before making it")
+    if search == "exact":
+        return ExactSearch(metric, scoring, dim)
+    return IndexSearch(search, metric, scoring, dim, target)

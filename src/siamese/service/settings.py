@@ -86,7 +86,7 @@ class ServiceSettings:
         default_name: the default gallery's name (None: from its location, `gallery_name`).
         model: the model folder, when not the one the gallery was created with.
         device: where the model runs: auto (None), cpu, cuda, cuda:N or mps.
-        search: "exact" or "faiss".
+        search: "auto", "exact", "ivf", "hnsw" or "ivfpq" (`gallery_search`).
         engine: the model's runtime: "auto" (onnxruntime where it reproduces the model,
             else PyTorch), "onnxruntime" or "pytorch" (`siamese.export.serving_engine`).
         max_upload_bytes: largest request body (all images of a request together).
@@ -112,7 +112,7 @@ class ServiceSettings:
     default_name: str | None = None
     model: str | None = None
     device: str | None = None
-    search: str = "exact"
+    search: str = "auto"
     engine: str = "auto"
     max_upload_bytes: int = 10 * 2**20
     max_pixels: int = 40_000_000
