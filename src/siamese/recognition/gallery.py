@@ -132,6 +132,7 @@ class Gallery:
         keep_images: bool = False,
         search: str = "auto",
         normalisation: str = DEFAULT_NORMALISATION,
+        persist: bool = True,
     ) -> Gallery:
         """A new gallery bound to `recognizer`'s model (a `Recognizer` or an `OnnxRecognizer`).
 
@@ -145,6 +146,7 @@ class Gallery:
             keep_images: store each enrolled image (PNG of the model's input, or the file's
                 bytes), so that `reembed` can move the gallery to another model.
             search: "auto" (by size), "exact", "ivf", "hnsw" or "ivfpq" (`gallery_search`).
+            persist: keep the search's snapshot beside the database (see `open`).
             normalisation: "ratio" or "t-norm" (decide on the best distance normalised
                 against the probe's nearest other identities, `score_normalisation`), or
                 "none" (on distances).
@@ -181,7 +183,7 @@ class Gallery:
             "created_at": now(),
         }
         store = GalleryStore.create(location, settings)
-        return cls(store, recognizer, search)
+        return cls(store, recognizer, search, persist=persist)
 
     @classmethod
     def open(
@@ -841,6 +843,28 @@ class Gallery:
     @property
     def names(self) -> dict[int, str]:
         return self.cache.names
+
+    def load_search(self) -> dict[str, Any]:
+        """Bring the search in step with the database now (read its persisted snapshot, or
+        build one) instead of at the first search; returns what it did (`search_status`).
+        A service calls it before it reports ready."""
+        self._fresh()
+        return self.search_status()
+
+    def search_status(self) -> dict[str, Any]:
+        """The search in use: kind, examples, the snapshot it rests on, its index's build
+        and tuning (the parameters chosen and the agreement with exact search measured)."""
+        cache = self.cache
+        out: dict[str, Any] = {"search": cache.kind, "asked": cache.asked, **cache.status}
+        snapshot = cache.snapshot
+        if snapshot is not None:
+            out["index_folder"] = str(snapshot.folder)
+            if snapshot.index is not None:
+                out["index"] = {"kind": snapshot.index.kind, **snapshot.index.build}
+                out["params"] = snapshot.index.params
+            if snapshot.tuning is not None:
+                out["tuning"] = snapshot.tuning.as_dict()
+        return out
 
     def invalidate_search(self) -> None:
         """Read the database again before the next search (and the settings with it)."""

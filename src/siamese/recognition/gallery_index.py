@@ -15,12 +15,14 @@ exact distances: "ivf" and "hnsw" store the vectors themselves; "ivfpq" re-ranks
 Tuning (`tune`): a sample of stored examples, each searched as a probe with itself left out
 (a mated probe whose identity has its other examples enrolled; an identity with one example
 makes a stranger-like probe), through the same retrieval width the gallery uses; the search
-parameter is raised along a ladder until the nearest identity found agrees with the exact
-search's on at least `TARGET_AGREEMENT` of them. The nearest identity is a stricter test than
-the identification answer (identity or "unknown"): an answer differs only where the nearest
-identity does, and a stranger the exact search rejects is always rejected by an index (its
-distances are never shorter than the exact ones). The chosen parameters and the measured
-agreement are recorded with the index.
+parameter is raised along a ladder (about ×1.5 a step) until the answers agree with the
+exact search's on at least `TARGET_AGREEMENT` of them. An answer is the nearest identity
+within the gallery's decision threshold, else "unknown" (where the gallery decides on
+normalised scores, the nearest identity itself, a stricter test). A stranger the exact
+search rejects is always rejected by an index: its distances are never shorter than the
+exact ones. The chosen parameters, the threshold and the measured agreement are recorded
+with the index; the threshold moves as the gallery grows, and the index is tuned again
+whenever its snapshot is rewritten.
 """
 
 from __future__ import annotations
@@ -78,6 +80,17 @@ def to_metric(squared: np.ndarray, metric: str) -> np.ndarray:
     return squared.astype(np.float32)
 
 
+def squared_radius(radius: float | None, metric: str) -> float | None:
+    """A decision threshold on `metric` as a squared L2 distance on prepared rows."""
+    if radius is None or not math.isfinite(radius):
+        return None
+    if metric == "euclidean":
+        return float(radius) ** 2
+    if metric == "cosine":
+        return 2.0 * float(radius)
+    return float(radius)
+
+
 @dataclass
 class Tuning:
     """How an index's search parameters were set, recorded with it.
@@ -88,6 +101,8 @@ class Tuning:
             search's at those parameters; probes: how many; target: the share aimed at.
         met: whether `agreement >= target` (else the ladder's last step was kept).
         seconds: the time the tuning took.
+        radius: the decision threshold (squared, on prepared rows) the answers were
+            compared at; None: the nearest identity itself was compared.
     """
 
     params: dict[str, int]
@@ -96,6 +111,7 @@ class Tuning:
     target: float
     met: bool
     seconds: float
+    radius: float | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -203,10 +219,9 @@ class AnnIndex:
         if self.kind == "flat":
             return [{}]
         if self.kind == "hnsw":
-            start = max(16, 1 << max(0, n - 1).bit_length())
-            return [{"ef_search": start << s} for s in range(8) if start << s <= 8192]
+            return [{"ef_search": e} for e in _steps(max(16, n), 8192)]
         nlist = int(self.index.nlist)
-        probes = [1 << s for s in range(0, 16) if 1 << s < nlist] + [nlist]
+        probes = _steps(1, nlist)
         if self.kind == "ivf":
             return [{"nprobe": p} for p in probes]
         short = [max(2 * n, 128), max(8 * n, 512)]
@@ -224,10 +239,28 @@ class AnnIndex:
         return cls(kind, faiss.read_index(str(path), flag), build, params)
 
 
+MAX_CELLS = 8192
+"""Inverted-file cells at most: k-means on 2 cores for 12,649 cells (4√10M) takes several
+minutes more to train and to assign 10M rows, and the search visits cells by the dozen."""
+
+
+def _steps(first: int, last: int) -> list[int]:
+    """first, then about ×1.5 a step (1, 2, 3, 4, 6, 8, 12, 16, 24, …), up to last, which
+    ends the list: a finer ladder than doubling, whose last step could cost 2× what the
+    target needed."""
+    out = [first]
+    while out[-1] < last:
+        step = out[-1]
+        power = 1 << max(0, step.bit_length() - 1)
+        nxt = power * 3 // 2 if step < power * 3 // 2 else power * 2
+        out.append(min(last, max(nxt, step + 1)))
+    return out
+
+
 def cells_for(m: int) -> int:
     """Inverted-file cells for m rows: 4√m (FAISS's guidance for 1M–10M is 4√m to 16√m),
-    each with at least `TRAIN_PER_CELL` rows to train on."""
-    return int(max(1, min(4 * math.sqrt(m), m // TRAIN_PER_CELL)))
+    at most `MAX_CELLS`, each with at least `TRAIN_PER_CELL` rows to train on."""
+    return int(max(1, min(4 * math.sqrt(m), m // TRAIN_PER_CELL, MAX_CELLS)))
 
 
 def code_bytes_for(dim: int) -> int:
@@ -270,17 +303,22 @@ def tune(
     owners: np.ndarray,
     width: int,
     target: float = TARGET_AGREEMENT,
+    radius: float | None = None,
     probes: int = TUNING_PROBES,
     seed: int = 0,
 ) -> Tuning:
-    """Set `index`'s parameters to the cheapest step of its ladder whose nearest identity
-    agrees with the exact search's on at least `target` of `probes` stored examples, each
-    searched with itself left out (see the module's docstring).
+    """Set `index`'s parameters to the cheapest step of its ladder whose answers agree with
+    the exact search's on at least `target` of `probes` stored examples, each searched with
+    itself left out (see the module's docstring).
 
     Args:
         rows: (M, D) prepared rows the index holds; owners: (M,) int64 identity of each row
             (−1 for a row no longer in the gallery, never sampled nor counted).
         width: the examples the gallery retrieves per probe.
+        radius: the gallery's decision threshold as a squared distance on prepared rows:
+            an answer is the nearest identity within it, else "unknown" (two searches that
+            both find nothing within it agree). None: the nearest identity itself must
+            agree, however far (for decisions on normalised scores).
     """
     from siamese.recognition.gallery_search import ExactSearch
 
@@ -310,9 +348,14 @@ def tune(
         got = np.take_along_axis(found, first_usable[:, None], axis=1)[:, 0]
         got_d = np.take_along_axis(d, first_usable[:, None], axis=1)[:, 0]
         got = np.where(usable.any(axis=1), got, -1)
-        # Agreement: the same identity, or another at the same distance (a tie).
+        # Agreement: the same answer, or another identity at the same distance (a tie).
         tie = np.abs(got_d - truth_d) <= 1e-5 * (1.0 + np.abs(truth_d))
-        agreement = float(np.mean((got == truth) | tie)) if sample.size else 1.0
+        if radius is None:
+            same = (got == truth) | tie
+        else:
+            same = np.where(got_d <= radius, got, -1) == np.where(truth_d <= radius, truth, -1)
+            same |= tie
+        agreement = float(np.mean(same)) if sample.size else 1.0
         chosen = params
         if agreement >= target:
             break
@@ -325,4 +368,5 @@ def tune(
         target,
         agreement >= target,
         round(time.perf_counter() - started, 3),
+        None if radius is None else float(radius),
     )

@@ -3,9 +3,9 @@ embedding from the database and without building an index (1M examples: seconds 
 minutes).
 
 Where: beside an SQLite gallery (`staff.sqlite` → `staff.sqlite.index/<kind>/`); for a
-gallery in a server database (PostgreSQL), one folder per host under the user's cache
-(`$SIAMESE_INDEX_DIR`, else `$XDG_CACHE_HOME/siamese/indexes`, else `~/.cache/...`), named
-by the gallery's identity (its URL without the password, and its creation time).
+gallery in a server database (PostgreSQL), one folder per host in the user's cache
+(`$SIAMESE_INDEX_DIR`, else `indexes/` in siamese's cache), named by the gallery's identity
+(its URL without the password, and its creation time).
 
 What: `rows.npy` (the snapshot's rows, as searched: unit vectors for cosine), `ids.npy`
 (their example ids, ascending), `index.faiss` (the approximate index, absent for exact
@@ -83,11 +83,13 @@ def index_folder(location: str, created_at: str, kind: str) -> Path:
 
 
 def cache_root() -> Path:
-    """The per-host folder of snapshots of galleries in server databases."""
+    """The per-host folder of snapshots of galleries in server databases:
+    `$SIAMESE_INDEX_DIR`, else `indexes` in siamese's cache (`siamese.data.cache`)."""
     if os.environ.get("SIAMESE_INDEX_DIR"):
-        return Path(os.environ["SIAMESE_INDEX_DIR"])
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "siamese" / "indexes"
+        return Path(os.environ["SIAMESE_INDEX_DIR"]).expanduser()
+    from siamese.data.cache import cache_dir
+
+    return cache_dir() / "indexes"
 
 
 @contextlib.contextmanager

@@ -27,7 +27,7 @@ from siamese.recognition.score_normalisation import COHORT
 SCORINGS = ("nearest", "centroid")
 SEARCHES = ("auto", "exact", "ivf", "hnsw", "ivfpq")
 ALIASES = {"faiss": "ivf"}  # the name "ivf" had before the other index kinds came
-AUTO_KINDS = ((0, "exact"), (200_000, "ivf"))
+AUTO_KINDS = ((0, "exact"), (200_000, "hnsw"), (4_000_000, "ivfpq"))
 """(smallest gallery, kind) steps of search "auto", from `benchmarks/bench_gallery_search.py`."""
 FLAT_BELOW = 1000
 """An index over fewer examples is exhaustive (FAISS's flat index): as fast, and exact."""
@@ -200,16 +200,28 @@ class ExactSearch:
                     beta=1.0,
                     alpha=-2.0,
                 )
-            v, i = torch.topk(order, min(n, order.shape[1]), dim=1, largest=cosine)
-            del order
-            i = i + col
+            if best is not None and best.shape[1] == n:
+                # Only what beats a row's n-th best so far can enter: after the first
+                # blocks that is a few values a row, gathered instead of selected from
+                # the whole block (selection was 3× the matrix product's time).
+                v, i = _beating(order, best, cosine)
+                del order
+                if v is None:
+                    continue
+                i = i + col
+            else:
+                v, i = _best_unordered(order, n, cosine)
+                del order
+                i = i + col
             if best is not None:
                 assert where is not None
                 v, i = torch.cat([best, v], dim=1), torch.cat([where, i], dim=1)
-                v, pick = torch.topk(v, min(n, v.shape[1]), dim=1, largest=cosine)
+                v, pick = _best_unordered(v, n, cosine)
                 i = torch.gather(i, 1, pick)
             best, where = v, i
         assert best is not None and where is not None
+        best, pick = torch.sort(best, dim=1, descending=cosine, stable=True)
+        where = torch.gather(where, 1, pick)
         if cosine:
             return (1.0 - best).clamp_min(0.0), where
         return (best + block.square().sum(dim=1, keepdim=True)).clamp_min(0.0), where
@@ -275,8 +287,10 @@ class IndexSearch:
 
     Args:
         kind: "ivf", "hnsw" or "ivfpq".
-        target: the share of probes whose nearest identity must agree with exact search;
-            the index's search parameters are tuned to it when it is built.
+        target: the share of probes whose answers must agree with exact search; the
+            index's search parameters are tuned to it when it is built.
+        radius: the gallery's decision threshold on the metric (an answer is the nearest
+            identity within it, else "unknown"); None: the nearest identity must agree.
     """
 
     def __init__(
@@ -286,6 +300,7 @@ class IndexSearch:
         scoring: str,
         dim: int,
         target: float | None = None,
+        radius: float | None = None,
     ) -> None:
         from siamese.recognition import gallery_index
 
@@ -298,6 +313,7 @@ class IndexSearch:
         gallery_index.faiss_module()  # a clear error now when FAISS is missing
         self.kind, self.metric, self.scoring, self.dim = kind, metric, scoring, dim
         self.target = gallery_index.TARGET_AGREEMENT if target is None else float(target)
+        self.radius = radius
         self.rows = np.empty((0, dim), np.float32)  # the snapshot's prepared rows
         self.row_ids = np.empty(0, np.int64)  # their example ids, ascending
         self.row_owners = np.empty(0, np.int64)  # their identities now (−1: removed)
@@ -314,16 +330,23 @@ class IndexSearch:
         identity ids."""
         from siamese.recognition import gallery_index
 
-        order = np.argsort(np.asarray(example_ids, dtype=np.int64), kind="stable")
-        rows = gallery_index.prepared(np.asarray(vectors)[order], self.metric)
-        ids = np.asarray(example_ids, dtype=np.int64)[order]
-        owners = np.asarray(owners, dtype=np.int64)[order]
+        ids = np.asarray(example_ids, dtype=np.int64)
+        owners = np.asarray(owners, dtype=np.int64)
+        if ids.size > 1 and not bool(np.all(ids[1:] > ids[:-1])):  # (no 5 GB copy at 10M)
+            order = np.argsort(ids, kind="stable")
+            vectors, ids, owners = np.asarray(vectors)[order], ids[order], owners[order]
+        rows = gallery_index.prepared(vectors, self.metric)
         kind = self.kind if rows.shape[0] >= FLAT_BELOW else "flat"
         index = gallery_index.AnnIndex.build_over(kind, rows)
         tuning = None
         if kind != "flat":
             tuning = gallery_index.tune(
-                index, rows, owners, self.neighbours_for(owners, 1 + COHORT), self.target
+                index,
+                rows,
+                owners,
+                self.neighbours_for(owners, 1 + COHORT),
+                self.target,
+                gallery_index.squared_radius(self.radius, self.metric),
             )
         self.adopt(rows, ids, index, tuning, owners)
 
@@ -424,6 +447,54 @@ class IndexSearch:
         distances[:, :width] = best
         ids[:, :width] = torch.where(torch.isfinite(best), chosen, -1)
         return TopIdentities(distances, ids)
+
+
+_PARTITION_FROM = 24
+"""From this many kept per row, a block's best are found by NumPy's introselect
+(`argpartition`, linear) instead of `torch.topk` (a heap: 3× slower at 100 of 4,096 here,
+and slower than the block's matrix product itself)."""
+
+
+def _best_unordered(
+    values: torch.Tensor, n: int, largest: bool
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The n smallest (largest) of each row of (B, C) values, in no order: ((B, n) values,
+    (B, n) int64 column indices); every column when n >= C."""
+    width = values.shape[1]
+    if n >= width:
+        return values, torch.arange(width).expand(values.shape[0], width)
+    if n < _PARTITION_FROM:
+        return torch.topk(values, n, dim=1, largest=largest, sorted=False)
+    keyed = values.numpy()
+    where = np.argpartition(-keyed if largest else keyed, n - 1, axis=1)[:, :n]
+    return torch.from_numpy(np.take_along_axis(keyed, where, axis=1)), torch.from_numpy(where)
+
+
+def _beating(
+    block: torch.Tensor, best: torch.Tensor, largest: bool
+) -> tuple[torch.Tensor | None, torch.Tensor]:
+    """The values of a (B, C) block that beat their row's worst of `best` (B, n), packed
+    to the left of a (B, m) tensor (m: the most any row has; the rest ±inf), with their
+    (B, m) column indices; (None, _) when no value beats."""
+    if largest:
+        bound = best.min(dim=1, keepdim=True).values
+        hit = block > bound
+    else:
+        bound = best.max(dim=1, keepdim=True).values
+        hit = block < bound
+    rows, cols = hit.nonzero(as_tuple=True)  # row-major: each row's hits together
+    if rows.numel() == 0:
+        return None, rows
+    counts = torch.bincount(rows, minlength=block.shape[0])
+    most = int(counts.max())
+    starts = torch.cumsum(counts, 0) - counts
+    slot = torch.arange(rows.numel()) - starts[rows]
+    fill = -math.inf if largest else math.inf
+    values = torch.full((block.shape[0], most), fill, dtype=block.dtype)
+    columns = torch.zeros((block.shape[0], most), dtype=torch.long)
+    values[rows, slot] = block[rows, cols]
+    columns[rows, slot] = cols
+    return values, columns
 
 
 def _first_in_row(values: torch.Tensor) -> torch.Tensor:

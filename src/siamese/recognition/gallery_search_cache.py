@@ -112,6 +112,8 @@ class SearchCache:
         """Bring the search in step with the database; True when it had to."""
         if self.store.generation() == self.generation:
             return False
+        if isinstance(self.search, IndexSearch):
+            self.search.radius = decision_radius(settings)
         if not self.persist:
             vectors, ids, owners, names, generation = self.store.all_embeddings(self.dim)
             self.names = names
@@ -190,7 +192,8 @@ class SearchCache:
                 index = gallery_index.AnnIndex.build_over(kind, rows)
             if index.kind != "flat":
                 width = IndexSearch.neighbours_for(owners, 1 + COHORT)
-                tuning = gallery_index.tune(index, rows, owners, width, self.target)
+                radius = gallery_index.squared_radius(self.search.radius, self.metric)
+                tuning = gallery_index.tune(index, rows, owners, width, self.target, radius)
         try:
             write_snapshot(folder, key, rows, ids, index, tuning, generation)
         except OSError as err:
@@ -316,3 +319,15 @@ def _appended(
         copy.add_with_ids(np.ascontiguousarray(vectors_new), labels)
     build = {**snapshot.index.build, "appended": vectors_new.shape[0]}
     return gallery_index.AnnIndex(snapshot.index.kind, copy, build, snapshot.index.params)
+
+
+def decision_radius(settings: dict[str, Any]) -> float | None:
+    """The distance within which the gallery answers an identity (its decision threshold),
+    or None when it decides on normalised scores (then an index is tuned on the nearest
+    identity itself)."""
+    decision = settings.get("decision")
+    if decision is None:
+        return float(settings["threshold"])
+    if decision.get("normalised_threshold") is not None:
+        return None
+    return float(decision["threshold"])

@@ -170,6 +170,7 @@ class Service:
         )
         runner = self._runner(model)
         gallery = Gallery.open(location, runner.recognizer, self.settings.search)
+        gallery.load_search()  # before the service says it is ready, not on a first request
         served = ServedGallery(name, gallery, runner, self)
         self.galleries[name] = served
         return served
