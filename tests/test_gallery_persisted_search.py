@@ -251,3 +251,21 @@ def test_search_for_auto_resolves_by_the_gallery_size(filled: Path, recognizer: 
         status = gallery.load_search()
         assert status["search"] == "exact" and status["asked"] == "auto"
         assert np.isfinite(gallery.identify(torch.zeros(1, 1, 8, 8))[0].candidates[0].distance)
+
+
+def test_the_index_command_builds_once_then_reads_and_refuses_a_bad_target(
+    filled: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from cli_runner import run_cli
+
+    code, out = run_cli(["gallery", "index", str(filled), "--search", "ivfpq"], capsys)
+    assert code == 0, out
+    assert "built: no index file yet" in out and "tuned: nprobe" in out and "target 99.90 %" in out
+    code, out = run_cli(["gallery", "index", str(filled), "--search", "ivfpq", "--json"], capsys)
+    status = json.loads(out)
+    assert code == 0 and "rebuilt_because" not in status
+    assert status["search"] == "ivfpq" and status["tuning"]["met"]
+    code, out = run_cli(["gallery", "index", str(filled), "--target", "1.5"], capsys)
+    assert code != 0 and "--target must be a share in (0, 1]" in out
+    code, out = run_cli(["gallery", "index", str(filled), "--search", "annoy"], capsys)
+    assert code != 0 and "search 'annoy' is unknown" in out

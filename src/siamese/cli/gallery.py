@@ -505,6 +505,56 @@ def stats(
         console.print(f"{key}: {figures[key]}")
 
 
+@gallery_app.command("index")
+def index(
+    location: GalleryArgument,
+    search: SearchOption = "auto",
+    target: Annotated[
+        float | None,
+        typer.Option(
+            "--target",
+            help="Share of answers an approximate index must give as the exact search does "
+            "(default 0.999); its parameters are tuned to it.",
+            show_default=False,
+        ),
+    ] = None,
+    model: ModelOverride = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Build (or check) the gallery's search index now, so that `serve` and `identify` start
+    without building it: the snapshot beside the gallery, its tuning and what it rests on."""
+    from siamese.errors import ConfigError
+    from siamese.recognition import Gallery, load_recognizer
+
+    if target is not None and not 0.0 < target <= 1.0:
+        raise ConfigError(f"--target must be a share in (0, 1], not {target}")
+    recognizer = load_recognizer(model if model is not None else Gallery.its_model(location))
+    with Gallery.open(location, recognizer, search=search, target=target) as gallery:
+        status = gallery.load_search()
+    if as_json:
+        typer.echo(json.dumps(status, default=str))
+        return
+    console = _console()
+    how = status.get("rebuilt_because")
+    console.print(
+        f"search {status['search']} ({'built: ' + how if how else 'read from its snapshot'})"
+        f"; {status.get('added_since', 0)} example(s) added since the snapshot"
+    )
+    if "index_folder" in status:
+        console.print(f"snapshot: {status['index_folder']}")
+    tuning = status.get("tuning")
+    if tuning:
+        params = ", ".join(f"{k} {v}" for k, v in tuning["params"].items())
+        console.print(
+            f"tuned: {params}; answers agreeing with exact search on "
+            f"{100 * tuning['agreement']:.2f} % of {tuning['probes']} stored examples "
+            f"(target {100 * tuning['target']:.2f} %"
+            + (")" if tuning["met"] else ": NOT met, the dearest setting is kept)")
+        )
+    if "not_persisted" in status:
+        console.print(f"[yellow]not written ({status['not_persisted']}): kept in memory[/]")
+
+
 @gallery_app.command("reembed")
 def reembed(
     location: GalleryArgument,

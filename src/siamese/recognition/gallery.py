@@ -747,6 +747,7 @@ class Gallery:
             "keep_images": s["keep_images"],
             "schema_version": s["schema_version"],
             "search": self.search_kind,
+            "search_index": self.search_status(),
             "created_at": s["created_at"],
         }
 

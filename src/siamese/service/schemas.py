@@ -159,6 +159,11 @@ class GalleryStatsOut(BaseModel):
     self_calibrated_at: int | None = Field(
         description="identities when the gallery last measured itself (null: never)"
     )
+    search: str = Field(description='the search in use: "exact", "ivf", "hnsw" or "ivfpq"')
+    search_index: dict[str, Any] = Field(
+        description="the search's snapshot (folder, write counter), its index's build and "
+        "tuning (parameters, agreement with exact search measured on stored examples)"
+    )
 
 
 class StatusOut(BaseModel):

@@ -27,6 +27,10 @@ async def model(_: Reader, served: Target) -> dict[str, Any]:
     recognizer, engine = served.recognizer, served.runner.engine
     description = recognizer.description
     stats = await served.locked(served.gallery.stats)
+    index = dict(stats["search_index"])
+    if index.get("index_folder"):  # by kind only: no path of the server's disk leaves it
+        index["index_folder"] = Path(index["index_folder"]).name
+    stats = {**stats, "search_index": index}
     return {
         "name": Path(str(recognizer.model_dir)).name,
         # the export's folder by name only: no path of the server's disk leaves it
