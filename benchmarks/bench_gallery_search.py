@@ -51,7 +51,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 # isort: split
 from machine import describe_machine
-from markdown_tables import publish_results
+from markdown_tables import publish_results, replace_section
 
 HERE = Path(__file__).resolve().parent
 
@@ -458,6 +458,39 @@ def section(document: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def readme_table(document: dict[str, Any]) -> str:
+    """README's table: per face-model gallery size, each of our searches, and what `auto`
+    picks there."""
+    from siamese.recognition.gallery_search import search_for_size
+
+    lines = [
+        "| examples (face model) | search | answers as exact | batch-1 | × exact | "
+        "build | memory |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for phase in document["phases"].values():
+        if phase.get("model") != RUNS["face"] or "methods" not in phase:
+            continue
+        auto = search_for_size("auto", phase["examples"])
+        for name in ("exact", "ivf", "hnsw", "ivfpq"):
+            r = phase["methods"].get(name)
+            if not r or "agreement" not in r:
+                continue
+            shown = f"**{name}** (auto)" if name == auto else name
+            lines.append(
+                f"| {phase['examples']:,} | {shown} | {100 * r['agreement']:.2f} % | "
+                f"{r['latency_ms_median']:.2f} ms | {r['speed_vs_exact_batch_1']:.0f}× | "
+                f"{r['build_s']:.0f} s | {r['bytes'] / 2**20:,.0f} MiB |"
+            )
+    m = document["machine"]
+    lines.append(
+        f"\nMeasured {document['date']} on {m['cpu']} ({m['cores']} cores); memory is the "
+        "index's (for ivfpq with the rows its re-ranking reads); BENCHMARKS has the peers "
+        "(scikit-learn, FAISS with its defaults), recall, throughput and the glyph model."
+    )
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--phases", nargs="*", default=list(DEFAULT_PHASES))
@@ -489,6 +522,7 @@ def main() -> None:
                 document["phases"][key] = json.loads(lines[-1][len("RESULT ") :])
             RESULTS.write_text(json.dumps(document, indent=2) + "\n")
     publish_results("gallery_search", document, section(document))
+    replace_section(HERE.parent / "README.md", "gallery-search-results", readme_table(document))
 
 
 if __name__ == "__main__":

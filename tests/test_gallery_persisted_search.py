@@ -269,3 +269,45 @@ def test_the_index_command_builds_once_then_reads_and_refuses_a_bad_target(
     assert code != 0 and "--target must be a share in (0, 1]" in out
     code, out = run_cli(["gallery", "index", str(filled), "--search", "annoy"], capsys)
     assert code != 0 and "search 'annoy' is unknown" in out
+
+
+MAPS = """
+import sys
+from pathlib import Path
+from siamese.recognition import Gallery, Recognizer
+with Gallery.open(sys.argv[1], Recognizer.load(sys.argv[2]), search="ivf") as gallery:
+    gallery.load_search()
+    maps = Path("/proc/self/maps").read_text()
+    print(" ".join(n for n in ("rows.npy", "index.faiss") if n in maps))
+"""
+
+
+@pytest.mark.skipif(not Path("/proc/self/maps").exists(), reason="Linux's /proc")
+def test_workers_map_the_same_snapshot_files_instead_of_copying_them(
+    filled: Path, digits_model: Path
+) -> None:
+    argv = [sys.executable, "-c", MAPS, str(filled), str(digits_model)]
+    for _ in range(2):  # the first builds the snapshot, the second only reads it
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=300, check=True)
+        assert done.stdout.split() == ["rows.npy", "index.faiss"]
+
+
+def test_a_postgres_gallery_keeps_its_snapshot_in_the_host_cache(
+    postgres, digits_model: Path, digits, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    x, _ = digits
+    monkeypatch.setenv("SIAMESE_INDEX_DIR", str(tmp_path / "indexes"))
+    recognizer = Recognizer.load(digits_model)
+    url = postgres.database()
+    with Gallery.create(url, recognizer, far=1e-2) as gallery:
+        for person in range(PEOPLE):
+            gallery.enroll(f"person {person}", list(x[person * EACH : (person + 1) * EACH]))
+    with Gallery.open(url, recognizer, search="ivf") as gallery:
+        status = gallery.load_search()
+        first = _answers(gallery, list(x[1300:1320]))
+    folder = Path(status["index_folder"])
+    assert folder.is_relative_to(tmp_path / "indexes") and (folder / "index.faiss").is_file()
+    monkeypatch.setattr(GalleryStore, "all_embeddings", lambda *_: pytest.fail("rebuilt"))
+    with Gallery.open(url, recognizer, search="ivf") as gallery:
+        assert "rebuilt_because" not in gallery.load_search()
+        assert _answers(gallery, list(x[1300:1320])) == first
