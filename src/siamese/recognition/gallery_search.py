@@ -392,18 +392,16 @@ class IndexSearch:
         return len(self.added) + int(self.row_owners.size) - self.alive
 
     def _counts(self) -> None:
-        self.alive = int(np.count_nonzero(self.row_owners >= 0))
-        owners = np.concatenate([self.row_owners[self.row_owners >= 0], self.added.owners.numpy()])
-        self.most_examples = (
-            int(np.unique(owners, return_counts=True)[1].max()) if owners.size else 1
-        )
+        live = self.row_owners >= 0
+        self.alive = int(np.count_nonzero(live))
+        owners = np.concatenate([self.row_owners[live], self.added.owners.numpy()])
+        self.most_examples = _most_examples(owners)
 
     @staticmethod
     def neighbours_for(owners: np.ndarray, k: int) -> int:
         """`neighbours(k)` for a gallery whose rows have these identities."""
         live = owners[owners >= 0]
-        most = int(np.unique(live, return_counts=True)[1].max()) if live.size else 1
-        return min(live.size, max(k * most, 32), MAX_NEIGHBOURS)
+        return min(live.size, max(k * _most_examples(live), 32), MAX_NEIGHBOURS)
 
     def neighbours(self, k: int) -> int:
         """Examples retrieved per probe for k identities: enough for k identities even if
@@ -495,6 +493,12 @@ def _beating(
     values[rows, slot] = block[rows, cols]
     columns[rows, slot] = cols
     return values, columns
+
+
+def _most_examples(owners: np.ndarray) -> int:
+    """The most examples any identity has among (M,) identity ids >= 0 (1 when none): a
+    count per id (milliseconds at 1M, where sorting them took 0.1 s per enrolment)."""
+    return int(np.bincount(owners).max()) if owners.size else 1
 
 
 def _first_in_row(values: torch.Tensor) -> torch.Tensor:

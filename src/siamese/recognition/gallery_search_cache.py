@@ -137,8 +137,9 @@ class SearchCache:
         last one have grown (`REWRITE_SHARE`)."""
         if not self.persist or self.snapshot is None:
             return
-        changes = self._changes()
-        if changes < max(REWRITE_AT_LEAST, REWRITE_SHARE * self.snapshot.ids.size):
+        # A snapshot that could not be written is rebuilt in memory less often.
+        share = REWRITE_SHARE if self.snapshot.stamp else REBUILD_SHARE
+        if self._changes() < max(REWRITE_AT_LEAST, share * self.snapshot.ids.size):
             return
         self._rewrite(settings)
 
@@ -256,7 +257,8 @@ class SearchCache:
         folder, key = self.folder, self.key(settings)
         with folder_lock(folder):
             if stamp_of(folder) != self.snapshot.stamp:
-                return  # another process rewrote it meanwhile: read on the next check
+                self.invalidate()  # another process rewrote it meanwhile: read it next
+                return
             search = self.search
             generation = self.generation
             if isinstance(search, ExactSearch):
