@@ -61,12 +61,12 @@ CONFIGS = {"face": "configs/face_pretrained.yaml", "glyph": "configs/glyphs_trip
 PER_IDENTITY, PROBES, K, WIDTH = 10, 1000, 10, 100
 ALL = ("exact", "ivf", "hnsw", "ivfpq", "sklearn", "faiss-ivf", "faiss-hnsw")
 DEFAULT_PHASES = (
-    "face:100000:" + ",".join(ALL),
     "face:1000000:" + ",".join(ALL),
+    "restart:1000000",
+    "face:100000:" + ",".join(ALL),
+    "face:10000000:exact,ivfpq,sklearn,faiss-ivfpq",
     "glyph:100000:" + ",".join(ALL),
     "glyph:1000000:exact,ivf,ivfpq,sklearn,faiss-ivf",
-    "restart:1000000",
-    "face:10000000:exact,ivfpq,sklearn,faiss-ivfpq",
     "omniglot:0:" + ",".join(ALL),
 )
 

@@ -39,7 +39,7 @@ SearchOption = Annotated[
     str,
     typer.Option(
         "--search",
-        help="'auto' (exact below 200,000 examples, then an inverted-file index), 'exact', or an approximate index tuned to agree with exact search on 99.9 %% of probes: 'ivf', 'hnsw' or 'ivfpq' (needs faiss-cpu; BENCHMARKS says which for which size).",
+        help="'auto' (exact below 200,000 examples, then ivfpq), 'exact', or an approximate index tuned to agree with exact search on 99.9 %% of probes: 'ivf', 'hnsw' or 'ivfpq' (needs faiss-cpu; BENCHMARKS says which for which size).",
     ),
 ]
 

@@ -27,7 +27,7 @@ from siamese.recognition.score_normalisation import COHORT
 SCORINGS = ("nearest", "centroid")
 SEARCHES = ("auto", "exact", "ivf", "hnsw", "ivfpq")
 ALIASES = {"faiss": "ivf"}  # the name "ivf" had before the other index kinds came
-AUTO_KINDS = ((0, "exact"), (200_000, "hnsw"), (4_000_000, "ivfpq"))
+AUTO_KINDS = ((0, "exact"), (200_000, "ivfpq"))
 """(smallest gallery, kind) steps of search "auto", from `benchmarks/bench_gallery_search.py`."""
 FLAT_BELOW = 1000
 """An index over fewer examples is exhaustive (FAISS's flat index): as fast, and exact."""
