@@ -311,3 +311,16 @@ def test_a_postgres_gallery_keeps_its_snapshot_in_the_host_cache(
     with Gallery.open(url, recognizer, search="ivf") as gallery:
         assert "rebuilt_because" not in gallery.load_search()
         assert _answers(gallery, list(x[1300:1320])) == first
+
+
+def test_a_file_where_the_snapshot_folder_belongs_leaves_the_search_in_memory(
+    filled: Path, recognizer: Recognizer, digits
+) -> None:
+    x, _ = digits
+    (filled.parent / "g.sqlite.index").write_text("not a folder")  # (root ignores modes)
+    with Gallery.open(filled, recognizer, search="ivf") as gallery:
+        status = gallery.load_search()
+        assert "not_persisted" in status
+        assert gallery.identify(x[5])[0].candidates[0].identity == "person 0"
+        gallery.enroll("later", x[1700])
+        assert gallery.identify(x[1700])[0].candidates[0].identity == "later"

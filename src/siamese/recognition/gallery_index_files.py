@@ -96,8 +96,13 @@ def cache_root() -> Path:
 def folder_lock(folder: Path) -> Iterator[None]:
     """An exclusive lock on `folder`'s snapshot (a lock file beside it), held by the one
     process that builds or rewrites it while the others wait."""
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    with open(folder.parent / f".{folder.name}.lock", "a+b") as handle:
+    try:
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        handle = open(folder.parent / f".{folder.name}.lock", "a+b")
+    except OSError:  # a read-only place: nothing can be written there to protect either
+        yield
+        return
+    with handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
         try:
             yield
