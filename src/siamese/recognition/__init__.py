@@ -18,8 +18,10 @@ thresholds, and a persistent gallery that enrols identities and identifies new i
   each decision with its `DecisionBasis`.
 - `gallery`: `Gallery` (enrol, identify with open-set rejection, verify, remove, rename,
   calibrate on its own people), on `gallery_store` (all of its SQL, through SQLAlchemy:
-  SQLite by default), `gallery_search` (exact search, or a FAISS index, as caches of the
-  database) and `gallery_calibration` (each enrolled identity left out as a stranger).
+  SQLite by default), `gallery_search` (exact search, or an index of `gallery_index` tuned
+  to agree with it), `gallery_search_cache` (the search kept in step with the database and
+  persisted by `gallery_index_files`) and `gallery_calibration` (each enrolled identity left
+  out as a stranger).
 
 Names are imported on first use, so that `OnnxRecognizer` (with `images` and `decisions`)
 imports no torch.

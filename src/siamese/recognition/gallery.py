@@ -22,8 +22,8 @@ re-derived for the gallery's size inside every write and stored with the write c
 (`siamese.recognition.decisions.identification_basis`); or a pair false-accept rate (`--far`).
 The gallery also measures itself on its own people (`calibrate`, and automatically as it
 grows). Every answer carries the threshold, what it stands for and what it rests on. The
-search (`gallery_search`) is a cache of the database, rebuilt when another process has
-written since it was read.
+search (`gallery_search_cache`: exact, or an index tuned to agree with it) is a cache of the
+database, persisted beside it and brought in step when another process has written.
 """
 
 from __future__ import annotations
