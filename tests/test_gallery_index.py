@@ -193,3 +193,26 @@ def test_exact_nearest_examples_match_a_float64_reference() -> None:
     assert np.allclose(d.numpy(), want, rtol=1e-4, atol=1e-3)
     assert np.allclose(np.take_along_axis(full, where.numpy(), 1), want, rtol=1e-4, atol=1e-3)
     assert math.isfinite(float(d.max()))
+
+
+@pytest.mark.parametrize("metric", ["euclidean", "cosine"])
+def test_exact_search_over_many_blocks_keeps_the_float64_answer(
+    metric: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Blocks of 1,000 stored rows, 30 examples an identity: the running best per row is kept
+    by selection (argpartition) and, after the first block, by gathering only what beats it."""
+    from siamese.recognition import gallery_search
+
+    monkeypatch.setattr(gallery_search, "_BLOCK_ELEMENTS", 200 * 1000)
+    vectors, ids, owners, centres = _gallery(120, 30, 12, seed=11, spread=0.6)
+    exact = ExactSearch(metric, "nearest", 12)
+    exact.reset(vectors, ids, owners)
+    probes = _probes(centres, 200, seed=12, spread=0.6)
+    want_ids, want_d = _brute_force(vectors, owners, probes, metric, 4)
+    got = exact.top(probes, 4)
+    assert np.array_equal(got.identity_ids.numpy(), want_ids)
+    assert np.allclose(got.distances.numpy(), want_d, atol=2e-4)
+    d, where = exact.nearest_examples(probes, 50)  # 50 >= the selection threshold
+    assert bool((d[:, 1:] >= d[:, :-1]).all())  # nearest first
+    ordered = torch.sort(where, dim=1).values
+    assert bool((ordered[:, 1:] != ordered[:, :-1]).all())  # no row found twice
