@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -255,6 +256,7 @@ class Service:
         path = self._file_of(name)
         for suffix in ("", "-wal", "-shm"):
             Path(f"{path}{suffix}").unlink(missing_ok=True)
+        shutil.rmtree(f"{path}.index", ignore_errors=True)  # its search snapshots
 
     # ------------------------------------------------------------------------------------
     # Callers
