@@ -434,7 +434,12 @@ def measure_serve(path: Path) -> dict[str, Any]:
 def ordered(document: dict[str, Any]) -> list[dict[str, Any]]:
     """The search phases by data, model and size (the restart apart)."""
     phases = [p for p in document["phases"].values() if "methods" in p]
-    return sorted(phases, key=lambda p: (p.get("data", ""), p["model"], p["examples"]))
+    return sorted(phases, key=lambda p: (p.get("data") != "synthetic", p["model"], p["examples"]))
+
+
+def label(phase: dict[str, Any]) -> str:
+    real = phase.get("data") == "real Omniglot embeddings"
+    return f"{phase['model']} on Omniglot (real)" if real else phase["model"]
 
 
 def section(document: dict[str, Any]) -> str:
@@ -466,14 +471,14 @@ def section(document: dict[str, Any]) -> str:
                 f"{name} ({', '.join(f'{k} {v}' for k, v in params.items())})" if params else name
             )
             lines.append(
-                f"| {phase['model']} | {phase['examples']:,} | {shown} | "
+                f"| {label(phase)} | {phase['examples']:,} | {shown} | "
                 f"{100 * r['agreement']:.2f} % | {r['recall_at_1']:.3f} | "
                 f"{r['recall_at_10']:.3f} | {r['latency_ms_median']:.2f} ms | "
                 f"{r['speed_vs_exact_batch_1']:.1f}× | {r['batch_1000_per_s']:,.0f}/s | "
                 f"{r['build_s']:.1f} s | {r['bytes'] / 2**20:,.0f} MiB |"
             )
     ratios = [
-        f"{p['examples']:,} ({p['model']}): "
+        f"{p['examples']:,} ({label(p)}): "
         f"{p['methods']['exact']['batch_1000_per_s'] / p['methods']['sklearn']['batch_1000_per_s']:.2f}×"
         for p in ordered(document)
         if "batch_1000_per_s" in p["methods"].get("sklearn", {})
@@ -485,7 +490,7 @@ def section(document: dict[str, Any]) -> str:
         + ". At batch 1: see the × exact column of the scikit-learn rows.",
     ]
     peaks = [
-        f"{p['model']} {p['examples']:,}: {p['peak_rss_gib']:.1f} GiB" for p in ordered(document)
+        f"{label(p)} {p['examples']:,}: {p['peak_rss_gib']:.1f} GiB" for p in ordered(document)
     ]
     lines += [
         "",
