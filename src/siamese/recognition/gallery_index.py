@@ -70,6 +70,19 @@ def prepared(vectors: np.ndarray | torch.Tensor, metric: str) -> np.ndarray:
     return x
 
 
+def rows_by_id(
+    vectors: np.ndarray, example_ids: np.ndarray, owners: np.ndarray, metric: str
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(M, D) prepared rows, (M,) example ids ascending and (M,) identities, in id order
+    (no copy of the vectors when they already are: 5 GB at 10M)."""
+    ids = np.asarray(example_ids, dtype=np.int64)
+    owners = np.asarray(owners, dtype=np.int64)
+    if ids.size > 1 and not bool(np.all(ids[1:] > ids[:-1])):
+        order = np.argsort(ids, kind="stable")
+        vectors, ids, owners = np.asarray(vectors)[order], ids[order], owners[order]
+    return prepared(vectors, metric), ids, owners
+
+
 def to_metric(squared: np.ndarray, metric: str) -> np.ndarray:
     """Squared L2 on prepared rows → distances on `metric` (inf stays inf)."""
     squared = np.clip(np.where(np.isfinite(squared), squared, np.inf), 0.0, None)

@@ -330,25 +330,30 @@ class IndexSearch:
         identity ids."""
         from siamese.recognition import gallery_index
 
-        ids = np.asarray(example_ids, dtype=np.int64)
-        owners = np.asarray(owners, dtype=np.int64)
-        if ids.size > 1 and not bool(np.all(ids[1:] > ids[:-1])):  # (no 5 GB copy at 10M)
-            order = np.argsort(ids, kind="stable")
-            vectors, ids, owners = np.asarray(vectors)[order], ids[order], owners[order]
-        rows = gallery_index.prepared(vectors, self.metric)
-        kind = self.kind if rows.shape[0] >= FLAT_BELOW else "flat"
-        index = gallery_index.AnnIndex.build_over(kind, rows)
-        tuning = None
-        if kind != "flat":
-            tuning = gallery_index.tune(
-                index,
-                rows,
-                owners,
-                self.neighbours_for(owners, 1 + COHORT),
-                self.target,
-                gallery_index.squared_radius(self.radius, self.metric),
-            )
+        rows, ids, owners = gallery_index.rows_by_id(vectors, example_ids, owners, self.metric)
+        index, tuning = self.built(rows, owners)
         self.adopt(rows, ids, index, tuning, owners)
+
+    def built(self, rows: np.ndarray, owners: np.ndarray, index: Any = None) -> tuple[Any, Any]:
+        """An index over (M, D) prepared rows (built unless given: exhaustive below
+        `FLAT_BELOW` rows) and its tuning to this search's target at its radius (None for
+        an exhaustive one); owners: (M,) identity of each row (−1: removed)."""
+        from siamese.recognition import gallery_index
+
+        if index is None:
+            kind = self.kind if rows.shape[0] >= FLAT_BELOW else "flat"
+            index = gallery_index.AnnIndex.build_over(kind, rows)
+        if index.kind == "flat":
+            return index, None
+        tuning = gallery_index.tune(
+            index,
+            rows,
+            owners,
+            self.neighbours_for(owners, 1 + COHORT),
+            self.target,
+            gallery_index.squared_radius(self.radius, self.metric),
+        )
+        return index, tuning
 
     def adopt(
         self,

@@ -33,14 +33,12 @@ from siamese.recognition.gallery_index_files import (
     write_snapshot,
 )
 from siamese.recognition.gallery_search import (
-    FLAT_BELOW,
     ExactSearch,
     IndexSearch,
     make_search,
     search_for_size,
 )
 from siamese.recognition.gallery_store import GalleryStore
-from siamese.recognition.score_normalisation import COHORT
 
 log = logging.getLogger(__name__)
 
@@ -89,9 +87,8 @@ class SearchCache:
         """Make the next `fresh` read the database again."""
         self.generation = -1
 
-    @property
-    def folder(self) -> Path:
-        return index_folder(self.store.location, self.store.setting("created_at"), self.kind)
+    def folder(self, settings: dict[str, Any]) -> Path:
+        return index_folder(self.store.location, settings["created_at"], self.kind)
 
     def key(self, settings: dict[str, Any]) -> dict[str, Any]:
         """What a snapshot must have been made for to be used."""
@@ -157,7 +154,7 @@ class SearchCache:
     # Snapshots
 
     def _read_or_build(self, settings: dict[str, Any]) -> Snapshot:
-        folder, key = self.folder, self.key(settings)
+        folder, key = self.folder(settings), self.key(settings)
         snapshot, why = read_snapshot(folder, key)
         if snapshot is not None:
             return snapshot
@@ -183,18 +180,10 @@ class SearchCache:
         """Write a snapshot of these rows (building and tuning an index unless given), then
         read it back memory-mapped. Falls back to the rows in memory when the folder cannot
         be written (a read-only place): correct, only slower to start next time."""
-        order = np.argsort(ids, kind="stable")
-        rows = gallery_index.prepared(np.asarray(vectors)[order], self.metric)
-        ids, owners = np.asarray(ids)[order], np.asarray(owners)[order]
+        rows, ids, owners = gallery_index.rows_by_id(vectors, ids, owners, self.metric)
         tuning = None
         if isinstance(self.search, IndexSearch):
-            if index is None:
-                kind = self.kind if rows.shape[0] >= FLAT_BELOW else "flat"
-                index = gallery_index.AnnIndex.build_over(kind, rows)
-            if index.kind != "flat":
-                width = IndexSearch.neighbours_for(owners, 1 + COHORT)
-                radius = gallery_index.squared_radius(self.search.radius, self.metric)
-                tuning = gallery_index.tune(index, rows, owners, width, self.target, radius)
+            index, tuning = self.search.built(rows, owners, index)
         try:
             write_snapshot(folder, key, rows, ids, index, tuning, generation)
         except OSError as err:
@@ -254,7 +243,7 @@ class SearchCache:
     def _rewrite(self, settings: dict[str, Any]) -> None:
         """Write a new snapshot of the search as it is now."""
         assert self.snapshot is not None
-        folder, key = self.folder, self.key(settings)
+        folder, key = self.folder(settings), self.key(settings)
         with folder_lock(folder):
             if stamp_of(folder) != self.snapshot.stamp:
                 self.invalidate()  # another process rewrote it meanwhile: read it next
