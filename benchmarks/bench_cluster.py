@@ -144,7 +144,7 @@ def character_set(recognizer: Any, name: str) -> dict[str, Any]:
 def validation_set(run: Path) -> dict[str, Any]:
     """A run's validation classes (its calibration data), embedded."""
     from siamese.config import load_config
-    from siamese.training.setup import load_training_data
+    from siamese.run_directory.data import load_training_data
 
     recognizer = Recognizer.load(run)
     _, validation, _ = load_training_data(load_config(run / "config.yaml"))

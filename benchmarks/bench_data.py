@@ -156,7 +156,7 @@ def folder_timings(
 
 
 def extract_celebrities(data_dir: Path, target: Path) -> Path:
-    from siamese.data.archives import extract_archive
+    from siamese.data.datasets.archives import extract_archive
 
     archive = data_dir / "5-celebrity-faces" / "5-celebrity-faces-dataset.tar.gz"
     return extract_archive(archive, target) / "5-celebrity-faces-dataset" / "train"

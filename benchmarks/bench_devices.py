@@ -34,7 +34,7 @@ SETTINGS = (("cpu", "fp32"), ("cuda", "fp32"), ("cuda", "bf16"), ("cuda", "fp16"
 
 def train_once(device: str, precision: str, out: Path) -> dict[str, Any]:
     from siamese.config import load_config
-    from siamese.training.run import train_run
+    from siamese.training.training_run import train_run
 
     config = load_config(
         RECIPE,

@@ -102,7 +102,7 @@ def main() -> None:
     if not os.environ.get("SIAMESE_DATA_DIR"):
         raise SystemExit("set SIAMESE_DATA_DIR to the directory with the datasets")
     from siamese.config import load_config
-    from siamese.training.run import train_run
+    from siamese.training.training_run import train_run
 
     shutil.rmtree(RUNS, ignore_errors=True)
     RUNS.mkdir(parents=True)

@@ -71,9 +71,9 @@ DLIB_ACCURACY = "accuracy at dlib's 0.6 threshold"
 
 def celebrity_photos() -> dict[str, list[tuple[str, str]]]:
     """split → [(path, person)] of the 5-celebrity-faces photos, sorted."""
-    from siamese.data.archives import cached_extraction, is_archive
-    from siamese.data.cache import cache_dir
-    from siamese.data.catalog import dataset_info, resolve_data_dir
+    from siamese.cache import cache_dir
+    from siamese.data.datasets.archives import cached_extraction, is_archive
+    from siamese.data.datasets.catalog import dataset_info, resolve_data_dir
 
     root = dataset_info(CELEBRITY).locate(resolve_data_dir(None), "train")
     if root.is_file() and is_archive(root):
@@ -172,7 +172,7 @@ def detection(orl: list[np.ndarray], photos: list[str]) -> dict[str, Any]:
 
 def speed(photos: list[str], repeats: int = 3) -> dict[str, Any]:
     from siamese.faces.face_resnet import DlibFaceResNet
-    from siamese.faces.step import FaceStep, face_crops
+    from siamese.faces.preprocessing import FaceStep, face_crops
 
     dlib_pipeline = DlibPipeline()
     model = DlibFaceResNet().eval()
@@ -442,9 +442,9 @@ def run(arguments: list[str], env: dict[str, str]) -> str:
 
 def orl_part(env: dict[str, str]) -> dict[str, Any]:
     from siamese.config import load_config
-    from siamese.evaluation.run.data import evaluation_data
     from siamese.evaluation.verification import accuracy_at_threshold, eer, labelled_pairs
     from siamese.faces.face_resnet import DLIB_THRESHOLD
+    from siamese.run_evaluation.data import evaluation_data
 
     rows: dict[str, Any] = {}
     for name, extra in (("pretrained", ["--set", "train.steps=0"]), ("fine-tuned", [])):

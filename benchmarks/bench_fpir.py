@@ -49,7 +49,7 @@ from siamese.data.sources import load_dataset
 from siamese.recognition import Gallery, Recognizer
 from siamese.recognition import gallery as gallery_module
 from siamese.recognition.calibration_data import calibration_data
-from siamese.recognition.images import EmbeddedImages, PreparedImages
+from siamese.recognition.model_inputs import EmbeddedImages, PreparedImages
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -288,7 +288,7 @@ def choice_on_validation(names: list[str]) -> dict[str, Any]:
 
     from siamese.config import load_config
     from siamese.recognition.score_normalisation import COHORT, normalised_best
-    from siamese.training.setup import load_training_data
+    from siamese.run_directory.data import load_training_data
 
     runs = {"glyphs": "glyphs_triplet", "omniglot": "omniglot_oneshot", "orl": "face_pretrained"}
     out: dict[str, Any] = {}

@@ -229,7 +229,7 @@ def run_job(job: Job) -> dict[str, Any]:
     from siamese.config import RunConfig
     from siamese.config.loading import from_dict
     from siamese.config.schema import check_config
-    from siamese.training.run import TrainingRun, train_run
+    from siamese.training.training_run import TrainingRun, train_run
 
     # The runs' decision thresholds are not part of this comparison; calibrating them on the
     # validation classes (the FPIR tables) cost as much as the training itself on Omniglot.
@@ -274,7 +274,7 @@ def _validation_figures(config: Any, run: Path) -> dict[str, Any]:
     import siamese
     from siamese.evaluation.embed import embed
     from siamese.evaluation.retrieval import retrieval_metrics
-    from siamese.training.setup import load_training_data
+    from siamese.run_directory.data import load_training_data
 
     _, val, _ = load_training_data(config)
     z = embed(siamese.load_model(run), val.x)
@@ -283,7 +283,7 @@ def _validation_figures(config: Any, run: Path) -> dict[str, Any]:
 
 
 def _test_figures(dataset: Dataset, run: Path) -> dict[str, Any]:
-    from siamese.evaluation.run import evaluate_run
+    from siamese.run_evaluation import evaluate_run
 
     protocols = ("retrieval", "fewshot") if dataset.fewshot else ("retrieval",)
     evaluation = evaluate_run(

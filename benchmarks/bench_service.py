@@ -177,7 +177,7 @@ def main() -> None:
         raise SystemExit("set SIAMESE_DATA_DIR to the directory with the datasets")
     from postgres_server import Postgres, _bindir
     from siamese.config import load_config
-    from siamese.training.run import train_run
+    from siamese.training.training_run import train_run
 
     shutil.rmtree(RUNS, ignore_errors=True)
     RUNS.mkdir(parents=True)
@@ -694,7 +694,7 @@ if __name__ == "__main__":
         publish(json.loads((HERE / "results" / "service.json").read_text()))
     elif sys.argv[1:] == ["fairness"]:  # fairness and overload alone, into service.json
         from siamese.config import load_config
-        from siamese.training.run import train_run
+        from siamese.training.training_run import train_run
 
         RUNS.mkdir(parents=True, exist_ok=True)
         faces = RUNS / "faces"
@@ -706,7 +706,7 @@ if __name__ == "__main__":
         publish(results)
     elif sys.argv[1:] == ["fuzz"]:  # the fuzzing alone, into results/service.json
         from siamese.config import load_config
-        from siamese.training.run import train_run
+        from siamese.training.training_run import train_run
 
         RUNS.mkdir(parents=True, exist_ok=True)
         faces = RUNS / "faces"

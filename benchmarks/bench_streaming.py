@@ -178,8 +178,8 @@ def measure(kind: str, workers: int, root: Path, count: int) -> dict[str, Any]:
     """Read the first `count` files of the fixed order with `kind` and `workers`."""
     import torch
 
-    from siamese.data.folder import load_folder
-    from siamese.data.streamed_folder import load_batches
+    from siamese.data.folders.decoded import load_folder
+    from siamese.data.folders.streamed import load_batches
 
     data = load_folder(root, stream=True, image_size=SIDE, channels=3, workers=2)
     order = torch.randperm(len(data), generator=torch.Generator().manual_seed(0))[:count]
@@ -215,7 +215,7 @@ def measure(kind: str, workers: int, root: Path, count: int) -> dict[str, Any]:
 def measure_eager(root: Path, cache: Path) -> dict[str, Any]:
     """The eager load of everything (2 workers, its decoded cache written), its peak."""
     os.environ["SIAMESE_CACHE_DIR"] = str(cache)
-    from siamese.data.folder import load_folder
+    from siamese.data.folders.decoded import load_folder
 
     before = own_pss_mib()
     with PeakMemory() as memory:
@@ -235,7 +235,7 @@ def measure_eager(root: Path, cache: Path) -> dict[str, Any]:
 def measure_index(root: Path, cache: Path) -> dict[str, Any]:
     """Index with an empty cache, then from the cache; and the eager listing."""
     os.environ["SIAMESE_CACHE_DIR"] = str(cache)
-    from siamese.data.folder_index import folder_index, split_folders
+    from siamese.data.folders.listing import folder_index, split_folders
 
     start = time.perf_counter()
     cold = folder_index(root, workers=2)
@@ -268,7 +268,7 @@ def measure_training(root: Path, cache: Path, out: Path, stream: bool) -> dict[s
     of the process and its workers from the load to the saved model."""
     os.environ["SIAMESE_CACHE_DIR"] = str(cache)
     from siamese.config import load_config
-    from siamese.training.run import train_run
+    from siamese.training.training_run import train_run
 
     config = load_config(
         None,

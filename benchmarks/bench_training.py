@@ -147,7 +147,7 @@ def pk_batches(labels):  # type: ignore[no-untyped-def]
     """siamese's P×K batches, epoch after epoch, as index tensors."""
     import torch
 
-    from siamese.data.pk_sampler import PKSampler
+    from siamese.data.sampling.pk_sampler import PKSampler
 
     sampler = PKSampler(labels, P, K, SEED)
     for epoch in itertools.count():
@@ -242,7 +242,7 @@ def engine_loop(job: dict[str, Any]) -> dict[str, Any]:
     import torch
 
     from siamese.config import load_config
-    from siamese.data.pk_sampler import PKSampler
+    from siamese.data.sampling.pk_sampler import PKSampler
     from siamese.training.loop import TrainingLoop
     from siamese.training.objectives import Objective
     from siamese.training.optimization import build_optimizer, build_schedule

@@ -172,7 +172,7 @@ def fitted(run: Path) -> tuple[GalleryModel, dict[str, Any]]:
     """The generator fitted to a run's validation classes (its calibration data)."""
     from siamese.config import load_config
     from siamese.recognition import Recognizer
-    from siamese.training.setup import load_training_data
+    from siamese.run_directory.data import load_training_data
 
     recognizer = Recognizer.load(run)
     _, validation, _ = load_training_data(load_config(run / "config.yaml"))

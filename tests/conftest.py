@@ -32,8 +32,8 @@ def data_dir() -> Path | None:
 def celebrity_photos(split: str, person: str, count: int | None = None) -> list[Path]:
     """The 5-celebrity-faces photos of one person (sorted), from the shared archive,
     extracted once into the test session's cache."""
-    from siamese.data.archives import cached_extraction
-    from siamese.data.cache import cache_dir
+    from siamese.cache import cache_dir
+    from siamese.data.datasets.archives import cached_extraction
 
     root = data_dir()
     assert root is not None, "SIAMESE_DATA_DIR is not set"
@@ -74,7 +74,7 @@ def small_digits_config(*overrides: str):  # type: ignore[no-untyped-def]
 @pytest.fixture(scope="session")
 def digits_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A trained digits run with calibrated thresholds (read-only: copy it to change it)."""
-    from siamese.training.run import train_run
+    from siamese.training.training_run import train_run
 
     out = tmp_path_factory.mktemp("digits_model") / "run"
     train_run(small_digits_config(), out, quiet=True)

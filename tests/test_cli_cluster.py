@@ -442,7 +442,7 @@ _FACES = all(importlib.util.find_spec(m) for m in ("cv2", "dlib", "face_recognit
 def face_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """configs/face_pretrained.yaml saved as a run (train.steps 0, thresholds on ORL)."""
     from siamese.config import load_config
-    from siamese.training.run import train_run
+    from siamese.training.training_run import train_run
 
     if not _FACES:
         pytest.skip("the faces extra (dlib, face_recognition_models, opencv) is not installed")

@@ -15,8 +15,8 @@ import pytest
 import siamese
 from cli_runner import run_cli as run
 from loopback_http import Server
-from siamese.data import catalog
-from siamese.data.catalog import RemoteFile
+from siamese.data.datasets import catalog
+from siamese.data.datasets.catalog import RemoteFile
 from test_idx_and_archives import write_idx
 
 

@@ -12,7 +12,7 @@ import torch
 
 import siamese
 from conftest import data_dir
-from siamese.data.local_copies import EXPECTED_COUNTS, dataset_status
+from siamese.data.datasets.local_copies import EXPECTED_COUNTS, dataset_status
 
 DATA = data_dir()
 needs_data = pytest.mark.skipif(DATA is None, reason="SIAMESE_DATA_DIR is not set to a directory")

@@ -8,7 +8,7 @@ import yaml
 
 from cli_runner import run_cli
 from siamese.config import load_config
-from siamese.pipelines.demo import DEMO_RECIPE
+from siamese.experiments.demo import DEMO_RECIPE
 
 
 def test_the_demo_runs_the_glyphs_recipe_of_configs(repo_root) -> None:

@@ -23,7 +23,7 @@ from siamese.devices import (
     to_device,
 )
 from siamese.errors import ConfigError
-from siamese.training.run import train_run
+from siamese.training.training_run import train_run
 
 HAS_CUDA = torch.cuda.is_available()
 cuda = pytest.mark.skipif(not HAS_CUDA, reason=f"no CUDA here: {cuda_absence()}")
@@ -140,7 +140,7 @@ def test_the_fp16_gradient_scaler_path_trains_and_skips_overflowing_steps(
     torch's autocast and GradScaler also run float16, though slowly: the loss falls, and a
     step whose gradients overflow leaves the weights as they were."""
     import siamese.training.loop as loop_module
-    from siamese.data.pk_sampler import PKSampler
+    from siamese.data.sampling.pk_sampler import PKSampler
     from siamese.data.sources import load_dataset
     from siamese.losses import TripletLoss
     from siamese.models.embedding import build_embedding_net

@@ -13,8 +13,8 @@ import torch
 import yaml
 
 import siamese
+from siamese.run_directory.metrics import read_metrics
 from siamese.training.objectives import Objective
-from siamese.training.telemetry import read_metrics
 
 SCRIPTS = Path(__file__).parent / "scripts"
 

@@ -12,7 +12,7 @@ import pytest
 
 from loopback_http import Server
 from siamese import __version__
-from siamese.data.download import download_file, file_digest, verify_checksum
+from siamese.data.datasets.download import download_file, file_digest, verify_checksum
 from siamese.errors import ConfigError, DataError
 
 PAYLOAD = bytes(range(256)) * 800  # 200 KiB: several read chunks

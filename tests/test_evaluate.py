@@ -11,7 +11,7 @@ from PIL import Image
 
 from cli_runner import run_cli
 from siamese.config import load_config
-from siamese.training.run import train_run
+from siamese.training.training_run import train_run
 
 
 def small_digits_config(*overrides: str):  # type: ignore[no-untyped-def]
@@ -128,7 +128,7 @@ def test_evaluate_refuses_data_that_chose_the_checkpoint_and_warns_on_trained_ex
 
 
 def test_a_run_on_all_of_a_dataset_is_not_evaluated_on_one_of_its_splits() -> None:
-    from siamese.evaluation.run.data import evaluation_data
+    from siamese.run_evaluation.data import evaluation_data
 
     config = load_config(None, ["data.name=glyphs", "data.split=all", "data.validation=classes"])
     chosen = evaluation_data(config)
@@ -143,7 +143,7 @@ def test_a_failed_evaluation_leaves_the_earlier_one_intact_and_out_chooses_the_f
     monkeypatch: pytest.MonkeyPatch,
     tmp_path: Path,
 ) -> None:
-    from siamese.evaluation.run import protocols
+    from siamese.run_evaluation import protocols
 
     code, out = run_cli(["evaluate", str(digits_run), "--episodes", "50"], capsys)
     assert code == 0, out
@@ -181,7 +181,7 @@ def test_a_pair_classifier_run_is_scored_by_its_head(
 
     import siamese
     from siamese.data.sources import load_dataset
-    from siamese.training.telemetry import read_metrics
+    from siamese.run_directory.metrics import read_metrics
 
     run = tmp_path / "run"
     config = small_digits_config(
@@ -207,7 +207,7 @@ def test_a_pair_classifier_run_is_scored_by_its_head(
     torch.testing.assert_close(got, expected.float(), atol=1e-5, rtol=1e-4)
     # Training-time validation scored the same way: its AUC is the head's, not a distance's.
     from siamese.evaluation.validation import validate
-    from siamese.training.setup import load_training_data
+    from siamese.run_directory.data import load_training_data
 
     _, val_data, _ = load_training_data(config)
     rows = [r for r in read_metrics(run / "metrics.csv") if r["kind"] == "validation"]
@@ -222,7 +222,7 @@ def test_test_classes_are_held_out_by_folds_and_evaluated_with_a_validation_thre
 ) -> None:
     import yaml
 
-    from siamese.training.setup import load_training_data
+    from siamese.run_directory.data import load_training_data
 
     base = ["data.name=digits", "data.test_fraction=0.25", "data.validation_fraction=0.3"]
     tests = []
@@ -367,7 +367,7 @@ def test_sweep_of_words_with_a_fixed_list_and_the_training_gallery(
 
 
 def test_sweep_values_split_at_top_level_commas_only() -> None:
-    from siamese.pipelines.sweep import parse_sweep
+    from siamese.experiments.sweep import parse_sweep
 
     key, values, fixed = parse_sweep(
         ["model.options.widths=[8, 16]", "loss.margin=0.1, 0.2", "data.options={a: 1, b: 2}"]
@@ -385,8 +385,8 @@ def test_the_retrieval_figure_of_a_training_gallery_shows_training_examples(
 
     import siamese.plots
     from siamese.data.labeled import LabeledData
-    from siamese.evaluation.run import protocols
-    from siamese.evaluation.run.result import Evaluation
+    from siamese.run_evaluation import protocols
+    from siamese.run_evaluation.result import Evaluation
 
     drawn = {}
 

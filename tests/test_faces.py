@@ -182,7 +182,7 @@ def _celebrity_photo(split: str, person: str, index: int = 0) -> Path:
 @pytest.mark.parametrize("detector", ["hog", "haar"])
 def test_detectors_find_the_face_of_a_photo_and_none_in_a_blank(detector: str) -> None:
     from siamese.faces.detection import detect_faces
-    from siamese.faces.step import FaceStep, face_crops
+    from siamese.faces.preprocessing import FaceStep, face_crops
 
     photo = np.asarray(Image.open(_celebrity_photo("val", "ben_afflek")).convert("RGB"))
     boxes = detect_faces(photo, detector)
@@ -223,7 +223,7 @@ def test_a_margin_crop_is_centred_on_the_box_and_black_outside_the_photo() -> No
 
 
 def test_face_step_options_are_checked() -> None:
-    from siamese.faces.step import FaceStep, face_step
+    from siamese.faces.preprocessing import FaceStep, face_step
 
     assert face_step("haar") == FaceStep(detector="haar")
     assert face_step(None) is None and face_step(False) is None
@@ -299,8 +299,8 @@ def _people_folder(root: Path, blank: bool, photos: int = 3) -> Path:
 def test_a_folder_with_a_face_step_reports_every_photo_without_a_face(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from siamese.data import face_crops
-    from siamese.data.folder import load_folder
+    from siamese.data.folders import face_crops
+    from siamese.data.folders.decoded import load_folder
 
     root = _people_folder(tmp_path / "people", blank=True)
     with pytest.raises(
@@ -346,7 +346,7 @@ def face_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The pretrained face ResNet saved as a run (train.steps 0) on a small people folder,
     with thresholds calibrated on ORL."""
     from siamese.config import load_config
-    from siamese.training.run import train_run
+    from siamese.training.training_run import train_run
 
     if not _EXTRA or data_dir() is None:
         pytest.skip("needs the faces extra and the shared datasets")
@@ -379,7 +379,7 @@ def test_a_pretrained_run_declares_its_face_step_and_recognizer_applies_it(
     face_model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from siamese.faces import face_resnet
-    from siamese.faces.step import FaceStep, face_crops
+    from siamese.faces.preprocessing import FaceStep, face_crops
     from siamese.recognition import Recognizer
 
     description = json.loads((face_model / "model.json").read_text())

@@ -19,10 +19,10 @@ import pytest
 import torch
 from PIL import Image, ImageFile
 
-from siamese.data import folder as folder_module
+from siamese.cache import cache_dir
 from siamese.data import image_files
-from siamese.data.cache import cache_dir
-from siamese.data.folder import load_folder
+from siamese.data.folders import decoded as folder_module
+from siamese.data.folders.decoded import load_folder
 from siamese.data.image_files import BadImageError, decode_image
 from siamese.errors import ConfigError, DataError
 
@@ -582,7 +582,7 @@ def test_a_script_without_a_main_guard_can_use_the_pool(tmp_path: Path) -> None:
         _save(root / f"class{i % 2}" / f"{i}.png", _noise(i, (6, 6, 3)))
     script = tmp_path / "train.py"
     script.write_text(
-        "import siamese.data.folder as folder\n"
+        "import siamese.data.folders.decoded as folder\n"
         "folder._MIN_PARALLEL_FILES = 2\n"
         "calls = []\n"
         "real = folder._decode_in_pool\n"

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from siamese.data.glyphs import (
+from siamese.data.datasets.glyphs import (
     GLYPH_ALPHABETS,
     GLYPH_FONTS,
     load_glyphs,

@@ -125,7 +125,7 @@ def test_evaluate_measures_open_set_identification_with_thresholds_from_other_cl
 
     from cli_runner import run_cli
     from conftest import small_digits_config
-    from siamese.training.run import train_run
+    from siamese.training.training_run import train_run
 
     run = tmp_path / "run"
     # 4 digits to test on; of the rest, some validate (and calibrate the thresholds)

@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from siamese.data.archives import extract_archive, list_members, read_members
-from siamese.data.idx import read_idx
+from siamese.data.datasets.archives import extract_archive, list_members, read_members
+from siamese.data.datasets.idx import read_idx
 from siamese.errors import DataError
 
 

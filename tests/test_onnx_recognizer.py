@@ -73,7 +73,7 @@ def orl_run(orl_faces: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A seconds-long run of the ORL recipe (a small ConvNet, 30 steps) with thresholds
     calibrated on its 6 validation people."""
     from siamese.config import load_config
-    from siamese.training.run import train_run
+    from siamese.training.training_run import train_run
 
     config = load_config(
         Path(__file__).resolve().parent.parent / "configs" / "orl_verification.yaml",
@@ -195,7 +195,7 @@ def test_without_torch_a_face_models_export_finds_and_embeds_faces_as_the_run_do
 
     from conftest import celebrity_photos
     from siamese.config import load_config
-    from siamese.training.run import train_run
+    from siamese.training.training_run import train_run
 
     if data_dir() is None:
         pytest.skip("SIAMESE_DATA_DIR is not set")

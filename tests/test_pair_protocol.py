@@ -11,10 +11,10 @@ import torch
 
 from cli_runner import run_cli
 from siamese.config import load_config
-from siamese.data.pair_protocol import pair_split
-from siamese.data.tuples import TupleBatches
+from siamese.data.sampling.offline_tuples import TupleBatches
+from siamese.data.sampling.pair_protocol import pair_split
 from siamese.errors import ConfigError
-from siamese.training.run import train_run
+from siamese.training.training_run import train_run
 
 
 def test_pair_split_holds_out_the_share_and_is_seeded() -> None:

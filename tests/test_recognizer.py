@@ -17,7 +17,7 @@ from siamese.distances import paired_distances
 from siamese.errors import CheckpointError, ConfigError, DataError
 from siamese.recognition import Recognizer
 from siamese.recognition.thresholds import calibrate, write_thresholds
-from siamese.training.run import train_run
+from siamese.training.training_run import train_run
 
 
 @pytest.fixture

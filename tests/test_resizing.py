@@ -7,8 +7,8 @@ import pytest
 import torch
 from PIL import Image
 
+from siamese.data.derived.resized import fitted_to, resize_images
 from siamese.data.labeled import LabeledData
-from siamese.data.resizing import fitted_to, resize_images
 from siamese.errors import ConfigError
 
 
@@ -61,8 +61,8 @@ def test_colour_to_grey_matches_pillow_and_grey_to_colour_repeats() -> None:
     import numpy as np
     from PIL import Image
 
+    from siamese.data.derived.resized import fitted_to, with_channels
     from siamese.data.labeled import LabeledData
-    from siamese.data.resizing import fitted_to, with_channels
 
     rng = np.random.default_rng(0)
     rgb = rng.integers(0, 256, (4, 9, 7, 3), dtype=np.uint8)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
+from siamese.data.derived.rotated_classes import with_rotated_classes
 from siamese.data.labeled import LabeledData
-from siamese.data.rotated_classes import with_rotated_classes
 from siamese.errors import ConfigError
 
 

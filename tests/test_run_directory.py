@@ -3,7 +3,7 @@
 import pytest
 
 from siamese.errors import OutputError
-from siamese.training.run_directory import claim_run_directory, prepare_run_directory
+from siamese.run_directory.layout import claim_run_directory, prepare_run_directory
 
 
 def test_prepare_creates_and_rejects(tmp_path) -> None:

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from siamese.data.pk_sampler import PKSampler
-from siamese.data.tuples import balanced_pairs
+from siamese.data.sampling.offline_tuples import balanced_pairs
+from siamese.data.sampling.pk_sampler import PKSampler
 from siamese.errors import ConfigError, DataError
 
 
@@ -97,7 +97,7 @@ def test_balanced_genuine_pairs_are_uniform_over_same_class_pairs() -> None:
 
 
 def test_tuple_batches_pairs_are_balanced_and_redrawn_each_epoch() -> None:
-    from siamese.data.tuples import TupleBatches
+    from siamese.data.sampling.offline_tuples import TupleBatches
 
     labels = torch.tensor(make_labels())
     batches = TupleBatches(labels, "pairs", size=200, per_epoch=200, seed=0)
@@ -110,7 +110,7 @@ def test_tuple_batches_pairs_are_balanced_and_redrawn_each_epoch() -> None:
 
 
 def test_draw_triplets_gives_valid_uniform_triplets() -> None:
-    from siamese.data.tuples import draw_triplets
+    from siamese.data.sampling.offline_tuples import draw_triplets
 
     labels = torch.tensor([0, 0, 0, 1, 1, 2, 3])  # class 2 and 3 have no positive
     a, p, n = draw_triplets(labels, 20000, seed=0)

@@ -57,7 +57,7 @@ def test_the_page_enrols_identifies_and_rejects_a_stranger_in_chromium(
     from siamese.recognition import Gallery, Recognizer
     from siamese.recognition.gallery_store import GalleryStore
     from siamese.service.keys import create_key
-    from siamese.training.run import train_run
+    from siamese.training.training_run import train_run
 
     model = tmp_path / "faces"
     train_run(load_config(repo_root / "configs" / "face_pretrained.yaml"), model, quiet=True)

@@ -102,7 +102,7 @@ def test_a_read_only_run_caches_its_export_in_the_users_cache(
         lambda path, mode: False if Path(path).parent == run else real_access(path, mode),
     )
     _, choice = load_serving_recognizer(run, "cpu")
-    from siamese.data.cache import cache_dir
+    from siamese.cache import cache_dir
 
     assert choice.engine == "onnxruntime"
     assert Path(choice.export_dir).parent == cache_dir() / "exports"
@@ -115,7 +115,7 @@ def test_pytorch_is_used_with_the_reason_where_onnxruntime_cannot(
     assert isinstance(pytorch, Recognizer) and choice.reason == "--engine pytorch"
     assert not (run / "exports").exists() or not any((run / "exports").iterdir())
 
-    from siamese.training.run import train_run
+    from siamese.training.training_run import train_run
 
     pair_run = tmp_path / "pair"
     train_run(small_digits_config("loss.name=pair_classifier", "train.epochs=1"), pair_run)

@@ -14,7 +14,7 @@ import torch
 from PIL import Image
 
 import siamese
-from siamese.data.local_copies import dataset_status
+from siamese.data.datasets.local_copies import dataset_status
 from siamese.errors import ConfigError, DataError
 from test_idx_and_archives import write_idx
 
@@ -309,7 +309,7 @@ def test_folder_archive_errors_name_the_archive_member_and_mac_metadata_is_ignor
 
 
 def test_a_replaced_archive_is_extracted_again_in_place(tmp_path: Path) -> None:
-    from siamese.data.cache import cache_dir
+    from siamese.cache import cache_dir
 
     archive = tmp_path / "set.tar.gz"
     _write_tar(archive, {f"set/{c}/{i}.jpg": _jpeg(i) for c in ("a", "b") for i in range(2)})
@@ -330,8 +330,8 @@ def test_a_replaced_archive_is_extracted_again_in_place(tmp_path: Path) -> None:
 def test_cache_and_data_directories_do_not_overlap(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    from siamese.data.cache import cache_dir
-    from siamese.data.catalog import resolve_data_dir
+    from siamese.cache import cache_dir
+    from siamese.data.datasets.catalog import resolve_data_dir
 
     monkeypatch.delenv("SIAMESE_CACHE_DIR")
     monkeypatch.delenv("SIAMESE_DATA_DIR", raising=False)

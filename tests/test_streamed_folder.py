@@ -14,20 +14,20 @@ import torch
 from PIL import Image
 
 from siamese.data import image_files
+from siamese.data.derived.resized import fitted_to
+from siamese.data.derived.rotated_classes import with_rotated_classes
 from siamese.data.fingerprints import example_fingerprints
-from siamese.data.folder import load_folder
-from siamese.data.folder_index import folder_index
-from siamese.data.resizing import fitted_to
-from siamese.data.rotated_classes import with_rotated_classes
-from siamese.data.sources import load_dataset
-from siamese.data.splits import split_data
-from siamese.data.streamed_folder import (
+from siamese.data.folders.decoded import load_folder
+from siamese.data.folders.listing import folder_index
+from siamese.data.folders.streamed import (
     STREAM_LIMIT_VARIABLE,
     StreamedImages,
     load_batches,
     ranges,
     stream_limit_bytes,
 )
+from siamese.data.sources import load_dataset
+from siamese.data.splits import split_data
 from siamese.errors import ConfigError, DataError
 
 
@@ -308,8 +308,8 @@ def test_streamed_images_from_a_list_of_files(mixed: Path) -> None:
 def test_the_retrieval_figure_reads_only_the_gallery_images_it_shows(
     mixed: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from siamese.evaluation.run import protocols
-    from siamese.evaluation.run.result import Evaluation
+    from siamese.run_evaluation import protocols
+    from siamese.run_evaluation.result import Evaluation
 
     train = load_folder(mixed, stream=True, image_size=8, channels=3)
     queries = load_folder(mixed, stream=False, image_size=8, channels=3).subset(
@@ -360,9 +360,9 @@ def test_a_streamed_run_trains_and_evaluates_as_the_in_memory_run(
     """The same folder, decoded up front or streamed by two DataLoader workers: the same
     batches, the same pixels, so the same losses, validations, weights and evaluation."""
     from siamese.config import load_config
-    from siamese.evaluation.run.evaluator import evaluate_run
-    from siamese.training.run import train_run
-    from siamese.training.telemetry import read_metrics
+    from siamese.run_directory.metrics import read_metrics
+    from siamese.run_evaluation.evaluator import evaluate_run
+    from siamese.training.training_run import train_run
 
     monkeypatch.setenv("SIAMESE_CACHE_DIR", str(tmp_path / "cache"))
     results = {}

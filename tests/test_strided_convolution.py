@@ -268,7 +268,7 @@ def test_a_narrow_resnet_trains_and_its_model_embeds(tmp_path: Path) -> None:
     gradients (the detour and oneDNN's forward kernel)."""
     from conftest import small_digits_config
     from siamese.models.files import load_model
-    from siamese.training.run import train_run
+    from siamese.training.training_run import train_run
 
     out = tmp_path / "run"
     config = small_digits_config("model.encoder=resnet", "model.options.widths=[4, 8]")

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from siamese.training import telemetry
-from siamese.training.telemetry import MetricsLog, read_metrics
+from siamese.run_directory import metrics as telemetry
+from siamese.run_directory.metrics import MetricsLog, read_metrics
 
 
 class RecordingWriter:

@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from siamese.data.labeled import LabeledData
-from siamese.data.pk_sampler import PKSampler
+from siamese.data.sampling.pk_sampler import PKSampler
 from siamese.errors import ConfigError, TrainingDivergedError
 from siamese.losses import TripletLoss
 from siamese.models import ConvNet, EmbeddingNet

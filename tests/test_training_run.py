@@ -18,8 +18,8 @@ import siamese
 from cli_runner import run_cli
 from siamese.config import load_config
 from siamese.errors import CheckpointError, ConfigError, OutputError, TrainingDivergedError
-from siamese.training.run import train_run
-from siamese.training.telemetry import read_metrics
+from siamese.run_directory.metrics import read_metrics
+from siamese.training.training_run import train_run
 
 DIGITS = {
     "seed": 3,
@@ -293,7 +293,7 @@ def test_optimisers_and_schedules(tmp_path: Path) -> None:
 
 
 def test_collapse_alarm_warns_once_with_advice() -> None:
-    from siamese.training.telemetry import CollapseAlarm
+    from siamese.run_directory.metrics import CollapseAlarm
 
     alarm = CollapseAlarm(margin=0.2, embedding_dim=64)
     healthy = {

@@ -25,7 +25,7 @@ _PUBLIC: dict[str, str] = {
     "load_dataset": "siamese.data.sources",
     "split_data": "siamese.data.splits",
     "DataSplit": "siamese.data.splits",
-    "load_glyphs": "siamese.data.glyphs",
+    "load_glyphs": "siamese.data.datasets.glyphs",
     "pairwise_distances": "siamese.distances",
     "LossOutput": "siamese.losses",
     "TripletLoss": "siamese.losses",
@@ -35,16 +35,16 @@ _PUBLIC: dict[str, str] = {
     "contrastive_loss": "siamese.losses",
     "ConvNet": "siamese.models.convnet",
     "EmbeddingNet": "siamese.models.embedding",
-    "PKSampler": "siamese.data.pk_sampler",
-    "TupleBatches": "siamese.data.tuples",
+    "PKSampler": "siamese.data.sampling.pk_sampler",
+    "TupleBatches": "siamese.data.sampling.offline_tuples",
     "RunConfig": "siamese.config",
     "load_config": "siamese.config",
-    "train_run": "siamese.training.run",
+    "train_run": "siamese.training.training_run",
     "fit": "siamese.training.loop",
     "load_model": "siamese.models.files",
     "load_siamese_net": "siamese.models.files",
     "save_model": "siamese.models.files",
-    "evaluate_run": "siamese.evaluation.run",
+    "evaluate_run": "siamese.run_evaluation",
     "build_embedding_net": "siamese.models.embedding",
     "build_encoder": "siamese.models.builder",
     "ENCODERS": "siamese.models.builder",
@@ -56,15 +56,14 @@ __all__ = sorted(_PUBLIC)
 
 if TYPE_CHECKING:
     from siamese.config import RunConfig, load_config
-    from siamese.data.glyphs import load_glyphs
+    from siamese.data.datasets.glyphs import load_glyphs
     from siamese.data.labeled import LabeledData, SkippedFile
-    from siamese.data.pk_sampler import PKSampler
+    from siamese.data.sampling.offline_tuples import TupleBatches
+    from siamese.data.sampling.pk_sampler import PKSampler
     from siamese.data.sources import load_dataset
     from siamese.data.splits import DataSplit, split_data
-    from siamese.data.tuples import TupleBatches
     from siamese.distances import pairwise_distances
     from siamese.errors import CheckpointError, ConfigError, DataError, OutputError, SiameseError
-    from siamese.evaluation.run import evaluate_run
     from siamese.losses import (
         ContrastiveLoss,
         LossOutput,
@@ -77,8 +76,9 @@ if TYPE_CHECKING:
     from siamese.models.embedding import EmbeddingNet, build_embedding_net
     from siamese.models.files import load_model, load_siamese_net, save_model
     from siamese.recognition.onnx_recognizer import OnnxRecognizer
+    from siamese.run_evaluation import evaluate_run
     from siamese.training.loop import fit
-    from siamese.training.run import train_run
+    from siamese.training.training_run import train_run
 
 
 def __getattr__(name: str) -> Any:

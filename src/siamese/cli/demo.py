@@ -30,7 +30,7 @@ def demo(
     """Train on rendered characters, then recognise held-out characters from one example."""
     from rich.console import Console
 
-    from siamese.pipelines.demo import run_demo, summary_table
+    from siamese.experiments.demo import run_demo, summary_table
 
     console = Console(highlight=False, soft_wrap=True)
     result = run_demo(out, epochs=epochs, seed=seed, console=console, quiet=quiet, force=force)

@@ -90,8 +90,8 @@ def evaluate(
     from rich.table import Table
 
     from siamese.config.yaml_dialect import parse_key_value
-    from siamese.evaluation.run.reports import evaluate_into
-    from siamese.evaluation.run.result import statement_lines
+    from siamese.run_evaluation.reports import evaluate_into
+    from siamese.run_evaluation.result import statement_lines
 
     options = dict(parse_key_value(o, "--data-option") for o in data_option or [])
 

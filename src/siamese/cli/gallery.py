@@ -330,7 +330,7 @@ def _enroll_clusters(
     engine: str,
 ) -> None:
     """`gallery enroll --clusters DIR [--name CLUSTER=NAME ...]`."""
-    from siamese.clustering.cluster_enrolment import enroll_clusters
+    from siamese.clustering.cluster_enrollment import enroll_clusters
     from siamese.errors import ConfigError
 
     names: dict[str, str] = {}

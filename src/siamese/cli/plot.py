@@ -22,7 +22,7 @@ def plot(
 
     from siamese.atomic_files import write_bytes_atomic
     from siamese.errors import ConfigError
-    from siamese.evaluation.run.evaluator import evaluate_run
+    from siamese.run_evaluation.evaluator import evaluate_run
 
     if kind not in PLOT_KINDS:
         raise ConfigError(f"unknown figure {kind!r}: choose one of {', '.join(PLOT_KINDS)}")

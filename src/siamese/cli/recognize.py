@@ -221,7 +221,7 @@ def _validation_classes(run: Path) -> Any:
     """
     from siamese.config import load_config
     from siamese.errors import ConfigError
-    from siamese.training.setup import load_training_data
+    from siamese.run_directory.data import load_training_data
 
     if not (run / "config.yaml").is_file():
         raise ConfigError(

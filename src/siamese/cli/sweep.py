@@ -32,7 +32,7 @@ def sweep(
     from rich.console import Console
     from rich.table import Table
 
-    from siamese.pipelines.sweep import run_sweep
+    from siamese.experiments.sweep import run_sweep
 
     console = Console(highlight=False, soft_wrap=True)
     out = out or Path("runs") / f"{config.stem}-sweep"

@@ -70,7 +70,7 @@ def train(
 
     from siamese.config import check_resume_changes, load_config
     from siamese.errors import ConfigError
-    from siamese.training.run import train_run
+    from siamese.training.training_run import train_run
 
     console = Console(highlight=False, soft_wrap=True)
     overrides = overrides or []

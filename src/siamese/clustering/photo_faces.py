@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from siamese.errors import ConfigError, DataError, OutputError
-from siamese.recognition.images import Preprocessing
+from siamese.recognition.model_inputs import Preprocessing
 from siamese.recognition.recognition_model import RecognitionModel
 
 BATCH_PHOTOS = 32
@@ -97,9 +97,9 @@ def photo_faces(
     Raises:
         DataError: the file is missing or not a readable image (the reason says which).
     """
-    from siamese.data.face_crops import every_face_crop
+    from siamese.data.folders.face_crops import every_face_crop
     from siamese.data.image_files import BadImageError, decode_image
-    from siamese.recognition.images import model_input
+    from siamese.recognition.model_inputs import model_input
 
     try:
         if pre.face is None:

@@ -208,7 +208,7 @@ were shared): a saved contrastive or pair-classifier run still loads, these valu
 
 @dataclass
 class BatchConfig:
-    """How examples are grouped into training batches (`siamese.data.tuples`)."""
+    """How examples are grouped into training batches (`siamese.data.sampling.offline_tuples`)."""
 
     kind: Literal["pk", "pairs", "triplets"] = "pk"
     """`pk`: P classes × K examples, mined online; `pairs`: balanced genuine/impostor pairs;

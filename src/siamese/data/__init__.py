@@ -1,8 +1,19 @@
-"""Data: the named sources and folders/arrays (`sources`, `catalog`, one module per format),
-download and checksums, the `LabeledData` they produce, splits (`splits`), batch transforms
-(`transforms`) and how examples are grouped for training: P×K batches (`pk_sampler`),
-offline pairs and triplets (`tuples`), the pair tutorials' protocol (`pair_protocol`).
-May import `errors` and `atomic_files` only: data knows nothing of models or training.
+"""Data: where labelled examples come from and how they are grouped, by concept.
+
+- `labeled`: `LabeledData`, the one form every source produces, and `ImageSource`, the small
+  protocol its images follow when they are not a tensor in memory.
+- `sources`: `load_dataset`, every source behind one name; `arrays` (`arrays:PATH`: vectors or
+  sequences from .npz, .npy, CSV); `image_files`: decoding one image file (torch-free).
+- `datasets/`: the named datasets (catalog, download, archives, IDX, local copies, one module
+  per dataset).
+- `folders/`: image folders (listing and shared checks, decoded, streamed, face crops).
+- `derived/`: data made from data (resized, fitted to a model, rotated classes).
+- `sampling/`: P×K batches, offline pairs and triplets, the pair tutorials' protocol.
+- `splits` (seeded splits and their record), `transforms` (batch augmentation),
+  `fingerprints` (which examples of one set stand in another).
+
+May import `atomic_files`, `cache`, `faces` (the face step a source declares) and `errors`:
+data knows nothing of models or training, and faces never imports data.
 
 Names are imported on first use: decoding worker processes import
 `siamese.data.image_files`, which must not pay for importing torch.
@@ -18,14 +29,14 @@ _PUBLIC: dict[str, str] = {
     "LabeledData": "siamese.data.labeled",
     "SkippedFile": "siamese.data.labeled",
     "load_dataset": "siamese.data.sources",
-    "load_glyphs": "siamese.data.glyphs",
+    "load_glyphs": "siamese.data.datasets.glyphs",
     "split_classes": "siamese.data.splits",
     "split_data": "siamese.data.splits",
 }
 __all__ = sorted(_PUBLIC)
 
 if TYPE_CHECKING:
-    from siamese.data.glyphs import load_glyphs
+    from siamese.data.datasets.glyphs import load_glyphs
     from siamese.data.labeled import LabeledData, SkippedFile
     from siamese.data.sources import load_dataset
     from siamese.data.splits import DataSplit, split_classes, split_data

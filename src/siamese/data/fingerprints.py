@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import torch
 
-from siamese.data.streamed_folder import StreamedImages, load_batches, ranges
+from siamese.data.folders.streamed import StreamedImages, load_batches, ranges
 
 _CHUNK_BYTES = 1 << 25  # bytes of examples hashed at a time (bounds the int64 temporaries)
 _STREAMED_BATCH = 256  # streamed images decoded per batch
@@ -26,7 +26,7 @@ def example_fingerprints(x: torch.Tensor | StreamedImages) -> torch.Tensor:
         (N,) int64 fingerprints.
     """
     if isinstance(x, StreamedImages):
-        from siamese.data.folder_index import default_workers
+        from siamese.data.folders.listing import default_workers
 
         batches = load_batches(x, ranges(len(x), _STREAMED_BATCH), workers=default_workers())
         parts = [example_fingerprints(batch) for batch in batches]

@@ -1,6 +1,6 @@
 """Decoding one image file into a uint8 (C, H, W) array, through Pillow.
 
-This module runs in the worker processes of `siamese.data.folder`, so it imports only the
+This module runs in the worker processes of `siamese.data.folders.decoded`, so it imports only the
 standard library, numpy and Pillow (no torch): a worker should start in a fraction of a second.
 
 Every image becomes 8-bit grayscale (C = 1) or RGB (C = 3): 16-bit grayscale is scaled to 8 bits

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from siamese.data.streamed_folder import StreamedImages
+from siamese.data.folders.streamed import StreamedImages
 
 
 @dataclass(frozen=True)
@@ -27,7 +27,7 @@ class LabeledData:
             character datasets; (N, T, F) sequences or (N, F) vectors (any dtype) for arrays.
             For a folder too large to decode up front, a `StreamedImages` of that shape:
             indexing it decodes those files; `subset` keeps it on disk; read it in batches
-            with `siamese.data.streamed_folder.load_batches`.
+            with `siamese.data.folders.streamed.load_batches`.
         y: int64 labels (N,), indices into `classes`.
         classes: the name of every class id (subsets keep the full list).
         meta: per-example int64 tensors (N,), e.g. `writer` for glyphs, `drawer` for Omniglot.

@@ -12,9 +12,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from siamese.data.archives import cached_extraction, is_archive
-from siamese.data.cache import cache_dir
-from siamese.data.catalog import dataset_info, resolve_data_dir
+from siamese.cache import cache_dir
+from siamese.data.datasets.archives import cached_extraction, is_archive
+from siamese.data.datasets.catalog import dataset_info, resolve_data_dir
 from siamese.data.labeled import LabeledData
 from siamese.errors import ConfigError, DataError
 
@@ -61,7 +61,7 @@ def load_dataset(
             "skip"), workers, use_cache, max_pixels, face (a face step: each photo becomes
             its largest face; `siamese.faces.FaceStep`), stream (true, false or "auto":
             decode batches on demand instead of every image up front; auto streams above
-            2 GiB decoded, `siamese.data.streamed_folder`) (5-celebrity-faces defaults to
+            2 GiB decoded, `siamese.data.folders.streamed`) (5-celebrity-faces defaults to
             image_size (160, 160), resize "crop", channels 3; with a face step, to the face
             crops' size); for every other named image dataset face, image_size (H, W)
             (bilinear, antialiased: ORL at 56×46, Omniglot at 28×28)
@@ -107,16 +107,16 @@ def load_dataset(
         raise ConfigError(f"{name}: rotated_classes must be true or false, got {rotated!r}")
     data = _NAMED[name](split, root, options)
     if face is not None:  # on the dataset's own pixels, before any resizing
-        from siamese.data.face_crops import with_face_crops
-        from siamese.faces.step import face_step
+        from siamese.data.folders.face_crops import with_face_crops
+        from siamese.faces.preprocessing import face_step
 
         data = with_face_crops(data, face_step(face), name)
     if size is not None:
-        from siamese.data.resizing import image_size_option, resized
+        from siamese.data.derived.resized import image_size_option, resized
 
         data = resized(data, image_size_option(name, size))
     if rotated:  # after resizing: four copies of the smaller images
-        from siamese.data.rotated_classes import with_rotated_classes
+        from siamese.data.derived.rotated_classes import with_rotated_classes
 
         data = with_rotated_classes(data)
     return data
@@ -145,7 +145,7 @@ def _check_options(name: str, options: dict[str, Any], allowed: tuple[str, ...])
 def _load_folder_or_archive(path: Path, split: str | None, options: dict[str, Any]) -> LabeledData:
     """A class-folder tree, or an archive of one (extracted once into the cache); messages
     about an archive's files name them as `ARCHIVE:member`, not by their cached copy."""
-    from siamese.data.folder import load_folder
+    from siamese.data.folders.decoded import load_folder
 
     if not (path.is_file() and is_archive(path)):
         return load_folder(path, split, **options)
@@ -167,7 +167,7 @@ def _load_folder_or_archive(path: Path, split: str | None, options: dict[str, An
 
 def _mnist(name: str) -> Callable[[str, Path, dict[str, Any]], LabeledData]:
     def load(split: str, root: Path, options: dict[str, Any]) -> LabeledData:
-        from siamese.data.mnist import load_mnist_format
+        from siamese.data.datasets.mnist import load_mnist_format
 
         _check_options(name, options, ())
         return load_mnist_format(name, split, root)
@@ -176,28 +176,28 @@ def _mnist(name: str) -> Callable[[str, Path, dict[str, Any]], LabeledData]:
 
 
 def _orl(split: str, root: Path, options: dict[str, Any]) -> LabeledData:
-    from siamese.data.orl import load_orl
+    from siamese.data.datasets.orl import load_orl
 
     _check_options("orl", options, ())
     return load_orl(split, root)
 
 
 def _omniglot(split: str, root: Path, options: dict[str, Any]) -> LabeledData:
-    from siamese.data.omniglot import load_omniglot
+    from siamese.data.datasets.omniglot import load_omniglot
 
     _check_options("omniglot", options, ("use_cache",))
     return load_omniglot(split, root, **options)
 
 
 def _digits(split: str, root: Path, options: dict[str, Any]) -> LabeledData:
-    from siamese.data.digits import load_digits
+    from siamese.data.datasets.digits import load_digits
 
     _check_options("digits", options, ())
     return load_digits(split)
 
 
 def _glyphs(split: str, root: Path, options: dict[str, Any]) -> LabeledData:
-    from siamese.data.glyphs import load_glyphs
+    from siamese.data.datasets.glyphs import load_glyphs
     from siamese.data.splits import split_classes
 
     _check_options("glyphs", options, GLYPH_OPTIONS)

@@ -44,7 +44,7 @@ def embed(
     Args:
         model: maps (B, ...) inputs to (B, D) embeddings.
         x: (N, ...) inputs: a tensor, or images streamed from files
-            (`siamese.data.streamed_folder.StreamedImages`), decoded by `workers` DataLoader
+            (`siamese.data.folders.streamed.StreamedImages`), decoded by `workers` DataLoader
             worker processes (0: in this process; None: the images' own `workers`).
         batch_size: inputs per forward pass (bounds memory; None: `default_batch_size`).
         progress: show a progress bar (on stderr) when N >= `PROGRESS_FROM`.
@@ -89,7 +89,7 @@ def input_batches(x: Any, batch_size: int, workers: int | None = None) -> Iterat
         for start in range(0, n, batch_size):
             yield x[start : start + batch_size]
         return
-    from siamese.data.streamed_folder import load_batches, ranges
+    from siamese.data.folders.streamed import load_batches, ranges
 
     count = getattr(x, "workers", 0) if workers is None else workers
     with load_batches(x, ranges(n, batch_size), workers=count) as batches:

@@ -145,9 +145,9 @@ def _verification_images(run_dir: Path, description: dict[str, Any]) -> tuple[to
     why = "the folder has no run config with data"
     if (run_dir / "config.yaml").is_file():
         from siamese.config import load_config
-        from siamese.data.resizing import fitted_to
+        from siamese.data.derived.resized import fitted_to
         from siamese.errors import SiameseError
-        from siamese.training.setup import load_training_data
+        from siamese.run_directory.data import load_training_data
 
         try:
             train, validation, _ = load_training_data(load_config(run_dir / "config.yaml"))

@@ -12,7 +12,7 @@ thresholds and preprocessing (a later `siamese calibrate`) are applied over the 
 
 Where the export is cached: `RUN/exports/onnx-<first 16 hex digits of the weights' SHA-256>`,
 else (the run folder is read-only) the same name under the user's cache directory
-(`siamese.data.cache.cache_dir`). Processes that start together (`--workers N`) take a file
+(`siamese.cache.cache_dir`). Processes that start together (`--workers N`) take a file
 lock, so one exports and the others load its result.
 
 PyTorch is used instead, with the reason stated (`EngineChoice.reason`), when: `engine` is
@@ -35,7 +35,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from siamese.data.cache import cache_dir
+from siamese.cache import cache_dir
 from siamese.errors import CheckpointError, ConfigError, SiameseError
 from siamese.recognition.recognition_model import RecognitionModel, load_recognizer
 

@@ -41,7 +41,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from siamese.atomic_files import write_bytes_atomic
-from siamese.data.cache import cache_dir
+from siamese.cache import cache_dir
 from siamese.errors import ConfigError, DataError
 from siamese.faces.dlib_format import DlibLayer, read_dlib_network
 

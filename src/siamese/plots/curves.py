@@ -1,5 +1,5 @@
 """Training curves from the records of a run (`TrainingHistory.records`) or the rows of its
-`metrics.csv` (`siamese.training.telemetry.read_metrics`)."""
+`metrics.csv` (`siamese.run_directory.metrics.read_metrics`)."""
 
 from __future__ import annotations
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from siamese.data.derived.resized import fitted_to
 from siamese.data.labeled import LabeledData
-from siamese.data.resizing import fitted_to
 from siamese.data.sources import load_dataset
 from siamese.recognition.recognizer import Recognizer
 

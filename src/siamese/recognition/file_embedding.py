@@ -17,7 +17,7 @@ import torch
 
 from siamese.errors import DataError, SiameseError
 from siamese.evaluation.embed import count_bar
-from siamese.recognition.images import Preprocessing, as_image_list, model_input
+from siamese.recognition.model_inputs import Preprocessing, as_image_list, model_input
 from siamese.recognition.recognition_model import RecognitionModel
 
 
@@ -75,7 +75,7 @@ def items_ahead(items: Any, workers: int) -> Iterator[Any]:
     if workers == 0 or len(items) < 2:
         yield from (items[i] for i in range(len(items)))
         return
-    from siamese.data.folder_index import pool_context
+    from siamese.data.folders.listing import pool_context
 
     yield from torch.utils.data.DataLoader(
         items,

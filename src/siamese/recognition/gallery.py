@@ -56,7 +56,7 @@ from siamese.recognition.gallery_calibration import measure_gallery
 from siamese.recognition.gallery_search import check_choices
 from siamese.recognition.gallery_search_cache import SearchCache
 from siamese.recognition.gallery_store import ExampleRow, GalleryStore, NewExample, now
-from siamese.recognition.images import EmbeddedImages, ImageInput
+from siamese.recognition.model_inputs import EmbeddedImages, ImageInput
 from siamese.recognition.recognition_model import RecognitionModel, load_recognizer
 from siamese.recognition.score_normalisation import COHORT, normalised_best
 

@@ -84,10 +84,10 @@ def index_folder(location: str, created_at: str, kind: str) -> Path:
 
 def cache_root() -> Path:
     """The per-host folder of snapshots of galleries in server databases:
-    `$SIAMESE_INDEX_DIR`, else `indexes` in siamese's cache (`siamese.data.cache`)."""
+    `$SIAMESE_INDEX_DIR`, else `indexes` in siamese's cache (`siamese.cache`)."""
     if os.environ.get("SIAMESE_INDEX_DIR"):
         return Path(os.environ["SIAMESE_INDEX_DIR"]).expanduser()
-    from siamese.data.cache import cache_dir
+    from siamese.cache import cache_dir
 
     return cache_dir() / "indexes"
 

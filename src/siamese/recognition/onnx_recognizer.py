@@ -10,7 +10,7 @@ result = recognizer.compare("a.png", "b.png")     # distance, threshold, FAR, de
 
 This module, and everything it imports, imports no torch: numpy, Pillow and onnxruntime (and
 the `faces` extra, for a model with a face step) are all it needs. Images are decoded and
-prepared by the same code as `Recognizer`'s (`siamese.recognition.images`), the thresholds are
+prepared by the same code as `Recognizer`'s (`siamese.recognition.model_inputs`), the thresholds are
 the run's own (export.json carries them), and the fingerprint is the run's weights' SHA-256,
 so a gallery enrolled with the PyTorch model opens with its export, and the other way round.
 """
@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from siamese.errors import CheckpointError, ConfigError, DataError
-from siamese.recognition.images import Preprocessing
+from siamese.recognition.model_inputs import Preprocessing
 from siamese.recognition.recognition_model import RecognitionModel
 
 EXPORT_FILE = "export.json"

@@ -20,7 +20,7 @@ import numpy as np
 
 from siamese.errors import ConfigError
 from siamese.recognition.decisions import Comparison, Thresholds, accepts, read_thresholds
-from siamese.recognition.images import (
+from siamese.recognition.model_inputs import (
     EmbeddedImages,
     ImageInput,
     PreparedImages,
@@ -101,7 +101,7 @@ class RecognitionModel(ABC):
     # Recognition's first two steps: prepare, embed
 
     def prepare(self, images: ImageInput | Sequence[ImageInput]) -> Any:
-        """The model's inputs for `images` (see `siamese.recognition.images.ImageInput`):
+        """The model's inputs for `images` (see `siamese.recognition.model_inputs.ImageInput`):
         (N, C, H, W) uint8, decoded, converted and resized as the model declares (a numpy
         array; `Recognizer` gives a tensor)."""
         return model_input(as_image_list(images), self.preprocessing)
@@ -114,7 +114,7 @@ class RecognitionModel(ABC):
     ) -> PreparedImages:
         """Step one: `images` as model inputs, with their names, the faces found (photos
         without one left out when the model's face step says "skip"), every face with its
-        box when `every_face` (`siamese.recognition.images.prepare_images`)."""
+        box when `every_face` (`siamese.recognition.model_inputs.prepare_images`)."""
         return prepare_images(images, self.preprocessing, every_face, sources)
 
     def embed_images(self, prepared: PreparedImages, batch_size: int = 256) -> EmbeddedImages:

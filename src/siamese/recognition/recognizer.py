@@ -27,7 +27,7 @@ from siamese.evaluation.embed import embed as embed_inputs
 from siamese.evaluation.verification import pair_dissimilarity
 from siamese.models.files import load_model_and_head
 from siamese.recognition.decisions import Comparison
-from siamese.recognition.images import (
+from siamese.recognition.model_inputs import (
     ImageInput,
     Preprocessing,
     as_image_list,
@@ -91,7 +91,7 @@ class Recognizer(RecognitionModel):
     # Using it
 
     def prepare(self, images: ImageInput | Sequence[ImageInput]) -> torch.Tensor:
-        """The model's inputs for `images` (see `siamese.recognition.images.ImageInput`):
+        """The model's inputs for `images` (see `siamese.recognition.model_inputs.ImageInput`):
         (N, C, H, W) uint8, decoded, converted and resized as the model declares."""
         return torch.from_numpy(model_input(as_image_list(images), self.preprocessing))
 

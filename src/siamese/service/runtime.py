@@ -25,7 +25,7 @@ import torch
 
 from siamese.export.serving_engine import EngineChoice, load_serving_recognizer
 from siamese.recognition import Gallery
-from siamese.recognition.images import EmbeddedImages
+from siamese.recognition.model_inputs import EmbeddedImages
 from siamese.recognition.recognition_model import RecognitionModel
 from siamese.service import keys as api_keys
 from siamese.service.admission import Door, Stage

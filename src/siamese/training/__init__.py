@@ -1,13 +1,14 @@
-"""Training: the loop and `fit` (`loop`), and a whole run from a config (`run`: the run
-directory, checkpoints, RNG state, telemetry, early stopping, resuming).
+"""Training: the loop and `fit` (`loop`), and a whole run from a config (`training_run`:
+checkpoints, RNG state, metrics, early stopping, resuming, thresholds at the end).
 
-Modules: `loop` (TrainingLoop, fit, the progress bar), `run` (train_run), `setup` (data,
-model spec, batch plan and augmentation from a config), `run_directory` (claiming a folder),
-`checkpoints` (atomic, CRC-checked, weights-only), `rng_state`, `telemetry` (metrics.csv, the
-collapse alarm), `objectives` (a loss for a batch kind), `optimization` (optimisers and
-schedules), `distributed` (torchrun process groups), `allocator` (the glibc setting the CLI
-applies). May import `config`, `data`, `models`, `losses`, `mining`, `distances` and
-`evaluation.validation`; nothing imports it but `cli` and `pipelines`.
+Modules: `loop` (TrainingLoop, fit, the progress bar), `training_run` (train_run), `setup`
+(model spec, batch plan and augmentation from a config), `checkpoints` (atomic, CRC-checked,
+weights-only), `rng_state`, `collapse_alarm`, `objectives` (a loss for a batch kind),
+`optimization` (optimisers and schedules), `distributed` (torchrun process groups),
+`allocator` (the glibc setting the CLI applies). The run directory itself (its layout, data
+and metrics.csv) is `siamese.run_directory`. May import `config`, `data`, `models`, `losses`,
+`distances`, `evaluation`, `faces`, `recognition` (the thresholds a trained model carries) and
+`run_directory`; nothing imports it but `cli` and `experiments`.
 
 Names are imported on first use, so that the CLI's allocator setting does not pay for torch.
 """
@@ -22,14 +23,14 @@ _PUBLIC: dict[str, str] = {
     "warmup_cosine": "siamese.training.loop",
     "TrainingLoop": "siamese.training.loop",
     "TrainingHistory": "siamese.training.loop",
-    "train_run": "siamese.training.run",
-    "RunResult": "siamese.training.run",
+    "train_run": "siamese.training.training_run",
+    "RunResult": "siamese.training.training_run",
 }
 __all__ = sorted(_PUBLIC)
 
 if TYPE_CHECKING:
     from siamese.training.loop import TrainingHistory, TrainingLoop, fit, warmup_cosine
-    from siamese.training.run import RunResult, train_run
+    from siamese.training.training_run import RunResult, train_run
 
 
 def __getattr__(name: str) -> Any:

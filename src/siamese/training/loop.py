@@ -37,7 +37,7 @@ _INPUTS_PER_ROW = {"pk": 1, "pairs": 2, "triplets": 3}
 
 
 class Batches(Protocol):
-    """A batch plan: `PKSampler` or `TupleBatches` (`siamese.data.tuples`)."""
+    """A batch plan: `PKSampler` or `TupleBatches` (`siamese.data.sampling.offline_tuples`)."""
 
     def set_epoch(self, epoch: int) -> None: ...
     def __len__(self) -> int: ...
@@ -221,7 +221,7 @@ class TrainingLoop:
             for index, batch in pending:
                 yield index, batch, None
             return
-        from siamese.data.streamed_folder import load_batches
+        from siamese.data.folders.streamed import load_batches
 
         todo = list(pending)  # the workers are handed the epoch's batches up front
 

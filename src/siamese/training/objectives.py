@@ -1,6 +1,6 @@
 """What one training step computes from a batch of indices: embeddings → loss + statistics.
 
-Three kinds of batches (`siamese.data.tuples`):
+Three kinds of batches (`siamese.data.sampling.offline_tuples`):
 
 - `pk`: (indices,) of a P×K batch; any loss of `siamese.losses.catalog` (the pair losses mine
   the batch online; the class-weight and proxy losses see class indices). With several
