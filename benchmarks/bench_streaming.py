@@ -178,7 +178,7 @@ def measure(kind: str, workers: int, root: Path, count: int) -> dict[str, Any]:
     """Read the first `count` files of the fixed order with `kind` and `workers`."""
     import torch
 
-    from siamese.data.folders.decoded import load_folder
+    from siamese.data.folders.loading import load_folder
     from siamese.data.folders.streamed import load_batches
 
     data = load_folder(root, stream=True, image_size=SIDE, channels=3, workers=2)
@@ -215,7 +215,7 @@ def measure(kind: str, workers: int, root: Path, count: int) -> dict[str, Any]:
 def measure_eager(root: Path, cache: Path) -> dict[str, Any]:
     """The eager load of everything (2 workers, its decoded cache written), its peak."""
     os.environ["SIAMESE_CACHE_DIR"] = str(cache)
-    from siamese.data.folders.decoded import load_folder
+    from siamese.data.folders.loading import load_folder
 
     before = own_pss_mib()
     with PeakMemory() as memory:

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from loopback_http import server  # noqa: F401  (the 127.0.0.1 HTTP server fixture)
-from postgres_server import postgres  # noqa: F401  (a throwaway PostgreSQL cluster)
+from tests.loopback_http import server  # noqa: F401  (the 127.0.0.1 HTTP server fixture)
+from tests.postgres_server import postgres  # noqa: F401  (a throwaway PostgreSQL cluster)
 
 
 @pytest.fixture(autouse=True, scope="session")

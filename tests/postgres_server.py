@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from serve_process import free_port
+from tests.serve_process import free_port
 
 
 def _bindir() -> Path | None:

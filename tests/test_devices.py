@@ -10,7 +10,6 @@ import pytest
 import torch
 import yaml
 
-from cli_runner import run_cli
 from siamese.config import load_config
 from siamese.devices import (
     autocast,
@@ -24,6 +23,7 @@ from siamese.devices import (
 )
 from siamese.errors import ConfigError
 from siamese.training.training_run import train_run
+from tests.cli_runner import run_cli
 
 HAS_CUDA = torch.cuda.is_available()
 cuda = pytest.mark.skipif(not HAS_CUDA, reason=f"no CUDA here: {cuda_absence()}")

@@ -9,48 +9,48 @@ classes do not pay for importing torch.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from siamese.data import lazy_getattr, public_names
 
 __version__ = "0.1.0"
 
-_PUBLIC: dict[str, str] = {
-    "SiameseError": "siamese.errors",
-    "ConfigError": "siamese.errors",
-    "DataError": "siamese.errors",
-    "OutputError": "siamese.errors",
-    "CheckpointError": "siamese.errors",
-    "LabeledData": "siamese.data.labeled",
-    "SkippedFile": "siamese.data.labeled",
-    "load_dataset": "siamese.data.sources",
-    "split_data": "siamese.data.splits",
-    "DataSplit": "siamese.data.splits",
-    "load_glyphs": "siamese.data.datasets.glyphs",
-    "pairwise_distances": "siamese.distances",
-    "LossOutput": "siamese.losses",
-    "TripletLoss": "siamese.losses",
-    "ContrastiveLoss": "siamese.losses",
-    "PairClassifierLoss": "siamese.losses",
-    "triplet_margin_loss": "siamese.losses",
-    "contrastive_loss": "siamese.losses",
-    "ConvNet": "siamese.models.convnet",
-    "EmbeddingNet": "siamese.models.embedding",
-    "PKSampler": "siamese.data.sampling.pk_sampler",
-    "TupleBatches": "siamese.data.sampling.offline_tuples",
-    "RunConfig": "siamese.config",
-    "load_config": "siamese.config",
-    "train_run": "siamese.training.training_run",
-    "fit": "siamese.training.loop",
-    "load_model": "siamese.models.files",
-    "load_siamese_net": "siamese.models.files",
-    "save_model": "siamese.models.files",
-    "evaluate_run": "siamese.run_evaluation",
-    "build_embedding_net": "siamese.models.embedding",
-    "build_encoder": "siamese.models.builder",
-    "ENCODERS": "siamese.models.builder",
-    "SiameseNet": "siamese.models.siamese_net",
-    "OnnxRecognizer": "siamese.recognition.onnx_recognizer",
-}
+_PUBLIC = public_names(
+    {
+        "siamese.errors": (
+            "SiameseError",
+            "ConfigError",
+            "DataError",
+            "OutputError",
+            "CheckpointError",
+        ),
+        "siamese.data.labeled": ("LabeledData", "SkippedFile"),
+        "siamese.data.sources": ("load_dataset",),
+        "siamese.data.splits": ("split_data", "DataSplit"),
+        "siamese.data.datasets.glyphs": ("load_glyphs",),
+        "siamese.distances": ("pairwise_distances",),
+        "siamese.losses": (
+            "LossOutput",
+            "TripletLoss",
+            "ContrastiveLoss",
+            "PairClassifierLoss",
+            "triplet_margin_loss",
+            "contrastive_loss",
+        ),
+        "siamese.models.convnet": ("ConvNet",),
+        "siamese.models.embedding": ("EmbeddingNet", "build_embedding_net"),
+        "siamese.data.sampling.pk_sampler": ("PKSampler",),
+        "siamese.data.sampling.offline_tuples": ("TupleBatches",),
+        "siamese.config": ("RunConfig", "load_config"),
+        "siamese.training.training_run": ("train_run",),
+        "siamese.training.loop": ("fit",),
+        "siamese.models.files": ("load_model", "load_siamese_net", "save_model"),
+        "siamese.run_evaluation": ("evaluate_run",),
+        "siamese.models.builder": ("build_encoder", "ENCODERS"),
+        "siamese.models.siamese_net": ("SiameseNet",),
+        "siamese.recognition.onnx_recognizer": ("OnnxRecognizer",),
+    }
+)
 
 __all__ = sorted(_PUBLIC)
 
@@ -80,13 +80,7 @@ if TYPE_CHECKING:
     from siamese.training.loop import fit
     from siamese.training.training_run import train_run
 
-
-def __getattr__(name: str) -> Any:
-    if name not in _PUBLIC:
-        raise AttributeError(f"module 'siamese' has no attribute {name!r}")
-    value = getattr(importlib.import_module(_PUBLIC[name]), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_getattr(__name__, _PUBLIC, globals())
 
 
 def __dir__() -> list[str]:

@@ -132,6 +132,20 @@ def pairwise_distances(
         metric: "euclidean", "sqeuclidean" or "cosine".
     Returns:
         (N, M) float32 (float64 for float64 inputs) distances, >= 0.
+
+    Example:
+        >>> import torch
+        >>> from siamese import pairwise_distances
+        >>> x = torch.tensor([[0.0, 0.0], [3.0, 4.0]])
+        >>> pairwise_distances(x)
+        tensor([[0., 5.],
+                [5., 0.]])
+        >>> y = torch.tensor([[1.0, 0.0]])
+        >>> pairwise_distances(x, y, metric="sqeuclidean").flatten().tolist()
+        [1.0, 20.0]
+        >>> pairwise_distances(torch.tensor([[1.0, 0.0], [0.0, 2.0]]), metric="cosine")
+        tensor([[0., 1.],
+                [1., 0.]])
     """
     check_metric(metric)
     x = as_distance_dtype(x)

@@ -294,7 +294,14 @@ class TrainConfig:
 
 @dataclass
 class RunConfig:
-    """Everything a training run depends on. Same seed + same config ⇒ same metrics on CPU."""
+    """Everything a training run depends on. Same seed + same config ⇒ same metrics on CPU.
+
+    Example:
+        >>> from siamese import RunConfig
+        >>> config = RunConfig()  # every field has a default
+        >>> config.seed, config.data.name, config.model.encoder, config.train.epochs
+        (0, 'glyphs', 'convnet', 10)
+    """
 
     seed: int = 0
     """Seeds the split, the initial weights, the batches, the augmentation and the mining."""
@@ -320,6 +327,15 @@ def load_config(path: Path | None, overrides: list[str] | tuple[str, ...] = ()) 
         overrides: `a.b=c` strings; `c` is read as YAML (`0.1`, `true`, `[16, 32]`, `null`).
     Raises:
         ConfigError: unreadable file, invalid YAML, unknown key, wrong type or value.
+
+    Example:
+        >>> from siamese import load_config
+        >>> overrides = ["data.name=digits", "model.embedding_dim=16", "batches.p=8"]
+        >>> config = load_config(None, overrides)
+        >>> config.data.name, config.model.embedding_dim, config.batches.p, config.batches.k
+        ('digits', 16, 8, 4)
+        >>> config.model.encoder, config.loss.name
+        ('convnet', 'triplet')
     """
     from siamese.config.loading import apply_overrides, from_dict
     from siamese.config.yaml_dialect import read_yaml

@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import torch
 
-from siamese.data.folders.streamed import StreamedImages, load_batches, ranges
+from siamese.data.folders.streamed import load_batches, ranges
+from siamese.data.labeled import ImageSource, Inputs
 
 _CHUNK_BYTES = 1 << 25  # bytes of examples hashed at a time (bounds the int64 temporaries)
 _STREAMED_BATCH = 256  # streamed images decoded per batch
 
 
-def example_fingerprints(x: torch.Tensor | StreamedImages) -> torch.Tensor:
+def example_fingerprints(x: Inputs) -> torch.Tensor:
     """A 63-bit hash of each example's bytes: equal examples (same dtype, shape and values)
     get equal fingerprints; distinct ones collide with probability about 2^-63 per pair.
 
@@ -25,7 +26,7 @@ def example_fingerprints(x: torch.Tensor | StreamedImages) -> torch.Tensor:
     Returns:
         (N,) int64 fingerprints.
     """
-    if isinstance(x, StreamedImages):
+    if isinstance(x, ImageSource):
         from siamese.data.folders.listing import default_workers
 
         batches = load_batches(x, ranges(len(x), _STREAMED_BATCH), workers=default_workers())
@@ -45,9 +46,7 @@ def example_fingerprints(x: torch.Tensor | StreamedImages) -> torch.Tensor:
     return out & (2**63 - 1)
 
 
-def shared_examples(
-    x: torch.Tensor | StreamedImages, reference: torch.Tensor | StreamedImages
-) -> torch.Tensor:
+def shared_examples(x: Inputs, reference: Inputs) -> torch.Tensor:
     """(N,) bool: which examples of `x` (N, ...) also stand in `reference` (M, ...), by content.
     Examples of another shape or dtype never match. Streamed images are decoded for it (one
     pass, in worker processes)."""

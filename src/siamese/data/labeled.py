@@ -1,13 +1,86 @@
-"""`LabeledData`: the one in-memory form every data source produces."""
+"""`LabeledData`: the one form every data source produces, and `ImageSource`, the protocol its
+images follow when they are not one tensor in memory (a folder streamed from its files).
+
+Code that meets both kinds of `x` goes through the few functions here (`take`, `in_memory`)
+or through `siamese.data.folders.streamed.load_batches`, which reads either in batches; no
+other module needs to know which kind it holds.
+"""
 
 from __future__ import annotations
 
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any, Protocol, TypeAlias, runtime_checkable
 
+import numpy as np
 import torch
 
-from siamese.data.folders.streamed import StreamedImages
+from siamese.errors import DataError
+
+
+@runtime_checkable
+class ImageSource(Protocol):
+    """uint8 images (N, C, H, W) kept outside memory and decoded on demand: what a
+    `LabeledData.x` is when its images would not fit in memory as one tensor.
+
+    It answers what a tensor would of its shape (`shape`, `dtype`, `len`), gives decoded
+    images when indexed (`x[index]` → uint8 (B, C, H, W) tensor), and makes subsets and
+    converted views without decoding anything (`take`, `fitted`). `decode_batch` is what the
+    batch readers' worker processes call.
+    """
+
+    dtype: torch.dtype
+
+    @property
+    def shape(self) -> torch.Size:
+        """(N, C, H, W)."""
+        ...
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of every image decoded at once."""
+        ...
+
+    def __len__(self) -> int: ...
+
+    def __getitem__(self, key: Any) -> torch.Tensor: ...
+
+    def take(self, index: Any) -> ImageSource:
+        """The images at `index` ((M,) int64, a slice or a list), nothing decoded."""
+        ...
+
+    def fitted(self, shape: Sequence[int]) -> ImageSource:
+        """These images converted to `shape` (C, H, W) as they are decoded."""
+        ...
+
+    def decode_batch(self, positions: np.ndarray) -> torch.Tensor:
+        """The images at `positions` ((B,) int64) decoded: uint8 (B, C, H, W)."""
+        ...
+
+
+Inputs: TypeAlias = "torch.Tensor | ImageSource"
+"""A `LabeledData.x`: a tensor in memory, or images decoded on demand."""
+
+
+def take(x: Inputs, index: torch.Tensor) -> Inputs:
+    """The examples of `x` at `index` ((M,) int64): a tensor is indexed, an image source
+    gives a subset that still decodes on demand."""
+    return x.take(index) if isinstance(x, ImageSource) else x[index]
+
+
+def in_memory(x: Inputs, what: str) -> torch.Tensor:
+    """`x` itself when it is a tensor; for an image source, a DataError saying that `what`
+    (e.g. "rotated_classes") needs every image in memory and what to do instead."""
+    if isinstance(x, ImageSource):
+        size = x.nbytes / 2**30
+        decoded = f"{size:.1f} GiB" if size >= 1 else f"{x.nbytes / 2**20:.0f} MiB"
+        raise DataError(
+            f"{what} needs every image in memory, but these {len(x):,} images are streamed "
+            f"from their files ({decoded} decoded): load the folder with "
+            "stream=False (data.options.stream: false) if it fits in memory"
+        )
+    return x
 
 
 @dataclass(frozen=True)
@@ -25,9 +98,10 @@ class LabeledData:
     Attributes:
         x: uint8 images (N, C, H, W), ink/foreground bright on a dark background for the
             character datasets; (N, T, F) sequences or (N, F) vectors (any dtype) for arrays.
-            For a folder too large to decode up front, a `StreamedImages` of that shape:
-            indexing it decodes those files; `subset` keeps it on disk; read it in batches
-            with `siamese.data.folders.streamed.load_batches`.
+            For a folder too large to decode up front, an `ImageSource` of that shape
+            (`siamese.data.folders.streamed.StreamedImages`): indexing it decodes those
+            files; `subset` keeps it on disk; read it in batches with
+            `siamese.data.folders.streamed.load_batches`.
         y: int64 labels (N,), indices into `classes`.
         classes: the name of every class id (subsets keep the full list).
         meta: per-example int64 tensors (N,), e.g. `writer` for glyphs, `drawer` for Omniglot.
@@ -37,7 +111,7 @@ class LabeledData:
         skipped: the files the source could not use and left out, with the reason.
     """
 
-    x: torch.Tensor | StreamedImages
+    x: Inputs
     y: torch.Tensor
     classes: list[str]
     meta: dict[str, torch.Tensor] = field(default_factory=dict)
@@ -75,7 +149,7 @@ class LabeledData:
         if index.dtype == torch.bool:
             index = index.nonzero().squeeze(1)
         return LabeledData(
-            x=self.x.take(index) if isinstance(self.x, StreamedImages) else self.x[index],
+            x=take(self.x, index),
             y=self.y[index],
             classes=self.classes,
             meta={name: values[index] for name, values in self.meta.items()},

@@ -74,6 +74,21 @@ def load_dataset(
         y int64 (N,), class names, per-example metadata.
     Raises:
         ConfigError: unknown name, split or option. DataError: missing or bad files.
+
+    Example:
+        >>> from siamese import load_dataset
+        >>> digits = load_dataset("digits")  # ships with scikit-learn: no download
+        >>> len(digits), tuple(digits.x.shape), digits.x.dtype, digits.classes[:3]
+        (1797, (1797, 1, 8, 8), torch.uint8, ['0', '1', '2'])
+        >>> glyphs = load_dataset(
+        ...     "glyphs",
+        ...     variants=1,
+        ...     fonts=("DejaVuSans.ttf",),
+        ...     alphabets=("digits",),
+        ...     use_cache=False,
+        ... )
+        >>> tuple(glyphs.x.shape), glyphs.y.tolist()
+        ((10, 1, 28, 28), [0, 1, 2, 3, 4, 5, 6, 7, 8, 9])
     """
     if name.startswith("folder:"):
         _check_options(name, options, FOLDER_OPTIONS)
@@ -145,7 +160,7 @@ def _check_options(name: str, options: dict[str, Any], allowed: tuple[str, ...])
 def _load_folder_or_archive(path: Path, split: str | None, options: dict[str, Any]) -> LabeledData:
     """A class-folder tree, or an archive of one (extracted once into the cache); messages
     about an archive's files name them as `ARCHIVE:member`, not by their cached copy."""
-    from siamese.data.folders.decoded import load_folder
+    from siamese.data.folders.loading import load_folder
 
     if not (path.is_file() and is_archive(path)):
         return load_folder(path, split, **options)

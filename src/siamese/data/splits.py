@@ -54,6 +54,14 @@ class DataSplit:
         method: "class" (class-disjoint) or "sample" (stratified by class).
         seed: the seed of the split.
         indices: name -> (n_i,) int64 indices of the part's examples in the split data.
+
+    Example:
+        >>> from siamese import load_dataset, split_data
+        >>> split = split_data(load_dataset("digits"), {"train": 0.8, "val": 0.2}, seed=0)
+        >>> split.method, split.seed, sorted(split.indices)
+        ('class', 0, ['train', 'val'])
+        >>> split.record()["parts"]["val"]
+        {'examples': 358, 'classes': 2, 'class_ids': [2, 6], 'class_names': ['2', '6']}
     """
 
     parts: dict[str, LabeledData]
@@ -98,6 +106,18 @@ def split_data(
         seed: the seed of the permutation.
     Returns:
         DataSplit with the parts in the order given.
+
+    Example:
+        >>> from siamese import load_dataset, split_data
+        >>> digits = load_dataset("digits")
+        >>> split = split_data(digits, {"train": 0.6, "val": 0.2, "test": 0.2}, by="class", seed=0)
+        >>> {name: part.class_ids.tolist() for name, part in split.parts.items()}
+        {'train': [1, 3, 4, 5, 7, 9], 'val': [0, 8], 'test': [2, 6]}
+        >>> closed = split_data(digits, {"train": 0.8, "test": 0.2}, by="sample", seed=0)
+        >>> {name: len(part) for name, part in closed.parts.items()}
+        {'train': 1438, 'test': 359}
+        >>> closed.parts["test"].class_ids.tolist() == list(range(10))  # every class in each part
+        True
     """
     names = list(parts)
     fractions = torch.tensor([float(parts[n]) for n in names], dtype=torch.float64)

@@ -149,6 +149,16 @@ def episodic_accuracy(
     Returns:
         (mean accuracy, ci95) with ci95 = 1.96 × std of per-episode accuracy / sqrt(E), std
         being the population standard deviation (0, not NaN, for a single episode).
+
+    Example:
+        >>> import torch
+        >>> from siamese.evaluation.fewshot import episodic_accuracy
+        >>> _ = torch.manual_seed(0)
+        >>> labels = torch.arange(5).repeat_interleave(4)  # 5 classes, 4 examples each
+        >>> embeddings = torch.nn.functional.one_hot(labels).float() + 0.1 * torch.randn(20, 5)
+        >>> mean, ci95 = episodic_accuracy(embeddings, labels, n_way=3, k_shot=1, episodes=20)
+        >>> round(mean, 4), round(ci95, 4)
+        (1.0, 0.0)
     """
     if rule not in ("prototype", "nearest"):
         raise ConfigError(f"unknown few-shot rule {rule!r}: choose 'prototype' or 'nearest'")

@@ -332,6 +332,19 @@ def retrieval_metrics(
         DataError: empty or mismatched inputs, NaN/inf embeddings, or no answerable query.
         ConfigError: a k above the gallery size (less one under leave-one-out), an unknown
             metric, or only one of ref_embeddings / ref_labels.
+
+    Example:
+        >>> import torch
+        >>> from siamese.evaluation.retrieval import retrieval_metrics
+        >>> embeddings = torch.tensor(
+        ...     [[0.0, 0.0], [0.1, 0.0], [1.0, 1.0], [1.1, 1.0], [0.0, 1.0], [0.55, 0.5]]
+        ... )
+        >>> labels = torch.tensor([0, 0, 1, 1, 2, 2])
+        >>> report = retrieval_metrics(embeddings, labels)  # leave-one-out over the set itself
+        >>> round(report.precision_at_1, 4), round(report.map_at_r, 4), report.queries
+        (0.8333, 0.8333, 6)
+        >>> {k: round(v, 4) for k, v in report.recall_at_k.items()}
+        {1: 0.8333, 5: 1.0}
     """
     labels, ref_labels = _check_inputs(embeddings, labels, ref_embeddings, ref_labels, metric)
     leave_one_out = ref_embeddings is None

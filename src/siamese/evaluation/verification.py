@@ -427,6 +427,19 @@ def verification_metrics(
             counts when there are fewer pairs of either kind (at least 2 of each are needed).
     Returns:
         VerificationReport.
+
+    Example:
+        >>> import torch
+        >>> from siamese.evaluation.verification import verification_metrics
+        >>> distances = torch.tensor([0.1, 0.2, 0.3, 0.4, 0.6, 0.7, 0.8, 0.9])
+        >>> same = torch.tensor([1, 1, 1, 0, 1, 0, 0, 0])  # 1 = genuine pair
+        >>> report = verification_metrics(distances, same, folds=2)
+        >>> round(report.auc, 4), round(report.eer, 4), round(report.tar_at_far_1e1, 4)
+        (0.9375, 0.25, 0.75)
+        >>> round(report.best_threshold, 4), round(report.best_accuracy, 4)
+        (0.35, 0.875)
+        >>> report.folds, report.n_genuine, report.n_impostor
+        (2, 4, 4)
     """
     curve = roc_curve(distances, same)
     n_genuine = int(same.detach().flatten().bool().sum())

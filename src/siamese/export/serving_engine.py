@@ -37,7 +37,8 @@ from typing import Any
 
 from siamese.cache import cache_dir
 from siamese.errors import CheckpointError, ConfigError, SiameseError
-from siamese.recognition.recognition_model import RecognitionModel, load_recognizer
+from siamese.recognition.recognition_model import RecognitionModel
+from siamese.recognition.recognizer_loading import load_recognizer
 
 log = logging.getLogger("siamese.export")
 

@@ -31,7 +31,7 @@ from siamese.faces.detection import (
 
 CROP_VERSION = 1
 """Bumped whenever detection or cropping changes what a photo gives: a part of the key of
-cached crops (`siamese.data.folders.decoded`), so no cache serves crops of an older rule."""
+cached crops (`siamese.data.folders.decoded_cache`), so no cache serves crops of an older rule."""
 WHICH_FACES = ("largest", "all")
 ON_NO_FACE = ("error", "skip")
 NO_FACE = "no face found"

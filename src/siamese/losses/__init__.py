@@ -8,7 +8,9 @@ without torch.
 A loss takes embeddings as given (normalising them is the model's job, though the cosine
 losses normalise for themselves) and returns a `LossOutput`: the scalar loss and statistics
 of the step. When nothing is valid (one class in the batch, a batch of one) the loss is 0 and
-still connected to the embeddings, never NaN.
+still connected to the embeddings, never NaN. The pair and triplet losses, over a labelled
+batch and an optional reference set, are `LabelledBatchLoss`es (`labelled_batch`): one
+`forward` checks the reference set and hands the subclass's `batch_loss` a `LabelledBatch`.
 
 The distance-based losses are sums of functions of single distances (or similarities), so
 each computes its value and its derivative with respect to every distance without autograd,

@@ -21,14 +21,14 @@ import torch
 import torch.nn.functional as F
 
 from siamese.errors import ConfigError
+from siamese.losses.labelled_batch import LabelledBatch, LabelledBatchLoss
 from siamese.losses.multi_similarity import (
     exp_rows,
     masked_extreme,
-    pair_masks,
-    pair_similarities,
     pair_sums,
+    similarity_pairs,
 )
-from siamese.losses.output import LossOutput, check_reference, loss_from_distance_weights
+from siamese.losses.output import LossOutput, loss_from_distance_weights
 
 
 def _z_pos(s: torch.Tensor, m: float, gamma: float) -> torch.Tensor:
@@ -41,7 +41,7 @@ def _z_neg(s: torch.Tensor, m: float, gamma: float) -> torch.Tensor:
     return torch.clamp(s, min=-m).square_().sub_(m * m).mul_(gamma)
 
 
-class CircleLoss(torch.nn.Module):
+class CircleLoss(LabelledBatchLoss):
     """Circle loss on cosine similarities (see the module docstring).
 
     Args:
@@ -65,28 +65,10 @@ class CircleLoss(torch.nn.Module):
             raise ConfigError(f"circle gamma must be > 0, got {gamma!r}")
         self.margin, self.gamma = float(margin), float(gamma)
 
-    def forward(
-        self,
-        embeddings: torch.Tensor,
-        labels: torch.Tensor,
-        ref_embeddings: torch.Tensor | None = None,
-        ref_labels: torch.Tensor | None = None,
-    ) -> LossOutput:
-        """Args:
-            embeddings: (B, D) anchors; labels: (B,) int64.
-            ref_embeddings: (R, D) or None for the batch itself; ref_labels: (R,) int64,
-                given exactly when `ref_embeddings` is.
-        Returns:
-            LossOutput with the mean of L_a over the valid anchors.
-        """
-        check_reference(ref_embeddings, ref_labels)
-        sim = pair_similarities(embeddings, ref_embeddings)
-        s = sim.detach()
-        positive, negative = pair_masks(labels, ref_labels)
-        buffer = torch.where(positive, s, 0.0)
-        pos_sum = buffer.sum()  # for the statistics
-        least_pos = masked_extreme(s, positive, largest=False, buffer=buffer)
-        most_neg = masked_extreme(s, negative, largest=True, buffer=buffer)
+    def batch_loss(self, batch: LabelledBatch) -> LossOutput:
+        """A LossOutput with the mean of L_a over the valid anchors."""
+        sim, s, positive, negative, buffer, pos_sum, least_pos, most_neg = similarity_pairs(batch)
+        same_set = batch.ref_labels is None
         least_neg = masked_extreme(s, negative, largest=False, buffer=buffer)
         has_pos, has_neg = least_pos < float("inf"), most_neg > float("-inf")
         m, gamma = self.margin, self.gamma
@@ -115,7 +97,7 @@ class CircleLoss(torch.nn.Module):
         weights.add_(e_neg.mul_(alpha).mul_((row * scale_neg)[:, None]))
         del e_neg, alpha, buffer
         n_pos = torch.count_nonzero(positive).to(s.dtype)
-        mean_pos, mean_neg = pair_sums(s, pos_sum, n_pos, ref_labels is None, 1.0, -1.0)
+        mean_pos, mean_neg = pair_sums(s, pos_sum, n_pos, same_set, 1.0, -1.0)
         stats = {
             "active_fraction": (valid & (total > 0)).sum().to(s.dtype) / denominator,
             "mean_pos_dist": mean_pos,

@@ -7,7 +7,8 @@ import torch
 
 from siamese.distances import Metric, as_distance_dtype, check_metric, paired_distances
 from siamese.errors import ConfigError
-from siamese.losses.output import LossOutput, check_reference
+from siamese.losses.labelled_batch import LabelledBatch, LabelledBatchLoss
+from siamese.losses.output import LossOutput
 
 
 def _contrastive_terms(
@@ -36,6 +37,14 @@ def contrastive_loss(
         pos_margin: genuine pairs closer than this cost nothing (0: the original loss).
     Returns:
         (N,) float32 losses, unreduced.
+
+    Example:
+        >>> import torch
+        >>> from siamese import contrastive_loss
+        >>> x1 = torch.tensor([[0.0, 0.0], [0.0, 0.0]])
+        >>> x2 = torch.tensor([[0.3, 0.4], [0.3, 0.4]])  # both pairs at distance 0.5
+        >>> contrastive_loss(x1, x2, torch.tensor([1, 0]), margin=1.0)  # 0.5², (1 − 0.5)²
+        tensor([0.2500, 0.2500])
     """
     d = paired_distances(x1, x2, metric)
     return _contrastive_terms(d, same.bool(), margin, pos_margin)
@@ -49,7 +58,7 @@ _DEVICE_BLOCK_ELEMENTS = 1 << 25
 """Pairs per block on an accelerator: large blocks, few kernel launches."""
 
 
-class ContrastiveLoss(torch.nn.Module):
+class ContrastiveLoss(LabelledBatchLoss):
     """Contrastive loss over every pair of a labelled batch: pairs i < j (or every
     batch × reference pair), genuine when the labels are equal (1 = same class), with the
     terms of `contrastive_loss`; the loss is their mean over all pairs.
@@ -60,6 +69,19 @@ class ContrastiveLoss(torch.nn.Module):
     embeddings by the gradient (see `_contrastive_blocks`). No (B, R) tensor is kept for the
     backward pass, which is one (B, D) multiplication. Gradients are exact to first order
     (no second derivatives). Memory: a few (b, R) blocks, O(B·R) at most.
+
+    Example:
+        >>> import torch
+        >>> from siamese import ContrastiveLoss
+        >>> _ = torch.manual_seed(0)
+        >>> embeddings = torch.randn(6, 3, requires_grad=True)
+        >>> labels = torch.tensor([0, 0, 1, 1, 2, 2])
+        >>> out = ContrastiveLoss(margin=1.0)(embeddings, labels)
+        >>> round(out.loss.item(), 4), out.stats["n_valid"]  # 15 pairs i < j
+        (1.3991, 15.0)
+        >>> out.loss.backward()
+        >>> tuple(embeddings.grad.shape)
+        (6, 3)
     """
 
     def __init__(
@@ -73,20 +95,9 @@ class ContrastiveLoss(torch.nn.Module):
             )
         self.margin, self.metric, self.pos_margin = float(margin), metric, float(pos_margin)
 
-    def forward(
-        self,
-        embeddings: torch.Tensor,
-        labels: torch.Tensor,
-        ref_embeddings: torch.Tensor | None = None,
-        ref_labels: torch.Tensor | None = None,
-    ) -> LossOutput:
-        """Args:
-            embeddings: (B, D); labels: (B,) int64.
-            ref_embeddings: (R, D) or None; ref_labels: (R,) int64, given with them.
-        Returns:
-            LossOutput with the mean pair loss.
-        """
-        check_reference(ref_embeddings, ref_labels)
+    def batch_loss(self, batch: LabelledBatch) -> LossOutput:
+        """A LossOutput with the mean pair loss."""
+        embeddings, labels, ref_embeddings, ref_labels = batch
         x = as_distance_dtype(embeddings)
         y = x if ref_embeddings is None else as_distance_dtype(ref_embeddings)
         if x.ndim != 2 or y.ndim != 2 or x.shape[1] != y.shape[1]:

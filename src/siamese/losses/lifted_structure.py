@@ -23,11 +23,12 @@ import torch
 
 from siamese.distances import Metric, check_metric, pairwise_distances
 from siamese.errors import ConfigError
+from siamese.losses.labelled_batch import LabelledBatch, LabelledBatchLoss
 from siamese.losses.multi_similarity import exp_rows, masked_extreme, pair_masks, pair_sums
-from siamese.losses.output import LossOutput, check_reference, loss_from_distance_weights
+from siamese.losses.output import LossOutput, loss_from_distance_weights
 
 
-class LiftedStructureLoss(torch.nn.Module):
+class LiftedStructureLoss(LabelledBatchLoss):
     """Generalised lifted structure loss on `metric` distances (see the module docstring).
 
     Args:
@@ -54,21 +55,9 @@ class LiftedStructureLoss(torch.nn.Module):
             raise ConfigError(f"lifted_structure pos_margin must be >= 0, got {pos_margin!r}")
         self.margin, self.pos_margin, self.metric = float(margin), float(pos_margin), metric
 
-    def forward(
-        self,
-        embeddings: torch.Tensor,
-        labels: torch.Tensor,
-        ref_embeddings: torch.Tensor | None = None,
-        ref_labels: torch.Tensor | None = None,
-    ) -> LossOutput:
-        """Args:
-            embeddings: (B, D) anchors; labels: (B,) int64.
-            ref_embeddings: (R, D) or None for the batch itself; ref_labels: (R,) int64,
-                given exactly when `ref_embeddings` is.
-        Returns:
-            LossOutput with the mean over anchors of L_a.
-        """
-        check_reference(ref_embeddings, ref_labels)
+    def batch_loss(self, batch: LabelledBatch) -> LossOutput:
+        """A LossOutput with the mean over anchors of L_a."""
+        embeddings, labels, ref_embeddings, ref_labels = batch
         dist = pairwise_distances(embeddings, ref_embeddings, self.metric)
         d = dist.detach()
         positive, negative = pair_masks(labels, ref_labels)

@@ -30,11 +30,12 @@ import torch
 
 from siamese.distances import Metric, check_metric, pairwise_distances
 from siamese.errors import ConfigError
+from siamese.losses.labelled_batch import LabelledBatch, LabelledBatchLoss
 from siamese.losses.ntxent import LabelPairs
-from siamese.losses.output import LossOutput, check_reference, loss_from_distance_weights
+from siamese.losses.output import LossOutput, loss_from_distance_weights
 
 
-class MarginLoss(torch.nn.Module):
+class MarginLoss(LabelledBatchLoss):
     """Margin loss over every triplet of a labelled batch, with a learnable boundary β.
 
     Args:
@@ -72,22 +73,11 @@ class MarginLoss(torch.nn.Module):
         else:
             self.register_buffer("beta", initial)
 
-    def forward(
-        self,
-        embeddings: torch.Tensor,
-        labels: torch.Tensor,
-        ref_embeddings: torch.Tensor | None = None,
-        ref_labels: torch.Tensor | None = None,
-    ) -> LossOutput:
-        """Args:
-            embeddings: (B, D) anchors; labels: (B,) int64.
-            ref_embeddings: (R, D) or None for the batch itself; ref_labels: (R,) int64,
-                given exactly when `ref_embeddings` is.
-        Returns:
-            LossOutput with the loss; `active_fraction` is the share of the triplets'
-            2·T pair terms that are non-zero, `n_valid` the number of triplets T.
+    def batch_loss(self, batch: LabelledBatch) -> LossOutput:
+        """A LossOutput with the loss; `active_fraction` is the share of the triplets'
+        2·T pair terms that are non-zero, `n_valid` the number of triplets T.
         """
-        check_reference(ref_embeddings, ref_labels)
+        embeddings, labels, ref_embeddings, ref_labels = batch
         dist = pairwise_distances(embeddings, ref_embeddings, self.metric)
         d = dist.detach()
         dtype = d.dtype

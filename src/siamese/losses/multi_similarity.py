@@ -15,18 +15,21 @@ value and the derivative with respect to every similarity are computed without a
 only the (B, R) similarity matrix is in the graph (`loss_from_distance_weights`).
 
 Also the helpers the other pair-weighting losses (circle, lifted structure) share:
-`pair_similarities`, `pair_masks`, `masked_extreme`, `exp_rows`, `pair_count` and
-`pair_sums`.
+`pair_similarities`, `pair_masks`, `masked_extreme`, `similarity_pairs`, `exp_rows`,
+`pair_count` and `pair_sums`.
 """
 
 from __future__ import annotations
+
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
 
 from siamese.distances import as_distance_dtype
 from siamese.errors import ConfigError
-from siamese.losses.output import LossOutput, check_reference, loss_from_distance_weights
+from siamese.losses.labelled_batch import LabelledBatch, LabelledBatchLoss
+from siamese.losses.output import LossOutput, loss_from_distance_weights
 
 
 def pair_similarities(
@@ -80,6 +83,45 @@ def masked_extreme(
         return values.new_full((values.shape[0],), fill)
     torch.where(mask, values, values.new_full((), fill), out=buffer)
     return buffer.amax(dim=1) if largest else buffer.amin(dim=1)
+
+
+class SimilarityPairs(NamedTuple):
+    """A batch's cosine similarities to its references, which pairs are positive and negative,
+    and each anchor's least similar positive and most similar negative: what the pair-weighting
+    losses on cosine similarities (multi-similarity, circle) start from.
+
+    Attributes:
+        sim: (B, R) cosine similarities, with gradient (`pair_similarities`).
+        s: (B, R) `sim` detached.
+        positive, negative: (B, R) bool masks of the positive and negative pairs (`pair_masks`).
+        buffer: (B, R) scratch of s's dtype, free for the caller to overwrite.
+        pos_sum: 0-d, Σ s over the positive pairs (for the statistics).
+        least_pos: (B,) each anchor's least similar positive, +∞ where it has none.
+        most_neg: (B,) each anchor's most similar negative, −∞ where it has none.
+    """
+
+    sim: torch.Tensor
+    s: torch.Tensor
+    positive: torch.Tensor
+    negative: torch.Tensor
+    buffer: torch.Tensor
+    pos_sum: torch.Tensor
+    least_pos: torch.Tensor
+    most_neg: torch.Tensor
+
+
+def similarity_pairs(batch: LabelledBatch) -> SimilarityPairs:
+    """The cosine similarities of `batch`'s anchors to its references (the batch itself when it
+    has none), split into positive and negative pairs, with each row's extremes."""
+    embeddings, labels, ref_embeddings, ref_labels = batch
+    sim = pair_similarities(embeddings, ref_embeddings)
+    s = sim.detach()
+    positive, negative = pair_masks(labels, ref_labels)
+    buffer = torch.where(positive, s, 0.0)
+    pos_sum = buffer.sum()
+    least_pos = masked_extreme(s, positive, largest=False, buffer=buffer)
+    most_neg = masked_extreme(s, negative, largest=True, buffer=buffer)
+    return SimilarityPairs(sim, s, positive, negative, buffer, pos_sum, least_pos, most_neg)
 
 
 EXP_FLOOR = -80.0
@@ -215,7 +257,7 @@ def _check_positive(loss: str, name: str, value: float) -> float:
     return float(value)
 
 
-class MultiSimilarityLoss(torch.nn.Module):
+class MultiSimilarityLoss(LabelledBatchLoss):
     """Multi-similarity loss on cosine similarities, optionally after its miner (see the
     module docstring).
 
@@ -253,28 +295,10 @@ class MultiSimilarityLoss(torch.nn.Module):
             raise ConfigError(f"multi_similarity epsilon must be >= 0, got {epsilon!r}")
         self.base, self.miner, self.epsilon = float(base), miner, float(epsilon)
 
-    def forward(
-        self,
-        embeddings: torch.Tensor,
-        labels: torch.Tensor,
-        ref_embeddings: torch.Tensor | None = None,
-        ref_labels: torch.Tensor | None = None,
-    ) -> LossOutput:
-        """Args:
-            embeddings: (B, D) anchors; labels: (B,) int64.
-            ref_embeddings: (R, D) or None for the batch itself; ref_labels: (R,) int64,
-                given exactly when `ref_embeddings` is.
-        Returns:
-            LossOutput with the mean over anchors of L_a.
-        """
-        check_reference(ref_embeddings, ref_labels)
-        sim = pair_similarities(embeddings, ref_embeddings)
-        s = sim.detach()
-        positive, negative = pair_masks(labels, ref_labels)
-        buffer = torch.where(positive, s, 0.0)
-        pos_sum = buffer.sum()  # for the statistics
-        least_pos = masked_extreme(s, positive, largest=False, buffer=buffer)
-        most_neg = masked_extreme(s, negative, largest=True, buffer=buffer)
+    def batch_loss(self, batch: LabelledBatch) -> LossOutput:
+        """A LossOutput with the mean over anchors of L_a."""
+        sim, s, positive, negative, buffer, pos_sum, least_pos, most_neg = similarity_pairs(batch)
+        same_set = batch.ref_labels is None
         if self.miner:
             pos_kept, neg_kept, has_pos, has_neg = _mine(
                 s, positive, negative, least_pos, most_neg, self.epsilon
@@ -299,12 +323,12 @@ class MultiSimilarityLoss(torch.nn.Module):
         weights.sub_(e_pos.mul_((scale_pos / n_rows)[:, None]))
         del e_pos, buffer
         n_pos = torch.count_nonzero(positive).to(s.dtype)
-        n_pairs = pair_count(s, ref_labels is None)
+        n_pairs = pair_count(s, same_set)
         if self.miner:
             n_kept = (torch.count_nonzero(pos_kept) + torch.count_nonzero(neg_kept)).to(s.dtype)
         else:
             n_kept = s.new_full((), float(n_pairs))
-        mean_pos, mean_neg = pair_sums(s, pos_sum, n_pos, ref_labels is None, 1.0, -1.0)
+        mean_pos, mean_neg = pair_sums(s, pos_sum, n_pos, same_set, 1.0, -1.0)
         stats = {
             "active_fraction": n_kept / max(n_pairs, 1),
             "mean_pos_dist": mean_pos,
@@ -324,4 +348,5 @@ __all__ = [
     "pair_masks",
     "pair_similarities",
     "pair_sums",
+    "similarity_pairs",
 ]

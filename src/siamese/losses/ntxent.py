@@ -34,7 +34,8 @@ import torch.nn.functional as F
 
 from siamese.distances import as_distance_dtype
 from siamese.errors import ConfigError
-from siamese.losses.output import LossOutput, check_reference
+from siamese.losses.labelled_batch import LabelledBatch, LabelledBatchLoss
+from siamese.losses.output import LossOutput
 
 
 def check_temperature(loss: str, temperature: float) -> float:
@@ -190,7 +191,7 @@ def excluded_offset(temperature: float) -> float:
     return 4.0 / temperature + 1100.0
 
 
-class NTXentLoss(torch.nn.Module):
+class NTXentLoss(LabelledBatchLoss):
     """NT-Xent over every positive pair of a labelled batch (PML's `NTXentLoss` with labels).
 
     Args:
@@ -205,24 +206,13 @@ class NTXentLoss(torch.nn.Module):
         super().__init__()
         self.temperature = check_temperature("ntxent", temperature)
 
-    def forward(
-        self,
-        embeddings: torch.Tensor,
-        labels: torch.Tensor,
-        ref_embeddings: torch.Tensor | None = None,
-        ref_labels: torch.Tensor | None = None,
-    ) -> LossOutput:
-        """Args:
-            embeddings: (B, D) anchors; labels: (B,) int64.
-            ref_embeddings: (R, D) or None for the batch itself; ref_labels: (R,) int64,
-                given exactly when `ref_embeddings` is.
-        Returns:
-            LossOutput with the mean over positive pairs; `active_fraction` is the mean
-            over positive pairs of 1 − p_ap, p_ap the softmax probability of the positive
-            against the anchor's negatives (0: every positive wins outright), `n_valid`
-            the number of positive pairs, and the distances are cosine distances 1 − s.
+    def batch_loss(self, batch: LabelledBatch) -> LossOutput:
+        """A LossOutput with the mean over positive pairs; `active_fraction` is the mean
+        over positive pairs of 1 − p_ap, p_ap the softmax probability of the positive
+        against the anchor's negatives (0: every positive wins outright), `n_valid`
+        the number of positive pairs, and the distances are cosine distances 1 − s.
         """
-        check_reference(ref_embeddings, ref_labels)
+        embeddings, labels, ref_embeddings, ref_labels = batch
         tau = self.temperature
         cosines = CosineMatrix(embeddings, ref_embeddings)
         x = cosines.scaled(1.0 / tau)  # s/τ

@@ -14,6 +14,13 @@ class LossOutput:
     `loss` is a scalar tensor with a gradient. `stat_tensors` holds detached 0-d tensors so
     that the training loop can collect them without a host synchronisation; `stats` turns
     them into floats (a sync), for logging.
+
+    Example:
+        >>> import torch
+        >>> from siamese import LossOutput
+        >>> out = LossOutput(loss=torch.tensor(0.5), stat_tensors={"n_valid": torch.tensor(3.0)})
+        >>> out.stats
+        {'n_valid': 3.0}
     """
 
     loss: torch.Tensor

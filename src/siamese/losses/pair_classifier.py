@@ -5,10 +5,11 @@ from __future__ import annotations
 import torch
 
 from siamese.distances import pairwise_distances
+from siamese.losses.labelled_batch import LabelledBatch, LabelledBatchLoss
 from siamese.losses.output import LossOutput, check_reference
 
 
-class PairClassifierLoss(torch.nn.Module):
+class PairClassifierLoss(LabelledBatchLoss):
     """A logistic unit on the component-wise distance |f(a) − f(b)| (Koch, Zemel and
     Salakhutdinov 2015): `p(same) = σ(w·|f(a) − f(b)| + b)`, trained with binary
     cross-entropy (1 = same class). `w` and `b` are this module's parameters: give them to
@@ -17,6 +18,19 @@ class PairClassifierLoss(torch.nn.Module):
     Over a labelled batch, every pair i < j (or batch × reference pair) counts; genuine and
     impostor pairs are weighted to contribute equally (a P×K batch has far more impostors).
     Memory is O(B²·D).
+
+    Example:
+        >>> import torch
+        >>> from siamese import PairClassifierLoss
+        >>> _ = torch.manual_seed(0)
+        >>> loss_fn = PairClassifierLoss(embedding_dim=4)
+        >>> embeddings = torch.randn(6, 4)
+        >>> labels = torch.tensor([0, 0, 1, 1, 2, 2])
+        >>> out = loss_fn(embeddings, labels)
+        >>> round(out.loss.item(), 4), out.stats["n_valid"]  # 15 pairs i < j
+        (0.8345, 15.0)
+        >>> tuple(loss_fn.logits(embeddings[:2], embeddings[2:4]).shape)  # one per pair
+        (2,)
     """
 
     def __init__(self, embedding_dim: int) -> None:
@@ -33,14 +47,9 @@ class PairClassifierLoss(torch.nn.Module):
             self.logits(x1, x2), same.float(), reduction="none"
         )
 
-    def forward(
-        self,
-        embeddings: torch.Tensor,
-        labels: torch.Tensor,
-        ref_embeddings: torch.Tensor | None = None,
-        ref_labels: torch.Tensor | None = None,
-    ) -> LossOutput:
-        """Args as `ContrastiveLoss.forward`. Returns the class-balanced mean cross-entropy."""
+    def batch_loss(self, batch: LabelledBatch) -> LossOutput:
+        """Returns the class-balanced mean cross-entropy over the batch's pairs."""
+        embeddings, labels, ref_embeddings, ref_labels = batch
         dist, same, pairs = _all_pairs(embeddings, labels, ref_embeddings, ref_labels, "euclidean")
         ref = embeddings if ref_embeddings is None else ref_embeddings
         logits = self.logits(embeddings[:, None, :], ref[None, :, :])

@@ -22,11 +22,12 @@ from __future__ import annotations
 
 import torch
 
+from siamese.losses.labelled_batch import LabelledBatch, LabelledBatchLoss
 from siamese.losses.ntxent import CosineMatrix, LabelPairs, check_temperature
-from siamese.losses.output import LossOutput, check_reference
+from siamese.losses.output import LossOutput
 
 
-class SupConLoss(torch.nn.Module):
+class SupConLoss(LabelledBatchLoss):
     """Supervised contrastive loss over a labelled batch (PML's `SupConLoss`).
 
     Args:
@@ -41,24 +42,13 @@ class SupConLoss(torch.nn.Module):
         super().__init__()
         self.temperature = check_temperature("supcon", temperature)
 
-    def forward(
-        self,
-        embeddings: torch.Tensor,
-        labels: torch.Tensor,
-        ref_embeddings: torch.Tensor | None = None,
-        ref_labels: torch.Tensor | None = None,
-    ) -> LossOutput:
-        """Args:
-            embeddings: (B, D) anchors; labels: (B,) int64.
-            ref_embeddings: (R, D) or None for the batch itself; ref_labels: (R,) int64,
-                given exactly when `ref_embeddings` is.
-        Returns:
-            LossOutput with the mean anchor loss; `active_fraction` is the share of the
-            averaged anchors whose loss exceeds log(2·|P(a)|) (its value when the positives,
-            equally similar, hold half the softmax mass), `n_valid` the number of anchors
-            averaged, and the distances are cosine distances 1 − s.
+    def batch_loss(self, batch: LabelledBatch) -> LossOutput:
+        """A LossOutput with the mean anchor loss; `active_fraction` is the share of the
+        averaged anchors whose loss exceeds log(2·|P(a)|) (its value when the positives,
+        equally similar, hold half the softmax mass), `n_valid` the number of anchors
+        averaged, and the distances are cosine distances 1 − s.
         """
-        check_reference(ref_embeddings, ref_labels)
+        embeddings, labels, ref_embeddings, ref_labels = batch
         tau = self.temperature
         cosines = CosineMatrix(embeddings, ref_embeddings)
         x = cosines.scaled(1.0 / tau)  # s/τ

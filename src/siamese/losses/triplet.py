@@ -6,7 +6,8 @@ import torch
 
 from siamese.distances import Metric, check_metric, paired_distances, pairwise_distances
 from siamese.errors import ConfigError
-from siamese.losses.output import LossOutput, check_reference, loss_from_distance_weights
+from siamese.losses.labelled_batch import LabelledBatch, LabelledBatchLoss
+from siamese.losses.output import LossOutput, loss_from_distance_weights
 from siamese.mining import (
     DIRECT_SEARCH_MAX_POSITIVES,
     MINING_MODES,
@@ -35,6 +36,16 @@ def triplet_margin_loss(
         anchor, positive, negative: (T, D) embeddings.
     Returns:
         (T,) float32 losses, unreduced.
+
+    Example:
+        >>> import torch
+        >>> from siamese import triplet_margin_loss
+        >>> anchor, positive = torch.tensor([[0.0, 0.0]]), torch.tensor([[0.0, 0.5]])
+        >>> negative = torch.tensor([[0.6, 0.0]])
+        >>> triplet_margin_loss(anchor, positive, negative, margin=0.2)  # 0.5 − 0.6 + 0.2
+        tensor([0.1000])
+        >>> round(triplet_margin_loss(anchor, positive, negative, soft=True).item(), 4)
+        0.6444
     """
     d_ap = paired_distances(anchor, positive, metric)
     d_an = paired_distances(anchor, negative, metric)
@@ -49,7 +60,7 @@ def _triplet_terms(
     return torch.relu(d_ap - d_an + margin)
 
 
-class TripletLoss(torch.nn.Module):
+class TripletLoss(LabelledBatchLoss):
     """Triplet loss with online mining over a labelled batch.
 
     For each triplet (a, p, n) the term is `max(d(a, p) − d(a, n) + margin, 0)` (or
@@ -71,6 +82,19 @@ class TripletLoss(torch.nn.Module):
 
     With `ref_embeddings`/`ref_labels`, anchors come from the batch and positives/negatives
     from the reference set (no self-exclusion there).
+
+    Example:
+        >>> import torch
+        >>> from siamese import TripletLoss
+        >>> _ = torch.manual_seed(0)
+        >>> embeddings = torch.nn.functional.normalize(torch.randn(8, 4), dim=1)
+        >>> labels = torch.tensor([0, 0, 1, 1, 2, 2, 3, 3])
+        >>> out = TripletLoss(margin=0.2, mining="hard")(embeddings, labels)
+        >>> round(out.loss.item(), 4), sorted(out.stats)
+        (0.9266, ['active_fraction', 'mean_neg_dist', 'mean_pos_dist', 'n_valid'])
+        >>> out = TripletLoss(mining="all")(embeddings, labels)  # 8 anchors × 1 positive × 6
+        >>> round(out.loss.item(), 4), out.stats["n_valid"]
+        (0.5748, 48.0)
     """
 
     def __init__(
@@ -94,22 +118,9 @@ class TripletLoss(torch.nn.Module):
         self.soft = soft
         self.generator: torch.Generator | None = None
 
-    def forward(
-        self,
-        embeddings: torch.Tensor,
-        labels: torch.Tensor,
-        ref_embeddings: torch.Tensor | None = None,
-        ref_labels: torch.Tensor | None = None,
-    ) -> LossOutput:
-        """Args:
-            embeddings: (B, D) anchors.
-            labels: (B,) int64 class labels.
-            ref_embeddings: (R, D) positives/negatives, or None for the batch itself.
-            ref_labels: (R,) int64, given exactly when `ref_embeddings` is.
-        Returns:
-            LossOutput with the mean triplet loss.
-        """
-        check_reference(ref_embeddings, ref_labels)
+    def batch_loss(self, batch: LabelledBatch) -> LossOutput:
+        """A LossOutput with the mean triplet loss."""
+        embeddings, labels, ref_embeddings, ref_labels = batch
         dist = pairwise_distances(embeddings, ref_embeddings, self.metric)
         if self.mining == "all":
             return batch_all_triplet_loss(dist, labels, ref_labels, self.margin, self.soft)

@@ -133,6 +133,18 @@ def build_encoder(
             for your own encoder also a path that cannot be imported (`EncoderImportError`), a
             factory that is not callable or raises, options that are not JSON-able, or a
             module that does not map (N, *input_shape) inputs to (N, F) features.
+
+    Example:
+        >>> import torch
+        >>> from siamese import ENCODERS, build_encoder
+        >>> "convnet" in ENCODERS
+        True
+        >>> _ = torch.manual_seed(0)
+        >>> encoder = build_encoder("convnet", (1, 28, 28), widths=[8, 16])
+        >>> encoder.encoder_name, encoder.encoder_options, encoder.out_features
+        ('convnet', {'widths': [8, 16]}, 16)
+        >>> tuple(encoder(torch.rand(2, 1, 28, 28)).shape)
+        (2, 16)
     """
     if is_encoder_path(name):
         return _build_user_encoder(name, input_shape, options)

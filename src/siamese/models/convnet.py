@@ -26,6 +26,16 @@ class ConvNet(nn.Module):
     """Args:
     in_channels: channels of the input images.
     widths: output channels of each block; each block halves the spatial size (floor).
+
+    Example:
+        >>> import torch
+        >>> from siamese import ConvNet
+        >>> _ = torch.manual_seed(0)
+        >>> net = ConvNet(in_channels=3, widths=(8, 8, 8))
+        >>> tuple(net(torch.rand(2, 3, 32, 32)).shape)
+        (2, 8)
+        >>> sum(p.numel() for p in ConvNet().parameters())  # the default four 64-channel blocks
+        111680
     """
 
     encoder_name = "convnet"

@@ -43,6 +43,18 @@ class EmbeddingNet(nn.Module):
         projection: False: no linear projection, the encoder's features are the embedding
             (`embedding_dim` must equal `encoder.out_features`), as for a pretrained encoder
             whose own output layer is the embedding (dlib's 128-d face descriptors).
+
+    Example:
+        >>> import torch
+        >>> from siamese import ConvNet, EmbeddingNet
+        >>> _ = torch.manual_seed(0)
+        >>> net = EmbeddingNet(ConvNet(in_channels=1, widths=(8, 16)), embedding_dim=4).eval()
+        >>> images = torch.randint(0, 256, (3, 1, 28, 28), dtype=torch.uint8)
+        >>> z = net(images)
+        >>> tuple(z.shape), z.dtype, torch.allclose(z.norm(dim=1), torch.ones(3))
+        ((3, 4), torch.float32, True)
+        >>> net.spec["encoder"], net.spec["encoder_options"], net.spec["embedding_dim"]
+        ('convnet', {'widths': [8, 16]}, 4)
     """
 
     def __init__(
@@ -138,6 +150,18 @@ def build_embedding_net(
     Raises:
         ConfigError: for a missing `encoder`, an unknown key, or an invalid value
             (`EncoderImportError` when your own encoder's path cannot be imported).
+
+    Example:
+        >>> import torch
+        >>> from siamese import build_embedding_net
+        >>> _ = torch.manual_seed(0)
+        >>> spec = {"encoder": "mlp", "encoder_options": {"hidden": [32]}, "embedding_dim": 8}
+        >>> net = build_embedding_net(spec, (1, 8, 8)).eval()
+        >>> tuple(net(torch.rand(5, 1, 8, 8)).shape)
+        (5, 8)
+        >>> copy = build_embedding_net(net.spec, (1, 8, 8))  # the same architecture again
+        >>> copy.load_state_dict(net.state_dict())
+        <All keys matched successfully>
     """
     unknown = sorted(set(spec) - set(SPEC_KEYS))
     if unknown:

@@ -45,6 +45,22 @@ def save_model(
 
     Raises:
         ConfigError: the model's encoder is not one of `siamese.models`' (no spec).
+
+    Example:
+        >>> import os, tempfile
+        >>> import torch
+        >>> from siamese import EmbeddingNet, build_encoder, load_model, save_model
+        >>> _ = torch.manual_seed(0)
+        >>> net = EmbeddingNet(build_encoder("mlp", (1, 8, 8), hidden=[16]), embedding_dim=4).eval()
+        >>> with tempfile.TemporaryDirectory() as folder:
+        ...     save_model(folder, net, (1, 8, 8), extra={"note": "a demo"})
+        ...     files = sorted(os.listdir(folder))
+        ...     loaded = load_model(folder)
+        >>> files
+        ['model.json', 'model.safetensors']
+        >>> x = torch.rand(2, 1, 8, 8)
+        >>> torch.equal(loaded(x), net(x))
+        True
     """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -121,6 +137,20 @@ def load_model(run_dir: Path | str) -> EmbeddingNet:
     Raises:
         CheckpointError: files missing, unreadable, altered, or from another format; or the
             model's own encoder cannot be imported any more.
+
+    Example:
+        >>> import tempfile
+        >>> import torch
+        >>> from siamese import EmbeddingNet, build_encoder, load_model, save_model
+        >>> _ = torch.manual_seed(0)
+        >>> net = EmbeddingNet(build_encoder("convnet", (1, 28, 28), widths=[8]), embedding_dim=4)
+        >>> with tempfile.TemporaryDirectory() as folder:
+        ...     save_model(folder, net, (1, 28, 28))
+        ...     model = load_model(folder)
+        >>> type(model).__name__, model.training, model.spec == net.spec
+        ('EmbeddingNet', False, True)
+        >>> tuple(model(torch.zeros(2, 1, 28, 28, dtype=torch.uint8)).shape)
+        (2, 4)
     """
     run_dir = Path(run_dir)
     description, payload = read_model_files(run_dir)
@@ -168,6 +198,23 @@ def load_siamese_net(run_dir: Path | str) -> SiameseNet:
 
     Raises:
         CheckpointError: the run has no model, or trained without a pair head.
+
+    Example:
+        >>> import tempfile
+        >>> from pathlib import Path
+        >>> import torch
+        >>> from siamese import EmbeddingNet, SiameseNet, build_encoder
+        >>> from siamese import load_siamese_net, save_model
+        >>> from siamese.models.files import save_pair_head
+        >>> _ = torch.manual_seed(0)
+        >>> net = SiameseNet(EmbeddingNet(build_encoder("mlp", (1, 8, 8)), embedding_dim=4)).eval()
+        >>> with tempfile.TemporaryDirectory() as folder:
+        ...     save_model(folder, net.embedding_net, (1, 8, 8))
+        ...     save_pair_head(Path(folder), net.head)  # what a pair_classifier run saves
+        ...     loaded = load_siamese_net(folder)
+        >>> a, b = torch.rand(2, 1, 8, 8), torch.rand(2, 1, 8, 8)
+        >>> torch.equal(loaded(a, b), net(a, b))
+        True
     """
     run_dir = Path(run_dir)
     embedding_net = load_model(run_dir)

@@ -18,6 +18,19 @@ class SiameseNet(nn.Module):
         embedding_net: the shared encoder + projection, (N, ...) → (N, D).
         head: the pair classifier whose `logits` score pairs; a new one for D when None.
             Its parameters belong to this module, so one optimiser trains both.
+
+    Example:
+        >>> import torch
+        >>> from siamese import EmbeddingNet, SiameseNet, build_encoder
+        >>> _ = torch.manual_seed(0)
+        >>> net = SiameseNet(EmbeddingNet(build_encoder("mlp", (1, 8, 8)), embedding_dim=4)).eval()
+        >>> a, b = torch.rand(3, 1, 8, 8), torch.rand(3, 1, 8, 8)
+        >>> logits = net(a, b)
+        >>> tuple(logits.shape), torch.allclose(logits, net(b, a))  # symmetric in its inputs
+        ((3,), True)
+        >>> p = net.probability(a, b)
+        >>> bool(((p > 0) & (p < 1)).all())
+        True
     """
 
     def __init__(self, embedding_net: EmbeddingNet, head: PairClassifierLoss | None = None) -> None:

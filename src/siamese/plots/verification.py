@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -21,6 +22,10 @@ from siamese.plots.style import (
     new_figure,
     save_figure,
 )
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
 
 
 def plot_roc(curves: Mapping[str, tuple[RocCurve, float, float]], path: Path, title: str) -> Path:
@@ -56,10 +61,7 @@ def plot_roc(curves: Mapping[str, tuple[RocCurve, float, float]], path: Path, ti
     ax.set_ylim(0, 1.01)
     ax.set_xlabel("false-accept rate (impostor pairs accepted)")
     ax.set_ylabel("true-accept rate (genuine pairs accepted)")
-    ax.set_title(title)
-    ax.grid(alpha=0.3)
-    ax.legend(loc="lower right", fontsize=8)
-    return save_figure(fig, path)
+    return _titled_and_saved(fig, ax, title, "lower right", path)
 
 
 def plot_distance_histograms(
@@ -123,7 +125,13 @@ def plot_distance_histograms(
         ax.axvline(threshold, color="black", linestyle="--", linewidth=1.5, label=label)
     ax.set_xlabel("distance between the two embeddings (accept as same when ≤ threshold)")
     ax.set_ylabel("share of pairs of that kind")
+    return _titled_and_saved(fig, ax, title, "upper right", path)
+
+
+def _titled_and_saved(fig: Figure, ax: Axes, title: str, legend_loc: str, path: Path) -> Path:
+    """Finish a one-panel figure as the verification plots do (title, light grid, a small
+    legend at `legend_loc`) and save it to `path` (returned)."""
     ax.set_title(title)
     ax.grid(alpha=0.3)
-    ax.legend(loc="upper right", fontsize=8)
+    ax.legend(loc=legend_loc, fontsize=8)
     return save_figure(fig, path)

@@ -8,7 +8,7 @@ thresholds, and a persistent gallery that enrols identities and identifies new i
 - `thresholds`: decision thresholds at stated false-accept rates, calibrated on classes the
   model did not train on, stored in model.json.
 - `recognition_model`: `RecognitionModel`, what every recogniser is (metric, fingerprint,
-  thresholds, prepare → embed, compare), and `load_recognizer` (picks the kind by folder).
+  thresholds, prepare → embed, compare), and `load_recognizer` (`recognizer_loading`: picks the kind by folder).
 - `recognizer`: `Recognizer`, a `RecognitionModel` run by PyTorch.
 - `onnx_recognizer`: `OnnxRecognizer`, the same on a `siamese export --format onnx` folder,
   run by onnxruntime without importing torch.
@@ -33,46 +33,40 @@ ends).
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-_PUBLIC: dict[str, str] = {
-    "Comparison": "siamese.recognition.decisions",
-    "DecisionBasis": "siamese.recognition.answers",
-    "Enrollment": "siamese.recognition.answers",
-    "Gallery": "siamese.recognition.gallery",
-    "Identification": "siamese.recognition.answers",
-    "OnnxRecognizer": "siamese.recognition.onnx_recognizer",
-    "Recognizer": "siamese.recognition.recognizer",
-    "Thresholds": "siamese.recognition.decisions",
-    "RecognitionModel": "siamese.recognition.recognition_model",
-    "Verification": "siamese.recognition.answers",
-    "calibrate": "siamese.recognition.thresholds",
-    "load_recognizer": "siamese.recognition.recognition_model",
-}
+from siamese.data import lazy_getattr, public_names
+
+_PUBLIC = public_names(
+    {
+        "siamese.recognition.decisions": ("Comparison", "Thresholds"),
+        "siamese.recognition.answers": (
+            "DecisionBasis",
+            "Enrollment",
+            "Identification",
+            "Verification",
+        ),
+        "siamese.recognition.gallery": ("Gallery",),
+        "siamese.recognition.onnx_recognizer": ("OnnxRecognizer",),
+        "siamese.recognition.recognizer": ("Recognizer",),
+        "siamese.recognition.recognition_model": ("RecognitionModel",),
+        "siamese.recognition.thresholds": ("calibrate",),
+        "siamese.recognition.recognizer_loading": ("load_recognizer",),
+    }
+)
 __all__ = sorted(_PUBLIC)
 
 if TYPE_CHECKING:
-    from siamese.recognition.answers import (
-        DecisionBasis,
-        Enrollment,
-        Identification,
-        Verification,
-    )
+    from siamese.recognition.answers import DecisionBasis, Enrollment, Identification, Verification
     from siamese.recognition.decisions import Comparison, Thresholds
     from siamese.recognition.gallery import Gallery
     from siamese.recognition.onnx_recognizer import OnnxRecognizer
-    from siamese.recognition.recognition_model import RecognitionModel, load_recognizer
+    from siamese.recognition.recognition_model import RecognitionModel
     from siamese.recognition.recognizer import Recognizer
+    from siamese.recognition.recognizer_loading import load_recognizer
     from siamese.recognition.thresholds import calibrate
 
-
-def __getattr__(name: str) -> Any:
-    if name not in _PUBLIC:
-        raise AttributeError(f"module 'siamese.recognition' has no attribute {name!r}")
-    value = getattr(importlib.import_module(_PUBLIC[name]), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_getattr(__name__, _PUBLIC, globals())
 
 
 def __dir__() -> list[str]:

@@ -57,7 +57,8 @@ from siamese.recognition.gallery_search import check_choices
 from siamese.recognition.gallery_search_cache import SearchCache
 from siamese.recognition.gallery_store import ExampleRow, GalleryStore, NewExample, now
 from siamese.recognition.model_inputs import EmbeddedImages, ImageInput
-from siamese.recognition.recognition_model import RecognitionModel, load_recognizer
+from siamese.recognition.recognition_model import RecognitionModel
+from siamese.recognition.recognizer_loading import load_recognizer
 from siamese.recognition.score_normalisation import COHORT, normalised_best
 
 SELF_CALIBRATION_STEP = 0.1

@@ -37,6 +37,7 @@ import numpy as np
 import torch
 
 from siamese.errors import ConfigError
+from siamese.recognition.gallery_exact_search import ExactSearch
 
 ANN_KINDS = ("ivf", "hnsw", "ivfpq")
 """The approximate kinds; "flat" (exhaustive) serves a snapshot too small for them."""
@@ -333,8 +334,6 @@ def tune(
             both find nothing within it agree). None: the nearest identity itself must
             agree, however far (for decisions on normalised scores).
     """
-    from siamese.recognition.gallery_search import ExactSearch
-
     started = time.perf_counter()
     alive = np.flatnonzero(owners >= 0)
     rng = np.random.default_rng(seed)

@@ -13,8 +13,7 @@ import torch
 
 from siamese.config import RunConfig
 from siamese.data.derived.resized import fitted_to
-from siamese.data.folders.streamed import in_memory
-from siamese.data.labeled import LabeledData
+from siamese.data.labeled import LabeledData, in_memory
 from siamese.distances import pairwise_distances
 from siamese.errors import ConfigError, DataError
 from siamese.evaluation.embed import embed

@@ -58,16 +58,15 @@ class ServiceMetrics:
             ("reason",),
             registry=self.registry,
         )
-        self.identities = Gauge(
-            "siamese_gallery_identities",
-            "Identities enrolled, by gallery",
-            ("gallery",),
-            registry=self.registry,
-            multiprocess_mode="max",
-        )
-        self.examples = Gauge(
-            "siamese_gallery_examples",
-            "Examples enrolled, by gallery",
+        self.identities = self._gallery_gauge("identities", "Identities")
+        self.examples = self._gallery_gauge("examples", "Examples")
+
+    def _gallery_gauge(self, counted: str, what: str) -> Gauge:
+        """The gauge `siamese_gallery_<counted>`: `what` enrolled, by gallery (the largest
+        value across worker processes)."""
+        return Gauge(
+            f"siamese_gallery_{counted}",
+            f"{what} enrolled, by gallery",
             ("gallery",),
             registry=self.registry,
             multiprocess_mode="max",

@@ -15,25 +15,20 @@ Names are imported on first use, so that the CLI's allocator setting does not pa
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-_PUBLIC: dict[str, str] = {
-    "fit": "siamese.training.loop",
-    "warmup_cosine": "siamese.training.loop",
-    "TrainingLoop": "siamese.training.loop",
-    "TrainingHistory": "siamese.training.loop",
-    "train_run": "siamese.training.training_run",
-    "RunResult": "siamese.training.training_run",
-}
+from siamese.data import lazy_getattr, public_names
+
+_PUBLIC = public_names(
+    {
+        "siamese.training.loop": ("fit", "warmup_cosine", "TrainingLoop", "TrainingHistory"),
+        "siamese.training.training_run": ("train_run", "RunResult"),
+    }
+)
 __all__ = sorted(_PUBLIC)
 
 if TYPE_CHECKING:
     from siamese.training.loop import TrainingHistory, TrainingLoop, fit, warmup_cosine
     from siamese.training.training_run import RunResult, train_run
 
-
-def __getattr__(name: str) -> Any:
-    if name not in _PUBLIC:
-        raise AttributeError(f"module 'siamese.training' has no attribute {name!r}")
-    return getattr(importlib.import_module(_PUBLIC[name]), name)
+__getattr__ = lazy_getattr(__name__, _PUBLIC)

@@ -443,6 +443,21 @@ def fit(
         TrainingHistory.
     Raises:
         TrainingDivergedError: the loss became NaN or inf.
+
+    Example:
+        >>> import torch
+        >>> from siamese import EmbeddingNet, PKSampler, TripletLoss, build_encoder
+        >>> from siamese import fit, load_dataset
+        >>> _ = torch.manual_seed(0)
+        >>> data = load_dataset("digits").subset(torch.arange(100))
+        >>> net = EmbeddingNet(build_encoder("mlp", (1, 8, 8), hidden=[16]), embedding_dim=8)
+        >>> sampler = PKSampler(data.y, p=4, k=2, seed=0)  # 12 batches of 8
+        >>> loss_fn = TripletLoss(margin=0.2, mining="semihard")
+        >>> history = fit(net, data, loss_fn, sampler, epochs=1, log_every=4, show_progress=False)
+        >>> len(history.records), history.images, history.records[-1]["step"]
+        (3, 96, 12.0)
+        >>> sorted(history.records[-1])[:4]
+        ['active_fraction', 'embedding_norm', 'embedding_variance', 'epoch']
     """
     if epochs < 1:
         raise ConfigError(f"epochs must be >= 1, got {epochs}")

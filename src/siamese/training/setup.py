@@ -10,8 +10,8 @@ import torch
 
 from siamese.config import AugmentConfig, RunConfig
 from siamese.data.folders.listing import default_workers
-from siamese.data.folders.streamed import StreamedImages, load_batches
-from siamese.data.labeled import LabeledData
+from siamese.data.folders.streamed import load_batches
+from siamese.data.labeled import ImageSource, Inputs, LabeledData
 from siamese.data.sampling.offline_tuples import TupleBatches
 from siamese.data.sampling.pk_sampler import PKSampler
 from siamese.errors import ConfigError
@@ -21,7 +21,7 @@ from siamese.training.distributed import ProcessGroup
 
 
 def input_statistics(
-    x: torch.Tensor | StreamedImages, seed: int = 0, max_examples: int = 10_000, chunk: int = 256
+    x: Inputs, seed: int = 0, max_examples: int = 10_000, chunk: int = 256
 ) -> tuple[float, float]:
     """Mean and standard deviation of the inputs (uint8 scaled to [0, 1]) over a seeded
     sample of up to `max_examples` examples, accumulated `chunk` examples at a time so that
@@ -39,7 +39,7 @@ def input_statistics(
     total = squares = torch.zeros((), dtype=torch.float64)
     count = 0
     chunks = list(torch.split(picked, chunk))
-    workers = default_workers() if isinstance(x, StreamedImages) else 0
+    workers = default_workers() if isinstance(x, ImageSource) else 0
     for inputs in load_batches(x, chunks, workers=workers):
         part = inputs.float() * scale
         total = total + part.sum(dtype=torch.float64)

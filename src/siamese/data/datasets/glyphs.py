@@ -198,6 +198,19 @@ def load_glyphs(
         LabeledData with x uint8 (N, 1, 28, 28), y int64 (N,), classes = the characters, and
         meta["writer"] int64 (N,): the index of the font in `fonts` (meta_names["writer"]: the
         font names).
+
+    Example:
+        >>> from siamese import load_glyphs
+        >>> data = load_glyphs(
+        ...     variants=2,
+        ...     fonts=("DejaVuSans.ttf", "DejaVuSerif.ttf"),
+        ...     alphabets=("digits",),
+        ...     use_cache=False,
+        ... )
+        >>> tuple(data.x.shape), data.x.dtype, len(data.classes)
+        ((40, 1, 28, 28), torch.uint8, 10)
+        >>> data.meta_names["writer"], data.meta["writer"][:4].tolist()
+        (['DejaVuSans', 'DejaVuSerif'], [0, 0, 1, 1])
     """
     if variants < 1:
         raise ConfigError(f"glyphs: variants must be >= 1, got {variants}")

@@ -8,8 +8,7 @@ from collections.abc import Sequence
 
 import torch
 
-from siamese.data.folders.streamed import StreamedImages, in_memory
-from siamese.data.labeled import LabeledData
+from siamese.data.labeled import ImageSource, LabeledData, in_memory
 from siamese.errors import ConfigError
 
 _CHUNK = 4096  # images per interpolation call: bounds the float32 working copy
@@ -89,7 +88,7 @@ def fitted_to(data: LabeledData, shape: Sequence[int], what: str) -> tuple[Label
         notes.append(f"converted from {have[0]} channel{plural} to {want[0]}")
     if have[1:] != want[1:]:
         notes.append(f"resized from {have[1]}×{have[2]} to {want[1]}×{want[2]}")
-    if isinstance(data.x, StreamedImages):  # converted batch by batch, as they are decoded
+    if isinstance(data.x, ImageSource):  # converted batch by batch, as they are decoded
         return dataclasses.replace(data, x=data.x.fitted(want)), ", ".join(notes)
     if have[0] != want[0]:
         data = with_channels(data, int(want[0]))

@@ -6,8 +6,7 @@ from __future__ import annotations
 
 import torch
 
-from siamese.data.folders.streamed import in_memory
-from siamese.data.labeled import LabeledData
+from siamese.data.labeled import LabeledData, in_memory
 from siamese.errors import ConfigError
 
 ROTATIONS = (0, 90, 180, 270)

@@ -27,14 +27,26 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
 from siamese.data import image_files
-from siamese.data.folders.listing import pool_context
+from siamese.data.derived.resized import convert_channels, resize_images
+from siamese.data.folders.checks import (
+    FolderOptions,
+    check_bad_files,
+    check_one_size,
+    empty_class_folders,
+    labeled,
+    selected_classes,
+    warn_skipped,
+)
+from siamese.data.folders.listing import folder_index, pool_context
 from siamese.data.image_files import DEFAULT_MAX_PIXELS, RESIZE_MODES, BadImageError
+from siamese.data.labeled import ImageSource, Inputs, LabeledData, SkippedFile
 from siamese.errors import ConfigError, DataError
 from siamese.faces.preprocessing import FaceStep
 
@@ -297,8 +309,6 @@ class StreamedImages:
             out[k] = pixels
         x = torch.from_numpy(out)
         if self._fit is not None:
-            from siamese.data.derived.resized import convert_channels, resize_images
-
             x = resize_images(convert_channels(x, self._fit[0]), self._fit[1:])
         return x
 
@@ -356,7 +366,7 @@ def ranges(n: int, batch_size: int) -> list[torch.Tensor]:
 class _BatchDecoder(torch.utils.data.Dataset):
     """A dataset whose items are whole batches: item `positions` is the decoded batch."""
 
-    def __init__(self, images: StreamedImages) -> None:
+    def __init__(self, images: ImageSource) -> None:
         self.images = images
 
     def __getitem__(self, positions: np.ndarray) -> torch.Tensor | _Failure:
@@ -408,7 +418,7 @@ class StreamedBatches:
 
     def __init__(
         self,
-        images: torch.Tensor | StreamedImages,
+        images: Inputs,
         batches: Iterable[Any],
         workers: int = 0,
         pin_memory: bool = False,
@@ -422,7 +432,7 @@ class StreamedBatches:
         self.images = images
         self.batches = batches
         self.pin_memory = pin_memory and torch.cuda.is_available()
-        if isinstance(images, StreamedImages):
+        if isinstance(images, ImageSource):
             loader = torch.utils.data.DataLoader(
                 _BatchDecoder(images),
                 batch_size=None,
@@ -492,7 +502,7 @@ class StreamedBatches:
 
 
 def load_batches(
-    images: torch.Tensor | StreamedImages,
+    images: Inputs,
     batches: Iterable[torch.Tensor | np.ndarray | Sequence[int]],
     workers: int = 0,
     pin_memory: bool = False,
@@ -519,13 +529,76 @@ def load_batches(
     return StreamedBatches(images, batches, workers, pin_memory, prefetch)
 
 
-def in_memory(x: torch.Tensor | StreamedImages, what: str) -> torch.Tensor:
-    """`x` itself when it is a tensor; for streamed images, a DataError saying that `what`
-    (e.g. "rotated_classes") needs every image in memory and what to do instead."""
-    if isinstance(x, StreamedImages):
-        raise DataError(
-            f"{what} needs every image in memory, but these {len(x):,} images are streamed "
-            f"from their files ({_size(x.nbytes)} decoded): load the folder with "
-            "stream=False (data.options.stream: false) if it fits in memory"
+def load_streamed(
+    root: Path,
+    split: str | None,
+    options: FolderOptions,
+    on_bad_file: str,
+    workers: int,
+    use_cache: bool,
+) -> LabeledData:
+    """`load_folder` with x a StreamedImages: the same checks, order, labels and paths, from
+    the folder's index (`folder_index`) instead of its decoded pixels."""
+    if options.face is not None and options.face.on_no_face == "skip":
+        raise ConfigError(
+            f"{root} is streamed (stream=True, or its decoded images would pass "
+            f"{stream_limit_bytes():,} bytes), and streaming cannot leave out the photos without "
+            "a face that the face step's on_no_face 'skip' asks for: each is known only once "
+            "it is decoded. Set on_no_face to 'error' (a photo without a face then stops the "
+            "work, named), or load with stream=False"
         )
-    return x
+    folders = folder_index(root, workers, use_cache).splits
+    selected, classes = selected_classes(root, folders, split)
+
+    skipped = empty_class_folders(root, selected, on_bad_file)
+    split_names = [f.name for f in folders if f.name is not None]
+    class_id = {name: i for i, name in enumerate(classes)}
+    paths: list[str] = []
+    labels: list[int] = []
+    splits: list[int] = []
+    sizes: list[tuple[int, int]] = []
+    colour = False
+    bad: list[SkippedFile] = []
+    for folder in selected:
+        split_index = split_names.index(folder.name) if folder.name is not None else 0
+        for name in sorted(folder.classes):
+            listed = folder.classes[name]
+            heights, widths = listed.heights.tolist(), listed.widths.tolist()
+            channels = listed.channels.tolist()
+            for i, file in enumerate(listed.files):
+                relative = f"{folder.prefix()}{name}/{file}"
+                reason = listed.reasons[i]
+                if not reason and heights[i] * widths[i] > options.max_pixels:
+                    reason = image_files.too_many_pixels_reason(
+                        widths[i], heights[i], options.max_pixels
+                    )
+                if reason:
+                    bad.append(SkippedFile(relative, reason))
+                    continue
+                paths.append(relative)
+                labels.append(class_id[name])
+                splits.append(split_index)
+                sizes.append((heights[i], widths[i]))
+                colour = colour or channels[i] == 3
+    check_bad_files(root, len(paths), bad, on_bad_file, options.face)
+    skipped += bad
+    warn_skipped(root, skipped)
+
+    if options.size is not None:
+        size = options.size
+    elif options.face is not None:
+        size = (options.face.size, options.face.size)
+    else:
+        check_one_size(root, paths, sizes)
+        size = sizes[0]
+    n_channels = options.channels or (3 if colour or options.face is not None else 1)
+    x = StreamedImages(
+        paths,
+        (n_channels, *size),
+        root=root,
+        resize=options.resize if options.size is not None else None,
+        max_pixels=options.max_pixels,
+        face=options.face,
+        workers=workers,
+    )
+    return labeled(root, x, labels, splits, split_names, classes, paths, skipped)

@@ -138,6 +138,23 @@ class TupleBatches:
         per_epoch: tuples per epoch (ignored with `fixed`).
         seed: base seed; rank, world_size: this process's shard.
         fixed: (i, j, same) pairs, (P,) int64 each, to pass over every epoch; kind "pairs".
+
+    Example:
+        >>> import torch
+        >>> from siamese import TupleBatches
+        >>> labels = torch.tensor([0, 0, 0, 1, 1, 1, 2, 2, 2, 3, 3, 3])
+        >>> pairs = TupleBatches(labels, kind="pairs", size=4, per_epoch=8, seed=0)
+        >>> i, j, same = next(iter(pairs))
+        >>> len(pairs), tuple(i.shape), same.tolist()
+        (2, (4,), [0, 1, 0, 1])
+        >>> torch.equal(same, (labels[i] == labels[j]).long())  # 1 = same class
+        True
+        >>> triplets = TupleBatches(labels, kind="triplets", size=3, per_epoch=6, seed=0)
+        >>> anchor, positive, negative = next(iter(triplets))
+        >>> bool((labels[anchor] == labels[positive]).all())
+        True
+        >>> bool((labels[anchor] != labels[negative]).all())
+        True
     """
 
     def __init__(

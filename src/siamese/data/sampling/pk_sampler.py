@@ -32,6 +32,16 @@ class PKSampler(torch.utils.data.Sampler[list[int]]):
         k: samples per class (>= 2).
         seed: base seed of the order.
         rank, world_size: the shard of this process.
+
+    Example:
+        >>> import torch
+        >>> from siamese import PKSampler
+        >>> labels = torch.tensor([0, 0, 0, 1, 1, 1, 2, 2, 2, 3, 3, 3])
+        >>> sampler = PKSampler(labels, p=2, k=2, seed=0)
+        >>> sampler.set_epoch(0)
+        >>> batches = list(sampler)
+        >>> len(sampler), [labels[batch].tolist() for batch in batches]
+        (3, [[2, 2, 0, 0], [1, 1, 3, 3], [0, 0, 2, 2]])
     """
 
     def __init__(

@@ -1,0 +1,1 @@
+"""Tests of siamese, laid out like src/siamese."""
