@@ -361,7 +361,7 @@ def section(document: dict[str, Any]) -> str:
     lines = [
         "Realised FPIR (share of held-out strangers a gallery accepted) against the target, "
         "for the old rule (`--far` at the target rate, a fixed pair threshold) and the FPIR "
-        "rule (`--fpir`: the threshold for the gallery's size, re-derived at every enrolment; "
+        "rule (`--fpir`: the threshold for the gallery's size, re-derived at every enrollment; "
         "the gallery measures itself from 10 identities on) deciding on distances (the "
         "default), on the cohort ratio (the best distance over the mean of the next five "
         "identities'), or on T-norm. Galleries enrolled from one image per identity, all "

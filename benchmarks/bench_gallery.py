@@ -1,4 +1,4 @@
-"""Gallery search and enrolment, measured against peers in the same run.
+"""Gallery search and enrollment, measured against peers in the same run.
 
 Search: 1,000 probes against galleries of 10k, 100k and 1M random 128-d unit vectors (one per
 identity, so identification is nearest-neighbour search), each probe a noisy copy of a random
@@ -9,7 +9,7 @@ block): build seconds, queries/s for the 1,000 probes as one batch, latency of o
 time (median of 100), the index's memory (its vectors, or FAISS's serialised index), and
 recall@1 against exact search.
 
-Enrolment: a known-people folder of PNG files (ORL faces at 56×46, 40 people × 10) enrolled
+Enrollment: a known-people folder of PNG files (ORL faces at 56×46, 40 people × 10) enrolled
 into a new SQLite gallery, person by person, against embedding the same files alone: images/s
 of each, and the ratio (what the database costs).
 
@@ -156,7 +156,7 @@ def measure_size(size: int, seed: int) -> dict[str, Any]:
     return {"size": size, "rows": rows}
 
 
-def measure_enrolment(data_dir: str | None, work: Path) -> dict[str, Any]:
+def measure_enrollment(data_dir: str | None, work: Path) -> dict[str, Any]:
     """ORL's 400 faces as a known-people folder, enrolled into SQLite vs embedded alone."""
     from PIL import Image
 
@@ -224,11 +224,11 @@ def section(document: dict[str, Any]) -> str:
                 f"({ratio:.2f}× exact) | {r['latency_ms']:.2f} | {r['memory_mb']:.0f} | "
                 f"{r['recall_at_1']:.3f} |"
             )
-    e = document.get("enrolment")
+    e = document.get("enrolment")  # the key of the published results (older spelling)
     if e:
         lines += [
             "",
-            f"Enrolment of a known-people folder ({e['people']} people, {e['images']} PNG "
+            f"Enrollment of a known-people folder ({e['people']} people, {e['images']} PNG "
             f"faces at 56×46) into a new SQLite gallery: {e['enrol_images_per_s']:.0f} images/s, "
             f"against {e['embed_images_per_s']:.0f} images/s for embedding the same files alone "
             f"({e['enrol_vs_embed']:.2f}×: the rest is hashing and the database).",
@@ -248,17 +248,17 @@ def main() -> None:
     for size in args.sizes:
         print(f"gallery of {size:,} ...", flush=True)
         search.append(measure_size(size, args.seed))
-    enrolment = None
+    enrollment = None
     if args.data_dir:
         with tempfile.TemporaryDirectory(prefix="bench-gallery-") as folder:
-            enrolment = measure_enrolment(args.data_dir, Path(folder))
+            enrollment = measure_enrollment(args.data_dir, Path(folder))
     document = {
         "benchmark": "gallery",
         "date": time.strftime("%Y-%m-%d"),
         "machine": describe_machine(),
         "seed": args.seed,
         "search": search,
-        "enrolment": enrolment,
+        "enrolment": enrollment,  # the key the published results use
     }
     text = section(document)
     publish_results("gallery", document, text)

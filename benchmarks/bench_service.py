@@ -5,14 +5,14 @@ network behind HOG detection and 5-point alignment), with galleries in SQLite an
 throwaway PostgreSQL cluster; the clients are asyncio + httpx in this process.
 
 - load: 1, 8 and 32 concurrent clients for a fixed time each; every client identifies
-  celebrity photos and, one request in ten, enrols a new person; requests/s, p50/p95/p99
-  latency, status counts. Afterwards every acknowledged enrolment (201) must be in the database
+  celebrity photos and, one request in ten, enrolls a new person; requests/s, p50/p95/p99
+  latency, status counts. Afterwards every acknowledged enrollment (201) must be in the database
   and be found by identifying its photo: "lost" counts those that are not.
 - batching: 32 clients identifying, with micro-batching (--max-batch 32) and without
   (--max-batch 1), in the same run: requests/s of each and the ratio.
 - fuzz: schemathesis against the served OpenAPI schema (no 5xx; every status, content type
   and body as documented).
-- faults: the server SIGKILLed while 8 clients enrol, then restarted: acknowledged enrolments
+- faults: the server SIGKILLed while 8 clients enroll, then restarted: acknowledged enrollments
   missing afterwards, SQLite's integrity check; PostgreSQL stopped for 3 s under load: the
   statuses seen (503 while it is down, no other 5xx), and whether the service answers again
   without being restarted.
@@ -138,7 +138,7 @@ def run_clients(
 
 
 def lost_enrolments(base: str, acknowledged: list[tuple[str, int]], photos: list) -> int:
-    """Acknowledged enrolments that are not in the gallery, or not found by their photo."""
+    """Acknowledged enrollments that are not in the gallery, or not found by their photo."""
     import httpx
 
     names = set()
@@ -244,7 +244,7 @@ def main() -> None:
             "ratio": values[0]["requests_per_second"] / values[1]["requests_per_second"],
         }
 
-        # SIGKILL during enrolments, then a restart on the same SQLite file
+        # SIGKILL during enrollments, then a restart on the same SQLite file
         location = str(RUNS / "kill.sqlite")
         server = serve(new_gallery(model, location))
         server.start()
@@ -597,7 +597,7 @@ def _batching_ratio(batching: dict[str, Any]) -> float:
 
 def readme_table(document: dict[str, Any]) -> str:
     lines = [
-        "| database | clients | served/s | p50 | p99 | refused (503) | other 5xx | lost enrolments |",
+        "| database | clients | served/s | p50 | p99 | refused (503) | other 5xx | lost enrollments |",
         "|---|---|---|---|---|---|---|---|",
     ]
     for row in document["load"]:
@@ -614,7 +614,7 @@ def readme_table(document: dict[str, Any]) -> str:
         "Latencies are of every answer, refusals included; clients that are refused ask "
         "again at once (the fairness table below has clients that honour Retry-After). "
         f"Micro-batching at 32 clients: {_batching_ratio(b):.2f}× the served/s of one-by-one. SIGKILL "
-        f"during enrolments: {k['lost']} of {k['acknowledged']} acknowledged enrolments lost "
+        f"during enrollments: {k['lost']} of {k['acknowledged']} acknowledged enrollments lost "
         f"(SQLite integrity: {k['sqlite_integrity']}). PostgreSQL stopped 3 s under load: "
         f"{p['other_5xx']} 5xx other than 503, ready again without a restart "
         f"(/readyz {p['ready_after']}).",
@@ -636,8 +636,8 @@ def section(document: dict[str, Any]) -> str:
     lines = [
         f"A real `siamese serve` on loopback with the face model ({document['model']}); "
         f"asyncio + httpx clients in another process on the same {m['cores']} cores; "
-        f"{document['seconds_per_level']:.0f} s per level; one request in ten enrols a new "
-        "person, the others identify a celebrity photo. Lost: acknowledged (201) enrolments "
+        f"{document['seconds_per_level']:.0f} s per level; one request in ten enrolls a new "
+        "person, the others identify a celebrity photo. Lost: acknowledged (201) enrollments "
         "not in the gallery or not found by their photo afterwards.",
         "",
         "| database | clients | served/s | p50 | p95 | p99 | refused (503) | other 5xx "
@@ -666,7 +666,7 @@ def section(document: dict[str, Any]) -> str:
     ]
     k = document["kill"]
     lines.append(
-        f"SIGKILL during enrolments by 8 clients, then a restart: {k['acknowledged']} enrolments "
+        f"SIGKILL during enrollments by 8 clients, then a restart: {k['acknowledged']} enrollments "
         f"acknowledged, {k['stored_after_restart']} identities stored, **{k['lost']} lost**; "
         f"SQLite integrity check: {k['sqlite_integrity']}."
     )
@@ -674,7 +674,7 @@ def section(document: dict[str, Any]) -> str:
     lines.append(
         f"PostgreSQL stopped for 3 s under 8 clients: statuses {p['statuses_seen']}; other 5xx "
         f"than 503: {p['other_5xx']}; /readyz afterwards {p['ready_after']} without restarting "
-        f"the service; lost {p['lost']} of {p['acknowledged']} acknowledged enrolments."
+        f"the service; lost {p['lost']} of {p['acknowledged']} acknowledged enrollments."
     )
     f = document.get("fuzz")
     if f:

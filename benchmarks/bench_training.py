@@ -262,13 +262,13 @@ def engine_loop(job: dict[str, Any]) -> dict[str, Any]:
 
     def engine_block() -> None:
         loop.total_steps += LOG_EVERY
-        loop.run()
+        loop.train()
 
     def hand_block() -> None:
         for _ in range(LOG_EVERY):
             hand_step()
 
-    loop.run()
+    loop.train()
     warmup_loss_means = [r["loss"] for r in loop.history.records]
     hand_warmup = block_means([float(hand_step().detach()) for _ in range(job["warmup"])], 10)
     blocks: dict[str, list[float]] = {"engine": [], "hand": []}

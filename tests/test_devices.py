@@ -171,7 +171,7 @@ def test_the_fp16_gradient_scaler_path_trains_and_skips_overflowing_steps(
         log_every=10,
     )
     assert isinstance(loop.scaler, torch.amp.GradScaler)
-    history = loop.run()
+    history = loop.train()
     losses = [r["loss"] for r in history.records]
     assert all(torch.isfinite(torch.tensor(losses)))
     assert losses[-1] < losses[0]

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from siamese.data import lazy_getattr, public_names
+from siamese.lazy_exports import lazy_getattr, public_names
 
 __version__ = "0.1.0"
 

@@ -357,28 +357,28 @@ def test_enrol_clusters_refusals_say_what_and_store_nothing(
     gallery = tmp_path / "people.sqlite"
     code, text = run_cli(["gallery", "create", str(gallery), "--model", str(digits_model)], capsys)
     assert code == 0, text
-    enrol = ["gallery", "enroll", str(gallery), "--clusters"]
+    enroll = ["gallery", "enroll", str(gallery), "--clusters"]
 
     nothing = tmp_path / "not-a-review"
     nothing.mkdir()
-    code, text = run_cli([*enrol, str(nothing)], capsys)
+    code, text = run_cli([*enroll, str(nothing)], capsys)
     assert code == 1 and "Traceback" not in text
     assert f"{nothing}: no clusters.json; give the --out folder of `siamese cluster`" in text
 
     out = tmp_path / "out"
     code, text = _cluster([str(digits_model), str(tmp_path / "photos"), "--out", str(out)], capsys)
     assert code == 0, text
-    code, text = run_cli([*enrol, str(out)], capsys)
+    code, text = run_cli([*enroll, str(out)], capsys)
     assert code == 1 and f"{out}/people: no folder is named yet (4 keep their generated" in text
     assert "give --name cluster-001=NAME" in text
 
-    code, text = run_cli([*enrol, str(out), "--name", "1=Ann", "--name", "7=Zed"], capsys)
+    code, text = run_cli([*enroll, str(out), "--name", "1=Ann", "--name", "7=Zed"], capsys)
     assert code == 1 and "Traceback" not in text
     assert f"--name 7=Zed: {out / 'people'} has no folder 'cluster-007'" in text
     assert "(it has cluster-001, cluster-002, cluster-003, unclustered)" in text
-    code, text = run_cli([*enrol, str(out), "--name", "Ann=Bob"], capsys)
+    code, text = run_cli([*enroll, str(out), "--name", "Ann=Bob"], capsys)
     assert code == 1 and "has no folder 'Ann'" in text
-    code, text = run_cli([*enrol, str(out), "--name", "cluster-001"], capsys)
+    code, text = run_cli([*enroll, str(out), "--name", "cluster-001"], capsys)
     assert code == 1 and "--name 'cluster-001': give CLUSTER=NAME, e.g. cluster-003=Ann" in text
     code, text = run_cli(
         ["gallery", "enroll", str(gallery), "Ann", str(digit_library["zero"][0]), "--name", "1=A"],
@@ -389,14 +389,16 @@ def test_enrol_clusters_refusals_say_what_and_store_nothing(
     # a link to a face clusters.json does not hold
     stray = out / "people" / "cluster-001" / "f000099-stray.png"
     stray.symlink_to(digit_library["zero"][0])
-    code, text = run_cli([*enrol, str(out), "--name", "1=Ann"], capsys)
+    code, text = run_cli([*enroll, str(out), "--name", "1=Ann"], capsys)
     assert code == 1 and f"{stray}: names face 99, which" in text
     assert "rename the file without its f-number prefix" in text
     stray.unlink()
     assert _gallery_sources(gallery) == {}  # nothing stored by any refusal
 
     # cluster-001 and cluster-003 given one name: one person
-    code, text = run_cli([*enrol, str(out), "--name", "1=Ann", "--name", "cluster-003=Ann"], capsys)
+    code, text = run_cli(
+        [*enroll, str(out), "--name", "1=Ann", "--name", "cluster-003=Ann"], capsys
+    )
     assert code == 0, text
     assert "Ann: new, 8 face(s) enrolled" in text
     assert "not enrolled: 2 folder(s) keep their generated names (cluster-002, unclustered)" in text

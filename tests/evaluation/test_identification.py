@@ -1,4 +1,4 @@
-"""Open-set identification against plain loops in float64: best identities, the enrolment
+"""Open-set identification against plain loops in float64: best identities, the enrollment
 split, the threshold at a false-positive identification rate, FNIR and DIR."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from siamese.errors import DataError
 from siamese.evaluation.identification import (
     Trial,
     best_identities,
-    enrolment_trial,
+    enrollment_trial,
     fnir,
     fpir,
     open_set_identification,
@@ -37,11 +37,11 @@ def test_best_identities_match_a_loop_over_every_gallery_example() -> None:
         assert float(got_score[q]) == pytest.approx(score, abs=1e-5)
 
 
-def test_an_enrolment_trial_splits_people_and_examples_as_stated() -> None:
+def test_an_enrollment_trial_splits_people_and_examples_as_stated() -> None:
     y = torch.arange(10).repeat_interleave(6)
     y = torch.cat([y, torch.tensor([10])])  # a person with one image: never enrolled at 1 shot
     z = torch.nn.functional.one_hot(y, 11).float()  # each person a point: rank-1 is perfect
-    trial = enrolment_trial(
+    trial = enrollment_trial(
         z, y, shots=2, generator=torch.Generator().manual_seed(1), metric="euclidean"
     )
     assert trial.enrolled == 5
@@ -50,7 +50,7 @@ def test_an_enrolment_trial_splits_people_and_examples_as_stated() -> None:
     assert bool(trial.mated_correct.all()) and float(trial.mated_best.max()) == 0.0
     assert float(trial.non_mated_best.min()) == pytest.approx(math.sqrt(2))
     with pytest.raises(DataError, match="at least 2 identities with more than 6"):
-        enrolment_trial(z, y, shots=6, generator=torch.Generator(), metric="euclidean")
+        enrollment_trial(z, y, shots=6, generator=torch.Generator(), metric="euclidean")
 
 
 def test_threshold_at_fpir_accepts_at_most_that_share_of_strangers() -> None:
@@ -96,7 +96,7 @@ def test_fnir_fpir_and_the_open_set_report_agree_with_counting() -> None:
     centres = torch.randn(20, 8, generator=g) * 2
     y = torch.arange(20).repeat_interleave(8)
     z = centres[y] + torch.randn(160, 8, generator=g)
-    trial = enrolment_trial(z, y, 1, torch.Generator().manual_seed(4), "euclidean")
+    trial = enrollment_trial(z, y, 1, torch.Generator().manual_seed(4), "euclidean")
     t = 2.5
     hits = sum(
         1

@@ -1,4 +1,4 @@
-"""`Gallery` on a real SQLite file: enrolment all or nothing, identification against a
+"""`Gallery` on a real SQLite file: enrollment all or nothing, identification against a
 brute-force float64 search, open-set decisions at the model's calibrated threshold, and
 real processes enrolling at once or killed halfway."""
 
@@ -131,7 +131,7 @@ def test_a_stranger_beyond_the_threshold_is_unknown(
         assert answer.identity is None and answer.candidates == []
 
 
-def test_enrolment_is_all_or_nothing_when_an_image_is_bad(
+def test_enrollment_is_all_or_nothing_when_an_image_is_bad(
     tmp_path: Path, recognizer: Recognizer, digits
 ) -> None:
     x, _ = digits
@@ -291,7 +291,7 @@ def test_faiss_search_agrees_with_exact_search(
         exact = gallery.identify(list(x[1000:1100]), k=3)
     with Gallery.open(path, recognizer, search="faiss") as fast:
         approx = fast.identify(list(x[1000:1100]), k=3)
-        # updates on enrol and remove keep the index in step with the database
+        # updates on enroll and remove keep the index in step with the database
         fast.enroll("extra", x[1000])
         assert fast.identify(x[1000])[0].candidates[0].identity == "extra"
         fast.remove("extra")
@@ -329,7 +329,7 @@ def test_two_processes_enrolling_at_once_lose_nothing(
     with Gallery.open(path, recognizer) as gallery:
         people = gallery.identities()
         assert len(people) == 80 and all(p.examples == 2 for p in people)
-        # 80 enrolments, and the gallery measuring itself as it grew (from 10 identities,
+        # 80 enrollments, and the gallery measuring itself as it grew (from 10 identities,
         # at every 10 %): each a counted write
         assert gallery.store.generation() >= 80
         # the threshold was derived inside the last write, for all 80 identities
@@ -375,7 +375,7 @@ def test_a_process_killed_while_enrolling_leaves_the_gallery_consistent(
                 "SELECT count(e.id) FROM identities i LEFT JOIN examples e "
                 "ON e.identity_id = i.id GROUP BY i.id"
             ).fetchall()
-        # every enrolment that committed holds its 50 examples; none holds part of them
+        # every enrollment that committed holds its 50 examples; none holds part of them
         assert sizes and all(n == 50 for (n,) in sizes), sizes
     with Gallery.open(path, recognizer) as gallery:
         stats = gallery.stats()

@@ -59,7 +59,7 @@ def client(gallery_path: Path) -> Iterator[TestClient]:
         yield test_client
 
 
-def _enrol(client: TestClient, name: str, images: list[bytes], **headers: str) -> object:
+def _enroll(client: TestClient, name: str, images: list[bytes], **headers: str) -> object:
     files = [("images", (f"{name}{i}.png", data, "image/png")) for i, data in enumerate(images)]
     return client.post("/v1/identities", data={"name": name}, files=files, headers=headers)
 
@@ -79,11 +79,11 @@ def _error(response: object) -> tuple[int, str, str]:
 def test_enrol_identify_verify_and_embed(client: TestClient, digits, digits_model: Path) -> None:
     x, y = digits
     zeros, ones = x[y == 0], x[y == 1]
-    response = _enrol(client, "zero", [_png_bytes(p) for p in zeros[:3]])
+    response = _enroll(client, "zero", [_png_bytes(p) for p in zeros[:3]])
     assert response.status_code == 201, response.text
     body = response.json()
     assert body["created"] and body["added"] == ["zero0.png", "zero1.png", "zero2.png"]
-    assert _enrol(client, "one", [_png_bytes(ones[0])]).status_code == 201
+    assert _enroll(client, "one", [_png_bytes(ones[0])]).status_code == 201
 
     probe = _png_bytes(zeros[5])
     response = client.post("/v1/identify", files={"image": ("probe.png", probe, "image/png")})
@@ -123,7 +123,7 @@ def test_identities_and_examples_are_resources(client: TestClient, digits) -> No
     x, y = digits
     for digit in range(5):
         assert (
-            _enrol(client, f"d{digit}", [_png_bytes(p) for p in x[y == digit][:2]]).status_code
+            _enroll(client, f"d{digit}", [_png_bytes(p) for p in x[y == digit][:2]]).status_code
             == 201
         )
     page = client.get("/v1/identities", params={"offset": 1, "limit": 2}).json()
@@ -140,7 +140,7 @@ def test_identities_and_examples_are_resources(client: TestClient, digits) -> No
     code, kind, _ = _error(client.get("/v1/identities/nobody"))
     assert (code, kind) == (404, "not_found")
     # a second POST of the same name is a conflict: examples are added under the identity
-    code, kind, message = _error(_enrol(client, "d1", [_png_bytes(x[100])]))
+    code, kind, message = _error(_enroll(client, "d1", [_png_bytes(x[100])]))
     assert (code, kind) == (409, "conflict") and "/examples" in message
     files = [("images", ("more.png", _png_bytes(x[y == 1][5]), "image/png"))]
     assert client.post("/v1/identities/d1/examples", files=files).status_code == 201
@@ -267,9 +267,9 @@ def test_api_keys_roles_and_revocation(gallery_path: Path, digits) -> None:
         )
         ok = client.post("/v1/identify", files=image, headers={"X-API-Key": reader})
         assert ok.status_code == 200
-        code, kind, _ = _error(_enrol(client, "ada", [_png_bytes(x[1])], **{"X-API-Key": reader}))
+        code, kind, _ = _error(_enroll(client, "ada", [_png_bytes(x[1])], **{"X-API-Key": reader}))
         assert (code, kind) == (403, "forbidden")
-        assert _enrol(client, "ada", [_png_bytes(x[1])], **{"X-API-Key": admin}).status_code == 201
+        assert _enroll(client, "ada", [_png_bytes(x[1])], **{"X-API-Key": admin}).status_code == 201
         assert client.get("/healthz").status_code == 200  # probes need no key
         store = GalleryStore.open(gallery_path)
         revoke_key(store, recognize_record.id)
@@ -366,8 +366,8 @@ def test_siamese_serve_answers_on_loopback_and_stops_on_sigterm(
 def test_a_server_killed_during_enrolments_keeps_every_acknowledged_one(
     gallery_path: Path, digits, tmp_path: Path
 ) -> None:
-    """SIGKILL while two clients enrol, then a restart on the same file: the gallery passes
-    SQLite's integrity check and holds every enrolment that was answered 201."""
+    """SIGKILL while two clients enroll, then a restart on the same file: the gallery passes
+    SQLite's integrity check and holds every enrollment that was answered 201."""
     import sqlite3
     import threading
 
@@ -376,7 +376,7 @@ def test_a_server_killed_during_enrolments_keeps_every_acknowledged_one(
     x, _ = digits
     acknowledged: list[str] = []
 
-    def enrol(base: str, worker: int, stop: threading.Event) -> None:
+    def enroll(base: str, worker: int, stop: threading.Event) -> None:
         n = 0
         while not stop.is_set():
             name = f"w{worker}-{n}"
@@ -393,7 +393,7 @@ def test_a_server_killed_during_enrolments_keeps_every_acknowledged_one(
 
     server = ServeProcess(gallery_path, tmp_path / "server.log").start()
     stop = threading.Event()
-    clients = [threading.Thread(target=enrol, args=(server.base, w, stop)) for w in range(2)]
+    clients = [threading.Thread(target=enroll, args=(server.base, w, stop)) for w in range(2)]
     for c in clients:
         c.start()
     time.sleep(3)
@@ -416,7 +416,7 @@ def test_a_server_killed_during_enrolments_keeps_every_acknowledged_one(
 
 @pytest.mark.slow
 def test_several_workers_share_the_gallery(gallery_path: Path, digits, tmp_path: Path) -> None:
-    """`--workers 2`: two processes on one SQLite gallery; what one enrols, every answer finds
+    """`--workers 2`: two processes on one SQLite gallery; what one enrolls, every answer finds
     (the kernel spreads connections over the workers)."""
     import httpx
 

@@ -28,7 +28,7 @@ from siamese.service.admission import (
 from siamese.service.app import ServiceSettings, create_app
 from siamese.service.keys import create_key, list_keys, role_of
 from siamese.service.rate_limits import RateLimited, RateLimits
-from tests.service.test_service import _enrol, _error, _png_bytes, digits, gallery_path  # noqa: F401
+from tests.service.test_service import _enroll, _error, _png_bytes, digits, gallery_path  # noqa: F401
 
 # ------------------------------------------------------------------------------------------
 # Stages
@@ -195,7 +195,7 @@ def test_a_full_stage_answers_503_with_retry_after_at_once(gallery_path: Path, d
     x, _ = digits
     settings = ServiceSettings(gallery=str(gallery_path), require_keys=False, max_queue=2)
     with TestClient(create_app(settings)) as client:
-        assert _enrol(client, "zero", [_png_bytes(x[0])]).status_code == 201
+        assert _enroll(client, "zero", [_png_bytes(x[0])]).status_code == 201
         prepare = client.app.state.service.prepare_stage
         prepare.inside = 2  # two requests already decoding: the stage is full
         started = time.perf_counter()

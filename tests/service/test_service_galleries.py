@@ -35,7 +35,7 @@ def _key(path: Path, role: str) -> str:
         store.close()
 
 
-def _enrol(client: TestClient, prefix: str, name: str, image: bytes, key: str) -> object:
+def _enroll(client: TestClient, prefix: str, name: str, image: bytes, key: str) -> object:
     files = [("images", ("a.png", image, "image/png"))]
     return client.post(
         f"{prefix}/identities", data={"name": name}, files=files, headers={"X-API-Key": key}
@@ -62,9 +62,9 @@ def test_two_galleries_keep_their_people_and_their_keys_apart(
     settings = ServiceSettings(gallery=str(shop), galleries={"office": str(office)})
     zero, one = _png_bytes(x[y == 0][0]), _png_bytes(x[y == 1][0])
     with TestClient(create_app(settings)) as client:
-        # each gallery's admin enrols in its own gallery
-        assert _enrol(client, "/v1", "zero", zero, shop_admin).status_code == 201
-        assert _enrol(client, "/v1/galleries/office", "one", one, office_admin).status_code == 201
+        # each gallery's admin enrolls in its own gallery
+        assert _enroll(client, "/v1", "zero", zero, shop_admin).status_code == 201
+        assert _enroll(client, "/v1/galleries/office", "one", one, office_admin).status_code == 201
         # a key opens its own gallery only
         for prefix, key in (("/v1", office_admin), ("/v1/galleries/shop", office_reader)):
             code, kind, message = _error(_identify(client, prefix, zero, key))
@@ -76,7 +76,7 @@ def test_two_galleries_keep_their_people_and_their_keys_apart(
         assert answer["identity"] != "one"
         # the default gallery's admin administers every gallery; a reader of it does not
         two = _png_bytes(x[y == 2][0])
-        assert _enrol(client, "/v1/galleries/office", "two", two, shop_admin).status_code == 201
+        assert _enroll(client, "/v1/galleries/office", "two", two, shop_admin).status_code == 201
         listed = client.get("/v1/galleries/office/identities", headers={"X-API-Key": shop_admin})
         assert [i["name"] for i in listed.json()["items"]] == ["one", "two"]
         # each caller lists the galleries it opens
@@ -144,7 +144,7 @@ def test_a_folder_of_galleries_grows_and_shrinks_through_the_api(
         key = first.post(
             "/v1/galleries/team-a/keys", json={"role": "admin"}, headers=headers
         ).json()["key"]
-        assert _enrol(first, "/v1/galleries/team-a", "one", one, key).status_code == 201
+        assert _enroll(first, "/v1/galleries/team-a", "one", one, key).status_code == 201
         assert _identify(first, "/v1", one, key).status_code == 401
         # another worker on the same folder serves the gallery the first one made
         [answer] = _identify(second, "/v1/galleries/team-a", one, key).json()["results"]

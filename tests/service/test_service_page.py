@@ -1,5 +1,5 @@
 """The service's web page in a real headless browser (Debian's chromium driven by Playwright)
-against `siamese serve` on loopback: the error without a key, enter the key, enrol two people
+against `siamese serve` on loopback: the error without a key, enter the key, enroll two people
 from their photos, search them by name, drop a photo of one of them, identify both in one
 photo (each face boxed and named), a stranger, remove and add one person's photos, the camera
 live (a fake device), delete a person, and the page at a phone's width by keyboard.

@@ -1,5 +1,5 @@
 """`siamese cluster MODEL PHOTOS... --out DIR`: group unlabelled photos by person at the model's
-calibrated decision distance, for review and then enrolment (`gallery enroll --clusters`)."""
+calibrated decision distance, for review and then enrollment (`gallery enroll --clusters`)."""
 
 from __future__ import annotations
 
@@ -90,7 +90,7 @@ def cluster(
     engine: EngineOption = "auto",
 ) -> None:
     """Group unlabelled photos by person: review OUT/index.html, rename the folders in
-    OUT/people, then enrol them with `siamese gallery enroll GALLERY --clusters OUT`."""
+    OUT/people, then enroll them with `siamese gallery enroll GALLERY --clusters OUT`."""
     from rich.console import Console
 
     from siamese.clustering.photo_clustering import cluster_photos

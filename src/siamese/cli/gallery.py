@@ -1,4 +1,4 @@
-"""`siamese gallery ...`: create a gallery of people for a model, enrol them from images or a
+"""`siamese gallery ...`: create a gallery of people for a model, enroll them from images or a
 known-people folder, identify and verify new images, list, remove, rename, move to another
 model. The gallery remembers its model, so only `create` (and `reembed`) name one."""
 
@@ -16,7 +16,7 @@ from siamese.cli.recognize import JsonOption, image_files
 from siamese.data.image_files import IMAGE_SUFFIXES
 
 gallery_app = typer.Typer(
-    help="A persistent gallery of people (SQLite file or database URL): enrol from one photo, "
+    help="A persistent gallery of people (SQLite file or database URL): enroll from one photo, "
     "identify with strangers answered 'unknown'.",
     no_args_is_help=True,
 )
@@ -253,7 +253,7 @@ def enroll(
     ] = None,
     force: Annotated[
         bool,
-        typer.Option("--force", help="Enrol an image even if another person has it."),
+        typer.Option("--force", help="Enroll an image even if another person has it."),
     ] = False,
     model: ModelOverride = None,
     as_json: JsonOption = False,
@@ -261,7 +261,7 @@ def enroll(
     device: DeviceOption = None,
     engine: EngineOption = "auto",
 ) -> None:
-    """Enrol a person from images (NAME IMAGE...), everyone in --folder, or the reviewed
+    """Enroll a person from images (NAME IMAGE...), everyone in --folder, or the reviewed
     clusters of `siamese cluster` (--clusters)."""
     from siamese.errors import ConfigError, DataError
 

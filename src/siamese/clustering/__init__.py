@@ -9,7 +9,7 @@
 - `scores`: pairwise and BCubed precision / recall / F1 against true labels.
 - `photo_faces`: the faces of a photo library embedded once, cached by file hash (resumable).
 - `review`: the result written for a person to review (clusters.json / .csv, a folder per
-  cluster, contact sheets) and read back after renaming; `cluster_enrolment` enrols the
+  cluster, contact sheets) and read back after renaming; `cluster_enrollment` enrolls the
   named folders into a gallery (`gallery enroll --clusters`).
 - `photo_clustering`: `cluster_photos`, the whole job, and the decision distance from the
   model's calibration (`decision_distance`).

@@ -18,7 +18,7 @@ MATCHING_OVERLAP = 0.5
 
 
 @dataclass(frozen=True)
-class ClusterEnrolment:
+class ClusterEnrollment:
     """What `enroll_clusters` did.
 
     Attributes:
@@ -32,14 +32,14 @@ class ClusterEnrolment:
 
 def enroll_clusters(
     gallery: Any, out: Path, names: dict[str, str] | None = None, force: bool = False
-) -> ClusterEnrolment:
-    """Enrol the named folders of a reviewed `siamese cluster` output into `gallery`.
+) -> ClusterEnrollment:
+    """Enroll the named folders of a reviewed `siamese cluster` output into `gallery`.
 
     Args:
         gallery: an open `Gallery`.
         out: the `--out` folder of `siamese cluster`.
         names: folder or cluster number → name, for folders not renamed.
-        force: enrol a photo even if another identity has it.
+        force: enroll a photo even if another identity has it.
     Raises:
         DataError: not a cluster folder; no folder named; a photo moved or changed since it
             was clustered (its face is no longer found). Nothing of a person is stored when
@@ -63,7 +63,7 @@ def enroll_clusters(
             "names): rename the folders of the people you recognise, or give --name "
             "cluster-001=NAME"
         )
-    result = ClusterEnrolment([], unnamed)
+    result = ClusterEnrollment([], unnamed)
     for name, (faces, extra) in sorted(people.items()):
         try:
             if every_face and faces:

@@ -101,7 +101,7 @@ def cluster_photos(
     out = Path(out)
     library = embed_library(
         recognizer,
-        [Path(p).absolute() for p in photos],  # enrolment may run from another folder
+        [Path(p).absolute() for p in photos],  # enrollment may run from another folder
         cache if cache is not None else out / "embeddings.sqlite",
         every_face,
         workers,

@@ -80,7 +80,7 @@ def write_review(
     if reviewed and not force:
         listed = ", ".join(reviewed[:5]) + (" …" if len(reviewed) > 5 else "")
         raise OutputError(
-            f"{people}: holds folders a person named ({listed}); enrol them first "
+            f"{people}: holds folders a person named ({listed}); enroll them first "
             f"(siamese gallery enroll GALLERY --clusters {out}), choose another --out, or "
             "pass --force to replace them"
         )
@@ -381,7 +381,7 @@ def reviewed_clusters(out: Path, names: dict[str, str] | None = None) -> list[Re
                 if face_id not in faces:
                     raise DataError(
                         f"{entry}: names face {face_id}, which {out}/clusters.json does not "
-                        "hold; rename the file without its f-number prefix to enrol it as a "
+                        "hold; rename the file without its f-number prefix to enroll it as a "
                         "new photo"
                     )
                 linked.append(faces[face_id])

@@ -1,4 +1,4 @@
-"""Open-set identification, as NIST FRVT measures it: enrol some identities, probe with images
+"""Open-set identification, as NIST FRVT measures it: enroll some identities, probe with images
 of enrolled people (mated probes) and of people never enrolled (non-mated probes).
 
 One trial: half of the identities (those with more than `shots` examples) are enrolled with
@@ -14,7 +14,7 @@ to that identity's nearest enrolled example.
 - DIR and FPIR at given thresholds (the model's, calibrated on other classes): the share of
   mated probes identified and accepted, and of strangers accepted.
 
-Trials are repeated over random enrolments and reported as mean ± std.
+Trials are repeated over random enrollments and reported as mean ± std.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ FPIRS = (0.01, 0.1)
 
 @dataclass(frozen=True)
 class Trial:
-    """One enrolment's probes: best identity and score of each probe.
+    """One enrollment's probes: best identity and score of each probe.
 
     Attributes:
         mated_correct: (P,) bool, the mated probe's best identity is its own.
@@ -75,10 +75,10 @@ def best_identities(
     return labels_out, scores
 
 
-def enrolment_trial(
+def enrollment_trial(
     z: torch.Tensor, y: torch.Tensor, shots: int, generator: torch.Generator, metric: str
 ) -> Trial:
-    """One random enrolment of half the eligible identities with `shots` examples each.
+    """One random enrollment of half the eligible identities with `shots` examples each.
 
     Raises:
         DataError: fewer than 2 identities with more than `shots` examples, or nobody left
@@ -170,7 +170,7 @@ def open_set_identification(
     fpirs: tuple[float, ...] = FPIRS,
     thresholds: dict[float, float] | None = None,
 ) -> dict[str, object]:
-    """Open-set identification over `trials` random enrolments.
+    """Open-set identification over `trials` random enrollments.
 
     Args:
         z: (N, D) embeddings of identities the model did not train on; y: (N,) labels.
@@ -190,7 +190,7 @@ def open_set_identification(
     }
     sizes = []
     for _ in range(trials):
-        trial = enrolment_trial(z, y, shots, g, metric)
+        trial = enrollment_trial(z, y, shots, g, metric)
         sizes.append((trial.enrolled, trial.mated_best.numel(), trial.non_mated_best.numel()))
         if trial.mated_best.numel():
             rank1.append(float(trial.mated_correct.double().mean()))

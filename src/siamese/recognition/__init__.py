@@ -1,5 +1,5 @@
 """Recognition: a trained model applied to images — embed, compare against calibrated
-thresholds, and a persistent gallery that enrols identities and identifies new images.
+thresholds, and a persistent gallery that enrolls identities and identifies new images.
 
 - `images`: what users hand over (paths, PIL images, arrays, tensors) → the model's input.
 - `decisions`: the decision rules, without torch: the accept rule, `Thresholds` (as
@@ -16,7 +16,7 @@ thresholds, and a persistent gallery that enrols identities and identifies new i
   estimated from labelled data, and the threshold at a target FPIR (torch-free).
 - `answers`: what a gallery answers (`Identification`, `Verification`, `Enrollment`, …),
   each decision with its `DecisionBasis`.
-- `gallery`: `Gallery` (enrol, identify with open-set rejection, verify, remove, rename,
+- `gallery`: `Gallery` (enroll, identify with open-set rejection, verify, remove, rename,
   calibrate on its own people), on `gallery_store` (all of its SQL, through SQLAlchemy:
   SQLite by default), `gallery_search` (exact search, or an index of `gallery_index` tuned
   to agree with it), `gallery_search_cache` (the search kept in step with the database and
@@ -35,7 +35,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from siamese.data import lazy_getattr, public_names
+from siamese.lazy_exports import lazy_getattr, public_names
 
 _PUBLIC = public_names(
     {

@@ -1,5 +1,5 @@
 """What a gallery answers: who a probe is (with the evidence for it), whether an image shows a
-claimed identity, what an enrolment did, and an identity's summary.
+claimed identity, what an enrollment did, and an identity's summary.
 
 Every decision carries its evidence: the threshold it was taken at, the rule that set the
 threshold (a false-positive identification rate for the gallery's size, or a pair
@@ -155,7 +155,7 @@ class Enrollment:
         already_enrolled: sources whose image this identity already had (nothing stored).
         no_face: sources in which the model's face step found no face (left out: its
             on_no_face is "skip").
-        decision: the gallery's threshold after the enrolment.
+        decision: the gallery's threshold after the enrollment.
     """
 
     identity: str

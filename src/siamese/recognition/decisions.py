@@ -432,7 +432,7 @@ def _independent(
             f"of {needed:.2g}, and the model's calibration ({thresholds.calibrated_on}) "
             f"supports rates down to {smallest if smallest is not None else 'none'}: give a "
             "larger --fpir, calibrate the model on more labelled data (siamese calibrate), "
-            "or enrol enough people for the gallery to calibrate itself (siamese gallery "
+            "or enroll enough people for the gallery to calibrate itself (siamese gallery "
             f"calibrate; {identities_needed(target):,} identities)"
         )
     far = max(usable)

@@ -1,4 +1,4 @@
-"""A persistent gallery: enrol identities from one or more images, identify new images with
+"""A persistent gallery: enroll identities from one or more images, identify new images with
 strangers answered "unknown", verify a claimed identity.
 
     from siamese.recognition import Gallery, load_recognizer
@@ -311,7 +311,7 @@ class Gallery:
         if np.unique(owners).size < 2:
             raise ConfigError(
                 f"{self.store.location}: a gallery calibrates on its own identities, each "
-                "left out as a stranger to the others: enrol at least two first"
+                "left out as a stranger to the others: enroll at least two first"
             )
         own = measure_gallery(
             vectors, owners, self.settings["metric"], self.settings["scoring"], generation

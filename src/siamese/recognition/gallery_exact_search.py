@@ -313,7 +313,7 @@ def _beating(
 
 def _most_examples(owners: np.ndarray) -> int:
     """The most examples any identity has among (M,) identity ids >= 0 (1 when none): a
-    count per id (milliseconds at 1M, where sorting them took 0.1 s per enrolment)."""
+    count per id (milliseconds at 1M, where sorting them took 0.1 s per enrollment)."""
     return int(np.bincount(owners).max()) if owners.size else 1
 
 

@@ -4,7 +4,7 @@ Core — one SQLite file by default, any SQLAlchemy URL (PostgreSQL) where sever
 hosts share a gallery.
 
 The database is the source of truth; search indexes are caches of it. Every write runs in
-one transaction (all of an enrolment or none of it, even when the process is killed) and
+one transaction (all of an enrollment or none of it, even when the process is killed) and
 bumps `generation`, so another process's cache can tell it is stale with one read.
 
 SQLite is opened in WAL mode (readers never block the writer), with foreign keys on and a
@@ -147,7 +147,7 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 
 def _sqlite_begin(conn: Connection) -> None:
     # A writer (`GalleryStore.transaction`) takes the write lock at the start: it cannot
-    # deadlock with another writer halfway, and concurrent enrolments queue on the busy
+    # deadlock with another writer halfway, and concurrent enrollments queue on the busy
     # timeout. Reads begin deferred: in WAL mode they see a snapshot and never wait.
     write = conn.get_execution_options().get("siamese_write", False)
     conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
@@ -330,7 +330,7 @@ class GalleryStore:
                 with conn.begin():
                     if queue and conn.dialect.name != "sqlite":
                         # Writers queue on the generation row, as SQLite's BEGIN IMMEDIATE
-                        # queues them on the file: no two enrolments interleave, so two
+                        # queues them on the file: no two enrollments interleave, so two
                         # workers creating one identity at once cannot collide.
                         conn.execute(
                             sa.select(settings_table.c.value)

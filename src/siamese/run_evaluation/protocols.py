@@ -422,7 +422,7 @@ def identification(
     trials: int = 10,
 ) -> None:
     """Open-set identification (`siamese.evaluation.identification`) with 1 and 5 enrolled
-    examples per identity, `trials` random enrolments each."""
+    examples per identity, `trials` random enrollments each."""
     from siamese.evaluation.identification import open_set_identification
 
     reports: dict[str, Any] = {}

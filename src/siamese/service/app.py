@@ -45,7 +45,7 @@ def create_app(settings: ServiceSettings) -> FastAPI:
     app = FastAPI(
         title="siamese recognition service",
         version="1",
-        description="Identify, verify and enrol people (or any classes) against galleries: "
+        description="Identify, verify and enroll people (or any classes) against galleries: "
         "`/v1/...` addresses the default gallery, `/v1/galleries/{gallery}/...` any.",
         lifespan=lifespan,
         responses=DOCUMENTED_ERRORS,

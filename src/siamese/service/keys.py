@@ -2,7 +2,7 @@
 key's SHA-256 and its first characters are stored; the key itself is shown once, when made.
 
 Roles: `admin` may do everything; `recognize` may identify, verify, embed and read, but not
-enrol, rename or delete.
+enroll, rename or delete.
 """
 
 from __future__ import annotations

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from siamese.data import lazy_getattr, public_names
+from siamese.lazy_exports import lazy_getattr, public_names
 
 _PUBLIC = public_names(
     {

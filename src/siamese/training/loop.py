@@ -140,7 +140,7 @@ class TrainingLoop:
         """Epochs the budget reaches into (the last one may be partial)."""
         return -(-self.total_steps // self.steps_per_epoch)
 
-    def run(
+    def train(
         self,
         on_record: Callable[[dict[str, float]], None] | None = None,
         after_step: Callable[[Position], bool] | None = None,
@@ -381,7 +381,7 @@ _FIXED_COLUMNS_WIDTH = 70
 
 
 def progress_bar(show: bool, console: Console | None = None) -> contextlib.AbstractContextManager:
-    """A rich progress bar for `TrainingLoop.run` (a no-op context when not `show`).
+    """A rich progress bar for `TrainingLoop.train` (a no-op context when not `show`).
 
     The bar itself takes what the terminal leaves beside the other columns (10 to 40
     characters), so that an 80-column terminal shows the clocks whole."""
@@ -483,7 +483,7 @@ def fit(
         log_every=log_every,
     )
     with progress_bar(show_progress) as progress:
-        return loop.run(progress=progress)
+        return loop.train(progress=progress)
 
 
 class _Wrapped(torch.nn.Module):

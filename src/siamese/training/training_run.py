@@ -353,7 +353,7 @@ class TrainingRun:
         self.alarm.fired = self.tracker.collapse_warned
         try:
             with progress_bar(not self.quiet and main, self.log.console) as progress:
-                self.loop.run(self._on_record, self._after_step, self._after_epoch, progress)
+                self.loop.train(self._on_record, self._after_step, self._after_epoch, progress)
                 self._finish()
         except TrainingDivergedError as err:
             last = self.checkpoint_dir / "last.pt"

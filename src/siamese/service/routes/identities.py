@@ -1,4 +1,4 @@
-"""The addressed gallery's identities and their examples: list, look up, enrol, add photos,
+"""The addressed gallery's identities and their examples: list, look up, enroll, add photos,
 rename, set metadata, remove (changes need an admin key)."""
 
 from __future__ import annotations
@@ -110,7 +110,7 @@ async def create_identity(
     metadata: Annotated[str | None, Form(description="a JSON object")] = None,
     force: Annotated[bool, Form()] = False,
 ) -> dict[str, Any]:
-    """Enrol a new identity from one or more images."""
+    """Enroll a new identity from one or more images."""
     exists = await served.locked(lambda: served.gallery.has_identity(name))
     if exists:
         raise ApiError(

@@ -1,6 +1,6 @@
 // The service's page: identify a photo (dropped, chosen, or from the camera, live), see every
 // face boxed and named, browse and search the enrolled people, add or remove their photos,
-// enrol new people. Plain JavaScript against the REST API; no build step. The API key and the
+// enroll new people. Plain JavaScript against the REST API; no build step. The API key and the
 // chosen gallery are kept in localStorage.
 "use strict";
 
@@ -157,7 +157,7 @@ async function loadGalleries() {
 
 async function refresh() {
   showError(null);
-  await loadGalleries(); // the people counts of the list change with every enrolment
+  await loadGalleries(); // the people counts of the list change with every enrollment
   try {
     model = await api("GET", `${base()}/model`);
     const engine = model.engine ? ` on ${model.engine.engine}` : "";
@@ -473,7 +473,7 @@ $("people-search").addEventListener("input", () => {
 $("people-more").addEventListener("click", () => loadPeople(false));
 
 // ----------------------------------------------------------------------------------------
-// Enrol
+// Enroll
 
 $("enroll-form").addEventListener("submit", async (event) => {
   event.preventDefault();
