@@ -135,6 +135,54 @@ def imported_layers(path: Path) -> set[str]:
     return layers
 
 
+# Within `data`: which of its parts each part may import (besides itself, `errors`, `cache`,
+# `atomic_files` and `faces`). Parts lower in this list never import higher ones.
+DATA_MAY_IMPORT: dict[str, set[str]] = {
+    "labeled": set(),
+    "image_files": set(),
+    "transforms": set(),
+    "sampling": set(),
+    "derived": {"labeled"},
+    "arrays": {"labeled"},
+    "splits": {"labeled"},
+    "datasets": {"labeled", "image_files"},
+    "folders": {"labeled", "image_files", "derived"},
+    "fingerprints": {"labeled", "folders"},
+    "sources": {"labeled", "arrays", "splits", "datasets", "folders", "derived"},
+    "local_copies": {"datasets", "sources"},
+}
+
+
+def data_part(module: str) -> str | None:
+    """The part of `data` a dotted module name belongs to (None outside data)."""
+    parts = module.split(".")
+    return parts[2] if parts[:2] == ["siamese", "data"] and len(parts) > 2 else None
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        p
+        for p in sorted((SRC / "data").rglob("*.py"))
+        if p.name != "__init__.py" or p.parent != SRC / "data"
+    ],
+    ids=lambda p: str(p.relative_to(SRC)),
+)
+def test_data_parts_follow_their_layers(path: Path) -> None:
+    part = path.relative_to(SRC / "data").with_suffix("").parts[0]
+    allowed = DATA_MAY_IMPORT[part] | {part}
+    imported = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.ImportFrom) and node.module:
+            name = data_part(node.module)
+            if name is not None:
+                imported.add(name)
+            elif node.module == "siamese.data":
+                imported.update(a.name for a in node.names)
+    wrong = sorted(imported - allowed)
+    assert not wrong, f"data/{path.relative_to(SRC / 'data')} ({part}) imports {wrong}"
+
+
 def test_the_top_level_holds_only_the_shared_modules() -> None:
     modules = {p.stem for p in SRC.glob("*.py")}
     assert modules == TOP_LEVEL_MODULES

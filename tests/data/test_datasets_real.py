@@ -11,7 +11,7 @@ import pytest
 import torch
 
 import siamese
-from siamese.data.datasets.local_copies import EXPECTED_COUNTS, dataset_status
+from siamese.data.local_copies import EXPECTED_COUNTS, dataset_status
 from tests.conftest import data_dir
 
 DATA = data_dir()

@@ -14,7 +14,7 @@ import torch
 from PIL import Image
 
 import siamese
-from siamese.data.datasets.local_copies import dataset_status
+from siamese.data.local_copies import dataset_status
 from siamese.errors import ConfigError, DataError
 from tests.data.datasets.test_idx_and_archives import write_idx
 

@@ -38,7 +38,7 @@ _STATE_STYLE = {
 def list_datasets(data_dir: DataDirOption = None) -> None:
     """Every named dataset: what it is, its splits, and whether it is in the data directory."""
     from siamese.data.datasets.catalog import DATASETS, resolve_data_dir
-    from siamese.data.datasets.local_copies import dataset_status
+    from siamese.data.local_copies import dataset_status
 
     root = resolve_data_dir(data_dir)
     table = Table(title=f"datasets in {root}", title_justify="left")
@@ -71,7 +71,7 @@ def check(
     """Verify the datasets' files against their checksums (exit 1 if one is missing or bad:
     name the ones you need, as a check of all of them fails while any is missing)."""
     from siamese.data.datasets.catalog import DATASETS, dataset_info, how_to_get, resolve_data_dir
-    from siamese.data.datasets.local_copies import EXPECTED_COUNTS, check_counts, dataset_status
+    from siamese.data.local_copies import EXPECTED_COUNTS, check_counts, dataset_status
 
     root = resolve_data_dir(data_dir)
     for name in names or []:
@@ -113,7 +113,7 @@ def download(
     complete and verified.
     """
     from siamese.data.datasets.catalog import DATASETS, dataset_info, resolve_data_dir
-    from siamese.data.datasets.local_copies import download_dataset
+    from siamese.data.local_copies import download_dataset
     from siamese.errors import DataError
 
     root = resolve_data_dir(data_dir)

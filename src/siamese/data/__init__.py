@@ -4,8 +4,8 @@
   protocol its images follow when they are not a tensor in memory.
 - `sources`: `load_dataset`, every source behind one name; `arrays` (`arrays:PATH`: vectors or
   sequences from .npz, .npy, CSV); `image_files`: decoding one image file (torch-free).
-- `datasets/`: the named datasets (catalog, download, archives, IDX, local copies, one module
-  per dataset).
+- `datasets/`: the named datasets (catalog, download, archives, IDX, one module per dataset);
+  `local_copies`: what of each is in the data directory, fetching what is not.
 - `folders/`: image folders (listing and shared checks, decoded, streamed, face crops).
 - `derived/`: data made from data (resized, fitted to a model, rotated classes).
 - `sampling/`: P×K batches, offline pairs and triplets, the pair tutorials' protocol.
