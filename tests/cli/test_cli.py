@@ -71,6 +71,7 @@ def test_bad_options_give_usage_and_nonzero_exit(args: list[str], expected: str)
     assert "Traceback" not in result.stderr + result.stdout
 
 
+@pytest.mark.slow
 def test_out_that_cannot_be_written(tmp_path: Path) -> None:
     blocker = tmp_path / "a-file"
     blocker.write_text("not a directory")

@@ -257,6 +257,7 @@ def test_embed_names_a_bad_file_found_by_a_worker(
     assert not out_file.exists()
 
 
+@pytest.mark.slow
 def test_torchrun_two_processes_embed_what_one_process_embeds(
     tmp_path: Path, people: Path, digits_model: Path
 ) -> None:
@@ -285,6 +286,7 @@ def test_torchrun_two_processes_embed_what_one_process_embeds(
     assert str(b["model_fingerprint"]) == str(a["model_fingerprint"])
 
 
+@pytest.mark.slow
 def test_torchrun_embed_with_a_bad_file_in_one_share_fails_on_every_process(
     tmp_path: Path, people: Path, digits_model: Path
 ) -> None:

@@ -315,6 +315,7 @@ def _enroll_many(args: tuple[str, str, int, int]) -> None:
             gallery.enroll(f"person {k}", [data.x[2 * k], data.x[2 * k + 1]])
 
 
+@pytest.mark.slow
 def test_two_processes_enrolling_at_once_lose_nothing(
     tmp_path: Path, recognizer: Recognizer, digits_model: Path
 ) -> None:

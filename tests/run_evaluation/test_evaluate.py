@@ -47,6 +47,7 @@ def digits_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return run
 
 
+@pytest.mark.slow
 def test_evaluate_writes_the_three_reports(
     digits_run: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -91,6 +92,7 @@ def test_evaluate_writes_the_three_reports(
     assert roc_auc(distance, same) == pytest.approx(metrics["metrics"]["verification"]["auc"])
 
 
+@pytest.mark.slow
 def test_evaluate_measures_raw_inputs_beside_and_checks_the_episode_groups(
     digits_run: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -109,6 +111,7 @@ def test_evaluate_measures_raw_inputs_beside_and_checks_the_episode_groups(
     assert code == 1 and "has no such per-example attribute" in out and "Traceback" not in out
 
 
+@pytest.mark.slow
 def test_evaluate_refuses_data_that_chose_the_checkpoint_and_warns_on_trained_examples(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -137,6 +140,7 @@ def test_a_run_on_all_of_a_dataset_is_not_evaluated_on_one_of_its_splits() -> No
     assert evaluation_data(trained).description == "glyphs (test)"
 
 
+@pytest.mark.slow
 def test_a_failed_evaluation_leaves_the_earlier_one_intact_and_out_chooses_the_folder(
     digits_run: Path,
     capsys: pytest.CaptureFixture[str],
@@ -217,6 +221,7 @@ def test_a_pair_classifier_run_is_scored_by_its_head(
     assert logged == pytest.approx(by_head, abs=1e-5) and by_head != by_distance
 
 
+@pytest.mark.slow
 def test_test_classes_are_held_out_by_folds_and_evaluated_with_a_validation_threshold(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -280,6 +285,7 @@ def test_plot_draws_one_figure_and_errors_are_one_line(
     assert code == 1 and "give --data" in out
 
 
+@pytest.mark.slow
 def test_photos_are_fitted_to_the_model_or_read_with_data_options(
     digits_run: Path, capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
@@ -309,6 +315,7 @@ def test_photos_are_fitted_to_the_model_or_read_with_data_options(
     assert code == 1 and "expected KEY=VALUE" in out and not (tmp_path / "x").exists()
 
 
+@pytest.mark.slow
 def test_sweep_trains_one_run_per_value_and_draws_the_grid(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -338,6 +345,7 @@ def test_sweep_trains_one_run_per_value_and_draws_the_grid(
     assert code == 1 and "a sweep varies one key" in out
 
 
+@pytest.mark.slow
 def test_sweep_of_words_with_a_fixed_list_and_the_training_gallery(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -410,6 +418,7 @@ def test_the_retrieval_figure_of_a_training_gallery_shows_training_examples(
 @pytest.mark.skipif(
     not os.environ.get("SIAMESE_DATA_DIR"), reason="SIAMESE_DATA_DIR is not set to a directory"
 )
+@pytest.mark.slow
 def test_novelty_of_an_mnist_model_against_fashion_mnist(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -42,6 +42,7 @@ OWN_PARAMETERS = {"pair_classifier": 2, "arcface": 1, "proxy_anchor": 1, "margin
         "triplet+memory",
     ],
 )
+@pytest.mark.slow
 def test_global_batch_loss_and_gradients_equal_one_process(tmp_path: Path, loss_name: str) -> None:
     """Every rank's loss and gradients are one process's on the global batch, and the loss's
     own parameters (class weights, proxies, β) are identical on every rank after a step."""
@@ -74,6 +75,7 @@ def test_global_batch_loss_and_gradients_equal_one_process(tmp_path: Path, loss_
         assert torch.equal(first, second)  # bit for bit: no rank drifts from the others
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="reads Linux's /proc")
 def test_leaving_the_group_stops_its_threads(tmp_path: Path) -> None:
     """After `leave`, no gloo thread runs on into the interpreter's teardown (where it used

@@ -117,6 +117,7 @@ def test_same_seed_and_config_give_identical_metrics(tmp_path: Path) -> None:
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
+@pytest.mark.slow
 def test_sigkill_mid_epoch_then_resume_equals_an_uninterrupted_run(tmp_path: Path) -> None:
     """Kill a training subprocess in the middle of an epoch, damage its newest checkpoint,
     resume: the final weights and every logged number equal an uninterrupted run's."""
@@ -293,7 +294,7 @@ def test_optimisers_and_schedules(tmp_path: Path) -> None:
 
 
 def test_collapse_alarm_warns_once_with_advice() -> None:
-    from siamese.run_directory.metrics import CollapseAlarm
+    from siamese.training.collapse_alarm import CollapseAlarm
 
     alarm = CollapseAlarm(margin=0.2, embedding_dim=64)
     healthy = {
@@ -423,7 +424,7 @@ def test_a_run_that_failed_before_its_first_checkpoint_resumes_from_step_0(
     def broken(*args, **kwargs):  # type: ignore[no-untyped-def]
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(TrainingLoop, "run", broken)
+    monkeypatch.setattr(TrainingLoop, "train", broken)
     code, _ = run_cli(["train", str(config), "--out", str(run), "--quiet"], capsys)
     assert code == 130 and (run / "config.yaml").exists() and not (run / "checkpoints").exists()
     monkeypatch.undo()

@@ -354,6 +354,7 @@ def digit_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
+@pytest.mark.slow
 def test_a_streamed_run_trains_and_evaluates_as_the_in_memory_run(
     digit_folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
