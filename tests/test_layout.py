@@ -267,3 +267,30 @@ def test_the_documented_module_paths_import() -> None:
         ("siamese.cli", "main"),
     ]:
         assert hasattr(importlib.import_module(module), name), (module, name)
+
+
+def test_the_tests_mirror_the_packages() -> None:
+    """Every folder of tests/ is a package of src/siamese (tests/data/folders tests
+    siamese.data.folders), so a test's place says what it tests."""
+    tests = Path(__file__).resolve().parent
+    folders = [
+        p.relative_to(tests)
+        for p in tests.rglob("*")
+        if p.is_dir() and p.name not in ("__pycache__", "scripts")
+    ]
+    assert folders, "tests/ has no package folders"
+    orphans = sorted(str(f) for f in folders if not (SRC / f / "__init__.py").is_file())
+    assert not orphans, f"tests/{orphans} mirror no package of src/siamese"
+    flat = sorted(p.name for p in tests.glob("test_*.py"))
+    top_level = {f"test_{m}.py" for m in TOP_LEVEL_MODULES}
+    cross_cutting = {
+        "test_layout.py",
+        "test_readme.py",
+        "test_recipe_results.py",
+        "test_crash_isolation.py",
+        "test_docstring_examples.py",
+    }
+    assert set(flat) <= top_level | cross_cutting, (
+        f"{sorted(set(flat) - top_level - cross_cutting)} at the top of tests/: put each in "
+        "the folder of the package it tests"
+    )

@@ -85,7 +85,13 @@ def in_memory(x: Inputs, what: str) -> torch.Tensor:
 
 @dataclass(frozen=True)
 class SkippedFile:
-    """A file a source left out (with `on_bad_file="skip"`), and why."""
+    """A file a source left out (with `on_bad_file="skip"`), and why.
+
+    Example:
+        >>> from siamese.data import SkippedFile
+        >>> SkippedFile("ann/3.jpg", "not an image: cannot identify image file")
+        SkippedFile(path='ann/3.jpg', reason='not an image: cannot identify image file')
+    """
 
     path: str
     reason: str
@@ -109,6 +115,24 @@ class LabeledData:
             (`meta_names["alphabet"][meta["alphabet"][i]]` is example i's alphabet).
         paths: where each example came from (a file, or an archive member), or None.
         skipped: the files the source could not use and left out, with the reason.
+
+    Example:
+        >>> import torch
+        >>> from siamese.data import LabeledData
+        >>> data = LabeledData(
+        ...     x=torch.zeros(6, 1, 8, 8, dtype=torch.uint8),
+        ...     y=torch.tensor([0, 0, 1, 1, 2, 2]),
+        ...     classes=["ann", "bob", "cy"],
+        ... )
+        >>> len(data), data.class_counts().tolist()
+        (6, [2, 2, 2])
+        >>> part = data.with_classes(torch.tensor([0, 2]))
+        >>> part.y.tolist(), part.classes  # labels and class names are kept
+        ([0, 0, 2, 2], ['ann', 'bob', 'cy'])
+        >>> LabeledData(torch.zeros(5, 3), torch.zeros(4, dtype=torch.long), ["a"])
+        Traceback (most recent call last):
+        ...
+        ValueError: 5 examples but 4 labels
     """
 
     x: Inputs

@@ -3,8 +3,8 @@
     PATH/<class>/<image>                 every image, classes = the subfolder names
     PATH/train/<class>/<image>           the same, split: `train` plus `val` and/or `test`
 
-`split_folders` lists every file with its size and stamp: what the decoded cache of
-`siamese.data.folders.decoded` is keyed on. `folder_index` is the listing that
+`split_folders` lists every file with its size and stamp: what the decoded-pixel cache
+(`siamese.data.folders.decoded_cache`) is keyed on. `folder_index` is the listing that
 `siamese.data.folders.streamed` streams from: file names (no stat per file) and what each file's
 header says (its size and whether it is grey or colour, or why it cannot be read), kept in
 `cache_dir() / "folders"` and reused for every class folder whose stamp is unchanged.

@@ -80,7 +80,7 @@ def load_folder(
             corrupt pixel data is reported only when it is decoded. False: decode every image
             now (and cache the pixels). "auto": stream when the decoded pixels (N × C × H × W
             bytes, C = 3 unless `channels` says, H × W from `image_size`, the face step or the
-            first image) would pass `streamed_folder.stream_limit_bytes()` (2 GiB, or
+            first image) would pass `streamed.stream_limit_bytes()` (2 GiB, or
             $SIAMESE_STREAM_ABOVE_BYTES). Streaming with a face step needs its on_no_face
             "error" (a photo without a face cannot be left out once it is sampled).
     Returns:
