@@ -178,8 +178,8 @@ def measure(kind: str, workers: int, root: Path, count: int) -> dict[str, Any]:
     """Read the first `count` files of the fixed order with `kind` and `workers`."""
     import torch
 
+    from siamese.data.batches import load_batches
     from siamese.data.folders.loading import load_folder
-    from siamese.data.folders.streamed import load_batches
 
     data = load_folder(root, stream=True, image_size=SIDE, channels=3, workers=2)
     order = torch.randperm(len(data), generator=torch.Generator().manual_seed(0))[:count]

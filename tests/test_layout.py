@@ -147,7 +147,8 @@ DATA_MAY_IMPORT: dict[str, set[str]] = {
     "splits": {"labeled"},
     "datasets": {"labeled", "image_files"},
     "folders": {"labeled", "image_files", "derived"},
-    "fingerprints": {"labeled", "folders"},
+    "batches": {"labeled", "folders"},
+    "fingerprints": {"labeled", "batches", "folders"},
     "sources": {"labeled", "arrays", "splits", "datasets", "folders", "derived"},
     "local_copies": {"datasets", "sources"},
 }

@@ -2,6 +2,8 @@
 
 - `labeled`: `LabeledData`, the one form every source produces, and `ImageSource`, the small
   protocol its images follow when they are not a tensor in memory.
+- `batches`: `load_batches`, reading either kind of x in batches (streamed images decoded in
+  worker processes).
 - `sources`: `load_dataset`, every source behind one name; `arrays` (`arrays:PATH`: vectors or
   sequences from .npz, .npy, CSV); `image_files`: decoding one image file (torch-free).
 - `datasets/`: the named datasets (catalog, download, archives, IDX, one module per dataset);

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import torch
 
-from siamese.data.folders.streamed import load_batches, ranges
+from siamese.data.batches import load_batches, ranges
 from siamese.data.labeled import ImageSource, Inputs
 
 _CHUNK_BYTES = 1 << 25  # bytes of examples hashed at a time (bounds the int64 temporaries)

@@ -2,7 +2,7 @@
 images follow when they are not one tensor in memory (a folder streamed from its files).
 
 Code that meets both kinds of `x` goes through the few functions here (`take`, `in_memory`)
-or through `siamese.data.folders.streamed.load_batches`, which reads either in batches; no
+or through `siamese.data.batches.load_batches`, which reads either in batches; no
 other module needs to know which kind it holds.
 """
 
@@ -107,7 +107,7 @@ class LabeledData:
             For a folder too large to decode up front, an `ImageSource` of that shape
             (`siamese.data.folders.streamed.StreamedImages`): indexing it decodes those
             files; `subset` keeps it on disk; read it in batches with
-            `siamese.data.folders.streamed.load_batches`.
+            `siamese.data.batches.load_batches`.
         y: int64 labels (N,), indices into `classes`.
         classes: the name of every class id (subsets keep the full list).
         meta: per-example int64 tensors (N,), e.g. `writer` for glyphs, `drawer` for Omniglot.

@@ -89,7 +89,7 @@ def input_batches(x: Any, batch_size: int, workers: int | None = None) -> Iterat
         for start in range(0, n, batch_size):
             yield x[start : start + batch_size]
         return
-    from siamese.data.folders.streamed import load_batches, ranges
+    from siamese.data.batches import load_batches, ranges
 
     count = getattr(x, "workers", 0) if workers is None else workers
     with load_batches(x, ranges(n, batch_size), workers=count) as batches:

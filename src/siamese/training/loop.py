@@ -221,7 +221,7 @@ class TrainingLoop:
             for index, batch in pending:
                 yield index, batch, None
             return
-        from siamese.data.folders.streamed import load_batches
+        from siamese.data.batches import load_batches
 
         todo = list(pending)  # the workers are handed the epoch's batches up front
 

@@ -9,8 +9,8 @@ from typing import Any
 import torch
 
 from siamese.config import AugmentConfig, RunConfig
+from siamese.data.batches import load_batches
 from siamese.data.folders.listing import default_workers
-from siamese.data.folders.streamed import load_batches
 from siamese.data.labeled import ImageSource, Inputs, LabeledData
 from siamese.data.sampling.offline_tuples import TupleBatches
 from siamese.data.sampling.pk_sampler import PKSampler

@@ -14,6 +14,7 @@ import torch
 from PIL import Image
 
 from siamese.data import image_files
+from siamese.data.batches import load_batches, ranges
 from siamese.data.derived.resized import fitted_to
 from siamese.data.derived.rotated_classes import with_rotated_classes
 from siamese.data.fingerprints import example_fingerprints
@@ -22,8 +23,6 @@ from siamese.data.folders.loading import load_folder
 from siamese.data.folders.streamed import (
     STREAM_LIMIT_VARIABLE,
     StreamedImages,
-    load_batches,
-    ranges,
     stream_limit_bytes,
 )
 from siamese.data.sources import load_dataset
