@@ -34,7 +34,7 @@ first four and counted (`RetrievalReport.left_out`).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 
@@ -116,50 +116,77 @@ def nearest_neighbours(
     return out
 
 
-def _check_inputs(
-    embeddings: torch.Tensor,
-    labels: torch.Tensor,
-    ref_embeddings: torch.Tensor | None,
-    ref_labels: torch.Tensor | None,
-    metric: str,
-) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Raise `DataError`/`ConfigError` for unusable inputs; return int64 labels."""
-    check_metric(metric)
-    if (ref_embeddings is None) != (ref_labels is None):
-        raise ConfigError(
-            "retrieval: ref_embeddings and ref_labels go together; give both for a separate "
-            "gallery, or neither to use the queries as the gallery (leave-one-out)"
-        )
-    sets = [("embeddings", embeddings, "labels", labels)]
-    if ref_embeddings is not None:
-        sets.append(("ref_embeddings", ref_embeddings, "ref_labels", ref_labels))
-    out = []
-    for x_name, x, y_name, y in sets:
-        if x.ndim != 2 or x.shape[0] == 0 or x.shape[1] == 0:
-            raise DataError(
-                f"retrieval: {x_name} must be a non-empty (N, D) tensor, got shape "
-                f"{tuple(x.shape)}; embed at least one example"
+@dataclass(frozen=True)
+class _RetrievalSets:
+    """The queries, the gallery they are ranked against and the metric of one evaluation.
+
+    Attributes:
+        embeddings: (N, D) queries; labels: (N,) their labels.
+        ref_embeddings: (M, D) gallery and ref_labels: (M,) its labels, or both None for
+            leave-one-out (the queries are the gallery, each query's own entry left out).
+        metric: "euclidean", "sqeuclidean" or "cosine".
+    """
+
+    embeddings: torch.Tensor
+    labels: torch.Tensor
+    ref_embeddings: torch.Tensor | None
+    ref_labels: torch.Tensor | None
+    metric: Metric | str
+
+    @property
+    def leave_one_out(self) -> bool:
+        return self.ref_embeddings is None
+
+    @property
+    def gallery_labels(self) -> torch.Tensor:
+        """(M,) labels of the gallery (the queries' own under leave-one-out)."""
+        return self.labels if self.ref_labels is None else self.ref_labels
+
+    @property
+    def available(self) -> int:
+        """Gallery items each query can rank (less itself under leave-one-out)."""
+        size = self.gallery_labels.shape[0]
+        return size - 1 if self.leave_one_out else size
+
+    def checked(self) -> _RetrievalSets:
+        """These sets with int64 labels; raise `DataError`/`ConfigError` for unusable inputs."""
+        check_metric(self.metric)
+        embeddings, ref_embeddings = self.embeddings, self.ref_embeddings
+        if (ref_embeddings is None) != (self.ref_labels is None):
+            raise ConfigError(
+                "retrieval: ref_embeddings and ref_labels go together; give both for a separate "
+                "gallery, or neither to use the queries as the gallery (leave-one-out)"
             )
-        if y.ndim != 1 or y.shape[0] != x.shape[0]:
+        sets = [("embeddings", embeddings, "labels", self.labels)]
+        if ref_embeddings is not None:
+            sets.append(("ref_embeddings", ref_embeddings, "ref_labels", self.ref_labels))
+        out = []
+        for x_name, x, y_name, y in sets:
+            if x.ndim != 2 or x.shape[0] == 0 or x.shape[1] == 0:
+                raise DataError(
+                    f"retrieval: {x_name} must be a non-empty (N, D) tensor, got shape "
+                    f"{tuple(x.shape)}; embed at least one example"
+                )
+            if y.ndim != 1 or y.shape[0] != x.shape[0]:
+                raise DataError(
+                    f"retrieval: {y_name} has shape {tuple(y.shape)} but {x_name} has "
+                    f"{x.shape[0]} rows; give one label per embedding"
+                )
+            if y.is_floating_point() or y.is_complex():
+                raise DataError(f"retrieval: {y_name} must be integers, got {y.dtype}")
+            if not bool(torch.isfinite(x).all()):
+                bad = int((~torch.isfinite(x)).any(dim=1).sum())
+                raise DataError(
+                    f"retrieval: {x_name} has {bad} row(s) with NaN or infinite values; the "
+                    "model diverged or the inputs are broken — check the checkpoint and the data"
+                )
+            out.append(y.long())
+        if ref_embeddings is not None and ref_embeddings.shape[1] != embeddings.shape[1]:
             raise DataError(
-                f"retrieval: {y_name} has shape {tuple(y.shape)} but {x_name} has "
-                f"{x.shape[0]} rows; give one label per embedding"
+                f"retrieval: embeddings are {embeddings.shape[1]}-d but ref_embeddings are "
+                f"{ref_embeddings.shape[1]}-d; embed both with the same model"
             )
-        if y.is_floating_point() or y.is_complex():
-            raise DataError(f"retrieval: {y_name} must be integers, got {y.dtype}")
-        if not bool(torch.isfinite(x).all()):
-            bad = int((~torch.isfinite(x)).any(dim=1).sum())
-            raise DataError(
-                f"retrieval: {x_name} has {bad} row(s) with NaN or infinite values; the model "
-                "diverged or the inputs are broken — check the checkpoint and the data"
-            )
-        out.append(y.long())
-    if ref_embeddings is not None and ref_embeddings.shape[1] != embeddings.shape[1]:
-        raise DataError(
-            f"retrieval: embeddings are {embeddings.shape[1]}-d but ref_embeddings are "
-            f"{ref_embeddings.shape[1]}-d; embed both with the same model"
-        )
-    return out[0], (out[1] if len(out) > 1 else None)
+        return replace(self, labels=out[0], ref_labels=out[1] if len(out) > 1 else None)
 
 
 def _ranked(block: torch.Tensor, depth: int) -> torch.Tensor:
@@ -216,13 +243,18 @@ class _PerQuery:
     hit_within: dict[int, torch.Tensor]  # k → bool
     knn_correct: torch.Tensor | None  # bool
 
+    @property
+    def answerable(self) -> torch.Tensor:
+        """(N,) bool: queries with at least one relevant gallery item (R ≥ 1)."""
+        return self.relevant >= 1
+
+    def answerable_mean(self, values: torch.Tensor) -> float:
+        """Mean of (N,) per-query `values` over the answerable queries."""
+        return _answerable_mean(values, self.answerable)
+
 
 def _rank_pass(
-    embeddings: torch.Tensor,
-    labels: torch.Tensor,
-    ref_embeddings: torch.Tensor | None,
-    ref_labels: torch.Tensor | None,
-    metric: str,
+    sets: _RetrievalSets,
     *,
     at_r: bool,
     recall_ks: Sequence[int],
@@ -230,10 +262,8 @@ def _rank_pass(
     block_rows: int | None,
 ) -> _PerQuery:
     """One chunked pass over the queries, keeping each query's nearest max(R, k) items."""
-    leave_one_out = ref_embeddings is None
-    gallery_labels = labels if ref_labels is None else ref_labels
-    size = gallery_labels.shape[0]
-    available = size - 1 if leave_one_out else size
+    labels, leave_one_out = sets.labels, sets.leave_one_out
+    gallery_labels, available = sets.gallery_labels, sets.available
     if available < 1:
         raise DataError(
             "retrieval: leave-one-out on a single embedding leaves an empty gallery; "
@@ -246,7 +276,7 @@ def _rank_pass(
                 + (" (leave-one-out leaves out the query itself)" if leave_one_out else "")
                 + f"; choose an integer k between 1 and {available}"
             )
-    relevant = relevant_counts(labels, ref_labels)
+    relevant = relevant_counts(labels, sets.ref_labels)
     n = labels.shape[0]
     out = _PerQuery(
         relevant=relevant,
@@ -257,11 +287,12 @@ def _rank_pass(
         knn_correct=torch.zeros(n, dtype=torch.bool) if knn_k is not None else None,
     )
     fixed_depth = max([1, *recall_ks, *([knn_k] if knn_k is not None else [])])
-    rows_per_block = block_rows or max(1, BLOCK_ELEMENTS // size)
+    rows_per_block = block_rows or max(1, BLOCK_ELEMENTS // gallery_labels.shape[0])
     # The query itself ranks last in leave-one-out (and is never within `available`).
     blocks = distance_blocks(
-        embeddings, ref_embeddings, metric, rows_per_block, exclude_self=leave_one_out
-    )
+        sets.embeddings, sets.ref_embeddings, sets.metric, rows_per_block,
+        exclude_self=leave_one_out,
+    )  # fmt: skip
     for start, block in blocks:
         rows = block.shape[0]
         stop = start + rows
@@ -346,53 +377,47 @@ def retrieval_metrics(
         >>> {k: round(v, 4) for k, v in report.recall_at_k.items()}
         {1: 0.8333, 5: 1.0}
     """
-    labels, ref_labels = _check_inputs(embeddings, labels, ref_embeddings, ref_labels, metric)
-    leave_one_out = ref_embeddings is None
-    available = labels.shape[0] - 1 if leave_one_out else ref_labels.shape[0]
+    sets = _RetrievalSets(embeddings, labels, ref_embeddings, ref_labels, metric).checked()
+    available = sets.available
     if recall_ks is None:
         recall_ks = tuple(k for k in DEFAULT_RECALL_KS if k <= available)
     if knn_k is None:
         knn_k = max(1, min(DEFAULT_KNN_K, available))
     per_query = _rank_pass(
-        embeddings, labels, ref_embeddings, ref_labels, metric,
-        at_r=True, recall_ks=tuple(recall_ks), knn_k=knn_k, block_rows=block_rows,
-    )  # fmt: skip
-    keep = per_query.relevant >= 1
-    queries = int(keep.sum())
+        sets, at_r=True, recall_ks=tuple(recall_ks), knn_k=knn_k, block_rows=block_rows
+    )
+    queries = int(per_query.answerable.sum())
     if queries == 0:
-        raise _no_answerable_query("retrieval metrics", leave_one_out)
+        raise _no_answerable_query("retrieval metrics", sets.leave_one_out)
     return RetrievalReport(
-        precision_at_1=_answerable_mean(per_query.hit_at_1, keep),
-        r_precision=_answerable_mean(per_query.r_precision, keep),
-        map_at_r=_answerable_mean(per_query.average_precision, keep),
-        recall_at_k={k: _answerable_mean(v, keep) for k, v in per_query.hit_within.items()},
+        precision_at_1=per_query.answerable_mean(per_query.hit_at_1),
+        r_precision=per_query.answerable_mean(per_query.r_precision),
+        map_at_r=per_query.answerable_mean(per_query.average_precision),
+        recall_at_k={k: per_query.answerable_mean(v) for k, v in per_query.hit_within.items()},
         knn_accuracy=float(per_query.knn_correct.double().mean()),
         knn_k=knn_k,
         queries=queries,
-        left_out=labels.shape[0] - queries,
+        left_out=sets.labels.shape[0] - queries,
     )
 
 
 def _single_metric(
     name: str,
-    embeddings: torch.Tensor,
-    labels: torch.Tensor,
-    ref_embeddings: torch.Tensor | None,
-    ref_labels: torch.Tensor | None,
-    metric: str,
+    sets: _RetrievalSets,
     *,
     at_r: bool = False,
     recall_k: int | None = None,
     knn_k: int | None = None,
 ) -> _PerQuery:
-    labels, ref_labels = _check_inputs(embeddings, labels, ref_embeddings, ref_labels, metric)
+    """The per-query outcomes behind one metric `name` (checked inputs, one ranking pass);
+    `DataError` when no query is answerable, except for k-NN accuracy (it counts all)."""
+    sets = sets.checked()
     per_query = _rank_pass(
-        embeddings, labels, ref_embeddings, ref_labels, metric,
-        at_r=at_r, recall_ks=() if recall_k is None else (recall_k,), knn_k=knn_k,
+        sets, at_r=at_r, recall_ks=() if recall_k is None else (recall_k,), knn_k=knn_k,
         block_rows=None,
     )  # fmt: skip
-    if knn_k is None and not bool((per_query.relevant >= 1).any()):
-        raise _no_answerable_query(name, ref_embeddings is None)
+    if knn_k is None and not bool(per_query.answerable.any()):
+        raise _no_answerable_query(name, sets.leave_one_out)
     return per_query
 
 
@@ -411,8 +436,9 @@ def precision_at_1(
     Raises:
         DataError: no query is answerable, empty/mismatched/non-finite inputs.
     """
-    q = _single_metric("precision@1", embeddings, labels, ref_embeddings, ref_labels, metric)
-    return _answerable_mean(q.hit_at_1, q.relevant >= 1)
+    sets = _RetrievalSets(embeddings, labels, ref_embeddings, ref_labels, metric)
+    q = _single_metric("precision@1", sets)
+    return q.answerable_mean(q.hit_at_1)
 
 
 def r_precision(
@@ -427,10 +453,9 @@ def r_precision(
 
     Args and raises: as `precision_at_1`.
     """
-    q = _single_metric(
-        "R-precision", embeddings, labels, ref_embeddings, ref_labels, metric, at_r=True
-    )
-    return _answerable_mean(q.r_precision, q.relevant >= 1)
+    sets = _RetrievalSets(embeddings, labels, ref_embeddings, ref_labels, metric)
+    q = _single_metric("R-precision", sets, at_r=True)
+    return q.answerable_mean(q.r_precision)
 
 
 def map_at_r(
@@ -445,8 +470,9 @@ def map_at_r(
 
     Args and raises: as `precision_at_1`.
     """
-    q = _single_metric("MAP@R", embeddings, labels, ref_embeddings, ref_labels, metric, at_r=True)
-    return _answerable_mean(q.average_precision, q.relevant >= 1)
+    sets = _RetrievalSets(embeddings, labels, ref_embeddings, ref_labels, metric)
+    q = _single_metric("MAP@R", sets, at_r=True)
+    return q.answerable_mean(q.average_precision)
 
 
 def recall_at_k(
@@ -464,10 +490,9 @@ def recall_at_k(
     Args: as `precision_at_1`; k: 1 ≤ k ≤ gallery size (less one under leave-one-out).
     Raises: as `precision_at_1`, and `ConfigError` for k out of range.
     """
-    q = _single_metric(
-        "recall@k", embeddings, labels, ref_embeddings, ref_labels, metric, recall_k=k
-    )
-    return _answerable_mean(q.hit_within[k], q.relevant >= 1)
+    sets = _RetrievalSets(embeddings, labels, ref_embeddings, ref_labels, metric)
+    q = _single_metric("recall@k", sets, recall_k=k)
+    return q.answerable_mean(q.hit_within[k])
 
 
 def knn_accuracy(
@@ -487,7 +512,6 @@ def knn_accuracy(
     Raises:
         DataError: empty/mismatched/non-finite inputs. ConfigError: k out of range.
     """
-    q = _single_metric(
-        "k-NN accuracy", embeddings, labels, ref_embeddings, ref_labels, metric, knn_k=k
-    )
+    sets = _RetrievalSets(embeddings, labels, ref_embeddings, ref_labels, metric)
+    q = _single_metric("k-NN accuracy", sets, knn_k=k)
     return float(q.knn_correct.double().mean())

@@ -58,8 +58,25 @@ class Candidate:
     distance: float
 
 
+class _ReadsDecision:
+    """`threshold` and `far` read off the instance's `decision`: what an answer was decided
+    at, or a gallery's current rule."""
+
+    decision: DecisionBasis
+
+    @property
+    def threshold(self) -> float:
+        """The decision threshold (accept a score <= it)."""
+        return self.decision.threshold
+
+    @property
+    def far(self) -> float | None:
+        """The pair false-accept rate at the threshold (by the model's calibration)."""
+        return self.decision.far
+
+
 @dataclass(frozen=True)
-class Identification:
+class Identification(_ReadsDecision):
     """The answer for one probe image (or one face of it).
 
     Attributes:
@@ -94,14 +111,6 @@ class Identification:
         if self.no_face:
             return NO_FACE_LABEL
         return self.identity if self.identity is not None else UNKNOWN
-
-    @property
-    def threshold(self) -> float:
-        return self.decision.threshold
-
-    @property
-    def far(self) -> float | None:
-        return self.decision.far
 
     def as_dict(self) -> dict[str, Any]:
         return {

@@ -172,6 +172,40 @@ class Comparison:
         return asdict(self)
 
 
+@dataclass(frozen=True)
+class _GalleryRule:
+    """What a gallery's identification threshold is derived from (the arguments of
+    `identification_basis` but for the normalisation).
+
+    Attributes:
+        rule: "fpir" or "far"; target: the rate asked for.
+        identities, examples: the gallery's size; scoring: "nearest" or "centroid".
+        thresholds: the model's calibration; own: the gallery's own (None: not measured).
+        generation: the gallery's write counter.
+    """
+
+    rule: str
+    target: float
+    identities: int
+    examples: int
+    scoring: str
+    thresholds: Thresholds
+    own: GalleryCalibration | None
+    generation: int
+
+    @property
+    def n(self) -> int:
+        """The number of identities, at least 1."""
+        return max(self.identities, 1)
+
+    @property
+    def exposure(self) -> int:
+        """The chances a stranger has, at least 1: the number of examples with
+        nearest-example scoring (k examples of one identity give k), of identities with
+        centroid scoring."""
+        return max(self.examples if self.scoring == "nearest" else self.identities, 1)
+
+
 def identification_basis(
     rule: str,
     target: float,
@@ -217,17 +251,15 @@ def identification_basis(
     Raises:
         ConfigError: the rule is unknown, or the model's calibration cannot support it.
     """
-    raw = _distance_basis(rule, target, identities, examples, scoring, thresholds, own, generation)
+    gallery = _GalleryRule(rule, target, identities, examples, scoring, thresholds, own, generation)
+    raw = _distance_basis(gallery)
     if normalisation not in NORMALISATIONS:
         raise ConfigError(
             f"unknown score normalisation {normalisation!r}; use one of {', '.join(NORMALISATIONS)}"
         )
     if normalisation == "none" or rule != "fpir" or identities < COHORT + 1:
         return raw
-    n = max(identities, 1)
-    exposure = max(examples if scoring == "nearest" else identities, 1)
-    table = thresholds.fpir_table
-    model = _model_curve(table, target, exposure, normalisation)
+    model = _model_curve(thresholds.fpir_table, target, gallery.exposure, normalisation)
     scores = own.normalised_strangers(normalisation) if own is not None else np.empty(0)
     scores = np.sort(scores[np.isfinite(scores)])
     if model is None and scores.size * target < MIN_STRANGERS_ACCEPTED:
@@ -246,7 +278,7 @@ def identification_basis(
         )
     if model is not None:
         sources.append(
-            f"galleries of {n:,} simulated from the model's calibration "
+            f"galleries of {gallery.n:,} simulated from the model's calibration "
             f"({thresholds.calibrated_on}; weight {1 - weight:.0%})"
         )
     basis = (
@@ -256,21 +288,12 @@ def identification_basis(
     return replace(raw, normalised_threshold=value, estimated_fpir=estimate, basis=basis)
 
 
-def _distance_basis(
-    rule: str,
-    target: float,
-    identities: int,
-    examples: int,
-    scoring: str,
-    thresholds: Thresholds,
-    own: GalleryCalibration | None,
-    generation: int,
-) -> DecisionBasis:
+def _distance_basis(gallery: _GalleryRule) -> DecisionBasis:
     """`identification_basis` on distances."""
+    rule, target, thresholds, own = gallery.rule, gallery.target, gallery.thresholds, gallery.own
     if rule not in RULES:
         raise ConfigError(f"unknown gallery rule {rule!r}; use one of {', '.join(RULES)}")
-    n = max(identities, 1)
-    exposure = max(examples if scoring == "nearest" else identities, 1)
+    n, exposure, generation = gallery.n, gallery.exposure, gallery.generation
     table = thresholds.fpir_table
     if rule == "far":
         threshold, far = thresholds.threshold(target)

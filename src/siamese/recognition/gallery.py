@@ -49,6 +49,7 @@ from siamese.recognition.answers import (
     Identification,
     IdentityInfo,
     Verification,
+    _ReadsDecision,
 )
 from siamese.recognition.decisions import accepts, identification_basis
 from siamese.recognition.fpir import DEFAULT_FPIR, GalleryCalibration
@@ -80,7 +81,7 @@ the distance threshold of the best: two enrolled identities fit about equally.""
 Images = ImageInput | Sequence[ImageInput] | EmbeddedImages
 
 
-class Gallery:
+class Gallery(_ReadsDecision):
     """Enrolled identities in a database, searched with one model.
 
     Use `Gallery.create` or `Gallery.open`; `close` (or a `with` block) releases the database.
@@ -252,17 +253,7 @@ class Gallery:
         self.close()
 
     # ------------------------------------------------------------------------------------
-    # The decision rule
-
-    @property
-    def threshold(self) -> float:
-        """The current decision threshold (accept a score <= it)."""
-        return self.decision.threshold
-
-    @property
-    def far(self) -> float | None:
-        """The pair false-accept rate at the current threshold (by the model's calibration)."""
-        return self.decision.far
+    # The decision rule (`threshold` and `far`: of the current `decision`)
 
     @property
     def normalisation(self) -> str:
