@@ -22,19 +22,16 @@ def public_names(modules: Mapping[str, tuple[str, ...]]) -> dict[str, str]:
 
 
 def lazy_getattr(
-    package: str, public: Mapping[str, str], namespace: dict[str, Any] | None = None
+    package: str, public: Mapping[str, str], namespace: dict[str, Any]
 ) -> Callable[[str], Any]:
     """The module-level `__getattr__` of a package whose public names are imported on first use
     (PEP 562), so that importing the package costs nothing until a name is used.
-
-    It lives here, in the lowest layer that every lazily exporting package may import, because
-    this package must itself stay torch-free (see above).
 
     Args:
         package: the package's dotted name, for the AttributeError's message.
         public: each public name → the dotted name of the module that defines it.
         namespace: the package's `globals()`, where a resolved name is kept so that the next
-            look-up does not come back here; None: resolved again at each look-up.
+            look-up does not come back here.
     Returns:
         `__getattr__(name)`: the attribute `name` of its module (imported now).
     Raises (from `__getattr__`):
@@ -44,9 +41,7 @@ def lazy_getattr(
     def __getattr__(name: str) -> Any:
         if name not in public:
             raise AttributeError(f"module {package!r} has no attribute {name!r}")
-        value = getattr(importlib.import_module(public[name]), name)
-        if namespace is not None:
-            namespace[name] = value
+        value = namespace[name] = getattr(importlib.import_module(public[name]), name)
         return value
 
     return __getattr__

@@ -23,9 +23,7 @@ Names are imported on first use: decoding worker processes import
 
 from __future__ import annotations
 
-import importlib
-from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from siamese.lazy_exports import lazy_getattr, public_names
 
@@ -46,4 +44,4 @@ if TYPE_CHECKING:
     from siamese.data.splits import DataSplit, split_classes, split_data
 
 
-__getattr__ = lazy_getattr(__name__, _PUBLIC)
+__getattr__ = lazy_getattr(__name__, _PUBLIC, globals())

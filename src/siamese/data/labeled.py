@@ -69,15 +69,18 @@ def take(x: Inputs, index: torch.Tensor) -> Inputs:
     return x.take(index) if isinstance(x, ImageSource) else x[index]
 
 
+def decoded_size(nbytes: int) -> str:
+    """`nbytes` for a message: "2.3 GiB", or "120 MiB" below a GiB."""
+    return f"{nbytes / 2**30:.1f} GiB" if nbytes >= 2**30 else f"{nbytes / 2**20:.0f} MiB"
+
+
 def in_memory(x: Inputs, what: str) -> torch.Tensor:
     """`x` itself when it is a tensor; for an image source, a DataError saying that `what`
     (e.g. "rotated_classes") needs every image in memory and what to do instead."""
     if isinstance(x, ImageSource):
-        size = x.nbytes / 2**30
-        decoded = f"{size:.1f} GiB" if size >= 1 else f"{x.nbytes / 2**20:.0f} MiB"
         raise DataError(
             f"{what} needs every image in memory, but these {len(x):,} images are streamed "
-            f"from their files ({decoded} decoded): load the folder with "
+            f"from their files ({decoded_size(x.nbytes)} decoded): load the folder with "
             "stream=False (data.options.stream: false) if it fits in memory"
         )
     return x

@@ -290,9 +290,12 @@ def _rank_pass(
     rows_per_block = block_rows or max(1, BLOCK_ELEMENTS // gallery_labels.shape[0])
     # The query itself ranks last in leave-one-out (and is never within `available`).
     blocks = distance_blocks(
-        sets.embeddings, sets.ref_embeddings, sets.metric, rows_per_block,
+        sets.embeddings,
+        sets.ref_embeddings,
+        sets.metric,
+        rows_per_block,
         exclude_self=leave_one_out,
-    )  # fmt: skip
+    )
     for start, block in blocks:
         rows = block.shape[0]
         stop = start + rows

@@ -31,4 +31,4 @@ if TYPE_CHECKING:
     from siamese.training.loop import TrainingHistory, TrainingLoop, fit, warmup_cosine
     from siamese.training.training_run import RunResult, train_run
 
-__getattr__ = lazy_getattr(__name__, _PUBLIC)
+__getattr__ = lazy_getattr(__name__, _PUBLIC, globals())

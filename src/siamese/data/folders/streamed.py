@@ -46,7 +46,7 @@ from siamese.data.folders.checks import (
 )
 from siamese.data.folders.listing import folder_index
 from siamese.data.image_files import DEFAULT_MAX_PIXELS, RESIZE_MODES, BadImageError
-from siamese.data.labeled import LabeledData, SkippedFile
+from siamese.data.labeled import LabeledData, SkippedFile, decoded_size
 from siamese.errors import ConfigError, DataError
 from siamese.faces.preprocessing import FaceStep
 
@@ -205,7 +205,7 @@ class StreamedImages:
                 f"{self!r} is streamed from its files: `.{name}` needs every image in memory "
                 "as one tensor. Index a batch (x[index]), read them in batches with "
                 "siamese.data.batches.load_batches, or load the folder with "
-                f"stream=False (data.options.stream: false) if its {_size(self.nbytes)} fit in "
+                f"stream=False (data.options.stream: false) if its {decoded_size(self.nbytes)} fit in "
                 "memory"
             )
         raise AttributeError(f"'StreamedImages' object has no attribute {name!r}")
@@ -345,10 +345,6 @@ def _decode(path: str, decoding: _Decoding) -> np.ndarray:
                 "is damaged"
             )
         raise DataError(f"{path}: {err.reason}. {what}") from None
-
-
-def _size(nbytes: int) -> str:
-    return f"{nbytes / 2**30:.1f} GiB" if nbytes >= 2**30 else f"{nbytes / 2**20:.0f} MiB"
 
 
 def load_streamed(
